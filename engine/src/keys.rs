@@ -1,0 +1,346 @@
+//! Data keys and the providers that wrap them (envelope encryption).
+//!
+//! A [`DataKey`] encrypts content; a [`KeyProvider`] encrypts ("wraps") the
+//! data key under a key-encryption key bound to an [`EncryptionContext`].
+//! This module ships the local keyring (the offline default); AWS KMS plugs
+//! into the same trait.
+//!
+//! Never: print, log, serialize or persist a plaintext data key. `DataKey`
+//! has no `Debug`, `Display` or `Serialize`, and zeroizes itself on drop.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use base64::Engine as _;
+use md5::Digest as _;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{Error, Result};
+use crate::params::{EncryptionContext, KeyBits};
+
+/// A plaintext AES data key. Zeroized on drop; never printable.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct DataKey {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl DataKey {
+    /// A fresh key from the OS CSPRNG.
+    pub fn random(bits: KeyBits) -> Result<Self> {
+        let mut key = DataKey { bytes: [0; 32], len: bits.bytes() };
+        getrandom::fill(&mut key.bytes[..key.len])
+            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+        Ok(key)
+    }
+
+    /// A key from raw bytes (16, 24 or 32 of them).
+    pub fn from_slice(raw: &[u8]) -> Result<Self> {
+        if KeyBits::from_len(raw.len()).is_none() {
+            return Err(Error::Key(format!(
+                "a data key must be 16, 24 or 32 bytes (AES-128/192/256), got {} bytes",
+                raw.len()
+            )));
+        }
+        let mut key = DataKey { bytes: [0; 32], len: raw.len() };
+        key.bytes[..raw.len()].copy_from_slice(raw);
+        Ok(key)
+    }
+
+    /// Read a raw key file (`--data-key-file`), refusing any other size.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let raw = Zeroizing::new(fs::read(path).map_err(|e| Error::io(path, "read key file", e))?);
+        DataKey::from_slice(&raw).map_err(|_| {
+            Error::invalid(
+                path,
+                format!(
+                    "data key file must hold exactly 16, 24 or 32 raw bytes, it holds {}",
+                    raw.len()
+                ),
+            )
+        })
+    }
+
+    /// The AES key size.
+    pub fn bits(&self) -> KeyBits {
+        KeyBits::from_len(self.len).expect("length checked at construction")
+    }
+
+    /// The key bytes. Only for handing to a cipher or to a wrapping call.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Base64 of the MD5 of the key: Elastic Transcoder's `KeyMd5`.
+    pub fn md5_base64(&self) -> String {
+        b64(&md5::Md5::digest(self.expose_secret()))
+    }
+}
+
+/// Base64 (standard alphabet, padded), as the AWS APIs use.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decode standard base64, naming `what` in the error.
+pub fn unb64(text: &str, what: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| Error::Usage(format!("malformed base64 in {what}: {e}")))
+}
+
+/// Wraps and unwraps data keys under a key-encryption key.
+///
+/// Implementations: [`LocalKeyring`] here; AWS KMS in the AWS layer.
+pub trait KeyProvider: Send + Sync {
+    /// Provider name recorded in manifests ("local-keyring", "aws-kms").
+    fn name(&self) -> &'static str;
+    /// Identifier of the key-encryption key (keyring fingerprint, KMS ARN).
+    fn key_id(&self) -> String;
+    /// Region to write as `KmsKeyRegion` ("local" for the keyring).
+    fn region(&self) -> String;
+    /// A fresh data key and its wrapped copy under `context`.
+    fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {
+        let key = DataKey::random(bits)?;
+        let wrapped = self.wrap(&key, context)?;
+        Ok((key, wrapped))
+    }
+    /// Wrap an existing data key under `context`.
+    fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>>;
+    /// Unwrap a data key; fails unless `context` is the one used to wrap it.
+    fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey>;
+}
+
+/// Magic prefix of a locally wrapped key blob.
+const BLOB_MAGIC: &[u8; 4] = b"SPK1";
+const KEK_ID_LEN: usize = 8;
+const NONCE_LEN: usize = 12;
+
+/// The offline key provider: a 256-bit key-encryption key in a 0600 file,
+/// wrapping data keys with AES-256-GCM (random 96-bit nonce, the canonical
+/// encryption context as AAD, so unwrapping needs the same context, as with KMS).
+///
+/// Wrapped blob: `"SPK1" ‖ kek fingerprint (8) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
+pub struct LocalKeyring {
+    kek: Zeroizing<[u8; 32]>,
+    fingerprint: [u8; KEK_ID_LEN],
+    path: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyringFile {
+    format: String,
+    kek: String,
+}
+
+const KEYRING_FORMAT: &str = "sealpipe-keyring-v1";
+
+impl LocalKeyring {
+    /// The default keyring path: `$SEALPIPE_KEYRING`, else
+    /// `$XDG_CONFIG_HOME/sealpipe/keyring.json`, else `~/.config/sealpipe/keyring.json`.
+    pub fn default_path() -> PathBuf {
+        if let Some(p) = std::env::var_os("SEALPIPE_KEYRING") {
+            return PathBuf::from(p);
+        }
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.join("sealpipe").join("keyring.json")
+    }
+
+    /// Open the keyring at `path`, creating it (mode 0600) on first use.
+    pub fn open_or_create(path: &Path) -> Result<Self> {
+        match fs::read(path) {
+            Ok(text) => Self::parse(path, &Zeroizing::new(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(e) => Err(Error::io(path, "read keyring", e)),
+        }
+    }
+
+    /// Open an existing keyring (decryption never creates one).
+    pub fn open(path: &Path) -> Result<Self> {
+        let text = fs::read(path).map_err(|e| Error::io(path, "read keyring", e))?;
+        Self::parse(path, &Zeroizing::new(text))
+    }
+
+    /// The keyring file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create keyring directory", e))?;
+        }
+        let mut kek = Zeroizing::new([0u8; 32]);
+        getrandom::fill(kek.as_mut())
+            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+        let body = Zeroizing::new(
+            serde_json::to_vec_pretty(&KeyringFile {
+                format: KEYRING_FORMAT.into(),
+                kek: b64(kek.as_ref()),
+            })
+            .expect("keyring serializes"),
+        );
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                file.write_all(&body)
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| Error::io(path, "write keyring", e))?;
+                Ok(Self::from_kek(kek, path))
+            }
+            // Another process created it between our read and our create.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::open(path),
+            Err(e) => Err(Error::io(path, "create keyring", e)),
+        }
+    }
+
+    fn parse(path: &Path, text: &[u8]) -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path)
+                .map_err(|e| Error::io(path, "stat keyring", e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(Error::invalid(
+                    path,
+                    format!("keyring is accessible by other users (mode {:o}); run chmod 600 on it", mode & 0o777),
+                ));
+            }
+        }
+        let file: KeyringFile = serde_json::from_slice(text)
+            .map_err(|e| Error::invalid(path, format!("not a sealpipe keyring: {e}")))?;
+        if file.format != KEYRING_FORMAT {
+            return Err(Error::invalid(path, format!("unknown keyring format {:?}", file.format)));
+        }
+        let raw = Zeroizing::new(unb64(&file.kek, "keyring").map_err(|e| e.for_file(path))?);
+        let kek: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::invalid(path, "keyring key must be 32 bytes"))?;
+        Ok(Self::from_kek(Zeroizing::new(kek), path))
+    }
+
+    fn from_kek(kek: Zeroizing<[u8; 32]>, path: &Path) -> Self {
+        let digest = sha2::Sha256::new_with_prefix(b"sealpipe keyring id\0")
+            .chain_update(kek.as_ref())
+            .finalize();
+        let mut fingerprint = [0u8; KEK_ID_LEN];
+        fingerprint.copy_from_slice(&digest[..KEK_ID_LEN]);
+        LocalKeyring { kek, fingerprint, path: path.to_path_buf() }
+    }
+
+    fn aead(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&(*self.kek).into())
+    }
+}
+
+impl KeyProvider for LocalKeyring {
+    fn name(&self) -> &'static str {
+        "local-keyring"
+    }
+
+    fn key_id(&self) -> String {
+        format!("local:{}", hex::encode(self.fingerprint))
+    }
+
+    fn region(&self) -> String {
+        "local".into()
+    }
+
+    fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+        let aad = context.canonical();
+        let sealed = self
+            .aead()
+            .encrypt(&nonce.into(), Payload { msg: key.expose_secret(), aad: &aad })
+            .map_err(|_| Error::Key("local keyring: wrapping the data key failed".into()))?;
+        let mut blob = Vec::with_capacity(4 + KEK_ID_LEN + NONCE_LEN + sealed.len());
+        blob.extend_from_slice(BLOB_MAGIC);
+        blob.extend_from_slice(&self.fingerprint);
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&sealed);
+        Ok(blob)
+    }
+
+    fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey> {
+        let header = 4 + KEK_ID_LEN + NONCE_LEN;
+        if wrapped.len() < header + 16 + 16 || &wrapped[..4] != BLOB_MAGIC {
+            return Err(Error::Key(
+                "encrypted data key is not a sealpipe local-keyring blob".into(),
+            ));
+        }
+        if wrapped[4..4 + KEK_ID_LEN] != self.fingerprint {
+            return Err(Error::Key(format!(
+                "encrypted data key was wrapped by keyring local:{}, not by {} ({})",
+                hex::encode(&wrapped[4..4 + KEK_ID_LEN]),
+                self.key_id(),
+                self.path.display()
+            )));
+        }
+        let nonce: [u8; NONCE_LEN] = wrapped[4 + KEK_ID_LEN..header].try_into().expect("sliced");
+        let aad = context.canonical();
+        let plain = Zeroizing::new(
+            self.aead()
+                .decrypt(&nonce.into(), Payload { msg: &wrapped[header..], aad: &aad })
+                .map_err(|_| {
+                    Error::Key(
+                        "encrypted data key does not unwrap: encryption context mismatch or corrupted key blob"
+                            .into(),
+                    )
+                })?,
+        );
+        DataKey::from_slice(&plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Service;
+
+    #[test]
+    fn keyring_is_created_0600_and_wraps_under_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/keyring.json");
+        let ring = LocalKeyring::open_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let mc = Service::MediaConvert.encryption_context();
+        let et = Service::ElasticTranscoder.encryption_context();
+        let (key, blob) = ring.generate(KeyBits::B256, &mc).unwrap();
+        // Reopening reads the same KEK.
+        let again = LocalKeyring::open(&path).unwrap();
+        assert_eq!(again.key_id(), ring.key_id());
+        let back = again.unwrap(&blob, &mc).unwrap();
+        assert_eq!(back.expose_secret(), key.expose_secret());
+        let err = again.unwrap(&blob, &et).err().expect("wrong context must fail");
+        assert!(err.to_string().contains("encryption context mismatch"), "{err}");
+        // The blob does not contain the plaintext key.
+        assert!(!blob.windows(32).any(|w| w == key.expose_secret()));
+    }
+
+    #[test]
+    fn data_key_file_of_wrong_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.bin");
+        fs::write(&path, [7u8; 20]).unwrap();
+        let err = DataKey::from_file(&path).err().unwrap().to_string();
+        assert!(err.contains("k.bin") && err.contains("holds 20"), "{err}");
+    }
+}

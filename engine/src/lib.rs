@@ -1,0 +1,29 @@
+//! # sealpipe engine
+//!
+//! Client-side encryption of media files for AWS Elemental MediaConvert and
+//! Amazon Elastic Transcoder, on all cores. The byte-level contract is
+//! `FORMAT.md`; this crate implements it:
+//!
+//! * [`params`]: modes, key sizes, services, IVs and encryption contexts;
+//! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM ([`cipher::Sealer`], [`cipher::Opener`]);
+//! * [`keys`]: data keys and the [`keys::KeyProvider`] seam (local keyring);
+//! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
+//! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
+//! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
+//! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`].
+//!
+//! The engine never prints and never parses arguments; parallelism runs on
+//! the caller's rayon pool.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod cipher;
+pub mod error;
+pub mod io;
+pub mod keys;
+pub mod manifest;
+pub mod params;
+pub mod pipeline;
+
+pub use error::{Error, Result};
