@@ -1,1 +1,278 @@
-//! TODO
+//! The manifest: one JSON object per encrypted file, one per line, appended
+//! as each file completes. Each record carries what is needed to decrypt and
+//! verify the file, and ready-to-paste job settings for MediaConvert
+//! (`Settings.Inputs[]` entry) and Elastic Transcoder (`Input.Encryption`),
+//! with the AWS API's field names. No record ever holds a plaintext key.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::{b64, unb64, DataKey, KeyProvider};
+use crate::params::{EncryptionContext, Iv, KeyBits, Mode};
+
+/// Where the data key came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// Made for this file (or this run) by the key provider / OS CSPRNG.
+    Generated,
+    /// Supplied by the user (`--data-key-file`, `--key-hex`).
+    Supplied,
+}
+
+/// One encrypted file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// The plaintext source.
+    pub source: String,
+    /// Where the ciphertext was written.
+    pub output: String,
+    /// Plaintext size in bytes.
+    pub plaintext_size: u64,
+    /// Ciphertext size in bytes (with CBC padding or the GCM tag).
+    pub ciphertext_size: u64,
+    /// Cipher mode.
+    pub mode: Mode,
+    /// AES key size in bits.
+    pub key_bits: KeyBits,
+    /// Key provider that wrapped the data key ("local-keyring", "aws-kms").
+    pub key_provider: String,
+    /// The provider's key-encryption key id.
+    pub key_id: String,
+    /// Whether the data key was generated or supplied.
+    pub key_source: KeySource,
+    /// The services the settings are for ("any", "mediaconvert", "elastictranscoder").
+    pub target: String,
+    /// Encryption context `encrypted_data_key` is bound to.
+    pub encryption_context: EncryptionContext,
+    /// The wrapped data key (base64).
+    pub encrypted_data_key: String,
+    /// The IV (base64 of 12 or 16 bytes).
+    pub iv: String,
+    /// Base64 MD5 of the plaintext data key (Elastic Transcoder's `KeyMd5`).
+    pub key_md5: String,
+    /// SHA-256 of the plaintext (hex).
+    pub plaintext_sha256: String,
+    /// MediaConvert input settings, if the key was wrapped for MediaConvert.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mediaconvert: Option<MediaConvertInput>,
+    /// Elastic Transcoder settings, if the IV is 16 bytes and the key was
+    /// wrapped for Elastic Transcoder.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elastictranscoder: Option<ElasticTranscoderInput>,
+    /// Unix time (seconds) the file was finished.
+    pub finished_unix: u64,
+}
+
+/// An entry of MediaConvert's `Settings.Inputs[]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MediaConvertInput {
+    /// `s3://bucket/key` (or the local path when no URL prefix was given).
+    pub file_input: String,
+    /// How MediaConvert decrypts the input.
+    pub decryption_settings: MediaConvertDecryption,
+}
+
+/// MediaConvert `DecryptionSettings`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MediaConvertDecryption {
+    /// `AES_CTR`, `AES_CBC` or `AES_GCM`.
+    pub decryption_mode: String,
+    /// Base64 KMS ciphertext blob of the data key.
+    pub encrypted_decryption_key: String,
+    /// Base64 of the 12 or 16 IV bytes.
+    pub initialization_vector: String,
+    /// Region of the KMS key.
+    pub kms_key_region: String,
+}
+
+/// Elastic Transcoder's job `Input` encryption settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ElasticTranscoderInput {
+    /// The `Encryption` object.
+    pub encryption: ElasticTranscoderEncryption,
+}
+
+/// Elastic Transcoder `Encryption`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ElasticTranscoderEncryption {
+    /// `aes-ctr`, `aes-cbc-pkcs7` or `aes-gcm`.
+    pub mode: String,
+    /// Base64 KMS ciphertext blob of the data key.
+    pub key: String,
+    /// Base64 MD5 of the plaintext data key.
+    pub key_md5: String,
+    /// Base64 of exactly 16 IV bytes.
+    pub initialization_vector: String,
+}
+
+/// The data key wrapped under one service's context.
+pub struct WrappedFor {
+    /// The service.
+    pub service: crate::params::Service,
+    /// The wrapped blob.
+    pub blob: Vec<u8>,
+}
+
+/// Everything about one encrypted file that goes into its record.
+pub struct RecordInput<'a> {
+    /// Plaintext source.
+    pub source: &'a Path,
+    /// Ciphertext output.
+    pub output: &'a Path,
+    /// URL or path to put in `FileInput`.
+    pub file_input: String,
+    /// Mode.
+    pub mode: Mode,
+    /// The plaintext key (only its MD5 is recorded).
+    pub key: &'a DataKey,
+    /// Key source.
+    pub key_source: KeySource,
+    /// Provider that wrapped it.
+    pub provider: &'a dyn KeyProvider,
+    /// Target name.
+    pub target: crate::params::Target,
+    /// Wrapped copies, primary service first.
+    pub wrapped: &'a [WrappedFor],
+    /// IV used.
+    pub iv: &'a Iv,
+    /// Result of the pipeline.
+    pub sealed: &'a crate::pipeline::Sealed,
+}
+
+impl Record {
+    /// Build the record for a finished file.
+    pub fn new(r: RecordInput<'_>) -> Record {
+        use crate::params::Service;
+        let primary = &r.wrapped[0];
+        let iv_b64 = b64(r.iv.as_bytes());
+        let key_md5 = r.key.md5_base64();
+        let find = |s: Service| r.wrapped.iter().find(|w| w.service == s);
+        let mediaconvert = find(Service::MediaConvert).map(|w| MediaConvertInput {
+            file_input: r.file_input.clone(),
+            decryption_settings: MediaConvertDecryption {
+                decryption_mode: r.mode.mediaconvert_name().into(),
+                encrypted_decryption_key: b64(&w.blob),
+                initialization_vector: iv_b64.clone(),
+                kms_key_region: r.provider.region(),
+            },
+        });
+        let elastictranscoder = find(Service::ElasticTranscoder)
+            .filter(|_| r.iv.as_bytes().len() == 16)
+            .map(|w| ElasticTranscoderInput {
+                encryption: ElasticTranscoderEncryption {
+                    mode: r.mode.elastictranscoder_name().into(),
+                    key: b64(&w.blob),
+                    key_md5: key_md5.clone(),
+                    initialization_vector: iv_b64.clone(),
+                },
+            });
+        Record {
+            source: r.source.display().to_string(),
+            output: r.output.display().to_string(),
+            plaintext_size: r.sealed.plain_len,
+            ciphertext_size: r.sealed.cipher_len,
+            mode: r.mode,
+            key_bits: r.key.bits(),
+            key_provider: r.provider.name().into(),
+            key_id: r.provider.key_id(),
+            key_source: r.key_source,
+            target: r.target.to_string(),
+            encryption_context: primary.service.encryption_context(),
+            encrypted_data_key: b64(&primary.blob),
+            iv: iv_b64,
+            key_md5,
+            plaintext_sha256: hex::encode(r.sealed.sha256),
+            mediaconvert,
+            elastictranscoder,
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The IV.
+    pub fn iv(&self) -> Result<Iv> {
+        Iv::from_slice(&unb64(&self.iv, "manifest iv")?)
+    }
+
+    /// Unwrap this record's data key with `provider`.
+    pub fn data_key(&self, provider: &dyn KeyProvider) -> Result<DataKey> {
+        if self.key_provider != provider.name() || self.key_id != provider.key_id() {
+            return Err(Error::Key(format!(
+                "the data key of {} was wrapped by {} {}, not by {} {}",
+                self.output,
+                self.key_provider,
+                self.key_id,
+                provider.name(),
+                provider.key_id()
+            )));
+        }
+        let blob = unb64(&self.encrypted_data_key, "manifest encrypted_data_key")?;
+        let key = provider.unwrap(&blob, &self.encryption_context)?;
+        if KeyBits::from_len(key.expose_secret().len()) != Some(self.key_bits) {
+            return Err(Error::Key(format!("{}: unwrapped key is not {}-bit", self.output, u16::from(self.key_bits))));
+        }
+        Ok(key)
+    }
+}
+
+/// Appends records to a JSON Lines manifest, one whole line per write.
+pub struct ManifestWriter {
+    file: Mutex<File>,
+    path: PathBuf,
+}
+
+impl ManifestWriter {
+    /// Open `path` for appending (created if missing).
+    pub fn append(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "open manifest", e))?;
+        Ok(ManifestWriter { file: Mutex::new(file), path: path.to_path_buf() })
+    }
+
+    /// The manifest path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one record as one line.
+    pub fn write(&self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_vec(record).expect("records serialize");
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(&line).map_err(|e| Error::io(&self.path, "append to manifest", e))
+    }
+}
+
+/// Read every record of a manifest.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
+    let mut records = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(&line)
+            .map_err(|e| Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1)))?;
+        records.push(record);
+    }
+    Ok(records)
+}

@@ -1,0 +1,347 @@
+//! `sealpipe`: encrypt media archives client-side for AWS MediaConvert and
+//! Elastic Transcoder, decrypt them, and verify round trips.
+//!
+//! This binary parses arguments, builds the thread pool, opens the key
+//! provider and renders progress; all the work is in the `sealpipe` engine.
+//!
+//! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error.
+
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sealpipe::batch::{self, EncryptJob};
+use sealpipe::cipher::DEFAULT_CHUNK;
+use sealpipe::keys::{DataKey, KeyProvider, LocalKeyring};
+use sealpipe::manifest::{self, ManifestWriter};
+use sealpipe::params::{Iv, KeyBits, Mode, Target};
+use sealpipe::pipeline::Tuning;
+
+const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM) on all cores, \
+so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
+
+#[derive(Parser)]
+#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done, 1 some files failed, 2 usage or configuration error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Worker threads (default: all cores). Example: --threads 4
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Print a machine-readable JSON summary on stdout (files, bytes, seconds, GB/s, failures).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Local keyring file (created with mode 0600 on first use).
+    /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
+    /// Example: --keyring ./keyring.json
+    #[arg(long, global = true, value_name = "PATH")]
+    keyring: Option<PathBuf>,
+    /// Parallel work unit in bytes (a multiple of 16). Example: --chunk-size 4194304
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_CHUNK)]
+    chunk_size: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encrypt files and folders (recursively) into --out, writing a manifest with job settings.
+    #[command(after_help = "Examples:
+  sealpipe encrypt testdata/media --out /tmp/enc
+  sealpipe encrypt big.mp4 --out /tmp/enc --mode gcm --target mediaconvert
+  sealpipe encrypt clip.ts --out /tmp/enc --mode cbc --data-key-file key.bin --iv-hex 00112233445566778899aabbccddeeff
+  sealpipe encrypt archive/ --out /tmp/enc --file-input-prefix s3://media-in/archive/")]
+    Encrypt(EncryptArgs),
+    /// Decrypt one file, using its manifest record or an explicit key and IV.
+    #[command(after_help = "Examples:
+  sealpipe decrypt /tmp/enc/big.mp4 --manifest /tmp/enc/manifest.jsonl --out /tmp/big.mp4
+  sealpipe decrypt x.enc --mode ctr --key-hex 603deb10...0914dff4 --iv-hex f0f1f2f3...fcfdfeff --out x")]
+    Decrypt(DecryptArgs),
+    /// Decrypt every file of a manifest and compare its plaintext SHA-256.
+    #[command(after_help = "Example:
+  sealpipe verify --manifest /tmp/enc/manifest.jsonl")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Ctr,
+    Cbc,
+    Gcm,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Ctr => Mode::Ctr,
+            ModeArg::Cbc => Mode::Cbc,
+            ModeArg::Gcm => Mode::Gcm,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    /// Both services: 16-byte IVs, key wrapped for each service's context.
+    Any,
+    /// MediaConvert: 12-byte IVs for CTR and GCM.
+    Mediaconvert,
+    /// Elastic Transcoder (legacy): 16-byte IVs.
+    Elastictranscoder,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Target {
+        match t {
+            TargetArg::Any => Target::Any,
+            TargetArg::Mediaconvert => Target::MediaConvert,
+            TargetArg::Elastictranscoder => Target::ElasticTranscoder,
+        }
+    }
+}
+
+#[derive(Args)]
+struct EncryptArgs {
+    /// Files or folders to encrypt. Example: testdata/media
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Output folder; files keep their relative paths and names. Example: --out /tmp/enc
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Cipher mode. Example: --mode gcm
+    #[arg(long, value_enum, default_value = "ctr")]
+    mode: ModeArg,
+    /// Service(s) that will decrypt: sets IV length, encryption context and settings blocks.
+    /// Example: --target mediaconvert
+    #[arg(long, value_enum, default_value = "any")]
+    target: TargetArg,
+    /// Key size for generated data keys. Example: --key-bits 128
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::PossibleValuesParser::new(["128", "192", "256"]).map(|s| s.parse::<u16>().expect("listed values parse")))]
+    key_bits: u16,
+    /// Use this raw data key (16, 24 or 32 bytes) for every file instead of a fresh key per file.
+    /// Example: --data-key-file key.bin  (made with: openssl rand 32 > key.bin)
+    #[arg(long, value_name = "PATH")]
+    data_key_file: Option<PathBuf>,
+    /// Use this IV (hex; 16 bytes, or 12 for CTR/GCM with MediaConvert). Refused when one key
+    /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
+    #[arg(long, value_name = "HEX")]
+    iv_hex: Option<String>,
+    /// Manifest to append records to. Default: OUT/manifest.jsonl. Example: --manifest run.jsonl
+    #[arg(long, value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    /// Prefix for each record's MediaConvert FileInput (relative path appended).
+    /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
+    #[arg(long, value_name = "URL")]
+    file_input_prefix: Option<String>,
+    /// Overwrite outputs that already exist.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    /// The encrypted file. Example: /tmp/enc/big.mp4
+    #[arg(value_name = "INPUT")]
+    input: PathBuf,
+    /// Where to write the plaintext. Example: --out /tmp/big.mp4
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Manifest holding the file's record (key, IV, mode, digest). Example: --manifest /tmp/enc/manifest.jsonl
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["key_hex", "data_key_file"])]
+    manifest: Option<PathBuf>,
+    /// Cipher mode, without a manifest. Example: --mode ctr
+    #[arg(long, value_enum, required_unless_present = "manifest")]
+    mode: Option<ModeArg>,
+    /// Raw data key in hex, without a manifest. Example: --key-hex 603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4
+    #[arg(long, value_name = "HEX", conflicts_with = "data_key_file")]
+    key_hex: Option<String>,
+    /// Raw data key file (16, 24 or 32 bytes), without a manifest. Example: --data-key-file key.bin
+    #[arg(long, value_name = "PATH")]
+    data_key_file: Option<PathBuf>,
+    /// IV in hex, without a manifest (12 or 16 bytes for CTR/GCM, 16 for CBC).
+    /// Example: --iv-hex f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
+    #[arg(long, value_name = "HEX", required_unless_present = "manifest")]
+    iv_hex: Option<String>,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Manifest whose files to verify. Example: --manifest /tmp/enc/manifest.jsonl
+    #[arg(long, value_name = "PATH")]
+    manifest: PathBuf,
+}
+
+/// An error that makes the whole command pointless (exit code 2).
+struct UsageError(anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(UsageError(e)) => {
+            eprintln!("sealpipe: error: {}", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+fn run(cli: Cli) -> Result<ExitCode, UsageError> {
+    let g = &cli.global;
+    if g.chunk_size < 16 || g.chunk_size % 16 != 0 {
+        return Err(anyhow!("--chunk-size must be a positive multiple of 16, got {}", g.chunk_size).into());
+    }
+    let threads = g.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err(anyhow!("--threads must be at least 1").into());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("sealpipe-{i}"))
+        .build_global()
+        .context("cannot start the thread pool")?;
+    let tuning = Tuning::for_threads(threads, g.chunk_size);
+    let keyring_path = g.keyring.clone().unwrap_or_else(LocalKeyring::default_path);
+    match cli.command {
+        Command::Encrypt(a) => encrypt(a, g, &keyring_path, tuning),
+        Command::Decrypt(a) => decrypt(a, g, &keyring_path, tuning),
+        Command::Verify(a) => verify(a, g, &keyring_path, tuning),
+    }
+}
+
+fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(text.trim()).map_err(|e| anyhow!("malformed hex in {flag}: {e}"))
+}
+
+fn exit_for(summary: &batch::Summary) -> ExitCode {
+    if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+    let mode = Mode::from(a.mode);
+    let target = Target::from(a.target);
+    let iv = match &a.iv_hex {
+        Some(h) => {
+            let iv = parse_hex(h, "--iv-hex")?;
+            target.check_iv_len(mode, iv.len())?;
+            Some(iv)
+        }
+        None => None,
+    };
+    let supplied_key = a.data_key_file.as_deref().map(DataKey::from_file).transpose()?;
+    let keyring = LocalKeyring::open_or_create(keyring_path)?;
+    let manifest_path = a.manifest.clone().unwrap_or_else(|| a.out.join("manifest.jsonl"));
+    let manifest = ManifestWriter::append(&manifest_path)?;
+    let job = EncryptJob {
+        inputs: a.inputs,
+        out_dir: a.out,
+        mode,
+        key_bits: KeyBits::try_from(a.key_bits).map_err(|e| anyhow!(e))?,
+        target,
+        provider: &keyring,
+        supplied_key,
+        iv,
+        overwrite: a.force,
+        file_input_prefix: a.file_input_prefix,
+        tuning,
+    };
+    let progress = report::Progress::new("encrypt", !g.json);
+    let summary = batch::encrypt(&job, &manifest, &progress)?;
+    progress.clear();
+    let extra = serde_json::json!({"manifest": manifest_path, "mode": mode.to_string(), "threads": rayon::current_num_threads()});
+    report::summary("encrypt", "encrypted", &summary, extra, g.json);
+    if !g.json && summary.files > 0 {
+        eprintln!("sealpipe: manifest: {}", manifest_path.display());
+    }
+    Ok(exit_for(&summary))
+}
+
+fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+    let (mode, key, iv, expected) = match &a.manifest {
+        Some(m) => {
+            let records = manifest::read(m)?;
+            let wanted = batch::resolve(&a.input);
+            let input_text = a.input.to_string_lossy();
+            let record = records
+                .iter()
+                .rev()
+                .find(|r| {
+                    batch::resolve(Path::new(&r.output)) == wanted
+                        || r.mediaconvert.as_ref().is_some_and(|mc| mc.file_input == input_text)
+                })
+                .ok_or_else(|| anyhow!("{}: no record for this file in manifest {}", a.input.display(), m.display()))?;
+            let keyring = LocalKeyring::open(keyring_path)?;
+            let key = record.data_key(&keyring).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+            (record.mode, key, record.iv()?, Some(record.plaintext_sha256.clone()))
+        }
+        None => {
+            let mode = Mode::from(a.mode.expect("clap requires --mode without --manifest"));
+            let key = match (&a.key_hex, &a.data_key_file) {
+                (Some(h), _) => DataKey::from_slice(&zeroize_hex(h)?)?,
+                (None, Some(f)) => DataKey::from_file(f)?,
+                (None, None) => return Err(anyhow!("without --manifest, give the key with --key-hex or --data-key-file").into()),
+            };
+            let iv_bytes = parse_hex(a.iv_hex.as_deref().expect("clap requires --iv-hex without --manifest"), "--iv-hex")?;
+            Target::Any.check_iv_len(mode, iv_bytes.len())?;
+            (mode, key, Iv::from_slice(&iv_bytes)?, None)
+        }
+    };
+    let progress = report::Progress::new("decrypt", !g.json);
+    let result = batch::decrypt_file(&a.input, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress);
+    progress.clear();
+    let summary = match result {
+        Ok(opened) => batch::Summary { files: 1, bytes: opened.cipher_len, ..Default::default() },
+        Err(e) => {
+            use sealpipe::batch::Reporter;
+            progress.failed(&a.input, &e);
+            batch::Summary { failures: vec![(a.input.clone(), e.to_string())], ..Default::default() }
+        }
+    };
+    if g.json {
+        report::summary("decrypt", "decrypted", &summary, serde_json::json!({"output": a.out}), true);
+    }
+    Ok(exit_for(&summary))
+}
+
+/// Parse a hex key into memory that is zeroized when dropped.
+fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    Ok(zeroize::Zeroizing::new(parse_hex(h, "--key-hex")?))
+}
+
+fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+    let records = manifest::read(&a.manifest)?;
+    if records.is_empty() {
+        return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
+    }
+    let keyring = LocalKeyring::open(keyring_path)?;
+    let progress = report::Progress::new("verify", !g.json);
+    let summary = batch::verify(&records, &keyring as &dyn KeyProvider, &tuning, &progress);
+    progress.clear();
+    report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);
+    Ok(exit_for(&summary))
+}
