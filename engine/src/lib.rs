@@ -10,7 +10,8 @@
 //! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
-//! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`].
+//! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
+//! * [`bench`]: throughput measurement on the target hardware.
 //!
 //! The engine never prints and never parses arguments; parallelism runs on
 //! the caller's rayon pool.
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod bench;
 pub mod cipher;
 pub mod error;
 pub mod io;
