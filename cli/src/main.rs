@@ -300,9 +300,10 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     let keyring = LocalKeyring::open_or_create(keyring_path)?;
     let manifest_path = a.manifest.clone().unwrap_or_else(|| a.out.join("manifest.jsonl"));
     let manifest = ManifestWriter::append(&manifest_path)?;
+    let destination = sealpipe::io::LocalDir::new(&a.out, a.force);
     let job = EncryptJob {
         inputs: a.inputs,
-        out_dir: a.out,
+        destination: &destination,
         mode,
         key_bits: KeyBits::try_from(a.key_bits).map_err(|e| anyhow!(e))?,
         target,

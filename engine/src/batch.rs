@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::cipher::{Opener, Sealer};
 use crate::error::{Error, Result};
-use crate::io::{Discard, Input, Output};
+use crate::io::{Destination, Discard, Input, Output, Source};
 use crate::keys::{DataKey, KeyProvider};
 use crate::manifest::{KeySource, ManifestWriter, Record, RecordInput, WrappedFor};
 use crate::params::{Iv, KeyBits, Mode, Target};
@@ -63,8 +63,8 @@ impl Summary {
 pub struct EncryptJob<'a> {
     /// Files and folders to encrypt (folders recursively).
     pub inputs: Vec<PathBuf>,
-    /// Output folder; each file keeps its path relative to its input folder.
-    pub out_dir: PathBuf,
+    /// Where outputs go; each file keeps its path relative to its input folder.
+    pub destination: &'a dyn Destination,
     /// Cipher mode.
     pub mode: Mode,
     /// Key size of generated keys (ignored with a supplied key).
@@ -113,7 +113,7 @@ pub fn resolve(path: &Path) -> PathBuf {
 }
 
 /// List the files of the job. Inputs that cannot be listed become failures.
-fn plan(job: &EncryptJob<'_>, out_real: &Path) -> Result<(Vec<Planned>, Vec<(PathBuf, Error)>)> {
+fn plan(job: &EncryptJob<'_>, out_real: Option<&Path>) -> Result<(Vec<Planned>, Vec<(PathBuf, Error)>)> {
     let mut files = Vec::new();
     let mut failures = Vec::new();
     for input in &job.inputs {
@@ -126,11 +126,11 @@ fn plan(job: &EncryptJob<'_>, out_real: &Path) -> Result<(Vec<Planned>, Vec<(Pat
         };
         let real = resolve(input);
         if meta.is_dir() {
-            if out_real.starts_with(&real) {
+            if let Some(out) = out_real.filter(|out| out.starts_with(&real)) {
                 return Err(Error::Usage(format!(
                     "{}: output folder {} is inside the input tree; choose an --out outside it",
                     input.display(),
-                    job.out_dir.display()
+                    out.display()
                 )));
             }
             for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
@@ -164,8 +164,8 @@ fn plan(job: &EncryptJob<'_>, out_real: &Path) -> Result<(Vec<Planned>, Vec<(Pat
 /// in the summary.
 pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
-    let out_real = resolve(&job.out_dir);
-    let (files, listing_failures) = plan(job, &out_real)?;
+    let out_real = job.destination.local_root().map(resolve);
+    let (files, listing_failures) = plan(job, out_real.as_deref())?;
 
     if let Some(iv) = &job.iv {
         job.target.check_iv_len(job.mode, iv.len())?;
@@ -207,11 +207,15 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             }
         }
     }
+    // Only now, with the run accepted and work to do, create the manifest.
+    if !runnable.is_empty() {
+        manifest.open()?;
+    }
     // Largest first, so the long poles start early.
     runnable.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.source.cmp(&b.source)));
 
     runnable.par_iter().with_max_len(1).for_each(|f| {
-        let result = encrypt_one(job, f, &out_real, supplied_wrapped.as_deref(), reporter)
+        let result = encrypt_one(job, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter)
             .and_then(|record| manifest.write(&record));
         match result {
             Ok(()) => {
@@ -245,12 +249,11 @@ fn wrap_for_target(provider: &dyn KeyProvider, key: &DataKey, target: Target) ->
 fn encrypt_one(
     job: &EncryptJob<'_>,
     f: &Planned,
-    out_real: &Path,
+    out_real: Option<&Path>,
     supplied_wrapped: Option<&[WrappedFor]>,
     reporter: &dyn Reporter,
 ) -> Result<Record> {
-    let out_path = job.out_dir.join(&f.relative);
-    if resolve(&f.source) == out_real.join(&f.relative) {
+    if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
         return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
     }
     let input = Input::open(&f.source)?;
@@ -275,20 +278,20 @@ fn encrypt_one(
         None => Iv::random(job.target.default_iv_len(job.mode))?,
     };
 
-    let mut output = Output::create(&out_path, job.overwrite)?;
+    let mut output = job.destination.create(&f.relative, job.mode.sealed_len(input.len()))?;
     let sealer = Sealer::new(job.mode, key, iv, job.tuning.chunk);
     let sealer_iv_bytes = sealer.iv().as_bytes().to_vec();
-    let sealed = pipeline::seal(&input, sealer, &mut output, &job.tuning, &|n| reporter.progress(n))?;
-    output.commit()?;
+    let sealed = pipeline::seal(&input, sealer, output.as_mut(), &job.tuning, &|n| reporter.progress(n))?;
+    let committed = output.commit()?;
 
     let file_input = match &job.file_input_prefix {
         Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
-        None => resolve(&out_path).display().to_string(),
+        None => committed.location.clone(),
     };
     let iv = Iv::from_slice(&sealer_iv_bytes)?;
     Ok(Record::new(RecordInput {
         source: &resolve(&f.source),
-        output: &resolve(&out_path),
+        committed: &committed,
         file_input,
         mode: job.mode,
         key,

@@ -1,11 +1,16 @@
-//! Where bytes come from and go to, for local files.
+//! Where bytes come from and go to.
 //!
-//! [`Input`] opens a source read-only and hands out windows of it: memory
-//! maps of one window at a time above [`MMAP_THRESHOLD`] (so resident memory
-//! stays bounded whatever the file size), plain positioned reads below.
-//! [`Output`] writes under a temporary name in the destination directory and
-//! only [`Output::commit`] gives the file its final name; dropping an
-//! uncommitted output deletes the temporary file.
+//! Pipelines read a [`Source`] by windows and write a [`Sink`]; a run puts
+//! its outputs in a [`Destination`], whose [`PendingOutput`]s become visible
+//! only when committed. This module has the local implementations:
+//!
+//! * [`Input`] opens a file read-only and hands out windows of it: memory
+//!   maps of one window at a time above [`MMAP_THRESHOLD`] (so resident
+//!   memory stays bounded whatever the file size), plain positioned reads below;
+//! * [`Output`] writes under a temporary name next to the final one, and only
+//!   [`Output::commit`] gives the file its final name; dropping an
+//!   uncommitted output deletes the temporary file;
+//! * [`LocalDir`] is a folder as a [`Destination`].
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -15,6 +20,36 @@ use crate::error::{Error, Result};
 
 /// Inputs at least this large are memory-mapped (window by window).
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
+
+/// A window of a source: a memory map or a borrowed buffer.
+pub enum Window<'a> {
+    /// Mapped straight from the file.
+    Mapped(memmap2::Mmap),
+    /// Read into a caller's buffer.
+    Read(&'a [u8]),
+}
+
+impl std::ops::Deref for Window<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Window::Mapped(m) => m,
+            Window::Read(b) => b,
+        }
+    }
+}
+
+/// Bytes to encrypt or decrypt, read a window at a time.
+pub trait Source: Sync {
+    /// The file or object, for messages and manifests.
+    fn path(&self) -> &Path;
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Bytes `[offset, offset + len)`; `scratch` may be used as the buffer.
+    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>>;
+    /// Confirm the source did not change while it was read.
+    fn finish(&self) -> Result<()>;
+}
 
 /// A source file, opened read-only.
 pub struct Input {
@@ -35,57 +70,47 @@ impl Input {
         Ok(Input { file, path: path.to_path_buf(), len: meta.len(), modified: meta.modified().ok() })
     }
 
-    /// Size in bytes when opened.
-    pub fn len(&self) -> u64 {
-        self.len
+    fn changed(&self) -> Error {
+        Error::invalid(&self.path, "the file changed while it was being read; output discarded")
     }
+}
 
-    /// Whether the file is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The path it was opened from.
-    pub fn path(&self) -> &Path {
+impl Source for Input {
+    fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Call `f` with bytes `[offset, offset + len)` of the file. `scratch`
-    /// is reused for plain reads.
-    pub fn with_window<R>(&self, offset: u64, len: usize, scratch: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>> {
         if len == 0 {
-            return Ok(f(&[]));
+            return Ok(Window::Read(&[]));
         }
         if offset + len as u64 > self.len {
             return Err(self.changed());
         }
         if self.len >= MMAP_THRESHOLD {
-            // SAFETY: the map is read-only and private to this call. If another
-            // process truncates the file meanwhile, reads past the new end
-            // fault (SIGBUS); that is the accepted risk of mmap (as in ripgrep
-            // and b3sum). Concurrent writes could show torn data, which
-            // `finish` detects through the size and modification time.
-            let map = unsafe {
-                memmap2::MmapOptions::new().offset(offset).len(len).populate().map(&self.file)
-            }
-            .map_err(|e| Error::io(&self.path, "map", e))?;
-            return Ok(f(&map));
+            // SAFETY: the map is read-only and lives only as long as this
+            // window. If another process truncates the file meanwhile, reads
+            // past the new end fault (SIGBUS): the accepted risk of mmap (as
+            // in ripgrep and b3sum). Concurrent writes could show torn data,
+            // which `finish` detects through the size and modification time.
+            let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).populate().map(&self.file) }
+                .map_err(|e| Error::io(&self.path, "map", e))?;
+            return Ok(Window::Mapped(map));
         }
         read_exact_at(&self.file, offset, len, scratch).map_err(|e| Error::io(&self.path, "read", e))?;
-        Ok(f(&scratch[..len]))
+        Ok(Window::Read(&scratch[..len]))
     }
 
-    /// Confirm the file was not changed while it was read.
-    pub fn finish(&self) -> Result<()> {
+    fn finish(&self) -> Result<()> {
         let meta = fs::metadata(&self.path).map_err(|e| Error::io(&self.path, "stat", e))?;
         if meta.len() != self.len || meta.modified().ok() != self.modified {
             return Err(self.changed());
         }
         Ok(())
-    }
-
-    fn changed(&self) -> Error {
-        Error::invalid(&self.path, "the file changed while it was being read; output discarded")
     }
 }
 
@@ -109,6 +134,63 @@ fn read_exact_at(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> std
 pub trait Sink: Send {
     /// Append `data`.
     fn write(&mut self, data: &[u8]) -> Result<()>;
+}
+
+/// What a committed output became.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Final path or URL.
+    pub location: String,
+    /// The store's entity tag, where it has one (S3).
+    pub etag: Option<String>,
+    /// The whole-object checksum the store reported, where it does.
+    pub checksum: Option<String>,
+}
+
+/// An output being written; invisible under its final name until committed,
+/// and discarded if dropped uncommitted.
+pub trait PendingOutput: Sink {
+    /// Make the output visible under its final name.
+    fn commit(self: Box<Self>) -> Result<Committed>;
+}
+
+/// Where a run's outputs go.
+pub trait Destination: Sync {
+    /// The final location of `relative` (a path or URL).
+    fn location(&self, relative: &Path) -> String;
+    /// Start writing `relative`, which will be `len` bytes long.
+    fn create(&self, relative: &Path, len: u64) -> Result<Box<dyn PendingOutput>>;
+    /// The local folder, if the destination is one (to refuse outputs inside the input tree).
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// A local folder as a destination.
+pub struct LocalDir {
+    root: PathBuf,
+    overwrite: bool,
+}
+
+impl LocalDir {
+    /// Outputs under `root`; existing files are replaced only with `overwrite`.
+    pub fn new(root: &Path, overwrite: bool) -> Self {
+        LocalDir { root: root.to_path_buf(), overwrite }
+    }
+}
+
+impl Destination for LocalDir {
+    fn location(&self, relative: &Path) -> String {
+        crate::batch::resolve(&self.root.join(relative)).display().to_string()
+    }
+
+    fn create(&self, relative: &Path, _len: u64) -> Result<Box<dyn PendingOutput>> {
+        Ok(Box::new(Output::create(&self.root.join(relative), self.overwrite)?))
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
 }
 
 /// A sink that keeps nothing (verification only needs the digest).
@@ -165,6 +247,10 @@ impl Output {
     /// Give the output its final name. Without `overwrite` this never
     /// replaces a file that appeared meanwhile (hard link, then unlink).
     pub fn commit(mut self) -> Result<()> {
+        self.commit_in_place()
+    }
+
+    fn commit_in_place(&mut self) -> Result<()> {
         let file = self.file.take().expect("committed once");
         drop(file);
         if self.overwrite {
@@ -194,6 +280,13 @@ impl Sink for Output {
         use std::io::Write;
         let file = self.file.as_mut().expect("not committed");
         file.write_all(data).map_err(|e| Error::io(&self.path, "write", e))
+    }
+}
+
+impl PendingOutput for Output {
+    fn commit(mut self: Box<Self>) -> Result<Committed> {
+        self.commit_in_place()?;
+        Ok(Committed { location: crate::batch::resolve(&self.path).display().to_string(), ..Default::default() })
     }
 }
 

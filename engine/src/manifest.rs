@@ -30,8 +30,14 @@ pub enum KeySource {
 pub struct Record {
     /// The plaintext source.
     pub source: String,
-    /// Where the ciphertext was written.
+    /// Where the ciphertext was written (absolute path or URL).
     pub output: String,
+    /// The stored object's entity tag (S3), if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    /// The whole-object checksum the store reported, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub checksum: Option<String>,
     /// Plaintext size in bytes.
     pub plaintext_size: u64,
     /// Ciphertext size in bytes (with CBC padding or the GCM tag).
@@ -127,8 +133,8 @@ pub struct WrappedFor {
 pub struct RecordInput<'a> {
     /// Plaintext source.
     pub source: &'a Path,
-    /// Ciphertext output.
-    pub output: &'a Path,
+    /// The committed output.
+    pub committed: &'a crate::io::Committed,
     /// URL or path to put in `FileInput`.
     pub file_input: String,
     /// Mode.
@@ -178,7 +184,9 @@ impl Record {
             });
         Record {
             source: r.source.display().to_string(),
-            output: r.output.display().to_string(),
+            output: r.committed.location.clone(),
+            etag: r.committed.etag.clone(),
+            checksum: r.committed.checksum.clone(),
             plaintext_size: r.sealed.plain_len,
             ciphertext_size: r.sealed.cipher_len,
             mode: r.mode,
@@ -228,23 +236,41 @@ impl Record {
 }
 
 /// Appends records to a JSON Lines manifest, one whole line per write.
+///
+/// Nothing is created on disk until [`ManifestWriter::open`] (or the first
+/// write), so a run refused before any work leaves no manifest behind.
 pub struct ManifestWriter {
-    file: Mutex<File>,
+    file: Mutex<Option<File>>,
     path: PathBuf,
 }
 
 impl ManifestWriter {
-    /// Open `path` for appending (created if missing).
+    /// Prepare to append to `path` (created, with its folder, on [`ManifestWriter::open`]).
     pub fn append(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+        Ok(ManifestWriter { file: Mutex::new(None), path: path.to_path_buf() })
+    }
+
+    /// Create or open the manifest for appending, if not done yet. Call it
+    /// before starting work, so an unwritable manifest stops the run early.
+    pub fn open(&self) -> Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        Self::open_locked(&mut file, &self.path)?;
+        Ok(())
+    }
+
+    fn open_locked<'f>(file: &'f mut Option<File>, path: &Path) -> Result<&'f mut File> {
+        if file.is_none() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+            }
+            let opened = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::io(path, "open manifest", e))?;
+            *file = Some(opened);
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, "open manifest", e))?;
-        Ok(ManifestWriter { file: Mutex::new(file), path: path.to_path_buf() })
+        Ok(file.as_mut().expect("opened above"))
     }
 
     /// The manifest path.
@@ -257,7 +283,9 @@ impl ManifestWriter {
         let mut line = serde_json::to_vec(record).expect("records serialize");
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line).map_err(|e| Error::io(&self.path, "append to manifest", e))
+        Self::open_locked(&mut file, &self.path)?
+            .write_all(&line)
+            .map_err(|e| Error::io(&self.path, "append to manifest", e))
     }
 }
 

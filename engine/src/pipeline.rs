@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cipher::{OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
 use crate::error::{Error, Result};
-use crate::io::{Input, Sink};
+use crate::io::{Sink, Source};
 use crate::params::{Mode, BLOCK};
 
 /// Sizes that trade memory for parallelism.
@@ -70,7 +70,7 @@ pub struct Opened {
 }
 
 /// Encrypt `input` into `sink`. `progress` is told the plaintext bytes done.
-pub fn seal(input: &Input, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Sealed> {
+pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Sealed> {
     let len = input.len();
     let mode = sealer.mode();
     mode.check_plaintext_len(len).map_err(|r| Error::invalid(input.path(), r))?;
@@ -85,9 +85,8 @@ pub fn seal(input: &Input, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning,
             let n = (whole - at).min(tuning.window as u64) as usize;
             out.resize(n, 0);
             let s = sealer.as_mut().expect("not finished");
-            input.with_window(at, n, &mut scratch, |data| {
-                rayon::join(|| hasher.update(data), || s.update(data, out));
-            })?;
+            let data = input.window(at, n, &mut scratch)?;
+            rayon::join(|| hasher.update(&*data), || s.update(&data, out));
             at += n as u64;
             progress(n as u64);
         } else {
@@ -99,7 +98,7 @@ pub fn seal(input: &Input, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning,
         }
         let rest = (len - whole) as usize;
         let mut tail = Vec::with_capacity(rest);
-        input.with_window(whole, rest, &mut scratch, |data| tail.extend_from_slice(data))?;
+        tail.extend_from_slice(&input.window(whole, rest, &mut scratch)?);
         hasher.update(&tail);
         sealer.take().expect("finished once").finish(&tail, out);
         progress(rest as u64);
@@ -114,7 +113,7 @@ pub fn seal(input: &Input, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning,
 /// Decrypt `input` into `sink`, checking the GCM tag or CBC padding at the
 /// end. On error the caller must discard what `sink` received (an
 /// uncommitted [`crate::io::Output`] does so by itself).
-pub fn open(input: &Input, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Opened> {
+pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Opened> {
     let len = input.len();
     let (whole, _) = Opener::split(mode, len).map_err(|r| Error::invalid(input.path(), r))?;
     let mut opener = Some(opener);
@@ -128,7 +127,7 @@ pub fn open(input: &Input, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuni
             let n = (whole - at).min(tuning.window as u64) as usize;
             out.resize(n, 0);
             let o = opener.as_mut().expect("not finished");
-            input.with_window(at, n, &mut scratch, |data| o.update(data, out))?;
+            o.update(&input.window(at, n, &mut scratch)?, out);
             at += n as u64;
             progress(n as u64);
         } else {
@@ -140,7 +139,7 @@ pub fn open(input: &Input, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuni
         }
         let rest = (len - whole) as usize;
         let mut tail = Vec::with_capacity(rest);
-        input.with_window(whole, rest, &mut scratch, |data| tail.extend_from_slice(data))?;
+        tail.extend_from_slice(&input.window(whole, rest, &mut scratch)?);
         if let Err(f) = opener.take().expect("finished once").finish(&tail, out) {
             failure = Some(f);
             out.clear();
