@@ -6,7 +6,11 @@
 //! done by `ctr::Ctr128BE`'s seek), so the output does not depend on the
 //! chunk size or the number of threads.
 
-use aes::cipher::{InnerIvInit, StreamCipher, StreamCipherCoreWrapper, StreamCipherSeek};
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    BlockCipherEncBackend, BlockCipherEncClosure, BlockSizeUser, InnerIvInit, ParBlocks, StreamCipher,
+    StreamCipherCoreWrapper, StreamCipherSeek,
+};
 use ctr::flavors::{Ctr128BE, Ctr32BE};
 use ctr::{CtrCore, CtrFlavor};
 use rayon::prelude::*;
@@ -20,12 +24,97 @@ use aes::cipher::consts::U16;
 pub(super) fn xor_keystream<C, F>(cipher: &C, first_counter: &[u8; 16], byte_pos: u64, input: &[u8], output: &mut [u8])
 where
     C: BlockCipher,
-    F: CtrFlavor<U16>,
+    F: CtrFlavor<U16> + Counter,
 {
-    let core = CtrCore::<C, F>::inner_iv_init(cipher.clone(), first_counter.into());
-    let mut stream = StreamCipherCoreWrapper::from_core(core);
-    stream.seek(byte_pos);
-    stream.apply_keystream_b2b(input, output);
+    if byte_pos % 16 != 0 {
+        let core = CtrCore::<C, F>::inner_iv_init(cipher.clone(), first_counter.into());
+        let mut stream = StreamCipherCoreWrapper::from_core(core);
+        stream.seek(byte_pos);
+        return stream.apply_keystream_b2b(input, output);
+    }
+    fast_xor::<C, F>(cipher, first_counter, byte_pos / 16, input, output)
+}
+
+/// How a counter flavor advances: the counter block `n` blocks after `first`.
+pub(super) trait Counter {
+    fn block(first: u128, n: u64) -> u128;
+}
+
+impl Counter for Ctr128BE {
+    #[inline(always)]
+    fn block(first: u128, n: u64) -> u128 {
+        first.wrapping_add(n as u128)
+    }
+}
+
+impl Counter for Ctr32BE {
+    #[inline(always)]
+    fn block(first: u128, n: u64) -> u128 {
+        let low = (first as u32).wrapping_add(n as u32);
+        (first & !0xffff_ffff) | low as u128
+    }
+}
+
+/// The throughput path: inside one call into the AES backend (VAES-512,
+/// VAES-256 or AES-NI, chosen by the `aes` crate at run time), write the
+/// backend's natural batch of counter blocks (64 with VAES-512), encrypt them
+/// with its parallel-blocks routine, XOR them into the output; repeat.
+/// Written here rather than via `ctr`'s stream wrapper, which re-enters the
+/// backend per batch: measured side by side on a VAES machine, this loop ran
+/// ~1.5-2x faster than `ctr::Ctr128BE::apply_keystream_b2b`.
+fn fast_xor<C: BlockCipher, F: Counter>(cipher: &C, first: &[u8; 16], block_pos: u64, input: &[u8], output: &mut [u8]) {
+    cipher.encrypt_with_backend(Keystream::<F> {
+        first: u128::from_be_bytes(*first),
+        block_pos,
+        input,
+        output,
+        flavor: std::marker::PhantomData,
+    });
+}
+
+struct Keystream<'a, F> {
+    first: u128,
+    block_pos: u64,
+    input: &'a [u8],
+    output: &'a mut [u8],
+    flavor: std::marker::PhantomData<F>,
+}
+
+impl<F> BlockSizeUser for Keystream<'_, F> {
+    type BlockSize = U16;
+}
+
+impl<F: Counter> BlockCipherEncClosure for Keystream<'_, F> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let par = B::ParBlocksSize::USIZE;
+        let mut ks = ParBlocks::<B>::default();
+        let mut n = self.block_pos;
+        for (inp, out) in self.input.chunks(par * 16).zip(self.output.chunks_mut(par * 16)) {
+            for (i, b) in ks.iter_mut().enumerate() {
+                *b = F::block(self.first, n + i as u64).to_be_bytes().into();
+            }
+            backend.encrypt_par_blocks((&mut ks).into());
+            let flat = aes::Block::slice_as_flattened(&ks);
+            xor_into(inp, &flat[..inp.len()], out);
+            n += par as u64;
+        }
+    }
+}
+
+/// `out = a ^ b`, eight bytes at a time (auto-vectorized).
+#[inline(always)]
+fn xor_into(a: &[u8], b: &[u8], out: &mut [u8]) {
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    let mut co = out.chunks_exact_mut(8);
+    for ((x, y), o) in (&mut ca).zip(&mut cb).zip(&mut co) {
+        let v = u64::from_ne_bytes(x.try_into().expect("8")) ^ u64::from_ne_bytes(y.try_into().expect("8"));
+        o.copy_from_slice(&v.to_ne_bytes());
+    }
+    for ((x, y), o) in ca.remainder().iter().zip(cb.remainder()).zip(co.into_remainder()) {
+        *o = x ^ y;
+    }
 }
 
 /// Parallel CTR state for one message.
@@ -49,7 +138,7 @@ impl<C: BlockCipher> Ctr<C> {
 }
 
 /// `xor_keystream` over `chunk`-sized pieces on the rayon pool.
-pub(super) fn par_xor<C: BlockCipher, F: CtrFlavor<U16>>(
+pub(super) fn par_xor<C: BlockCipher, F: CtrFlavor<U16> + Counter>(
     cipher: &C,
     first: &[u8; 16],
     pos: u64,
