@@ -87,10 +87,10 @@ pub struct EncryptJob<'a> {
 
 /// One planned file.
 #[derive(Debug)]
-struct Planned {
-    source: PathBuf,
-    relative: PathBuf,
-    size: u64,
+pub(crate) struct Planned {
+    pub(crate) source: PathBuf,
+    pub(crate) relative: PathBuf,
+    pub(crate) size: u64,
 }
 
 /// Make `path` absolute and resolve symlinks in its longest existing prefix.
@@ -214,28 +214,53 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     // Largest first, so the long poles start early.
     runnable.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.source.cmp(&b.source)));
 
-    runnable.par_iter().with_max_len(1).for_each(|f| {
-        let result = encrypt_one(job, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter)
-            .and_then(|record| manifest.write(&record));
-        match result {
-            Ok(()) => {
-                let mut d = done.lock().unwrap();
-                d.0 += 1;
-                d.1 += f.size;
-                reporter.finished(&f.source, f.size);
-            }
-            Err(err) => {
-                let err = err.for_file(&f.source);
-                reporter.failed(&f.source, &err);
-                failures.lock().unwrap().push((f.source.clone(), err.to_string()));
-            }
-        }
-    });
+    let tally = Tally { done: &done, failures: &failures, reporter, manifest };
+    match (&job.supplied_key, job.mode) {
+        // One key for every file: CBC files go through the multi-buffer runner.
+        (Some(key), Mode::Cbc) if runnable.len() > 1 => crate::lanes::encrypt_cbc(
+            job,
+            &runnable,
+            key,
+            supplied_wrapped.as_deref().expect("wrapped with the key"),
+            out_real.as_deref(),
+            &tally,
+        ),
+        _ => runnable.par_iter().with_max_len(1).for_each(|f| {
+            tally.record(f, encrypt_one(job, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter));
+        }),
+    }
 
     let (files, bytes) = *done.lock().unwrap();
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
     Ok(Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures })
+}
+
+/// Counts finished files, appends their records and reports failures.
+pub(crate) struct Tally<'a> {
+    done: &'a Mutex<(u64, u64)>,
+    failures: &'a Mutex<Vec<(PathBuf, String)>>,
+    pub(crate) reporter: &'a dyn Reporter,
+    manifest: &'a ManifestWriter,
+}
+
+impl Tally<'_> {
+    /// Record the outcome of one planned file.
+    pub(crate) fn record(&self, f: &Planned, result: Result<Record>) {
+        match result.and_then(|record| self.manifest.write(&record)) {
+            Ok(()) => {
+                let mut d = self.done.lock().unwrap();
+                d.0 += 1;
+                d.1 += f.size;
+                self.reporter.finished(&f.source, f.size);
+            }
+            Err(err) => {
+                let err = err.for_file(&f.source);
+                self.reporter.failed(&f.source, &err);
+                self.failures.lock().unwrap().push((f.source.clone(), err.to_string()));
+            }
+        }
+    }
 }
 
 fn wrap_for_target(provider: &dyn KeyProvider, key: &DataKey, target: Target) -> Result<Vec<WrappedFor>> {
@@ -283,25 +308,39 @@ fn encrypt_one(
     let sealer_iv_bytes = sealer.iv().as_bytes().to_vec();
     let sealed = pipeline::seal(&input, sealer, output.as_mut(), &job.tuning, &|n| reporter.progress(n))?;
     let committed = output.commit()?;
+    let iv = Iv::from_slice(&sealer_iv_bytes)?;
+    Ok(file_record(job, f, key, key_source, &wrapped, &iv, &sealed, &committed))
+}
 
+/// The manifest record of a file sealed and committed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn file_record(
+    job: &EncryptJob<'_>,
+    f: &Planned,
+    key: &DataKey,
+    key_source: KeySource,
+    wrapped: &[WrappedFor],
+    iv: &Iv,
+    sealed: &pipeline::Sealed,
+    committed: &crate::io::Committed,
+) -> Record {
     let file_input = match &job.file_input_prefix {
         Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
         None => committed.location.clone(),
     };
-    let iv = Iv::from_slice(&sealer_iv_bytes)?;
-    Ok(Record::new(RecordInput {
+    Record::new(RecordInput {
         source: &resolve(&f.source),
-        committed: &committed,
+        committed,
         file_input,
         mode: job.mode,
         key,
         key_source,
         provider: job.provider,
         target: job.target,
-        wrapped: &wrapped,
-        iv: &iv,
-        sealed: &sealed,
-    }))
+        wrapped,
+        iv,
+        sealed,
+    })
 }
 
 /// Decrypt one local file to `out`, refusing to leave anything under the

@@ -24,6 +24,7 @@ pub mod cipher;
 pub mod error;
 pub mod io;
 pub mod keys;
+mod lanes;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;

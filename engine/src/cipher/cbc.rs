@@ -5,7 +5,11 @@
 //! `i` needs only ciphertext blocks `i` and `i−1`, so it splits into chunks
 //! that run in parallel, each seeded with the ciphertext block before it.
 
-use aes::cipher::{Array, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, InOutBuf};
+use aes::cipher::consts::U16;
+use aes::cipher::{
+    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockModeDecrypt, BlockModeEncrypt,
+    BlockSizeUser, InOutBuf, InnerIvInit,
+};
 use rayon::prelude::*;
 
 use super::BlockCipher;
@@ -88,5 +92,97 @@ impl<C: BlockCipher> CbcDecrypt<C> {
             || pad as usize > BLOCK
             || block[BLOCK - pad as usize..].iter().any(|&b| b != pad);
         (!bad).then(|| block[..BLOCK - pad as usize].to_vec())
+    }
+}
+
+/// Most CBC chains advanced together by one thread.
+pub const MAX_LANES: usize = 8;
+
+/// Several CBC encryptions under one key, advanced in lockstep.
+///
+/// CBC encryption of one message is a chain of dependent AES calls, so one
+/// message runs at the cipher's latency, not its throughput. Interleaving
+/// the chains of up to [`MAX_LANES`] independent messages inside one call
+/// into the AES backend gives the CPU independent blocks to overlap: each
+/// step encrypts block `j` of every lane. Each lane's output is the same as
+/// its own one-pass CBC encryption.
+pub(super) struct CbcLanes<C: BlockCipher> {
+    cipher: C,
+    chains: Vec<Block>,
+}
+
+impl<C: BlockCipher> CbcLanes<C> {
+    pub(super) fn new(cipher: C) -> Self {
+        CbcLanes { cipher, chains: Vec::new() }
+    }
+
+    /// Start a message in `lane` (growing the set of lanes as needed).
+    pub(super) fn start(&mut self, lane: usize, iv: &[u8]) {
+        assert!(lane < MAX_LANES, "at most {MAX_LANES} lanes");
+        if self.chains.len() <= lane {
+            self.chains.resize(lane + 1, [0; 16]);
+        }
+        self.chains[lane] = iv.try_into().expect("CBC IVs are 16 bytes");
+    }
+
+    /// Encrypt the next whole blocks of the given lanes; every input has the
+    /// same length.
+    pub(super) fn encrypt(&mut self, lanes: &[usize], inputs: &[&[u8]], outputs: &mut [&mut [u8]]) {
+        let blocks = inputs.first().map_or(0, |i| i.len() / BLOCK);
+        assert!(inputs.iter().all(|i| i.len() == blocks * BLOCK) && outputs.iter().all(|o| o.len() == blocks * BLOCK));
+        let mut chains: Vec<Block> = lanes.iter().map(|&l| self.chains[l]).collect();
+        self.cipher.encrypt_with_backend(LanesClosure { inputs, outputs, chains: &mut chains });
+        for (&l, c) in lanes.iter().zip(chains) {
+            self.chains[l] = c;
+        }
+    }
+
+    /// Pad and encrypt the last partial block of `lane`'s message.
+    pub(super) fn finish(&mut self, lane: usize, tail: &[u8]) -> Block {
+        let pad = (BLOCK - tail.len()) as u8;
+        let mut block = [pad; 16];
+        block[..tail.len()].copy_from_slice(tail);
+        let mut x = Array::from(xor(&block, &self.chains[lane]));
+        self.cipher.encrypt_block(&mut x);
+        x.into()
+    }
+}
+
+fn xor(a: &Block, b: &Block) -> Block {
+    (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes()
+}
+
+struct LanesClosure<'a, 'i, 'o> {
+    inputs: &'a [&'i [u8]],
+    outputs: &'a mut [&'o mut [u8]],
+    chains: &'a mut [Block],
+}
+
+impl BlockSizeUser for LanesClosure<'_, '_, '_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for LanesClosure<'_, '_, '_> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let lanes = self.inputs.len();
+        let blocks = self.inputs.first().map_or(0, |i| i.len() / BLOCK);
+        let mut x = [Array::<u8, U16>::default(); MAX_LANES];
+        for j in 0..blocks {
+            let at = j * BLOCK;
+            for l in 0..lanes {
+                let p: Block = self.inputs[l][at..at + BLOCK].try_into().expect("16 bytes");
+                x[l] = Array::from(xor(&p, &self.chains[l]));
+            }
+            // Independent blocks: the CPU overlaps their AES rounds.
+            for b in x[..lanes].iter_mut() {
+                backend.encrypt_block(b.into());
+            }
+            for l in 0..lanes {
+                let c: Block = x[l].into();
+                self.outputs[l][at..at + BLOCK].copy_from_slice(&c);
+                self.chains[l] = c;
+            }
+        }
     }
 }

@@ -242,6 +242,67 @@ impl Opener {
     }
 }
 
+/// Most messages a [`CbcBatch`] advances together.
+pub const CBC_LANES: usize = cbc::MAX_LANES;
+
+enum KeyedLanes {
+    A128(cbc::CbcLanes<aes::Aes128>),
+    A192(cbc::CbcLanes<aes::Aes192>),
+    A256(cbc::CbcLanes<aes::Aes256>),
+}
+
+macro_rules! with_lanes {
+    ($keyed:expr, $l:ident => $body:expr) => {
+        match $keyed {
+            KeyedLanes::A128($l) => $body,
+            KeyedLanes::A192($l) => $body,
+            KeyedLanes::A256($l) => $body,
+        }
+    };
+}
+
+/// Multi-buffer CBC: up to [`CBC_LANES`] messages under one data key (a
+/// batch of files sharing a key), encrypted in lockstep on one thread so
+/// their independent chains overlap in the CPU. Each lane's output equals
+/// its one-pass CBC encryption.
+pub struct CbcBatch {
+    lanes: KeyedLanes,
+}
+
+impl CbcBatch {
+    /// A batch under `key`.
+    pub fn new(key: &DataKey) -> Self {
+        let raw = key.expose_secret();
+        let lanes = match raw.len() {
+            16 => KeyedLanes::A128(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("16 bytes"))),
+            24 => KeyedLanes::A192(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("24 bytes"))),
+            _ => KeyedLanes::A256(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("32 bytes"))),
+        };
+        CbcBatch { lanes }
+    }
+
+    /// Start a new message in `lane` (below [`CBC_LANES`]) with its fresh 16-byte IV.
+    pub fn start(&mut self, lane: usize, iv: Iv) {
+        with_lanes!(&mut self.lanes, l => l.start(lane, iv.as_bytes()))
+    }
+
+    /// Encrypt the next whole blocks of `lanes`: `inputs[i]` into
+    /// `outputs[i]` for lane `lanes[i]`, all of one length (a multiple of 16).
+    pub fn update(&mut self, lanes: &[usize], inputs: &[&[u8]], outputs: &mut [&mut [u8]]) {
+        assert!(lanes.len() == inputs.len() && lanes.len() == outputs.len());
+        if let Some(first) = inputs.first() {
+            assert_eq!(first.len() % BLOCK, 0, "update takes whole blocks");
+        }
+        with_lanes!(&mut self.lanes, l => l.encrypt(lanes, inputs, outputs))
+    }
+
+    /// Pad and encrypt the last partial block (under 16 bytes) of `lane`'s message.
+    pub fn finish(&mut self, lane: usize, tail: &[u8]) -> [u8; 16] {
+        assert!(tail.len() < BLOCK, "finish takes the last partial block");
+        with_lanes!(&mut self.lanes, l => l.finish(lane, tail))
+    }
+}
+
 /// Encrypt a whole message in memory (tests, benchmarks, small files).
 pub fn seal_to_vec(mode: Mode, key: &DataKey, iv: Iv, chunk: usize, plaintext: &[u8]) -> Vec<u8> {
     let whole = plaintext.len() - plaintext.len() % BLOCK;

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Measure sealpipe beside its peers, in one run, on the same inputs, and
+# print every figure with the ratios the throughput targets are stated in.
+#
+#   scripts/bench-peers.sh                 # defaults: 2 GiB file, 8 GiB RSS check
+#   FILE_GIB=1 BIG_GIB=2 scripts/bench-peers.sh   # smaller, quicker
+#
+# Peers: `openssl speed -evp` (one thread), `openssl enc`, `cp`, and, when
+# sealpipe has an S3 destination and awscli/moto are installable, `aws s3 cp`
+# to a local moto endpoint. Ratios, not absolute numbers, are what compare
+# across (shared, noisy) machines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILE_GIB=${FILE_GIB:-2}
+BIG_GIB=${BIG_GIB:-8}
+S3_GIB=${S3_GIB:-1}
+SECONDS_PER_CASE=${SECONDS_PER_CASE:-2}
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/sealpipe-peers.XXXXXX")}
+trap 'rm -rf "$WORK"; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+
+cargo build --release --locked -q -p sealpipe-cli
+SP=$PWD/target/release/sealpipe
+export SEALPIPE_KEYRING="$WORK/keyring.json"
+
+echo "== machine"
+nproc_all=$(nproc)
+"$SP" bench --memory-size 4K --file-size 0 --modes ctr --seconds 0 --max-threads 1 | sed -n 1,2p
+echo "cores: $nproc_all"
+
+# Wall-clock seconds of a command (best of 3).
+best_wall() {
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+best = 1e9
+for _ in range(3):
+    t = time.perf_counter()
+    subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+    best = min(best, time.perf_counter() - t)
+print(f"{best:.3f}")
+PY
+}
+
+# Peak RSS in MiB of a command.
+peak_rss_mib() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+PY
+}
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+verdict() { python3 -c "import sys; a, op, b = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print('HOLDS' if (a >= b if op == '>=' else a <= b) else 'MISSED')" "$1" "$2" "$3"; }
+
+echo
+echo "== openssl speed -evp (one thread, 16 KiB blocks)"
+declare -A OSSL
+for m in ctr cbc gcm; do
+  kbs=$(openssl speed -seconds "$SECONDS_PER_CASE" -bytes 16384 -evp "aes-256-$m" 2>/dev/null | tail -1 | awk '{print $NF}' | tr -d k)
+  OSSL[$m]=$(python3 -c "print(f'{float(\"$kbs\") * 1000 / 1e9:.2f}')")
+  echo "openssl aes-256-$m: ${OSSL[$m]} GB/s"
+done
+
+echo
+echo "== sealpipe bench (engine, in memory, 64 MiB; CBC = batch of max(8, threads) files)"
+"$SP" bench --json --modes ctr,cbc,gcm --file-size 0 --seconds "$SECONDS_PER_CASE" > "$WORK/bench.json"
+python3 - "$WORK/bench.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+for m in r:
+    print(f"sealpipe {m['mode']}-{m['key_bits']} threads={m['threads']} files={m['files']}: {m['gb_per_s']:.2f} GB/s ({m['efficiency']*100:.0f}% scaling)")
+PY
+all_gbs() { python3 -c "
+import json, sys
+r = [m for m in json.load(open('$WORK/bench.json'))['results'] if m['mode'] == '$1']
+print(f\"{max(r, key=lambda m: m['threads'])['gb_per_s']:.2f}\")"; }
+
+echo
+echo "== ${FILE_GIB} GiB file -> file, CTR, page cache warm"
+IN="$WORK/in.bin"
+python3 - "$IN" "$FILE_GIB" <<'PY'
+import os, sys
+block = os.urandom(8 << 20)
+with open(sys.argv[1], "wb") as f:
+    for _ in range(int(float(sys.argv[2]) * 128)):
+        f.write(block)
+PY
+cat "$IN" > /dev/null
+KEYHEX=$(openssl rand -hex 32); IVHEX=$(openssl rand -hex 16)
+python3 -c "open('$WORK/key.bin', 'wb').write(bytes.fromhex('$KEYHEX'))"
+t_cp=$(best_wall cp "$IN" "$WORK/cp.out")
+t_ossl=$(best_wall openssl enc -aes-256-ctr -K "$KEYHEX" -iv "$IVHEX" -in "$IN" -out "$WORK/ossl.out")
+t_sp=$(best_wall "$SP" encrypt "$IN" --out "$WORK/enc" --mode ctr --data-key-file "$WORK/key.bin" --force --manifest "$WORK/m.jsonl")
+echo "cp:                     ${t_cp} s"
+echo "openssl enc -aes-256-ctr: ${t_ossl} s"
+echo "sealpipe encrypt (ctr):  ${t_sp} s"
+rm -f "$WORK/cp.out" "$WORK/ossl.out"
+
+echo
+echo "== peak RSS, ${BIG_GIB} GiB file -> file"
+BIG="$WORK/big.bin"
+rm -f "$IN"; truncate -s "${BIG_GIB}G" "$BIG"
+rss=$(peak_rss_mib "$SP" encrypt "$BIG" --out "$WORK/encbig" --mode ctr --force --manifest "$WORK/m2.jsonl")
+echo "sealpipe encrypt ${BIG_GIB} GiB: peak RSS ${rss} MiB"
+rm -rf "$BIG" "$WORK/encbig"
+
+s3_line="(not measured: sealpipe has no S3 destination in this build, or awscli/moto unavailable)"
+if "$SP" encrypt --help | grep -q -- '--to' && python3 -m pip install -q 'moto[server]' awscli >/dev/null 2>&1; then
+  echo
+  echo "== ${S3_GIB} GiB file -> local S3 endpoint (moto)"
+  PORT=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  python3 -m moto.server -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 & MOTO_PID=$!
+  for _ in $(seq 50); do curl -s "http://127.0.0.1:$PORT" >/dev/null && break; sleep 0.2; done
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
+  aws s3 mb s3://peers >/dev/null
+  S3IN="$WORK/s3in.bin"; head -c "$((S3_GIB << 30))" /dev/urandom > "$S3IN"
+  t_aws=$(best_wall aws s3 cp "$S3IN" s3://peers/aws.bin)
+  t_sp3=$(best_wall "$SP" encrypt "$S3IN" --to s3://peers/sp/ --force-path-style --force --manifest "$WORK/m3.jsonl")
+  echo "aws s3 cp:             ${t_aws} s"
+  echo "sealpipe encrypt --to: ${t_sp3} s"
+  s3_line="sealpipe/aws-s3-cp wall = $(ratio "$t_sp3" "$t_aws") (target <= 1.0): $(verdict "$(ratio "$t_sp3" "$t_aws")" '<=' 1.0)"
+fi
+
+echo
+echo "== targets (ratios from this run)"
+ctr_all=$(all_gbs ctr); gcm_all=$(all_gbs gcm); cbc_all=$(all_gbs cbc)
+r=$(ratio "$ctr_all" "${OSSL[ctr]}"); echo "CTR memory all cores / openssl ctr = $r (target >= 2.0): $(verdict "$r" '>=' 2.0)"
+r=$(ratio "$gcm_all" "${OSSL[gcm]}"); echo "GCM memory all cores / openssl gcm = $r (target >= 1.5): $(verdict "$r" '>=' 1.5)"
+r=$(ratio "$cbc_all" "${OSSL[cbc]}"); echo "CBC batch all cores / openssl cbc = $r (target >= 4.0): $(verdict "$r" '>=' 4.0)"
+r=$(ratio "$t_sp" "$t_cp"); echo "CTR ${FILE_GIB} GiB file wall / cp = $r (target <= 1.25): $(verdict "$r" '<=' 1.25)"
+r=$(ratio "$t_sp" "$t_ossl"); echo "CTR ${FILE_GIB} GiB file wall / openssl enc = $r (target <= 0.5): $(verdict "$r" '<=' 0.5)"
+echo "peak RSS ${BIG_GIB} GiB = ${rss} MiB (target <= 256): $(verdict "$rss" '<=' 256)"
+echo "$s3_line"
