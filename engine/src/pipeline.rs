@@ -74,38 +74,9 @@ pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tu
     let len = input.len();
     let mode = sealer.mode();
     mode.check_plaintext_len(len).map_err(|r| Error::invalid(input.path(), r))?;
-    let whole = len - len % BLOCK as u64;
     let mut hasher = Sha256::new();
-    let mut sealer = Some(sealer);
-    let mut scratch = Vec::new();
-    let mut at = 0u64;
-    let mut cipher_len = 0u64;
-    drive(sink, len as usize <= tuning.window, tuning.depth, None, |out| {
-        if at < whole {
-            let n = (whole - at).min(tuning.window as u64) as usize;
-            out.resize(n, 0);
-            let s = sealer.as_mut().expect("not finished");
-            let data = input.window(at, n, &mut scratch)?;
-            rayon::join(|| hasher.update(&*data), || s.update(&data, out));
-            at += n as u64;
-            progress(n as u64);
-        } else {
-            out.clear();
-        }
-        if at < whole {
-            cipher_len += out.len() as u64;
-            return Ok(true);
-        }
-        let rest = (len - whole) as usize;
-        let mut tail = Vec::with_capacity(rest);
-        tail.extend_from_slice(&input.window(whole, rest, &mut scratch)?);
-        hasher.update(&tail);
-        sealer.take().expect("finished once").finish(&tail, out);
-        progress(rest as u64);
-        cipher_len += out.len() as u64;
-        Ok(false)
-    })?;
-    input.finish()?;
+    let whole = len - len % BLOCK as u64;
+    let cipher_len = stream(input, whole, sink, tuning, Hash::Input(&mut hasher), progress, sealer)?;
     debug_assert_eq!(cipher_len, mode.sealed_len(len));
     Ok(Sealed { plain_len: len, cipher_len, sha256: hasher.finalize().into() })
 }
@@ -116,47 +87,112 @@ pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tu
 pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Opened> {
     let len = input.len();
     let (whole, _) = Opener::split(mode, len).map_err(|r| Error::invalid(input.path(), r))?;
-    let mut opener = Some(opener);
+    let mut hasher = Sha256::new();
+    let opening = Opening { opener, path: input.path() };
+    let plain_len = stream(input, whole, sink, tuning, Hash::Output(&mut hasher), progress, opening)?;
+    Ok(Opened { cipher_len: len, plain_len, sha256: hasher.finalize().into() })
+}
+
+/// A cipher direction as the window loop sees it.
+trait Transform: Send {
+    /// Whole blocks, in order.
+    fn update(&mut self, input: &[u8], output: &mut [u8]);
+    /// The rest of the input; appends the last output bytes.
+    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()>;
+}
+
+impl Transform for Sealer {
+    fn update(&mut self, input: &[u8], output: &mut [u8]) {
+        Sealer::update(self, input, output)
+    }
+    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.finish(tail, out);
+        Ok(())
+    }
+}
+
+struct Opening<'p> {
+    opener: Opener,
+    path: &'p std::path::Path,
+}
+
+impl Transform for Opening<'_> {
+    fn update(&mut self, input: &[u8], output: &mut [u8]) {
+        self.opener.update(input, output)
+    }
+    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let path = self.path;
+        self.opener.finish(tail, out).map_err(|f| {
+            // Never pass on unauthenticated or unpadded plaintext.
+            out.clear();
+            match f {
+                OpenFailure::Authentication => Error::Authentication { path: path.to_path_buf() },
+                OpenFailure::Padding => Error::Padding { path: path.to_path_buf() },
+                OpenFailure::Truncated => Error::invalid(path, "ciphertext is truncated"),
+            }
+        })
+    }
+}
+
+/// Which side of the cipher the SHA-256 covers.
+enum Hash<'a> {
+    /// The input (plaintext when sealing): hashed beside the cipher.
+    Input(&'a mut Sha256),
+    /// The output (plaintext when opening): hashed by the writer.
+    Output(&'a mut Sha256),
+}
+
+/// Feed `input[..whole]` (whole blocks) to `transform` a window at a time
+/// and the rest to its `last`, writing what it produces to `sink`; then
+/// check the input did not change. Returns the bytes written.
+fn stream(
+    input: &dyn Source,
+    whole: u64,
+    sink: &mut dyn Sink,
+    tuning: &Tuning,
+    hash: Hash<'_>,
+    progress: &(dyn Fn(u64) + Sync),
+    transform: impl Transform,
+) -> Result<u64> {
+    let len = input.len();
+    let (mut hash_in, hash_out) = match hash {
+        Hash::Input(h) => (Some(h), None),
+        Hash::Output(h) => (None, Some(h)),
+    };
+    let mut transform = Some(transform);
     let mut scratch = Vec::new();
     let mut at = 0u64;
-    let mut hasher = Sha256::new();
-    let mut plain_len = 0u64;
-    let mut failure = None;
-    drive(sink, len as usize <= tuning.window, tuning.depth, Some(&mut hasher), |out| {
+    let mut written = 0u64;
+    drive(sink, len as usize <= tuning.window, tuning.depth, hash_out, |out| {
         if at < whole {
             let n = (whole - at).min(tuning.window as u64) as usize;
             out.resize(n, 0);
-            let o = opener.as_mut().expect("not finished");
-            o.update(&input.window(at, n, &mut scratch)?, out);
+            let data = input.window(at, n, &mut scratch)?;
+            let t = transform.as_mut().expect("not finished");
+            match hash_in.as_mut() {
+                // The hash on one core, the cipher's chunks on the others.
+                Some(h) => rayon::join(|| h.update(&*data), || t.update(&data, out)).1,
+                None => t.update(&data, out),
+            }
             at += n as u64;
             progress(n as u64);
         } else {
             out.clear();
         }
-        if at < whole {
-            plain_len += out.len() as u64;
-            return Ok(true);
+        if at == whole {
+            let rest = (len - whole) as usize;
+            let tail = input.window(whole, rest, &mut scratch)?.to_vec();
+            if let Some(h) = hash_in.as_mut() {
+                h.update(&tail);
+            }
+            transform.take().expect("last window once").last(&tail, out)?;
+            progress(rest as u64);
         }
-        let rest = (len - whole) as usize;
-        let mut tail = Vec::with_capacity(rest);
-        tail.extend_from_slice(&input.window(whole, rest, &mut scratch)?);
-        if let Err(f) = opener.take().expect("finished once").finish(&tail, out) {
-            failure = Some(f);
-            out.clear();
-        }
-        progress(rest as u64);
-        plain_len += out.len() as u64;
-        Ok(false)
+        written += out.len() as u64;
+        Ok(at < whole)
     })?;
-    if let Some(f) = failure {
-        return Err(match f {
-            OpenFailure::Authentication => Error::Authentication { path: input.path().to_path_buf() },
-            OpenFailure::Padding => Error::Padding { path: input.path().to_path_buf() },
-            OpenFailure::Truncated => Error::invalid(input.path(), "ciphertext is truncated"),
-        });
-    }
     input.finish()?;
-    Ok(Opened { cipher_len: len, plain_len, sha256: hasher.finalize().into() })
+    Ok(written)
 }
 
 /// Run `produce` until it returns `false`, writing each buffer it fills to
