@@ -6,6 +6,7 @@
 //!
 //! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error.
 
+mod aws;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ struct Global {
     /// Parallel work unit in bytes (a multiple of 16). Example: --chunk-size 4194304
     #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_CHUNK)]
     chunk_size: usize,
+    #[command(flatten)]
+    aws: aws::AwsArgs,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +61,8 @@ enum Command {
   sealpipe encrypt testdata/media --out /tmp/enc
   sealpipe encrypt big.mp4 --out /tmp/enc --mode gcm --target mediaconvert
   sealpipe encrypt clip.ts --out /tmp/enc --mode cbc --data-key-file key.bin --iv-hex 00112233445566778899aabbccddeeff
-  sealpipe encrypt archive/ --out /tmp/enc --file-input-prefix s3://media-in/archive/")]
+  sealpipe encrypt archive/ --out /tmp/enc --file-input-prefix s3://media-in/archive/
+  sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media --target mediaconvert --manifest run.jsonl")]
     Encrypt(EncryptArgs),
     /// Decrypt one file, using its manifest record or an explicit key and IV.
     #[command(after_help = "Examples:
@@ -155,9 +159,11 @@ struct EncryptArgs {
     /// Files or folders to encrypt. Example: testdata/media
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
-    /// Output folder; files keep their relative paths and names. Example: --out /tmp/enc
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    /// Output folder; files keep their relative paths and names (or --to s3://...). Example: --out /tmp/enc
+    #[arg(long, value_name = "DIR", required_unless_present = "to")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    s3: aws::S3Args,
     /// Cipher mode. Example: --mode gcm
     #[arg(long, value_enum, default_value = "ctr")]
     mode: ModeArg,
@@ -176,7 +182,8 @@ struct EncryptArgs {
     /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
     #[arg(long, value_name = "HEX")]
     iv_hex: Option<String>,
-    /// Manifest to append records to. Default: OUT/manifest.jsonl. Example: --manifest run.jsonl
+    /// Manifest to append records to. Default: OUT/manifest.jsonl, or ./sealpipe-manifest.jsonl with --to.
+    /// Example: --manifest run.jsonl
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
     /// Prefix for each record's MediaConvert FileInput (relative path appended).
@@ -297,17 +304,33 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         None => None,
     };
     let supplied_key = a.data_key_file.as_deref().map(DataKey::from_file).transpose()?;
-    let keyring = LocalKeyring::open_or_create(keyring_path)?;
-    let manifest_path = a.manifest.clone().unwrap_or_else(|| a.out.join("manifest.jsonl"));
+    let session = aws::Session::new(&g.aws);
+    let kms = session.kms_from_flag()?;
+    let keyring = if kms.is_none() { Some(LocalKeyring::open_or_create(keyring_path)?) } else { None };
+    let provider: &dyn KeyProvider = match (&kms, &keyring) {
+        (Some(k), _) => k,
+        (None, Some(r)) => r,
+        (None, None) => unreachable!("one provider is always made"),
+    };
+    let manifest_path = a.manifest.clone().unwrap_or_else(|| match &a.out {
+        Some(out) => out.join("manifest.jsonl"),
+        None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
+    });
     let manifest = ManifestWriter::append(&manifest_path)?;
-    let destination = sealpipe::io::LocalDir::new(&a.out, a.force);
+    let s3_destination = session.destination(&a.s3, a.force)?;
+    let local_destination = a.out.as_ref().map(|out| sealpipe::io::LocalDir::new(out, a.force));
+    let destination: &dyn sealpipe::io::Destination = match (&s3_destination, &local_destination) {
+        (Some(s3), _) => s3,
+        (None, Some(local)) => local,
+        (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
+    };
     let job = EncryptJob {
         inputs: a.inputs,
-        destination: &destination,
+        destination,
         mode,
         key_bits: KeyBits::try_from(a.key_bits).map_err(|e| anyhow!(e))?,
         target,
-        provider: &keyring,
+        provider,
         supplied_key,
         iv,
         overwrite: a.force,
@@ -326,6 +349,8 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
 }
 
 fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+    let session = aws::Session::new(&g.aws);
+    let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
             let records = manifest::read(m)?;
@@ -339,8 +364,9 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
                         || r.mediaconvert.as_ref().is_some_and(|mc| mc.file_input == input_text)
                 })
                 .ok_or_else(|| anyhow!("{}: no record for this file in manifest {}", a.input.display(), m.display()))?;
-            let keyring = LocalKeyring::open(keyring_path)?;
-            let key = record.data_key(&keyring).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+            let provider = session.provider_for(record, keyring_path)?;
+            let key = record.data_key(provider.as_ref()).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+            etag = record.etag.clone();
             (record.mode, key, record.iv()?, Some(record.plaintext_sha256.clone()))
         }
         None => {
@@ -356,7 +382,13 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         }
     };
     let progress = report::Progress::new("decrypt", !g.json);
-    let result = batch::decrypt_file(&a.input, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress);
+    let result = if aws::is_s3(&a.input) {
+        session.open_object(&a.input.to_string_lossy(), etag.as_deref()).and_then(|object| {
+            batch::decrypt_source(&object, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress)
+        })
+    } else {
+        batch::decrypt_file(&a.input, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress)
+    };
     progress.clear();
     let summary = match result {
         Ok(opened) => batch::Summary { files: 1, bytes: opened.cipher_len, ..Default::default() },
@@ -382,9 +414,9 @@ fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Res
     if records.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
-    let keyring = LocalKeyring::open(keyring_path)?;
+    let session = aws::Session::new(&g.aws);
     let progress = report::Progress::new("verify", !g.json);
-    let summary = batch::verify(&records, &keyring as &dyn KeyProvider, &tuning, &progress);
+    let summary = aws::verify(&records, &session, keyring_path, &tuning, &progress)?;
     progress.clear();
     report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);
     Ok(exit_for(&summary))

@@ -362,10 +362,27 @@ pub fn decrypt_file(
         return Err(Error::invalid(input, "output would overwrite the input; choose another --out"));
     }
     let source = Input::open(input)?;
+    decrypt_source(&source, out, mode, key, iv, expected_sha256, overwrite, tuning, reporter)
+}
+
+/// [`decrypt_file`] from any [`Source`] (a local file, an S3 object) to the local file `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn decrypt_source(
+    source: &dyn Source,
+    out: &Path,
+    mode: Mode,
+    key: &DataKey,
+    iv: &Iv,
+    expected_sha256: Option<&str>,
+    overwrite: bool,
+    tuning: &Tuning,
+    reporter: &dyn Reporter,
+) -> Result<pipeline::Opened> {
+    let input = source.path();
     reporter.planned(1, source.len());
     let mut output = Output::create(out, overwrite)?;
     let opener = Opener::new(mode, key, iv, tuning.chunk);
-    let opened = pipeline::open(&source, mode, opener, &mut output, tuning, &|n| reporter.progress(n))?;
+    let opened = pipeline::open(source, mode, opener, &mut output, tuning, &|n| reporter.progress(n))?;
     check_digest(input, expected_sha256, &opened.sha256)?;
     output.commit()?;
     reporter.finished(input, opened.cipher_len);
@@ -386,13 +403,25 @@ fn check_digest(path: &Path, expected: Option<&str>, actual: &[u8; 32]) -> Resul
 /// Read back every record's output, decrypt it, check tag/padding, size and
 /// plaintext SHA-256.
 pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
+    verify_with(records, provider, &open_local, tuning, reporter)
+}
+
+/// Opens a record's stored output as a [`Source`] (`record.output` as a path or URL).
+pub type OpenOutput<'a> = dyn Fn(&Record) -> Result<Box<dyn Source>> + Sync + 'a;
+
+fn open_local(record: &Record) -> Result<Box<dyn Source>> {
+    Ok(Box::new(Input::open(Path::new(&record.output))?))
+}
+
+/// [`verify`], reading each output through `open` (e.g. S3 objects).
+pub fn verify_with(records: &[Record], provider: &dyn KeyProvider, open: &OpenOutput<'_>, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
     let started = Instant::now();
     reporter.planned(records.len() as u64, records.iter().map(|r| r.ciphertext_size).sum());
     let done = Mutex::new((0u64, 0u64));
     let failures = Mutex::new(Vec::new());
     records.par_iter().with_max_len(1).for_each(|record| {
         let path = PathBuf::from(&record.output);
-        match verify_one(record, &path, provider, tuning, reporter) {
+        match verify_one(record, &path, provider, open, tuning, reporter) {
             Ok(()) => {
                 let mut d = done.lock().unwrap();
                 d.0 += 1;
@@ -412,8 +441,8 @@ pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, r
     Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures }
 }
 
-fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {
-    let input = Input::open(path)?;
+fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, open: &OpenOutput<'_>, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {
+    let input = open(record)?;
     if input.len() != record.ciphertext_size {
         return Err(Error::invalid(
             path,
@@ -423,6 +452,6 @@ fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, tuning: 
     let key = record.data_key(provider)?;
     let iv = record.iv()?;
     let opener = Opener::new(record.mode, &key, &iv, tuning.chunk);
-    let opened = pipeline::open(&input, record.mode, opener, &mut Discard, tuning, &|n| reporter.progress(n))?;
+    let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, &|n| reporter.progress(n))?;
     check_digest(path, Some(&record.plaintext_sha256), &opened.sha256)
 }

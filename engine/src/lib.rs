@@ -11,13 +11,16 @@
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
 //! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
-//! * [`bench`]: throughput measurement on the target hardware.
+//! * [`bench`]: throughput measurement on the target hardware;
+//! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
 //!
 //! The engine never prints and never parses arguments; parallelism runs on
 //! the caller's rayon pool.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod batch;
 pub mod bench;
 pub mod cipher;

@@ -1,0 +1,526 @@
+//! The AWS path against a real local endpoint: a moto server (S3 + KMS with
+//! the AWS wire protocol) started per test on a free loopback port and
+//! stopped by a guard, driven through the real aws-sdk clients of the built
+//! binary. Setup and the independent checks use Python's boto3 (installed
+//! with `moto[server]`, see scripts/test.sh) and `openssl enc`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealpipe");
+const MC_CONTEXT: &str = r#"{"service": "mediaconvert.amazonaws.com"}"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed (and reaped) when the guard drops.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{what} exited early ({status}); is `moto[server]` installed? (python3 -m pip install 'moto[server]')");
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what} did not answer on port {} within 60 s", self.port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Server {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 must be on PATH");
+    let mut server = Server { child, port };
+    server.wait_ready("moto server");
+    server
+}
+
+/// A proxy in front of moto, forwarding everything unchanged except
+/// `UploadPart`s: with `mode` "fail:N" it rejects part N with a
+/// non-retryable 400; with "delay:S" it holds every part S seconds.
+fn start_proxy(upstream: u16, mode: &str) -> Server {
+    const PROXY: &str = r#"
+import http.client, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+port, upstream = int(sys.argv[1]), int(sys.argv[2])
+mode, arg = sys.argv[3].split(":")
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def handle_one(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        is_part = self.command == "PUT" and "uploadId=" in self.path and "partNumber=" in self.path
+        if is_part and mode == "delay":
+            time.sleep(float(arg))
+        if is_part and mode == "fail" and ("partNumber=%s&" % arg in self.path + "&"):
+            msg = b"<?xml version='1.0'?><Error><Code>InvalidArgument</Code><Message>part rejected by the test proxy</Message></Error>"
+            self.send_response(400); self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(msg))); self.end_headers(); self.wfile.write(msg); return
+        c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items()}
+        c.request(self.command, self.path, body=body, headers=headers)
+        r = c.getresponse(); data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data))); self.end_headers()
+        if self.command != "HEAD": self.wfile.write(data)
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-c", PROXY, &port.to_string(), &upstream.to_string(), mode])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, port };
+    server.wait_ready("test proxy");
+    server
+}
+
+/// Environment of the binary and of boto3: fake credentials, the local endpoint,
+/// and no shared config, profile or instance metadata from this machine.
+fn aws_env(cmd: &mut Command, endpoint: &str) {
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/sealpipe-test-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sealpipe-test-credentials")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+}
+
+/// Run a boto3 snippet; `s3` and `kms` clients are ready in it. Returns stdout.
+fn py(moto: &Server, code: &str, args: &[&str]) -> String {
+    let prelude = "import boto3, json, sys, base64, os\n\
+        s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n\
+        kms = boto3.client('kms', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n";
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(format!("{prelude}{code}")).args(args);
+    aws_env(&mut cmd, &moto.url());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A KMS key with alias `alias` and a bucket `bucket`; returns the key ARN.
+fn setup(moto: &Server, bucket: &str, alias: &str) -> String {
+    py(
+        moto,
+        "k = kms.create_key(Description='sealpipe test')['KeyMetadata']\n\
+         kms.create_alias(AliasName=sys.argv[2], TargetKeyId=k['KeyId'])\n\
+         s3.create_bucket(Bucket=sys.argv[1])\n\
+         print(k['Arn'])",
+        &[bucket, alias],
+    )
+}
+
+fn open_uploads(moto: &Server, bucket: &str) -> usize {
+    py(moto, "print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))", &[bucket])
+        .parse()
+        .unwrap()
+}
+
+fn sealpipe(moto_url: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--force-path-style");
+    aws_env(&mut cmd, moto_url);
+    cmd.env("SEALPIPE_KEYRING", "/nonexistent/sealpipe-test-keyring");
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn records(manifest: &Path) -> Vec<serde_json::Value> {
+    let file = std::fs::File::open(manifest).unwrap();
+    BufReader::new(file).lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect()
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn b64d(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// `openssl enc -aes-256-ctr -K key -iv iv` of `plain`.
+fn openssl_ctr(plain: &Path, key_hex: &str, iv: &[u8]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["enc", "-aes-256-ctr", "-nosalt", "-K", key_hex, "-iv", &hex::encode(iv), "-in"])
+        .arg(plain)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+struct Tree {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    media: PathBuf,
+}
+
+/// A folder with a multipart-sized file (12 MiB + 123 B: 3 parts of 5 MiB)
+/// and small ones (PutObject), one in a subfolder.
+fn media_tree() -> Tree {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let media = root.join("media");
+    std::fs::create_dir_all(media.join("sub")).unwrap();
+    std::fs::write(media.join("big.ts"), pattern((12 << 20) + 123, 1)).unwrap();
+    std::fs::write(media.join("small.mp4"), pattern(100_000, 2)).unwrap();
+    std::fs::write(media.join("sub/tiny.aac"), pattern(17, 3)).unwrap();
+    std::fs::write(media.join("sub/empty.bin"), b"").unwrap();
+    Tree { _dir: dir, root, media }
+}
+
+#[test]
+fn encrypt_to_s3_with_kms_matches_openssl_and_verifies() {
+    let moto = start_moto();
+    let arn = setup(&moto, "media-in", "alias/media");
+    let tree = media_tree();
+    let manifest = tree.root.join("run.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &[
+            "encrypt",
+            tree.media.to_str().unwrap(),
+            "--to",
+            "s3://media-in/2019/",
+            "--kms-key",
+            "alias/media",
+            "--part-size",
+            "5M",
+            "--concurrency",
+            "2",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+
+    let recs = records(&manifest);
+    assert_eq!(recs.len(), 4);
+    for r in &recs {
+        let rel = Path::new(r["source"].as_str().unwrap()).strip_prefix(&tree.media).unwrap().to_str().unwrap().to_string();
+        let url = format!("s3://media-in/2019/{rel}");
+        assert_eq!(r["output"], url.as_str());
+        assert_eq!(r["key_provider"], "aws-kms");
+        assert_eq!(r["key_id"], arn.as_str());
+        let mc = &r["mediaconvert"];
+        assert_eq!(mc["FileInput"], url.as_str());
+        assert_eq!(mc["DecryptionSettings"]["KmsKeyRegion"], "us-east-1");
+        assert!(r["etag"].as_str().is_some_and(|e| !e.is_empty()), "no ETag in {r}");
+        assert!(!r.to_string().contains("plaintext_key"));
+
+        // Independently: the object bytes, the data key from KMS Decrypt with
+        // the MediaConvert context, and KMS refusing it without the context.
+        let blob = mc["DecryptionSettings"]["EncryptedDecryptionKey"].as_str().unwrap();
+        let object = tree.root.join("object.bin");
+        let answer = py(
+            &moto,
+            "s3.download_file('media-in', sys.argv[1], sys.argv[2])\n\
+             blob = base64.b64decode(sys.argv[3])\n\
+             key = kms.decrypt(CiphertextBlob=blob, EncryptionContext=json.loads(sys.argv[4]))['Plaintext']\n\
+             try:\n    kms.decrypt(CiphertextBlob=blob); refused = 'accepted'\n\
+             except kms.exceptions.InvalidCiphertextException:\n    refused = 'refused'\n\
+             print(key.hex(), refused)",
+            &[&format!("2019/{rel}"), object.to_str().unwrap(), blob, MC_CONTEXT],
+        );
+        let (key_hex, refused) = answer.split_once(' ').unwrap();
+        assert_eq!(refused, "refused", "KMS must refuse the key without its encryption context");
+        assert_eq!(key_hex.len(), 64);
+        let iv = b64d(mc["DecryptionSettings"]["InitializationVector"].as_str().unwrap());
+        assert_eq!(iv.len(), 16);
+        let source = Path::new(r["source"].as_str().unwrap());
+        let want = openssl_ctr(source, key_hex, &iv);
+        assert!(std::fs::read(&object).unwrap() == want, "{rel}: object differs from openssl enc");
+        if rel == "big.ts" {
+            // Uploaded in 3 parts, checksummed.
+            assert!(r["etag"].as_str().unwrap().trim_matches('"').ends_with("-3"), "{}", r["etag"]);
+        }
+    }
+    assert_eq!(open_uploads(&moto, "media-in"), 0);
+
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "verify failed: {}", stderr(&out));
+
+    let back = tree.root.join("big.back");
+    let out = sealpipe(
+        &moto.url(),
+        &["decrypt", "s3://media-in/2019/big.ts", "--manifest", manifest.to_str().unwrap(), "--out", back.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "decrypt failed: {}", stderr(&out));
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(tree.media.join("big.ts")).unwrap());
+
+    // An object replaced after encryption is caught by its ETag.
+    py(&moto, "s3.put_object(Bucket='media-in', Key='2019/small.mp4', Body=b'x' * 100000)", &[]);
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("s3://media-in/2019/small.mp4") && stderr(&out).contains("changed"), "{}", stderr(&out));
+}
+
+#[test]
+fn gcm_with_crc64nvme_round_trips_through_s3() {
+    let moto = start_moto();
+    setup(&moto, "media-gcm", "alias/gcm");
+    let tree = media_tree();
+    let manifest = tree.root.join("gcm.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &[
+            "encrypt",
+            tree.media.join("big.ts").to_str().unwrap(),
+            "--to",
+            "s3://media-gcm/x",
+            "--kms-key",
+            "alias/gcm",
+            "--mode",
+            "gcm",
+            "--key-bits",
+            "128",
+            "--part-size",
+            "5M",
+            "--checksum",
+            "crc64nvme",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    let r = &records(&manifest)[0];
+    assert_eq!(r["output"], "s3://media-gcm/x/big.ts");
+    assert_eq!(r["ciphertext_size"], (12 << 20) + 123 + 16);
+    // Python `cryptography` decrypts the object with the key from KMS.
+    let ok = py(
+        &moto,
+        "from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n\
+         body = s3.get_object(Bucket='media-gcm', Key='x/big.ts')['Body'].read()\n\
+         key = kms.decrypt(CiphertextBlob=base64.b64decode(sys.argv[1]), EncryptionContext=json.loads(sys.argv[2]))['Plaintext']\n\
+         plain = AESGCM(key).decrypt(base64.b64decode(sys.argv[3]), body, None)\n\
+         print(plain == open(sys.argv[4], 'rb').read())",
+        &[
+            r["encrypted_data_key"].as_str().unwrap(),
+            MC_CONTEXT,
+            r["iv"].as_str().unwrap(),
+            tree.media.join("big.ts").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(ok, "True");
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "verify failed: {}", stderr(&out));
+    assert_eq!(open_uploads(&moto, "media-gcm"), 0);
+}
+
+#[test]
+fn rejected_part_aborts_the_multipart_upload() {
+    let moto = start_moto();
+    setup(&moto, "media-fail", "alias/fail");
+    let proxy = start_proxy(moto.port, "fail:2");
+    let tree = media_tree();
+    let manifest = tree.root.join("fail.jsonl");
+    let out = sealpipe(
+        &proxy.url(),
+        &[
+            "encrypt",
+            tree.media.join("big.ts").to_str().unwrap(),
+            "--to",
+            "s3://media-fail/p/",
+            "--kms-key",
+            "alias/fail",
+            "--part-size",
+            "5M",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // The failure line (and its repeat in the closing summary) names the object and the cause.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("s3://media-fail/p/big.ts")).collect();
+    assert!(!lines.is_empty(), "{err}");
+    for line in lines {
+        assert!(line.contains("UploadPart 2") && line.contains("part rejected by the test proxy"), "{err}");
+    }
+    assert_eq!(open_uploads(&moto, "media-fail"), 0, "the failed upload must be aborted");
+    let listed = py(&moto, "print(s3.list_objects_v2(Bucket='media-fail').get('KeyCount', 0))", &[]);
+    assert_eq!(listed, "0", "no partial object");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let moto = start_moto();
+    setup(&moto, "media-ok", "alias/ok");
+    let tree = media_tree();
+    let input = tree.media.join("small.mp4");
+    let manifest = tree.root.join("bad.jsonl");
+    let run = |env_url: &str, extra: &[&str]| -> (Option<i32>, String) {
+        let mut args = vec!["encrypt", input.to_str().unwrap(), "--manifest", manifest.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = sealpipe(env_url, &args);
+        (out.status.code(), stderr(&out))
+    };
+    let one_line = |err: &str| {
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    };
+
+    let (code, err) = run(&moto.url(), &["--to", "s3://no-such-bucket/x/", "--kms-key", "alias/ok"]);
+    assert_eq!(code, Some(2), "{err}");
+    one_line(&err);
+    assert!(err.contains("s3://no-such-bucket/") && err.contains("bucket does not exist"), "{err}");
+
+    let (code, err) = run(&moto.url(), &["--to", "s3://media-ok/x/", "--kms-key", "alias/missing"]);
+    assert_eq!(code, Some(2), "{err}");
+    one_line(&err);
+    assert!(err.contains("alias/missing") && err.contains("does not exist"), "{err}");
+
+    // No credentials anywhere (instance metadata disabled, no files).
+    let mut cmd = Command::new(BIN);
+    cmd.args(["encrypt", input.to_str().unwrap(), "--to", "s3://media-ok/x/", "--kms-key", "alias/ok", "--force-path-style"]);
+    aws_env(&mut cmd, &moto.url());
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    one_line(&err);
+    assert!(err.to_lowercase().contains("credentials"), "{err}");
+
+    // Unreachable endpoint: a port nothing listens on.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["encrypt", input.to_str().unwrap(), "--to", "s3://media-ok/x/", "--force-path-style", "--manifest"])
+        .arg(&manifest);
+    aws_env(&mut cmd, &dead);
+    cmd.env("SEALPIPE_KEYRING", tree.root.join("keyring.json")).env("AWS_MAX_ATTEMPTS", "1");
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    one_line(&err);
+    assert!(err.contains("s3://media-ok/"), "{err}");
+
+    assert!(!manifest.exists(), "no manifest for refused runs");
+    assert_eq!(open_uploads(&moto, "media-ok"), 0);
+    let _ = std::io::stderr().flush();
+}
+
+#[test]
+fn sigterm_mid_upload_aborts_open_uploads() {
+    let moto = start_moto();
+    setup(&moto, "media-int", "alias/int");
+    // Every part takes 1 s to go through, so the run is surely mid-upload when signalled.
+    let proxy = start_proxy(moto.port, "delay:1");
+    let tree = media_tree();
+    let manifest = tree.root.join("int.jsonl");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["encrypt", tree.media.join("big.ts").to_str().unwrap(), "--to", "s3://media-int/p/", "--kms-key", "alias/int"])
+        .args(["--part-size", "5M", "--concurrency", "1", "--force-path-style", "--manifest"])
+        .arg(&manifest)
+        .stderr(Stdio::piped());
+    aws_env(&mut cmd, &proxy.url());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_uploads(&moto, "media-int") == 0 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        assert!(child.try_wait().unwrap().is_none(), "sealpipe exited before it was signalled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("aborted 1 open multipart upload"), "{}", stderr(&out));
+    assert_eq!(open_uploads(&moto, "media-int"), 0, "the interrupted upload must be aborted");
+}
+
+#[test]
+fn supplied_key_is_wrapped_with_kms_encrypt_under_the_context() {
+    let moto = start_moto();
+    setup(&moto, "media-key", "alias/key");
+    let tree = media_tree();
+    let key_file = tree.root.join("key.bin");
+    let key = pattern(24, 9); // AES-192
+    std::fs::write(&key_file, &key).unwrap();
+    let manifest = tree.root.join("key.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &[
+            "encrypt",
+            tree.media.join("small.mp4").to_str().unwrap(),
+            "--to",
+            "s3://media-key/",
+            "--kms-key",
+            "alias/key",
+            "--data-key-file",
+            key_file.to_str().unwrap(),
+            "--target",
+            "elastictranscoder",
+            "--checksum",
+            "none",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    let r = &records(&manifest)[0];
+    assert_eq!(r["output"], "s3://media-key/small.mp4");
+    assert_eq!(r["key_source"], "supplied");
+    let blob = r["elastictranscoder"]["Encryption"]["Key"].as_str().unwrap();
+    let unwrapped = py(
+        &moto,
+        "print(kms.decrypt(CiphertextBlob=base64.b64decode(sys.argv[1]), EncryptionContext=json.loads(sys.argv[2]))['Plaintext'].hex())",
+        &[blob, r#"{"service": "elastictranscoder.amazonaws.com"}"#],
+    );
+    assert_eq!(unwrapped, hex::encode(&key));
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "verify failed: {}", stderr(&out));
+}

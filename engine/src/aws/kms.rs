@@ -1,0 +1,186 @@
+//! AWS KMS as the key provider (envelope encryption, FORMAT.md "Keys").
+//!
+//! * generated keys: `GenerateDataKey` (KeySpec `AES_256` / `AES_128`, or
+//!   `NumberOfBytes` 24 for AES-192) under the service's encryption context;
+//! * supplied keys: `Encrypt` of the user's key with the same context;
+//! * unwrapping: `Decrypt` with the context recorded in the manifest, pinned
+//!   to the key ARN so a blob from another key is refused.
+//!
+//! The plaintext key KMS returns is copied into a [`DataKey`] and the SDK's
+//! buffer zeroized at once. Throttling and 5xx answers are retried by the
+//! SDK (standard retry mode, exponential backoff with jitter); access
+//! denied, missing or disabled keys and context mismatches are permanent
+//! and reported as one line ([`Error::Key`]).
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, KeyState};
+use zeroize::Zeroize;
+
+use super::{describe, Aws};
+use crate::error::{Error, Result};
+use crate::keys::{DataKey, KeyProvider};
+use crate::params::{EncryptionContext, KeyBits};
+
+/// Provider name recorded in manifests.
+pub const NAME: &str = "aws-kms";
+
+/// A customer managed KMS key, resolved to its ARN.
+pub struct KmsProvider {
+    client: aws_sdk_kms::Client,
+    handle: tokio::runtime::Handle,
+    arn: String,
+    region: String,
+}
+
+impl KmsProvider {
+    /// Resolve `key` (key id, key ARN, alias name `alias/...` or alias ARN)
+    /// with `DescribeKey`, refusing a missing, disabled or non-symmetric key.
+    pub fn new(aws: &Aws, key: &str) -> Result<Self> {
+        let client = aws.kms_client();
+        let described = aws
+            .handle
+            .block_on(client.describe_key().key_id(key).send())
+            .map_err(|e| kms_error(&e, &format!("KMS key {key}"), "DescribeKey"))?;
+        let meta = described
+            .key_metadata()
+            .ok_or_else(|| Error::Key(format!("KMS key {key}: DescribeKey returned no key metadata")))?;
+        let arn = meta.arn().map(str::to_string).unwrap_or_else(|| meta.key_id().to_string());
+        if let Some(state) = meta.key_state() {
+            if *state != KeyState::Enabled {
+                return Err(Error::Key(format!(
+                    "KMS key {key} ({arn}) is {}, not Enabled: enable it or choose another --kms-key",
+                    state.as_str()
+                )));
+            }
+        } else if !meta.enabled() {
+            return Err(Error::Key(format!("KMS key {key} ({arn}) is disabled")));
+        }
+        if let Some(spec) = meta.key_spec() {
+            if spec.as_str() != "SYMMETRIC_DEFAULT" {
+                return Err(Error::Key(format!(
+                    "KMS key {key} ({arn}) has key spec {}; data keys need a symmetric encryption key (SYMMETRIC_DEFAULT)",
+                    spec.as_str()
+                )));
+            }
+        }
+        // arn:aws:kms:<region>:<account>:key/<id>
+        let region = arn
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .map_or_else(|| aws.region(), Ok)?;
+        Ok(KmsProvider { client, handle: aws.handle.clone(), arn, region })
+    }
+
+    /// The key ARN.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+}
+
+/// One line for a failed KMS call about `what`.
+fn kms_error<E, R>(err: &SdkError<E, R>, what: &str, op: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let code = super::code(err).unwrap_or("");
+    let hint = match code {
+        "NotFoundException" => "the key does not exist in this account and region",
+        "AccessDeniedException" => "access denied: the caller lacks permission on this key",
+        "DisabledException" => "the key is disabled",
+        "KMSInvalidStateException" => "the key is not in a usable state (pending deletion or import?)",
+        "InvalidCiphertextException" => {
+            "the encrypted data key does not decrypt: encryption context mismatch, another key, or a corrupted blob"
+        }
+        "IncorrectKeyException" => "the encrypted data key was made under a different KMS key",
+        "InvalidKeyUsageException" => "the key cannot be used for encryption",
+        "UnrecognizedClientException" | "InvalidClientTokenId" | "InvalidSignatureException" => {
+            "the AWS credentials were rejected"
+        }
+        _ => "",
+    };
+    let detail = describe(err);
+    if hint.is_empty() {
+        Error::Key(format!("{what}: KMS {op} failed: {detail}"))
+    } else {
+        Error::Key(format!("{what}: KMS {op} failed: {hint} ({detail})"))
+    }
+}
+
+fn context_pairs(context: &EncryptionContext) -> impl Iterator<Item = (String, String)> + '_ {
+    context.0.iter().map(|(k, v)| (k.clone(), v.clone()))
+}
+
+impl KeyProvider for KmsProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn key_id(&self) -> String {
+        self.arn.clone()
+    }
+
+    fn region(&self) -> String {
+        self.region.clone()
+    }
+
+    fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {
+        let mut req = self.client.generate_data_key().key_id(&self.arn);
+        for (k, v) in context_pairs(context) {
+            req = req.encryption_context(k, v);
+        }
+        req = match bits {
+            KeyBits::B256 => req.key_spec(DataKeySpec::Aes256),
+            KeyBits::B128 => req.key_spec(DataKeySpec::Aes128),
+            other => req.number_of_bytes(other.bytes() as i32),
+        };
+        let out = self
+            .handle
+            .block_on(req.send())
+            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "GenerateDataKey"))?;
+        let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
+        let key = DataKey::from_slice(&plain);
+        plain.zeroize();
+        let key = key?;
+        if key.bits() != bits {
+            return Err(Error::Key(format!("KMS key {}: GenerateDataKey returned a key of the wrong size", self.arn)));
+        }
+        let wrapped = out
+            .ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| Error::Key(format!("KMS key {}: GenerateDataKey returned no CiphertextBlob", self.arn)))?;
+        Ok((key, wrapped))
+    }
+
+    fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
+        let mut req = self.client.encrypt().key_id(&self.arn).plaintext(Blob::new(key.expose_secret().to_vec()));
+        for (k, v) in context_pairs(context) {
+            req = req.encryption_context(k, v);
+        }
+        let out = self
+            .handle
+            .block_on(req.send())
+            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "Encrypt"))?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| Error::Key(format!("KMS key {}: Encrypt returned no CiphertextBlob", self.arn)))
+    }
+
+    fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey> {
+        let mut req = self.client.decrypt().key_id(&self.arn).ciphertext_blob(Blob::new(wrapped.to_vec()));
+        for (k, v) in context_pairs(context) {
+            req = req.encryption_context(k, v);
+        }
+        let out = self
+            .handle
+            .block_on(req.send())
+            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "Decrypt"))?;
+        let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
+        let key = DataKey::from_slice(&plain);
+        plain.zeroize();
+        key.map_err(|_| Error::Key(format!("KMS key {}: Decrypt returned a key that is not 16, 24 or 32 bytes", self.arn)))
+    }
+}

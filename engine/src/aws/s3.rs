@@ -1,0 +1,649 @@
+//! Amazon S3 as a [`Destination`] (uploads) and a [`Source`] (ranged reads).
+//!
+//! ## Uploads ([`S3Destination`])
+//! An output of at most one part goes up with a single `PutObject`. A larger
+//! one becomes a multipart upload: the pipeline's writer thread fills a part
+//! buffer, and each full part is handed to a tokio task that sends it with
+//! `UploadPart`. At most `concurrency` parts are in flight: the writer blocks
+//! on a semaphore until one finishes, so the memory an upload holds is
+//! `part_size × (concurrency + 1)`, whatever the file size. Each part carries
+//! a checksum (CRC32C or CRC64NVME, or none for stores that reject them),
+//! repeated in `CompleteMultipartUpload`. A part is kept as one immutable
+//! [`Bytes`] until it succeeds, so the SDK's retries (throttling, 5xx,
+//! timeouts, connection resets; exponential backoff) resend identical bytes.
+//!
+//! An upload that is dropped without a successful commit (any error in the
+//! pipeline, a failed part, a failed completion) is aborted with
+//! `AbortMultipartUpload`, so no parts are left billed.
+//!
+//! ## Reads ([`S3Object`])
+//! `HeadObject` gives the size and ETag; each window is fetched by
+//! concurrent ranged `GetObject`s with `If-Match: <etag>`, so an object
+//! replaced while it is read fails with a clear error instead of mixing versions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::{describe, Aws, S3Url};
+use crate::error::{Error, Result};
+use crate::io::{Committed, Destination, PendingOutput, Sink, Source, Window};
+use crate::keys::b64;
+
+/// Smallest part S3 accepts (all but the last part).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// Largest part S3 accepts.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// Most parts in one upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// Default part size.
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// Default number of parts in flight per upload.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Size of one ranged GET when reading an object.
+pub const RANGE_SIZE: usize = 8 << 20;
+
+/// The checksum sent with every part (`--checksum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChecksumChoice {
+    /// CRC32C per part; the object checksum is S3's composite of the parts.
+    #[default]
+    Crc32c,
+    /// CRC64NVME per part and of the whole object (full-object checksum).
+    Crc64Nvme,
+    /// No checksum headers (for S3-compatible stores that reject them).
+    None,
+}
+
+impl ChecksumChoice {
+    fn algorithm(self) -> Option<ChecksumAlgorithm> {
+        match self {
+            ChecksumChoice::Crc32c => Some(ChecksumAlgorithm::Crc32C),
+            ChecksumChoice::Crc64Nvme => Some(ChecksumAlgorithm::Crc64Nvme),
+            ChecksumChoice::None => None,
+        }
+    }
+
+    /// Base64 of the big-endian checksum of `data`, as S3 headers carry it.
+    pub fn of(self, data: &[u8]) -> Option<String> {
+        match self {
+            ChecksumChoice::Crc32c => Some(b64(&crc32c::crc32c(data).to_be_bytes())),
+            ChecksumChoice::Crc64Nvme => {
+                let mut d = crc64fast_nvme::Digest::new();
+                d.write(data);
+                Some(b64(&d.sum64().to_be_bytes()))
+            }
+            ChecksumChoice::None => None,
+        }
+    }
+}
+
+/// How uploads are cut and sent.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadSettings {
+    /// Requested part size (raised where needed so a file fits in 10,000 parts).
+    pub part_size: u64,
+    /// Parts in flight per upload.
+    pub concurrency: usize,
+    /// Per-part checksum.
+    pub checksum: ChecksumChoice,
+    /// Replace existing objects.
+    pub overwrite: bool,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+            checksum: ChecksumChoice::default(),
+            overwrite: false,
+        }
+    }
+}
+
+/// The part size for an object of `len` bytes: at least `requested` (and
+/// 5 MiB), raised to a whole MiB so that the object fits in 10,000 parts.
+pub fn part_size_for(len: u64, requested: u64) -> Result<u64> {
+    let mut size = requested.max(MIN_PART_SIZE);
+    let needed = len.div_ceil(MAX_PARTS);
+    if size < needed {
+        size = needed.div_ceil(1 << 20) << 20;
+    }
+    if size > MAX_PART_SIZE {
+        return Err(Error::Usage(format!(
+            "an object of {len} bytes does not fit in {MAX_PARTS} parts of at most 5 GiB"
+        )));
+    }
+    Ok(size)
+}
+
+/// The multipart uploads of a destination that are started and neither
+/// completed nor aborted yet, so that a signal handler can abort them all
+/// before the process exits (an interrupted run leaves no billed parts).
+#[derive(Clone)]
+pub struct OpenUploads {
+    client: aws_sdk_s3::Client,
+    open: Arc<Mutex<HashMap<String, (String, String)>>>,
+}
+
+impl OpenUploads {
+    fn add(&self, upload_id: &str, bucket: &str, key: &str) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(upload_id.into(), (bucket.into(), key.into()));
+    }
+
+    fn remove(&self, upload_id: &str) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(upload_id);
+    }
+
+    /// Abort every open upload (for a signal handler, on the runtime).
+    /// Returns how many aborts S3 accepted.
+    pub async fn abort_all(&self) -> usize {
+        let open: Vec<_> = self.open.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let mut aborted = 0;
+        for (upload_id, (bucket, key)) in open {
+            let sent = self.client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await;
+            aborted += usize::from(sent.is_ok());
+        }
+        aborted
+    }
+}
+
+/// A bucket and key prefix that outputs are uploaded under.
+pub struct S3Destination {
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    bucket: String,
+    prefix: String,
+    settings: UploadSettings,
+    open: OpenUploads,
+}
+
+impl S3Destination {
+    /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
+    /// a folder). Checks with `HeadBucket` that the bucket exists and is reachable.
+    pub fn new(aws: &Aws, url: &str, settings: UploadSettings) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        if settings.concurrency == 0 {
+            return Err(Error::Usage("--concurrency must be at least 1".into()));
+        }
+        if settings.part_size < MIN_PART_SIZE || settings.part_size > MAX_PART_SIZE {
+            return Err(Error::Usage(format!(
+                "--part-size must be between 5 MiB and 5 GiB (S3's limits), got {} bytes",
+                settings.part_size
+            )));
+        }
+        let mut prefix = parsed.key.clone();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let client = aws.s3_client(settings.checksum);
+        let bucket = parsed.bucket;
+        aws.handle.block_on(client.head_bucket().bucket(&bucket).send()).map_err(|e| {
+            let cause = match super::status(&e) {
+                Some(404) => "bucket does not exist".to_string(),
+                Some(403) => "access denied to the bucket (or it belongs to another account)".to_string(),
+                Some(301) => "the bucket is in another region: pass its --region".to_string(),
+                _ => describe(&e),
+            };
+            Error::Usage(format!("s3://{bucket}/: {cause}"))
+        })?;
+        let open = OpenUploads { client: client.clone(), open: Arc::default() };
+        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open })
+    }
+
+    /// The uploads in progress, to abort them on a signal.
+    pub fn open_uploads(&self) -> OpenUploads {
+        self.open.clone()
+    }
+
+    fn key(&self, relative: &Path) -> String {
+        let rel: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        format!("{}{}", self.prefix, rel.join("/"))
+    }
+}
+
+impl Destination for S3Destination {
+    fn location(&self, relative: &Path) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(relative))
+    }
+
+    fn create(&self, relative: &Path, len: u64) -> Result<Box<dyn PendingOutput>> {
+        let key = self.key(relative);
+        let url = format!("s3://{}/{key}", self.bucket);
+        let path = PathBuf::from(&url);
+        if !self.settings.overwrite {
+            match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
+                Ok(_) => return Err(Error::Exists { path }),
+                Err(e) if super::status(&e) == Some(404) => {}
+                Err(e) => return Err(Error::invalid(&path, format!("cannot check whether the object exists: {}", describe(&e)))),
+            }
+        }
+        let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
+        let checksum = self.settings.checksum;
+        let mut upload = Upload {
+            client: self.client.clone(),
+            handle: self.handle.clone(),
+            bucket: self.bucket.clone(),
+            key,
+            path,
+            len,
+            part_size: part_size as usize,
+            checksum,
+            buf: Vec::new(),
+            written: 0,
+            multipart: None,
+            whole_crc64: None,
+            open: self.open.clone(),
+        };
+        if len > part_size {
+            let mut req = upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key);
+            if let Some(alg) = checksum.algorithm() {
+                req = req.checksum_algorithm(alg);
+            }
+            if checksum == ChecksumChoice::Crc64Nvme {
+                req = req.checksum_type(ChecksumType::FullObject);
+                upload.whole_crc64 = Some(crc64fast_nvme::Digest::new());
+            }
+            let out = upload
+                .handle
+                .block_on(req.send())
+                .map_err(|e| upload.fail("CreateMultipartUpload", &describe(&e)))?;
+            let upload_id = out
+                .upload_id
+                .ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))?;
+            upload.open.add(&upload_id, &upload.bucket, &upload.key);
+            upload.multipart = Some(Multipart {
+                upload_id,
+                next_part: 1,
+                tasks: Vec::new(),
+                done: Vec::new(),
+                slots: Arc::new(Semaphore::new(self.settings.concurrency)),
+            });
+            upload.buf = Vec::with_capacity(upload.part_size);
+        } else {
+            upload.buf = Vec::with_capacity(len as usize);
+        }
+        Ok(Box::new(upload))
+    }
+}
+
+struct Multipart {
+    upload_id: String,
+    next_part: i32,
+    tasks: Vec<JoinHandle<Result<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+    slots: Arc<Semaphore>,
+}
+
+/// One object being uploaded.
+struct Upload {
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    bucket: String,
+    key: String,
+    path: PathBuf,
+    len: u64,
+    part_size: usize,
+    checksum: ChecksumChoice,
+    buf: Vec<u8>,
+    written: u64,
+    multipart: Option<Multipart>,
+    whole_crc64: Option<crc64fast_nvme::Digest>,
+    open: OpenUploads,
+}
+
+impl Upload {
+    fn fail(&self, op: &str, cause: &str) -> Error {
+        Error::invalid(&self.path, format!("S3 {op} failed: {cause}"))
+    }
+
+    /// Hand the full buffer to an upload task, waiting for a free slot first.
+    fn send_part(&mut self) -> Result<()> {
+        let data = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size)));
+        self.collect_finished()?;
+        let mp = self.multipart.as_mut().expect("multipart upload");
+        let permit = self
+            .handle
+            .block_on(mp.slots.clone().acquire_owned())
+            .expect("the semaphore is never closed");
+        let number = mp.next_part;
+        mp.next_part += 1;
+        let checksum = self.checksum.of(&data);
+        let request = {
+            let mut r = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&mp.upload_id)
+                .part_number(number)
+                .content_length(data.len() as i64);
+            match (self.checksum, &checksum) {
+                (ChecksumChoice::Crc32c, Some(c)) => r = r.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
+                (ChecksumChoice::Crc64Nvme, Some(c)) => {
+                    r = r.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c)
+                }
+                _ => {}
+            }
+            r
+        };
+        let path = self.path.clone();
+        let choice = self.checksum;
+        mp.tasks.push(self.handle.spawn(async move {
+            let _permit = permit;
+            // `data` is one immutable buffer: every retry the SDK makes sends these exact bytes.
+            let out = request
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map_err(|e| Error::invalid(&path, format!("S3 UploadPart {number} failed: {}", describe(&e))))?;
+            let mut part = CompletedPart::builder().part_number(number).set_e_tag(out.e_tag);
+            match (choice, checksum) {
+                (ChecksumChoice::Crc32c, Some(c)) => part = part.checksum_crc32_c(c),
+                (ChecksumChoice::Crc64Nvme, Some(c)) => part = part.checksum_crc64_nvme(c),
+                _ => {}
+            }
+            Ok(part.build())
+        }));
+        Ok(())
+    }
+
+    /// Gather the parts already sent; a part that failed fails the upload now.
+    fn collect_finished(&mut self) -> Result<()> {
+        let mp = self.multipart.as_mut().expect("multipart upload");
+        let (finished, running): (Vec<_>, Vec<_>) = std::mem::take(&mut mp.tasks).into_iter().partition(|t| t.is_finished());
+        mp.tasks = running;
+        for t in finished {
+            let part = self
+                .handle
+                .block_on(t)
+                .map_err(|e| Error::invalid(&self.path, format!("S3 upload task failed: {e}")))??;
+            self.multipart.as_mut().expect("multipart upload").done.push(part);
+        }
+        Ok(())
+    }
+
+    fn complete_single(&mut self) -> Result<Committed> {
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        let mut req = self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64);
+        match (self.checksum, self.checksum.of(&data)) {
+            (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
+            (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
+            _ => {}
+        }
+        let out = self
+            .handle
+            .block_on(req.body(ByteStream::from(data)).send())
+            .map_err(|e| self.fail("PutObject", &describe(&e)))?;
+        let checksum = out
+            .checksum_crc32_c()
+            .map(|c| format!("CRC32C:{c}"))
+            .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum })
+    }
+
+    fn complete_multipart(&mut self) -> Result<Committed> {
+        if !self.buf.is_empty() {
+            self.send_part()?;
+        }
+        let mp = self.multipart.as_mut().expect("multipart upload");
+        let tasks = std::mem::take(&mut mp.tasks);
+        let upload_id = mp.upload_id.clone();
+        let mut parts = std::mem::take(&mut mp.done);
+        let mut first_error = None;
+        for t in tasks {
+            match self.handle.block_on(t) {
+                Ok(Ok(part)) => parts.push(part),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::invalid(&self.path, format!("S3 upload task failed: {e}")));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        parts.sort_by_key(|p| p.part_number());
+        let mut req = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+        if let Some(d) = &self.whole_crc64 {
+            req = req.checksum_crc64_nvme(b64(&d.sum64().to_be_bytes())).checksum_type(ChecksumType::FullObject);
+        }
+        let out = self
+            .handle
+            .block_on(req.send())
+            .map_err(|e| self.fail("CompleteMultipartUpload", &describe(&e)))?;
+        // Completed: nothing to abort any more.
+        self.open.remove(&upload_id);
+        self.multipart = None;
+        let checksum = out
+            .checksum_crc32_c()
+            .map(|c| format!("CRC32C:{c}"))
+            .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum })
+    }
+
+    fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl Sink for Upload {
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        if self.written + data.len() as u64 > self.len {
+            return Err(Error::invalid(&self.path, format!("more than the announced {} bytes written", self.len)));
+        }
+        self.written += data.len() as u64;
+        if let Some(d) = self.whole_crc64.as_mut() {
+            d.write(data);
+        }
+        if self.multipart.is_none() {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        while !data.is_empty() {
+            let take = (self.part_size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.part_size {
+                self.send_part()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PendingOutput for Upload {
+    fn commit(mut self: Box<Self>) -> Result<Committed> {
+        if self.written != self.len {
+            return Err(Error::invalid(
+                &self.path,
+                format!("{} bytes written, {} announced; upload discarded", self.written, self.len),
+            ));
+        }
+        if self.multipart.is_some() {
+            self.complete_multipart()
+        } else {
+            self.complete_single()
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let Some(mp) = self.multipart.take() else { return };
+        for t in &mp.tasks {
+            t.abort();
+        }
+        let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&mp.upload_id);
+        let open = self.open.clone();
+        let fut = async move {
+            for t in mp.tasks {
+                let _ = t.await;
+            }
+            if abort.send().await.is_ok() {
+                open.remove(&mp.upload_id);
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside the runtime we cannot block: abort in the background.
+            self.handle.spawn(fut);
+        } else {
+            self.handle.block_on(fut);
+        }
+    }
+}
+
+/// An S3 object read by windows of concurrent ranged GETs.
+pub struct S3Object {
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    url: S3Url,
+    path: PathBuf,
+    len: u64,
+    etag: String,
+}
+
+impl S3Object {
+    /// Open `url` with `HeadObject`. With `expected_etag` (from a manifest),
+    /// refuse an object that was replaced since.
+    pub fn open(aws: &Aws, url: &str, expected_etag: Option<&str>) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        let path = PathBuf::from(url);
+        let client = aws.s3_client(ChecksumChoice::Crc32c);
+        let head = aws
+            .handle
+            .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
+            .map_err(|e| {
+                let cause = match super::status(&e) {
+                    Some(404) => "no such object (or no such bucket)".to_string(),
+                    Some(403) => "access denied".to_string(),
+                    _ => describe(&e),
+                };
+                Error::invalid(&path, format!("cannot open: {cause}"))
+            })?;
+        let etag = head.e_tag().unwrap_or_default().to_string();
+        if let Some(want) = expected_etag {
+            if !etag.is_empty() && want != etag {
+                return Err(Error::invalid(
+                    &path,
+                    format!("the object changed since it was written (ETag {etag}, the manifest recorded {want})"),
+                ));
+            }
+        }
+        let len = head.content_length().unwrap_or(0).max(0) as u64;
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag })
+    }
+
+    /// The object's ETag when opened.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+impl Source for S3Object {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>> {
+        if len == 0 {
+            return Ok(Window::Read(&[]));
+        }
+        if offset + len as u64 > self.len {
+            return Err(Error::invalid(&self.path, "read past the end of the object"));
+        }
+        let mut tasks = Vec::new();
+        let mut at = 0usize;
+        while at < len {
+            let n = RANGE_SIZE.min(len - at);
+            let start = offset + at as u64;
+            let mut req = self
+                .client
+                .get_object()
+                .bucket(&self.url.bucket)
+                .key(&self.url.key)
+                .range(format!("bytes={}-{}", start, start + n as u64 - 1));
+            if !self.etag.is_empty() {
+                req = req.if_match(&self.etag);
+            }
+            let path = self.path.clone();
+            tasks.push(self.handle.spawn(async move {
+                let out = req.send().await.map_err(|e| {
+                    let cause = match super::status(&e) {
+                        Some(412) => "the object changed while it was being read (ETag no longer matches)".to_string(),
+                        _ => format!("S3 GetObject failed: {}", describe(&e)),
+                    };
+                    Error::invalid(&path, cause)
+                })?;
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Error::invalid(&path, format!("reading the object failed: {e}")))?;
+                Ok::<_, Error>(body.into_bytes())
+            }));
+            at += n;
+        }
+        scratch.clear();
+        scratch.reserve(len);
+        for t in tasks {
+            let bytes = self
+                .handle
+                .block_on(t)
+                .map_err(|e| Error::invalid(&self.path, format!("S3 read task failed: {e}")))??;
+            scratch.extend_from_slice(&bytes);
+        }
+        if scratch.len() != len {
+            return Err(Error::invalid(
+                &self.path,
+                "the object changed while it was being read (short ranged read)",
+            ));
+        }
+        Ok(Window::Read(&scratch[..len]))
+    }
+
+    fn finish(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_fits_ten_thousand_parts() {
+        assert_eq!(part_size_for(1 << 30, DEFAULT_PART_SIZE).unwrap(), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_for(100, 1).unwrap(), MIN_PART_SIZE);
+        let big = 1u64 << 40; // 1 TiB
+        let p = part_size_for(big, DEFAULT_PART_SIZE).unwrap();
+        assert!(big.div_ceil(p) <= MAX_PARTS && p % (1 << 20) == 0, "{p}");
+        assert!(part_size_for(60 << 40, DEFAULT_PART_SIZE).is_err());
+    }
+
+    #[test]
+    fn checksums_are_big_endian_base64() {
+        // CRC32C("123456789") = 0xE3069283.
+        assert_eq!(ChecksumChoice::Crc32c.of(b"123456789").unwrap(), b64(&[0xE3, 0x06, 0x92, 0x83]));
+        assert_eq!(ChecksumChoice::None.of(b"x"), None);
+    }
+}
