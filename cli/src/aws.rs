@@ -146,33 +146,15 @@ impl Session {
         Ok(Some(destination))
     }
 
-    /// On Ctrl-C or SIGTERM, abort the destination's open multipart uploads, then exit 130.
+    /// On Ctrl-C or SIGTERM, abort the destination's open multipart uploads
+    /// (see [`crate::interrupt`]).
     pub fn abort_on_signal(&self, destination: &S3Destination) {
         let Some((runtime, _)) = self.loaded.get() else { return };
         let uploads = destination.open_uploads();
-        runtime.spawn(async move {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut term = signal(SignalKind::terminate()).ok();
-                let term = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term => {}
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-            let n = uploads.abort_all().await;
-            eprintln!("sealpipe: interrupted: aborted {n} open multipart upload(s); outputs not completed were discarded");
-            std::process::exit(130);
+        let handle = runtime.handle().clone();
+        crate::interrupt::on_interrupt(move || {
+            let n = handle.block_on(uploads.abort_all());
+            eprintln!("sealpipe: interrupted: aborted {n} open multipart upload(s)");
         });
     }
 

@@ -7,6 +7,7 @@
 //! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error.
 
 mod aws;
+mod interrupt;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -242,6 +243,7 @@ impl<E: Into<anyhow::Error>> From<E> for UsageError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    interrupt::install();
     match run(cli) {
         Ok(code) => code,
         Err(UsageError(e)) => {

@@ -1008,6 +1008,47 @@ mod bad_input {
     }
 }
 
+/// Ctrl-C / SIGTERM mid-run: exit 130, no temporary file, nothing under a final name.
+mod interrupted {
+    use super::*;
+
+    #[test]
+    fn sigterm_mid_encrypt_leaves_nothing_behind() {
+        let env = Env::new();
+        // Large and sparse: quick to make, slow enough to interrupt.
+        let src = env.p("src/big.mp4");
+        fs::create_dir_all(src.parent().unwrap()).unwrap();
+        fs::File::create(&src).unwrap().set_len(4 << 30).unwrap();
+        let out = env.p("out");
+        let home = env.p("home");
+        fs::create_dir_all(&home).unwrap();
+        let mut child = Command::new(BIN)
+            .args(args!["encrypt", src, "--out", out, "--threads", "1", "--json"])
+            .current_dir(env.root())
+            .env("SEALPIPE_KEYRING", env.keyring())
+            .env("HOME", &home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the sealpipe binary");
+        // Wait until the output is being written, then interrupt.
+        let started = std::time::Instant::now();
+        while !files_under(&out).iter().any(|p| p.to_string_lossy().contains(".sealpipe-tmp-")) {
+            assert!(started.elapsed().as_secs() < 60, "the run never started writing");
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "stderr: {stderr}");
+        assert!(stderr.contains("interrupted"), "stderr: {stderr}");
+        assert_no_temp_files(&out);
+        assert!(!out.join("big.mp4").exists(), "an interrupted output appeared under its final name");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Secrets: plaintext data keys never leave the process
 // ---------------------------------------------------------------------------

@@ -236,6 +236,7 @@ impl Output {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, "create", e))?;
+        pending().push(tmp.clone());
         Ok(Output { file: Some(file), tmp, path: path.to_path_buf(), overwrite })
     }
 
@@ -270,9 +271,29 @@ impl Output {
                 Err(e) => return Err(Error::io(&self.path, "link into place", e)),
             }
         }
+        forget_pending(&self.tmp);
         self.tmp = PathBuf::new();
         Ok(())
     }
+}
+
+/// Temporary files of local outputs not yet committed or dropped.
+static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn forget_pending(tmp: &Path) {
+    pending().retain(|p| p != tmp);
+}
+
+/// Delete the temporary files of every local output still being written.
+/// For an interrupted process (Ctrl-C, SIGTERM) that exits without
+/// unwinding, so nothing it half-wrote is left behind. Returns how many.
+pub fn discard_pending_outputs() -> usize {
+    let paths = std::mem::take(&mut *pending());
+    paths.iter().filter(|p| fs::remove_file(p).is_ok()).count()
 }
 
 impl Sink for Output {
@@ -293,6 +314,7 @@ impl PendingOutput for Output {
 impl Drop for Output {
     fn drop(&mut self) {
         if !self.tmp.as_os_str().is_empty() {
+            forget_pending(&self.tmp);
             let _ = fs::remove_file(&self.tmp);
         }
     }
