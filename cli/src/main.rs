@@ -4,7 +4,7 @@
 //! This binary parses arguments, builds the thread pool, opens the key
 //! provider and renders progress; all the work is in the `sealpipe` engine.
 //!
-//! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error.
+//! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error; 130 interrupted.
 
 mod aws;
 mod interrupt;
@@ -27,7 +27,7 @@ const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM
 so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
 
 #[derive(Parser)]
-#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done, 1 some files failed, 2 usage or configuration error.")]
+#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done, 1 some files failed, 2 usage or configuration error, 130 interrupted (incomplete outputs discarded).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
