@@ -28,14 +28,16 @@ nproc_all=$(nproc)
 "$SP" bench --memory-size 4K --file-size 0 --modes ctr --seconds 0 --max-threads 1 | sed -n 1,2p
 echo "cores: $nproc_all"
 
-# Wall-clock seconds of a command (best of 3).
+# Wall-clock seconds of a command (best of 3). Dirty pages are flushed
+# before each run (untimed), so no run pays for an earlier one's writeback.
 best_wall() {
   python3 - "$@" <<'PY'
 import subprocess, sys, time
 best = 1e9
 for _ in range(3):
+    subprocess.run(["sync"], check=True)
     t = time.perf_counter()
-    subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     best = min(best, time.perf_counter() - t)
 print(f"{best:.3f}")
 PY
