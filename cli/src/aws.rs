@@ -13,9 +13,9 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use sealpipe::aws::kms::KmsProvider;
 use sealpipe::aws::s3::{ChecksumChoice, S3Destination, S3Object, UploadSettings, DEFAULT_CONCURRENCY};
-use sealpipe::aws::{Aws, AwsOptions, S3Url};
+use sealpipe::aws::{aws_sdk_s3, Aws, AwsOptions, S3Url};
 use sealpipe::batch::{self, Reporter, Summary};
-use sealpipe::io::{Input, Source};
+use sealpipe::io::{Input, Listed, RemoteInputs, Source};
 use sealpipe::keys::{KeyProvider, LocalKeyring};
 use sealpipe::manifest::Record;
 use sealpipe::pipeline::Tuning;
@@ -76,7 +76,8 @@ pub struct S3Args {
     /// Multipart part size (5M to 5G; raised so a file fits in 10,000 parts). Example: --part-size 64M
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = crate::parse_size)]
     pub part_size: u64,
-    /// Parts uploaded at once per file; the upload memory per file is part size x (N + 1). Example: --concurrency 16
+    /// Part buffers per file (the one being filled and those uploading); the upload memory per file is
+    /// part size x N. Example: --concurrency 16
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Checksum sent with every part and repeated at completion. Example: --checksum crc64nvme
@@ -164,6 +165,53 @@ impl Session {
         S3Object::open(aws, url, etag)
     }
 
+    /// Fetch the manifest at `url` into a local temporary file. A missing
+    /// object is an empty manifest when `may_be_missing` (encrypt appends to it), else an error.
+    pub fn fetch_manifest(&self, url: &str, may_be_missing: bool) -> anyhow::Result<RemoteManifest> {
+        let parsed = S3Url::parse(url)?;
+        if parsed.key.is_empty() || parsed.key.ends_with('/') {
+            return Err(anyhow!("{url}: a manifest URL must name an object (s3://bucket/run.jsonl)"));
+        }
+        let aws = self.aws()?;
+        let client = aws.s3_client(ChecksumChoice::Crc32c);
+        let mut nonce = [0u8; 8];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce)).ok();
+        let local = std::env::temp_dir().join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)));
+        let manifest = RemoteManifest { url: url.to_string(), parsed, local, client, handle: aws.handle.clone(), keep: false };
+        let got = aws.handle.block_on(async {
+            let out = manifest.client.get_object().bucket(&manifest.parsed.bucket).key(&manifest.parsed.key).send().await?;
+            let body = out.body.collect().await.map_err(|e| anyhow!("reading it failed: {e}"))?;
+            Ok::<_, anyhow::Error>(body.into_bytes())
+        });
+        let bytes = match got {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                let missing = e
+                    .downcast_ref::<aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>>()
+                    .map(|se| sealpipe::aws::code(se) == Some("NoSuchKey") || sealpipe::aws::status(se) == Some(404));
+                match (missing, e.downcast_ref::<aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>>()) {
+                    (Some(true), _) if may_be_missing => None,
+                    (Some(true), _) => return Err(anyhow!("{url}: no such manifest object")),
+                    (_, Some(se)) => return Err(anyhow!("{url}: cannot read the manifest: {}", sealpipe::aws::describe(se))),
+                    _ => return Err(anyhow!("{url}: cannot read the manifest: {e}")),
+                }
+            }
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&manifest.local)
+            .map_err(|e| anyhow!("{}: cannot create a temporary manifest: {e}", manifest.local.display()))?;
+        if let Some(bytes) = bytes {
+            std::io::Write::write_all(&mut file, &bytes).map_err(|e| anyhow!("{}: {e}", manifest.local.display()))?;
+        } else {
+            // Absent until the run writes a record (refused runs leave no manifest).
+            drop(file);
+            let _ = std::fs::remove_file(&manifest.local);
+        }
+        Ok(manifest)
+    }
+
     /// The provider that can unwrap `record`'s data key.
     pub fn provider_for(&self, record: &Record, keyring_path: &Path) -> anyhow::Result<Box<dyn KeyProvider>> {
         if record.key_provider == sealpipe::aws::kms::NAME {
@@ -172,6 +220,130 @@ impl Session {
         } else {
             Ok(Box::new(LocalKeyring::open(keyring_path)?))
         }
+    }
+}
+
+/// A manifest stored in S3, worked on as a local temporary file
+/// (removed when dropped, unless an upload of it failed).
+pub struct RemoteManifest {
+    pub url: String,
+    parsed: S3Url,
+    pub local: std::path::PathBuf,
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    keep: bool,
+}
+
+impl RemoteManifest {
+    /// Upload the local copy with `PutObject` (if the run wrote one).
+    pub fn upload(&mut self) -> anyhow::Result<bool> {
+        if !self.local.exists() {
+            return Ok(false);
+        }
+        let put = self.handle.block_on(async {
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(&self.local).await.map_err(|e| anyhow!("{e}"))?;
+            self.client
+                .put_object()
+                .bucket(&self.parsed.bucket)
+                .key(&self.parsed.key)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| anyhow!(sealpipe::aws::describe(&e)))
+        });
+        if let Err(e) = put {
+            self.keep = true;
+            return Err(anyhow!("{}: cannot upload the manifest ({e}); its records are kept in {}", self.url, self.local.display()));
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for RemoteManifest {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.local);
+        }
+    }
+}
+
+/// `s3://bucket/prefix/` inputs of `encrypt`: listed with `ListObjectsV2`
+/// (page by page), each object read by ranged GETs pinned to the listed ETag.
+pub struct S3Inputs<'a> {
+    session: &'a Session,
+    client: OnceLock<aws_sdk_s3::Client>,
+}
+
+impl<'a> S3Inputs<'a> {
+    pub fn new(session: &'a Session) -> Self {
+        S3Inputs { session, client: OnceLock::new() }
+    }
+
+    /// The configuration and one client (one connection pool) for every listing and read.
+    fn client(&self) -> sealpipe::Result<(&Aws, &aws_sdk_s3::Client)> {
+        let aws = self.session.aws().map_err(|e| sealpipe::Error::Usage(e.to_string()))?;
+        Ok((aws, self.client.get_or_init(|| aws.s3_client(ChecksumChoice::Crc32c))))
+    }
+}
+
+impl RemoteInputs for S3Inputs<'_> {
+    fn handles(&self, input: &Path) -> bool {
+        is_s3(input)
+    }
+
+    /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
+    /// itself (relative path: its name) and/or everything under `p/`.
+    fn list(&self, input: &Path, each: &mut dyn FnMut(Listed)) -> sealpipe::Result<()> {
+        let text = input.to_string_lossy();
+        let url = S3Url::parse(&text)?;
+        let (aws, client) = self.client()?;
+        let folder = if url.key.is_empty() || url.key.ends_with('/') { url.key.clone() } else { format!("{}/", url.key) };
+        let mut token: Option<String> = None;
+        loop {
+            let req = client.list_objects_v2().bucket(&url.bucket).prefix(&url.key).set_continuation_token(token.take());
+            let page = aws.handle.block_on(req.send()).map_err(|e| {
+                let cause = match sealpipe::aws::code(&e) {
+                    Some("NoSuchBucket") => "the bucket does not exist".to_string(),
+                    Some("AccessDenied") => "access denied".to_string(),
+                    _ => sealpipe::aws::describe(&e),
+                };
+                sealpipe::Error::Invalid { path: input.to_path_buf(), reason: format!("cannot list: {cause}") }
+            })?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let relative = if key == url.key && !key.ends_with('/') {
+                    key.rsplit('/').next().unwrap_or(key).to_string()
+                } else if let Some(rest) = key.strip_prefix(&folder) {
+                    rest.to_string()
+                } else {
+                    continue; // `p2/...` under the prefix `p`
+                };
+                if relative.is_empty() || key.ends_with('/') {
+                    continue; // folder markers
+                }
+                each(Listed {
+                    url: format!("s3://{}/{key}", url.bucket),
+                    relative: relative.split('/').collect(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().unwrap_or_default().to_string(),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        // Test hook: a window between listing and reading, to replace an object in.
+        if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+            eprintln!("sealpipe: test hook: {} listed; pausing {ms} ms", input.display());
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
+    }
+
+    fn open(&self, item: &Listed) -> sealpipe::Result<Box<dyn Source>> {
+        let (aws, client) = self.client()?;
+        Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))
     }
 }
 

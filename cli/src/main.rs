@@ -63,7 +63,8 @@ enum Command {
   sealpipe encrypt big.mp4 --out /tmp/enc --mode gcm --target mediaconvert
   sealpipe encrypt clip.ts --out /tmp/enc --mode cbc --data-key-file key.bin --iv-hex 00112233445566778899aabbccddeeff
   sealpipe encrypt archive/ --out /tmp/enc --file-input-prefix s3://media-in/archive/
-  sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media --target mediaconvert --manifest run.jsonl")]
+  sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media --target mediaconvert --manifest run.jsonl
+  sealpipe encrypt s3://old-archive/raw/ --to s3://media-in/raw/ --kms-key alias/media --manifest s3://media-in/runs/raw.jsonl")]
     Encrypt(EncryptArgs),
     /// Decrypt one file, using its manifest record or an explicit key and IV.
     #[command(after_help = "Examples:
@@ -157,7 +158,8 @@ impl From<TargetArg> for Target {
 
 #[derive(Args)]
 struct EncryptArgs {
-    /// Files or folders to encrypt. Example: testdata/media
+    /// Files or folders to encrypt, or s3://bucket/prefix/ (every object under it; a file changed
+    /// between listing and reading fails). Example: testdata/media
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// Output folder; files keep their relative paths and names (or --to s3://...). Example: --out /tmp/enc
@@ -183,8 +185,8 @@ struct EncryptArgs {
     /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
     #[arg(long, value_name = "HEX")]
     iv_hex: Option<String>,
-    /// Manifest to append records to. Default: OUT/manifest.jsonl, or ./sealpipe-manifest.jsonl with --to.
-    /// Example: --manifest run.jsonl
+    /// Manifest to append records to (an s3:// URL is uploaded at the end of the run, also after failures).
+    /// Default: OUT/manifest.jsonl, or ./sealpipe-manifest.jsonl with --to. Example: --manifest run.jsonl
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
     /// Prefix for each record's MediaConvert FileInput (relative path appended).
@@ -204,7 +206,7 @@ struct DecryptArgs {
     /// Where to write the plaintext. Example: --out /tmp/big.mp4
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Manifest holding the file's record (key, IV, mode, digest). Example: --manifest /tmp/enc/manifest.jsonl
+    /// Manifest holding the file's record (key, IV, mode, digest); a local file or s3://bucket/key. Example: --manifest /tmp/enc/manifest.jsonl
     #[arg(long, value_name = "PATH", conflicts_with_all = ["key_hex", "data_key_file"])]
     manifest: Option<PathBuf>,
     /// Cipher mode, without a manifest. Example: --mode ctr
@@ -227,7 +229,7 @@ struct DecryptArgs {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// Manifest whose files to verify. Example: --manifest /tmp/enc/manifest.jsonl
+    /// Manifest whose files to verify (a local file or s3://bucket/key). Example: --manifest /tmp/enc/manifest.jsonl
     #[arg(long, value_name = "PATH")]
     manifest: PathBuf,
 }
@@ -314,12 +316,26 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         (None, Some(r)) => r,
         (None, None) => unreachable!("one provider is always made"),
     };
-    let manifest_path = a.manifest.clone().unwrap_or_else(|| match &a.out {
-        Some(out) => out.join("manifest.jsonl"),
-        None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
-    });
+    // An s3:// manifest is written to a local temporary file and uploaded at the end.
+    let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_s3(m)) {
+        Some(m) => Some(session.fetch_manifest(&m.to_string_lossy(), true)?),
+        None => None,
+    };
+    let manifest_path = match &remote_manifest {
+        Some(m) => m.local.clone(),
+        None => a.manifest.clone().unwrap_or_else(|| match &a.out {
+            Some(out) => out.join("manifest.jsonl"),
+            None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
+        }),
+    };
     let manifest = ManifestWriter::append(&manifest_path)?;
     let s3_destination = session.destination(&a.s3, a.force)?;
+    // Uploads hold their part buffers already: half-size pipeline windows (one chunk per
+    // thread, at least 4 MiB) keep the total within part size x (concurrency + threads) + 64 MiB.
+    let tuning = match &s3_destination {
+        Some(_) => Tuning { window: (tuning.chunk * rayon::current_num_threads()).max(4 << 20).min(tuning.window), ..tuning },
+        None => tuning,
+    };
     let local_destination = a.out.as_ref().map(|out| sealpipe::io::LocalDir::new(out, a.force));
     let destination: &dyn sealpipe::io::Destination = match (&s3_destination, &local_destination) {
         (Some(s3), _) => s3,
@@ -340,8 +356,18 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         tuning,
     };
     let progress = report::Progress::new("encrypt", !g.json);
-    let summary = batch::encrypt(&job, &manifest, &progress)?;
+    let s3_inputs = aws::S3Inputs::new(&session);
+    let summary = batch::encrypt_with(&job, Some(&s3_inputs), &manifest, &progress)?;
     progress.clear();
+    drop(manifest);
+    // Also after a partial failure: the records of the files that did finish.
+    let manifest_path = match remote_manifest.as_mut() {
+        Some(m) => {
+            m.upload()?;
+            PathBuf::from(&m.url)
+        }
+        None => manifest_path,
+    };
     let extra = serde_json::json!({"manifest": manifest_path, "mode": mode.to_string(), "threads": rayon::current_num_threads()});
     report::summary("encrypt", "encrypted", &summary, extra, g.json);
     if !g.json && summary.files > 0 {
@@ -355,7 +381,7 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
-            let records = manifest::read(m)?;
+            let records = read_manifest(m, &session)?;
             let wanted = batch::resolve(&a.input);
             let input_text = a.input.to_string_lossy();
             let record = records
@@ -406,17 +432,27 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     Ok(exit_for(&summary))
 }
 
+/// The records of a local manifest, or of one in S3 (`s3://bucket/key`, downloaded first).
+fn read_manifest(path: &Path, session: &aws::Session) -> anyhow::Result<Vec<manifest::Record>> {
+    if aws::is_s3(path) {
+        let remote = session.fetch_manifest(&path.to_string_lossy(), false)?;
+        Ok(manifest::read(&remote.local).map_err(|e| anyhow!("{}: {e}", remote.url))?)
+    } else {
+        Ok(manifest::read(path)?)
+    }
+}
+
 /// Parse a hex key into memory that is zeroized when dropped.
 fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     Ok(zeroize::Zeroizing::new(parse_hex(h, "--key-hex")?))
 }
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let records = manifest::read(&a.manifest)?;
+    let session = aws::Session::new(&g.aws);
+    let records = read_manifest(&a.manifest, &session)?;
     if records.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
-    let session = aws::Session::new(&g.aws);
     let progress = report::Progress::new("verify", !g.json);
     let summary = aws::verify(&records, &session, keyring_path, &tuning, &progress)?;
     progress.clear();

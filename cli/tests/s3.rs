@@ -524,3 +524,143 @@ fn supplied_key_is_wrapped_with_kms_encrypt_under_the_context() {
     let out = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
     assert!(out.status.success(), "verify failed: {}", stderr(&out));
 }
+
+/// Upload the files of `tree.media` to `bucket` under `prefix`, plus a
+/// sibling `<prefix minus slash>x/other` that listing `prefix` must skip.
+fn upload_tree(moto: &Server, tree: &Tree, bucket: &str, prefix: &str) {
+    py(
+        moto,
+        "root, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]\n\
+         for d, _, names in os.walk(root):\n\
+         \x20   for n in names:\n\
+         \x20       p = os.path.join(d, n)\n\
+         \x20       s3.upload_file(p, bucket, prefix + os.path.relpath(p, root))\n\
+         s3.put_object(Bucket=bucket, Key=prefix.rstrip('/') + 'x/other', Body=b'not listed')",
+        &[tree.media.to_str().unwrap(), bucket, prefix],
+    );
+}
+
+#[test]
+fn s3_prefix_migrates_to_s3_matching_openssl_with_an_s3_manifest() {
+    let moto = start_moto();
+    setup(&moto, "media-in", "alias/mig");
+    py(&moto, "s3.create_bucket(Bucket='old-archive')", &[]);
+    let tree = media_tree();
+    upload_tree(&moto, &tree, "old-archive", "raw/");
+    let out = sealpipe(
+        &moto.url(),
+        &[
+            "encrypt",
+            "s3://old-archive/raw/",
+            "--to",
+            "s3://media-in/mig/",
+            "--kms-key",
+            "alias/mig",
+            "--part-size",
+            "5M",
+            "--concurrency",
+            "3",
+            "--manifest",
+            "s3://media-in/runs/mig.jsonl",
+        ],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("manifest: s3://media-in/runs/mig.jsonl"), "{}", stderr(&out));
+
+    // The manifest is an object now.
+    let manifest = tree.root.join("mig.jsonl");
+    py(&moto, "s3.download_file('media-in', 'runs/mig.jsonl', sys.argv[1])", &[manifest.to_str().unwrap()]);
+    let recs = records(&manifest);
+    let mut rels: Vec<String> = Vec::new();
+    for r in &recs {
+        let source = r["source"].as_str().unwrap();
+        let rel = source.strip_prefix("s3://old-archive/raw/").unwrap_or_else(|| panic!("source {source}")).to_string();
+        let url = format!("s3://media-in/mig/{rel}");
+        assert_eq!(r["output"], url.as_str());
+        assert_eq!(r["mediaconvert"]["FileInput"], url.as_str());
+        let blob = r["mediaconvert"]["DecryptionSettings"]["EncryptedDecryptionKey"].as_str().unwrap();
+        let object = tree.root.join("object.bin");
+        let key_hex = py(
+            &moto,
+            "s3.download_file('media-in', sys.argv[1], sys.argv[2])\n\
+             print(kms.decrypt(CiphertextBlob=base64.b64decode(sys.argv[3]), EncryptionContext=json.loads(sys.argv[4]))['Plaintext'].hex())",
+            &[&format!("mig/{rel}"), object.to_str().unwrap(), blob, MC_CONTEXT],
+        );
+        let iv = b64d(r["mediaconvert"]["DecryptionSettings"]["InitializationVector"].as_str().unwrap());
+        // openssl of the source object's bytes (uploaded from this local file).
+        let want = openssl_ctr(&tree.media.join(&rel), &key_hex, &iv);
+        assert!(std::fs::read(&object).unwrap() == want, "{rel}: object differs from openssl enc of the source object");
+        if rel == "big.ts" {
+            assert!(r["etag"].as_str().unwrap().trim_matches('"').ends_with("-3"), "{}", r["etag"]);
+        }
+        rels.push(rel);
+    }
+    rels.sort();
+    assert_eq!(rels, ["big.ts", "small.mp4", "sub/empty.bin", "sub/tiny.aac"]);
+    assert_eq!(open_uploads(&moto, "media-in"), 0);
+
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", "s3://media-in/runs/mig.jsonl"]);
+    assert!(out.status.success(), "verify failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("verified 4 files"), "{}", stderr(&out));
+
+    // S3 to a local folder, and decrypt of one object with the S3 manifest.
+    let local = tree.root.join("local");
+    let out = sealpipe(&moto.url(), &["encrypt", "s3://old-archive/raw/sub", "--out", local.to_str().unwrap(), "--kms-key", "alias/mig"]);
+    assert!(out.status.success(), "encrypt to --out failed: {}", stderr(&out));
+    assert!(local.join("tiny.aac").is_file() && local.join("empty.bin").is_file());
+    let out = sealpipe(&moto.url(), &["verify", "--manifest", local.join("manifest.jsonl").to_str().unwrap()]);
+    assert!(out.status.success(), "verify of local outputs failed: {}", stderr(&out));
+    let back = tree.root.join("big.back");
+    let out = sealpipe(
+        &moto.url(),
+        &["decrypt", "s3://media-in/mig/big.ts", "--manifest", "s3://media-in/runs/mig.jsonl", "--out", back.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "decrypt failed: {}", stderr(&out));
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(tree.media.join("big.ts")).unwrap());
+}
+
+#[test]
+fn object_replaced_between_listing_and_reading_fails_cleanly() {
+    let moto = start_moto();
+    setup(&moto, "media-chg", "alias/chg");
+    py(&moto, "s3.create_bucket(Bucket='src-chg')", &[]);
+    let tree = media_tree();
+    upload_tree(&moto, &tree, "src-chg", "raw/");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["encrypt", "s3://src-chg/raw/", "--to", "s3://media-chg/p/", "--kms-key", "alias/chg"])
+        .args(["--part-size", "5M", "--force-path-style", "--manifest", "s3://media-chg/m.jsonl"])
+        .env("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS", "1500")
+        .stderr(Stdio::piped());
+    aws_env(&mut cmd, &moto.url());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().unwrap_or_else(|| panic!("no pause after listing: {seen:?}")).unwrap();
+        let paused = line.contains("listed; pausing");
+        seen.push(line);
+        if paused {
+            break;
+        }
+    }
+    // Listed, not read yet: replace the multipart-sized object and the small one.
+    py(
+        &moto,
+        "s3.put_object(Bucket='src-chg', Key='raw/big.ts', Body=os.urandom(12 << 20))\n\
+         s3.put_object(Bucket='src-chg', Key='raw/small.mp4', Body=b'y' * 1000)",
+        &[],
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let err = rest.join("\n");
+    assert_eq!(status.code(), Some(1), "{err}");
+    for key in ["big.ts", "small.mp4"] {
+        let lines: Vec<&str> = rest.iter().map(String::as_str).filter(|l| l.contains(&format!("s3://src-chg/raw/{key}"))).collect();
+        assert!(!lines.is_empty(), "{err}");
+        assert!(lines.iter().all(|l| l.contains("changed since it was listed")), "{err}");
+    }
+    assert_eq!(open_uploads(&moto, "media-chg"), 0, "no open upload");
+    let keys = py(&moto, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='media-chg').get('Contents', [])))", &[]);
+    // The untouched objects went through; the manifest (partial run) was uploaded; no partial object.
+    assert_eq!(keys, "['m.jsonl', 'p/sub/empty.bin', 'p/sub/tiny.aac']", "{err}");
+}

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::cipher::{Opener, Sealer};
 use crate::error::{Error, Result};
-use crate::io::{Destination, Discard, Input, Output, Source};
+use crate::io::{Destination, Discard, Input, Listed, Output, RemoteInputs, Source};
 use crate::keys::{DataKey, KeyProvider};
 use crate::manifest::{KeySource, ManifestWriter, Record, RecordInput, WrappedFor};
 use crate::params::{Iv, KeyBits, Mode, Target};
@@ -91,6 +91,8 @@ pub(crate) struct Planned {
     pub(crate) source: PathBuf,
     pub(crate) relative: PathBuf,
     pub(crate) size: u64,
+    /// A listed remote object (`source` is then its URL), or `None` for a local file.
+    pub(crate) remote: Option<Listed>,
 }
 
 /// Make `path` absolute and resolve symlinks in its longest existing prefix.
@@ -112,11 +114,35 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+/// The files of a job, and the inputs (or entries) that could not be listed.
+type Plan = (Vec<Planned>, Vec<(PathBuf, Error)>);
+
 /// List the files of the job. Inputs that cannot be listed become failures.
-fn plan(job: &EncryptJob<'_>, out_real: Option<&Path>) -> Result<(Vec<Planned>, Vec<(PathBuf, Error)>)> {
+fn plan(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, out_real: Option<&Path>) -> Result<Plan> {
     let mut files = Vec::new();
     let mut failures = Vec::new();
     for input in &job.inputs {
+        if let Some(remote) = remote.filter(|r| r.handles(input)) {
+            // Listed page by page into the plan; an unsafe relative path fails alone.
+            let before = files.len();
+            let listed = remote.list(input, &mut |item: Listed| {
+                let source = PathBuf::from(&item.url);
+                let safe = item.relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if safe && item.relative.components().next().is_some() {
+                    files.push(Planned { source, relative: item.relative.clone(), size: item.size, remote: Some(item) });
+                } else {
+                    failures.push((source.clone(), Error::invalid(&source, "the key does not make a safe relative output path")));
+                }
+            });
+            match listed {
+                Ok(()) if files.len() == before && !failures.iter().any(|(p, _)| p.starts_with(input)) => {
+                    failures.push((input.clone(), Error::invalid(input, "no objects under this prefix")))
+                }
+                Ok(()) => {}
+                Err(e) => failures.push((input.clone(), e.for_file(input))),
+            }
+            continue;
+        }
         let meta = match std::fs::metadata(input) {
             Ok(m) => m,
             Err(e) => {
@@ -138,7 +164,7 @@ fn plan(job: &EncryptJob<'_>, out_real: Option<&Path>) -> Result<(Vec<Planned>, 
                     Ok(e) if e.file_type().is_file() => {
                         let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
                         match e.metadata() {
-                            Ok(m) => files.push(Planned { source: e.path().to_path_buf(), relative, size: m.len() }),
+                            Ok(m) => files.push(Planned { source: e.path().to_path_buf(), relative, size: m.len(), remote: None }),
                             Err(err) => failures.push((e.path().to_path_buf(), Error::invalid(e.path(), err.to_string()))),
                         }
                     }
@@ -152,7 +178,7 @@ fn plan(job: &EncryptJob<'_>, out_real: Option<&Path>) -> Result<(Vec<Planned>, 
             }
         } else {
             let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.clone());
-            files.push(Planned { source: input.clone(), relative: name, size: meta.len() });
+            files.push(Planned { source: input.clone(), relative: name, size: meta.len(), remote: None });
         }
     }
     Ok((files, failures))
@@ -163,9 +189,20 @@ fn plan(job: &EncryptJob<'_>, out_real: Option<&Path>) -> Result<(Vec<Planned>, 
 /// Returns `Err` only for a job that must not start; per-file failures are
 /// in the summary.
 pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
+    encrypt_with(job, None, manifest, reporter)
+}
+
+/// [`encrypt`], where inputs that `remote` handles (e.g. `s3://` prefixes)
+/// are listed and read through it instead of the local file system.
+pub fn encrypt_with(
+    job: &EncryptJob<'_>,
+    remote: Option<&dyn RemoteInputs>,
+    manifest: &ManifestWriter,
+    reporter: &dyn Reporter,
+) -> Result<Summary> {
     let started = Instant::now();
     let out_real = job.destination.local_root().map(resolve);
-    let (files, listing_failures) = plan(job, out_real.as_deref())?;
+    let (files, listing_failures) = plan(job, remote, out_real.as_deref())?;
 
     if let Some(iv) = &job.iv {
         job.target.check_iv_len(job.mode, iv.len())?;
@@ -217,7 +254,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     let tally = Tally { done: &done, failures: &failures, reporter, manifest };
     match (&job.supplied_key, job.mode) {
         // One key for every file: CBC files go through the multi-buffer runner.
-        (Some(key), Mode::Cbc) if runnable.len() > 1 => crate::lanes::encrypt_cbc(
+        (Some(key), Mode::Cbc) if runnable.len() > 1 && runnable.iter().all(|f| f.remote.is_none()) => crate::lanes::encrypt_cbc(
             job,
             &runnable,
             key,
@@ -226,7 +263,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             &tally,
         ),
         _ => runnable.par_iter().with_max_len(1).for_each(|f| {
-            tally.record(f, encrypt_one(job, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter));
+            tally.record(f, encrypt_one(job, remote, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter));
         }),
     }
 
@@ -273,15 +310,22 @@ fn wrap_for_target(provider: &dyn KeyProvider, key: &DataKey, target: Target) ->
 
 fn encrypt_one(
     job: &EncryptJob<'_>,
+    remote: Option<&dyn RemoteInputs>,
     f: &Planned,
     out_real: Option<&Path>,
     supplied_wrapped: Option<&[WrappedFor]>,
     reporter: &dyn Reporter,
 ) -> Result<Record> {
-    if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
-        return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
-    }
-    let input = Input::open(&f.source)?;
+    let input: Box<dyn Source> = match (&f.remote, remote) {
+        (Some(item), Some(remote)) => remote.open(item)?,
+        (Some(_), None) => return Err(Error::invalid(&f.source, "no reader for remote inputs")),
+        (None, _) => {
+            if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
+                return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
+            }
+            Box::new(Input::open(&f.source)?)
+        }
+    };
     job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
 
     let generated;
@@ -306,7 +350,7 @@ fn encrypt_one(
     let mut output = job.destination.create(&f.relative, job.mode.sealed_len(input.len()))?;
     let sealer = Sealer::new(job.mode, key, iv, job.tuning.chunk);
     let sealer_iv_bytes = sealer.iv().as_bytes().to_vec();
-    let sealed = pipeline::seal(&input, sealer, output.as_mut(), &job.tuning, &|n| reporter.progress(n))?;
+    let sealed = pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, &|n| reporter.progress(n))?;
     let committed = output.commit()?;
     let iv = Iv::from_slice(&sealer_iv_bytes)?;
     Ok(file_record(job, f, key, key_source, &wrapped, &iv, &sealed, &committed))
@@ -329,7 +373,7 @@ pub(crate) fn file_record(
         None => committed.location.clone(),
     };
     Record::new(RecordInput {
-        source: &resolve(&f.source),
+        source: &if f.remote.is_some() { f.source.clone() } else { resolve(&f.source) },
         committed,
         file_input,
         mode: job.mode,

@@ -51,6 +51,29 @@ pub trait Source: Sync {
     fn finish(&self) -> Result<()>;
 }
 
+/// An object of a remote store (an S3 object), as its listing showed it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// Its URL (`s3://bucket/key`).
+    pub url: String,
+    /// Its path below the listed prefix (the output keeps it).
+    pub relative: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag at listing: the bytes read must be these.
+    pub etag: String,
+}
+
+/// Inputs that are not local paths (`s3://bucket/prefix/`): listed, then read.
+pub trait RemoteInputs: Sync {
+    /// Whether `input` is one of these (rather than a local path).
+    fn handles(&self, input: &Path) -> bool;
+    /// List the objects of `input`, page by page, handing each to `each`.
+    fn list(&self, input: &Path, each: &mut dyn FnMut(Listed)) -> Result<()>;
+    /// Open a listed object for reading, pinned to the listed entity tag.
+    fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;
+}
+
 /// A source file, opened read-only.
 pub struct Input {
     file: File,

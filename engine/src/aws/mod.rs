@@ -17,6 +17,9 @@
 pub mod kms;
 pub mod s3;
 
+/// The S3 SDK, for callers that need its types (manifests kept in S3).
+pub use aws_sdk_s3;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;

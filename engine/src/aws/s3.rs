@@ -4,9 +4,10 @@
 //! An output of at most one part goes up with a single `PutObject`. A larger
 //! one becomes a multipart upload: the pipeline's writer thread fills a part
 //! buffer, and each full part is handed to a tokio task that sends it with
-//! `UploadPart`. At most `concurrency` parts are in flight: the writer blocks
-//! on a semaphore until one finishes, so the memory an upload holds is
-//! `part_size × (concurrency + 1)`, whatever the file size. Each part carries
+//! `UploadPart`. At most `concurrency` part buffers exist at once, the one
+//! being filled included: the writer takes a slot of a semaphore before it
+//! starts filling a part and the slot is freed when that part's upload ends,
+//! so the memory an upload holds is `part_size × concurrency`, whatever the file size. Each part carries
 //! a checksum (CRC32C or CRC64NVME, or none for stores that reject them),
 //! repeated in `CompleteMultipartUpload`. A part is kept as one immutable
 //! [`Bytes`] until it succeeds, so the SDK's retries (throttling, 5xx,
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{describe, Aws, S3Url};
@@ -46,8 +47,12 @@ pub const MAX_PARTS: u64 = 10_000;
 pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
 /// Default number of parts in flight per upload.
 pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Size of one ranged GET when reading an object.
+/// Largest ranged GET when reading an object.
 pub const RANGE_SIZE: usize = 8 << 20;
+/// A window is fetched by up to this many concurrent ranged GETs ...
+pub const READ_SPLIT: usize = 4;
+/// ... of at least this many bytes each.
+pub const MIN_RANGE_SIZE: usize = 1 << 20;
 
 /// The checksum sent with every part (`--checksum`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -264,7 +269,8 @@ impl Destination for S3Destination {
                 next_part: 1,
                 tasks: Vec::new(),
                 done: Vec::new(),
-                slots: Arc::new(Semaphore::new(self.settings.concurrency)),
+                slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+                filling: None,
             });
             upload.buf = Vec::with_capacity(upload.part_size);
         } else {
@@ -280,6 +286,8 @@ struct Multipart {
     tasks: Vec<JoinHandle<Result<CompletedPart>>>,
     done: Vec<CompletedPart>,
     slots: Arc<Semaphore>,
+    /// The slot of the part being filled (taken before its first byte).
+    filling: Option<OwnedSemaphorePermit>,
 }
 
 /// One object being uploaded.
@@ -306,13 +314,12 @@ impl Upload {
 
     /// Hand the full buffer to an upload task, waiting for a free slot first.
     fn send_part(&mut self) -> Result<()> {
-        let data = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size)));
+        // The next buffer is allocated only once its slot is held (in `write`).
+        let data = Bytes::from(std::mem::take(&mut self.buf));
         self.collect_finished()?;
+        self.take_slot();
         let mp = self.multipart.as_mut().expect("multipart upload");
-        let permit = self
-            .handle
-            .block_on(mp.slots.clone().acquire_owned())
-            .expect("the semaphore is never closed");
+        let permit = mp.filling.take().expect("a slot is held while a part is filled");
         let number = mp.next_part;
         mp.next_part += 1;
         let checksum = self.checksum.of(&data);
@@ -353,6 +360,16 @@ impl Upload {
             Ok(part.build())
         }));
         Ok(())
+    }
+
+    /// Hold a part slot for the part about to be filled (waiting for an upload
+    /// to finish if all are taken), unless one is held already.
+    fn take_slot(&mut self) {
+        let mp = self.multipart.as_mut().expect("multipart upload");
+        if mp.filling.is_none() {
+            let permit = self.handle.block_on(mp.slots.clone().acquire_owned()).expect("the semaphore is never closed");
+            mp.filling = Some(permit);
+        }
     }
 
     /// Gather the parts already sent; a part that failed fails the upload now.
@@ -456,6 +473,11 @@ impl Sink for Upload {
             return Ok(());
         }
         while !data.is_empty() {
+            if self.buf.is_empty() {
+                self.collect_finished()?;
+                self.take_slot();
+                self.buf.reserve_exact(self.part_size);
+            }
             let take = (self.part_size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -516,6 +538,9 @@ pub struct S3Object {
     path: PathBuf,
     len: u64,
     etag: String,
+    /// Opened from a listing (not a `HeadObject`): an ETag mismatch then
+    /// means the object changed since it was listed.
+    listed: bool,
 }
 
 impl S3Object {
@@ -546,7 +571,14 @@ impl S3Object {
             }
         }
         let len = head.content_length().unwrap_or(0).max(0) as u64;
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag })
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false })
+    }
+
+    /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
+    /// another request; every read is pinned to that ETag (`If-Match`).
+    pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true })
     }
 
     /// The object's ETag when opened.
@@ -573,8 +605,15 @@ impl Source for S3Object {
         }
         let mut tasks = Vec::new();
         let mut at = 0usize;
+        // Several ranges at once: one GET stream alone is far slower than the cipher.
+        let range = len.div_ceil(READ_SPLIT).clamp(MIN_RANGE_SIZE, RANGE_SIZE);
+        let changed = if self.listed {
+            "the object changed since it was listed (ETag no longer matches); nothing was written"
+        } else {
+            "the object changed while it was being read (ETag no longer matches)"
+        };
         while at < len {
-            let n = RANGE_SIZE.min(len - at);
+            let n = range.min(len - at);
             let start = offset + at as u64;
             let mut req = self
                 .client
@@ -589,7 +628,7 @@ impl Source for S3Object {
             tasks.push(self.handle.spawn(async move {
                 let out = req.send().await.map_err(|e| {
                     let cause = match super::status(&e) {
-                        Some(412) => "the object changed while it was being read (ETag no longer matches)".to_string(),
+                        Some(412) => changed.to_string(),
                         _ => format!("S3 GetObject failed: {}", describe(&e)),
                     };
                     Error::invalid(&path, cause)
