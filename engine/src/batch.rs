@@ -273,6 +273,14 @@ pub fn encrypt_with(
     Ok(Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures })
 }
 
+/// Open a planned local file, refusing one whose output would replace it.
+pub(crate) fn open_planned(f: &Planned, out_real: Option<&Path>) -> Result<Input> {
+    if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
+        return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
+    }
+    Input::open(&f.source)
+}
+
 /// Counts finished files, appends their records and reports failures.
 pub(crate) struct Tally<'a> {
     done: &'a Mutex<(u64, u64)>,
@@ -319,12 +327,7 @@ fn encrypt_one(
     let input: Box<dyn Source> = match (&f.remote, remote) {
         (Some(item), Some(remote)) => remote.open(item)?,
         (Some(_), None) => return Err(Error::invalid(&f.source, "no reader for remote inputs")),
-        (None, _) => {
-            if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
-                return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
-            }
-            Box::new(Input::open(&f.source)?)
-        }
+        (None, _) => Box::new(open_planned(f, out_real)?),
     };
     job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
 

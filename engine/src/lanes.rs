@@ -14,9 +14,9 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::batch::{file_record, EncryptJob, Planned, Tally};
+use crate::batch::{file_record, open_planned, EncryptJob, Planned, Tally};
 use crate::cipher::{CbcBatch, CBC_LANES};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::{Input, PendingOutput, Source};
 use crate::keys::DataKey;
 use crate::manifest::{KeySource, WrappedFor};
@@ -106,10 +106,7 @@ fn worker<'f>(
 }
 
 fn open_lane<'f>(job: &EncryptJob<'_>, file: &'f Planned, out_real: Option<&Path>) -> Result<(Lane<'f>, Iv)> {
-    if out_real.is_some_and(|out| crate::batch::resolve(&file.source) == out.join(&file.relative)) {
-        return Err(Error::invalid(&file.source, "output would overwrite the source; choose another --out"));
-    }
-    let input = Input::open(&file.source)?;
+    let input = open_planned(file, out_real)?;
     let iv = match &job.iv {
         Some(bytes) => Iv::from_slice(bytes)?,
         None => Iv::random(BLOCK)?,

@@ -34,11 +34,6 @@ impl Tuning {
         let window = (chunk * threads.max(1) * 2).max(8 << 20);
         Tuning { chunk, window: window - window % BLOCK, depth: 2 }
     }
-
-    /// Peak bytes of buffers one file holds in flight.
-    pub fn bytes_in_flight(&self) -> usize {
-        self.window * (self.depth + 2)
-    }
 }
 
 impl Default for Tuning {
