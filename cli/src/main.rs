@@ -354,6 +354,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         overwrite: a.force,
         file_input_prefix: a.file_input_prefix,
         tuning,
+        unseal: None,
     };
     let progress = report::Progress::new("encrypt", !g.json);
     let s3_inputs = aws::S3Inputs::new(&session);

@@ -59,6 +59,16 @@ impl Summary {
     }
 }
 
+/// Turns a planned source into the plaintext to encrypt. `reencrypt` uses it
+/// to decrypt legacy ciphertext on the fly; plain encryption has none.
+pub trait Unseal: Sync {
+    /// The plaintext view of `source` (whose `path()` names the object). Its
+    /// `len()` is the plaintext length, and its `finish()` must fail when the
+    /// old GCM tag, CBC padding or recorded digest does not verify, so the
+    /// new output is discarded instead of committed.
+    fn plaintext(&self, source: Box<dyn Source>) -> Result<Box<dyn Source>>;
+}
+
 /// Everything an encryption run needs.
 pub struct EncryptJob<'a> {
     /// Files and folders to encrypt (folders recursively).
@@ -83,6 +93,8 @@ pub struct EncryptJob<'a> {
     pub file_input_prefix: Option<String>,
     /// Buffer and chunk sizes.
     pub tuning: Tuning,
+    /// Decrypts each source first (`reencrypt`); `None` encrypts sources as they are.
+    pub unseal: Option<&'a dyn Unseal>,
 }
 
 /// One planned file.
@@ -254,7 +266,7 @@ pub fn encrypt_with(
     let tally = Tally { done: &done, failures: &failures, reporter, manifest };
     match (&job.supplied_key, job.mode) {
         // One key for every file: CBC files go through the multi-buffer runner.
-        (Some(key), Mode::Cbc) if runnable.len() > 1 && runnable.iter().all(|f| f.remote.is_none()) => crate::lanes::encrypt_cbc(
+        (Some(key), Mode::Cbc) if job.unseal.is_none() && runnable.len() > 1 && runnable.iter().all(|f| f.remote.is_none()) => crate::lanes::encrypt_cbc(
             job,
             &runnable,
             key,
@@ -328,6 +340,10 @@ fn encrypt_one(
         (Some(item), Some(remote)) => remote.open(item)?,
         (Some(_), None) => return Err(Error::invalid(&f.source, "no reader for remote inputs")),
         (None, _) => Box::new(open_planned(f, out_real)?),
+    };
+    let input = match job.unseal {
+        Some(unseal) => unseal.plaintext(input)?,
+        None => input,
     };
     job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
 

@@ -73,6 +73,9 @@ pub struct Record {
     pub elastictranscoder: Option<ElasticTranscoderInput>,
     /// Unix time (seconds) the file was finished.
     pub finished_unix: u64,
+    /// The shard (`I/N`) of a sharded run that encrypted the file.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<String>,
 }
 
 /// An entry of MediaConvert's `Settings.Inputs[]`.
@@ -206,6 +209,7 @@ impl Record {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            shard: None,
         }
     }
 

@@ -42,6 +42,7 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
         overwrite: false,
         file_input_prefix: None,
         tuning: Tuning::for_threads(2, 1 << 20),
+        unseal: None,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let summary = pool.install(|| batch::encrypt(&job, &manifest_writer, &Silent)).unwrap();
