@@ -341,6 +341,13 @@ impl RemoteInputs for S3Inputs<'_> {
         Ok(())
     }
 
+    fn stat(&self, url: &str) -> sealpipe::Result<Listed> {
+        let (aws, _) = self.client()?;
+        let object = S3Object::open(aws, url, None)?;
+        let key = S3Url::parse(url)?.key;
+        Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
+    }
+
     fn open(&self, item: &Listed) -> sealpipe::Result<Box<dyn Source>> {
         let (aws, client) = self.client()?;
         Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))

@@ -4,7 +4,8 @@
 //! This binary parses arguments, builds the thread pool, opens the key
 //! provider and renders progress; all the work is in the `sealpipe` engine.
 //!
-//! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error; 130 interrupted.
+//! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error;
+//! 3 stopped early at --max-errors; 130 interrupted.
 
 mod aws;
 mod interrupt;
@@ -18,16 +19,18 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sealpipe::batch::{self, EncryptJob};
 use sealpipe::cipher::DEFAULT_CHUNK;
+use sealpipe::keycache::KeyReuse;
 use sealpipe::keys::{DataKey, KeyProvider, LocalKeyring};
 use sealpipe::manifest::{self, ManifestWriter};
 use sealpipe::params::{Iv, KeyBits, Mode, Target};
 use sealpipe::pipeline::Tuning;
+use sealpipe::shard::Shard;
 
 const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM) on all cores, \
 so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
 
 #[derive(Parser)]
-#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done, 1 some files failed, 2 usage or configuration error, 130 interrupted (incomplete outputs discarded).")]
+#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done (or already done), 1 some files failed, 2 usage or configuration error, 3 stopped early at --max-errors, 130 interrupted (incomplete outputs discarded; a re-run resumes).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -160,8 +163,34 @@ impl From<TargetArg> for Target {
 struct EncryptArgs {
     /// Files or folders to encrypt, or s3://bucket/prefix/ (every object under it; a file changed
     /// between listing and reading fails). Example: testdata/media
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(value_name = "INPUT", required_unless_present_any = ["from_list", "inventory"])]
     inputs: Vec<PathBuf>,
+    /// A list file: one local path or s3:// URL per line (# comments; - for standard input).
+    /// Outputs keep the path without its root, or the object key. Repeatable. Example: --from-list todo.txt
+    #[arg(long, value_name = "FILE")]
+    from_list: Vec<PathBuf>,
+    /// An S3 Inventory report: its manifest.json, or one CSV.gz data file (local or s3://); every
+    /// current object it lists, read as a stream. Repeatable.
+    /// Example: --inventory s3://inv/media-in/daily/2026-11-21T01-00Z/manifest.json
+    #[arg(long, value_name = "PATH")]
+    inventory: Vec<PathBuf>,
+    /// Let one generated data key serve several files (each with its own random IV), within
+    /// limits: max-files (default 1000, at most 1000000), max-bytes (default 64G), max-age
+    /// (default 5m). Without it every file gets its own key. Example: --reuse-key max-files=500,max-age=10m
+    #[arg(long, value_name = "LIMITS", num_args = 0..=1, default_missing_value = "", value_parser = parse_reuse)]
+    reuse_key: Option<KeyReuse>,
+    /// Take only shard I of N (a stable hash of each file's key); auto/N reads the index from
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch).
+    /// The manifest name gets .shard-I-of-N (or put {shard} in --manifest). Example: --shard auto/16
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Stop starting files after this many failures (exit code 3); a re-run resumes. Example: --max-errors 10
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_errors: Option<u64>,
+    /// Show what would be done (files to encrypt, already done, bytes) without encrypting,
+    /// writing or asking for keys.
+    #[arg(long)]
+    dry_run: bool,
     /// Output folder; files keep their relative paths and names (or --to s3://...). Example: --out /tmp/enc
     #[arg(long, value_name = "DIR", required_unless_present = "to")]
     out: Option<PathBuf>,
@@ -193,9 +222,38 @@ struct EncryptArgs {
     /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
     #[arg(long, value_name = "URL")]
     file_input_prefix: Option<String>,
-    /// Overwrite outputs that already exist.
+    /// Overwrite outputs that already exist, and encrypt again files the manifest records as done.
     #[arg(long)]
     force: bool,
+}
+
+fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
+    text.parse()
+}
+
+/// The shard to take: `I/N`, or `auto/N` with the index from the job array's environment.
+fn resolve_shard(text: &str) -> anyhow::Result<Shard> {
+    let Some(count) = text.strip_prefix("auto/") else { return Shard::parse(text).map_err(|e| anyhow!("--shard: {e}")) };
+    for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"] {
+        if let Ok(index) = std::env::var(var) {
+            return Shard::parse(&format!("{}/{count}", index.trim())).map_err(|e| anyhow!("--shard auto/{count}: {var}={index}: {e}"));
+        }
+    }
+    Err(anyhow!("--shard auto/{count}: neither JOB_COMPLETION_INDEX (Kubernetes Indexed Job) nor AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array job) is set"))
+}
+
+/// The manifest path of one shard: `{shard}` replaced, or `.shard-I-of-N` before the extension.
+fn shard_manifest(path: &Path, shard: Option<Shard>) -> PathBuf {
+    let Some(shard) = shard else { return path.to_path_buf() };
+    let tag = format!("shard-{}-of-{}", shard.index, shard.count);
+    let text = path.to_string_lossy();
+    if text.contains("{shard}") {
+        return PathBuf::from(text.replace("{shard}", &tag));
+    }
+    match (path.file_stem(), path.extension()) {
+        (Some(stem), Some(ext)) => path.with_file_name(format!("{}.{tag}.{}", stem.to_string_lossy(), ext.to_string_lossy())),
+        _ => PathBuf::from(format!("{text}.{tag}")),
+    }
 }
 
 #[derive(Args)]
@@ -289,7 +347,9 @@ fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn exit_for(summary: &batch::Summary) -> ExitCode {
-    if summary.failures.is_empty() {
+    if summary.stopped_early() {
+        ExitCode::from(3)
+    } else if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -308,6 +368,10 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         None => None,
     };
     let supplied_key = a.data_key_file.as_deref().map(DataKey::from_file).transpose()?;
+    if supplied_key.is_some() && a.reuse_key.is_some() {
+        return Err(anyhow!("--reuse-key caches generated keys; it cannot be combined with --data-key-file").into());
+    }
+    let shard = a.shard.as_deref().map(resolve_shard).transpose()?;
     let session = aws::Session::new(&g.aws);
     let kms = session.kms_from_flag()?;
     let keyring = if kms.is_none() { Some(LocalKeyring::open_or_create(keyring_path)?) } else { None };
@@ -323,12 +387,16 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     };
     let manifest_path = match &remote_manifest {
         Some(m) => m.local.clone(),
-        None => a.manifest.clone().unwrap_or_else(|| match &a.out {
-            Some(out) => out.join("manifest.jsonl"),
-            None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
-        }),
+        None => shard_manifest(
+            &a.manifest.clone().unwrap_or_else(|| match &a.out {
+                Some(out) => out.join("manifest.jsonl"),
+                None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
+            }),
+            shard,
+        ),
     };
-    let manifest = ManifestWriter::append(&manifest_path)?;
+    // The manifest is the ledger a re-run resumes from: every record synced to disk.
+    let manifest = ManifestWriter::durable(&manifest_path)?;
     let s3_destination = session.destination(&a.s3, a.force)?;
     // Uploads hold their part buffers already: half-size pipeline windows (one chunk per
     // thread, at least 4 MiB) keep the total within part size x (concurrency + threads) + 64 MiB.
@@ -343,35 +411,45 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
     let job = EncryptJob {
-        inputs: a.inputs,
-        destination,
+        lists: a.from_list,
+        inventories: a.inventory,
         mode,
         key_bits: KeyBits::try_from(a.key_bits).map_err(|e| anyhow!(e))?,
         target,
-        provider,
         supplied_key,
+        reuse_key: a.reuse_key,
         iv,
         overwrite: a.force,
         file_input_prefix: a.file_input_prefix,
         tuning,
-        unseal: None,
+        shard,
+        max_errors: a.max_errors,
+        dry_run: a.dry_run,
+        ..EncryptJob::new(a.inputs, destination, provider)
     };
-    let progress = report::Progress::new("encrypt", !g.json);
+    let progress = report::Progress::new("encrypt", !g.json, g.json);
     let s3_inputs = aws::S3Inputs::new(&session);
     let summary = batch::encrypt_with(&job, Some(&s3_inputs), &manifest, &progress)?;
     progress.clear();
     drop(manifest);
     // Also after a partial failure: the records of the files that did finish.
     let manifest_path = match remote_manifest.as_mut() {
-        Some(m) => {
+        Some(m) if !a.dry_run => {
             m.upload()?;
             PathBuf::from(&m.url)
         }
+        Some(m) => PathBuf::from(&m.url),
         None => manifest_path,
     };
-    let extra = serde_json::json!({"manifest": manifest_path, "mode": mode.to_string(), "threads": rayon::current_num_threads()});
-    report::summary("encrypt", "encrypted", &summary, extra, g.json);
-    if !g.json && summary.files > 0 {
+    let extra = serde_json::json!({
+        "manifest": manifest_path,
+        "mode": mode.to_string(),
+        "threads": rayon::current_num_threads(),
+        "shard": shard.map(|s| s.to_string()),
+    });
+    let verb = if a.dry_run { "would encrypt" } else { "encrypted" };
+    report::summary("encrypt", verb, &summary, extra, g.json);
+    if !g.json && summary.files > 0 && !a.dry_run {
         eprintln!("sealpipe: manifest: {}", manifest_path.display());
     }
     Ok(exit_for(&summary))
@@ -410,7 +488,7 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
             (mode, key, Iv::from_slice(&iv_bytes)?, None)
         }
     };
-    let progress = report::Progress::new("decrypt", !g.json);
+    let progress = report::Progress::new("decrypt", !g.json, false);
     let result = if aws::is_s3(&a.input) {
         session.open_object(&a.input.to_string_lossy(), etag.as_deref()).and_then(|object| {
             batch::decrypt_source(&object, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress)
@@ -454,7 +532,7 @@ fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Res
     if records.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
-    let progress = report::Progress::new("verify", !g.json);
+    let progress = report::Progress::new("verify", !g.json, false);
     let summary = aws::verify(&records, &session, keyring_path, &tuning, &progress)?;
     progress.clear();
     report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);

@@ -81,12 +81,18 @@ impl Run {
         self
     }
 
-    /// The `--json` summary: exactly one line of JSON on stdout.
+    /// The `--json` summary: the last line on stdout; every line before it is a JSON event.
     #[track_caller]
     fn json(&self) -> Value {
-        let lines: Vec<&str> = self.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "expected one JSON line on stdout:{self:?}");
-        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):{self:?}"))
+        let lines: Vec<Value> = self
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}:{self:?}")))
+            .collect();
+        let (summary, events) = lines.split_last().unwrap_or_else(|| panic!("no JSON on stdout:{self:?}"));
+        assert!(events.iter().all(|e| e["event"].is_string() && e["event"] != "summary"), "events before the summary:{self:?}");
+        summary.clone()
     }
 
     /// stderr lines that report an error.

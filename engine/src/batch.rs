@@ -1,11 +1,16 @@
-//! Whole runs: plan the files, encrypt / verify them all on the caller's
-//! rayon pool, and report through a [`Reporter`].
+//! Whole runs: list the inputs as a stream, decide per file (skip what the
+//! ledger says is done, take this shard's share), encrypt / verify on the
+//! caller's rayon pool, and report through a [`Reporter`].
 //!
-//! A failure on one file is reported and the run goes on; only errors that
+//! Listing runs on its own thread and hands files over a bounded channel,
+//! so memory does not grow with the number of inputs. A failure on one file
+//! is reported and the run goes on (up to `max_errors`); only errors that
 //! make the whole run meaningless (output inside the input tree, a reused
 //! (key, IV) pair) stop it before any work starts.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -14,21 +19,30 @@ use rayon::prelude::*;
 use crate::cipher::{Opener, Sealer};
 use crate::error::{Error, Result};
 use crate::io::{Destination, Discard, Input, Listed, Output, RemoteInputs, Source};
+use crate::keycache::{KeyReuse, Keys, Material};
 use crate::keys::{DataKey, KeyProvider};
+use crate::ledger::{Claim, Ledger};
 use crate::manifest::{KeySource, ManifestWriter, Record, RecordInput, WrappedFor};
 use crate::params::{Iv, KeyBits, Mode, Target};
 use crate::pipeline::{self, Tuning};
+use crate::shard::Shard;
 
 /// Receives what happens during a run. Every method has a no-op default.
 pub trait Reporter: Sync {
-    /// The plan is made: this many files and plaintext bytes.
+    /// More work is known: this many files and plaintext bytes (called as listing goes).
     fn planned(&self, _files: u64, _bytes: u64) {}
+    /// A file is starting.
+    fn started(&self, _path: &Path) {}
     /// Bytes of a file were processed.
     fn progress(&self, _bytes: u64) {}
     /// A file is done.
     fn finished(&self, _path: &Path, _bytes: u64) {}
     /// A file failed; the run goes on.
     fn failed(&self, _path: &Path, _error: &Error) {}
+    /// A file is left alone (already done, …), for `reason`.
+    fn skipped(&self, _path: &Path, _reason: &str) {}
+    /// Something the user must know about a file (e.g. encrypted again under a new key).
+    fn note(&self, _path: &Path, _message: &str) {}
 }
 
 /// A reporter that ignores everything.
@@ -38,14 +52,28 @@ impl Reporter for Silent {}
 /// Totals of a run.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// Files that completed.
+    /// Files that completed (with `dry_run`: that would be encrypted).
     pub files: u64,
-    /// Input bytes of the completed files.
+    /// Input bytes of the completed files (with `dry_run`: that would be encrypted).
     pub bytes: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Files that failed, with the one-line cause.
     pub failures: Vec<(PathBuf, String)>,
+    /// Files left alone because the ledger records them done (or listed twice).
+    pub skipped: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
+    /// Requests to the key provider (GenerateDataKey, Encrypt).
+    pub key_requests: u64,
+    /// Files listed but not attempted because `max_errors` stopped the run.
+    pub not_attempted: u64,
+    /// `max_errors` stopped the run early.
+    pub stopped: bool,
+    /// Leftovers of an interrupted run cleaned up first (uploads aborted, temporary files).
+    pub cleaned: usize,
+    /// Nothing was changed: the counts are what a run would do.
+    pub dry_run: bool,
 }
 
 impl Summary {
@@ -56,6 +84,11 @@ impl Summary {
         } else {
             0.0
         }
+    }
+
+    /// Whether `max_errors` stopped the run early.
+    pub fn stopped_early(&self) -> bool {
+        self.stopped
     }
 }
 
@@ -69,10 +102,14 @@ pub trait Unseal: Sync {
     fn plaintext(&self, source: Box<dyn Source>) -> Result<Box<dyn Source>>;
 }
 
-/// Everything an encryption run needs.
+/// Everything an encryption run needs. [`EncryptJob::new`] fills in the defaults.
 pub struct EncryptJob<'a> {
-    /// Files and folders to encrypt (folders recursively).
+    /// Files and folders to encrypt (folders recursively), or remote prefixes.
     pub inputs: Vec<PathBuf>,
+    /// List files: one local path or `s3://` URL per line.
+    pub lists: Vec<PathBuf>,
+    /// S3 Inventory reports: a `manifest.json` or a `.csv.gz` data file (local or `s3://`).
+    pub inventories: Vec<PathBuf>,
     /// Where outputs go; each file keeps its path relative to its input folder.
     pub destination: &'a dyn Destination,
     /// Cipher mode.
@@ -85,9 +122,11 @@ pub struct EncryptJob<'a> {
     pub provider: &'a dyn KeyProvider,
     /// A user-supplied data key used for every file, instead of one fresh key per file.
     pub supplied_key: Option<DataKey>,
+    /// Let one generated key serve several files, within these limits.
+    pub reuse_key: Option<KeyReuse>,
     /// A user-supplied IV (only when one key encrypts one file).
     pub iv: Option<Vec<u8>>,
-    /// Overwrite existing outputs.
+    /// Overwrite existing outputs, and encrypt again files the ledger records as done.
     pub overwrite: bool,
     /// Prefix for `FileInput` (e.g. `s3://bucket/prefix/`); the local output path otherwise.
     pub file_input_prefix: Option<String>,
@@ -95,9 +134,41 @@ pub struct EncryptJob<'a> {
     pub tuning: Tuning,
     /// Decrypts each source first (`reencrypt`); `None` encrypts sources as they are.
     pub unseal: Option<&'a dyn Unseal>,
+    /// Only this shard of the inputs.
+    pub shard: Option<Shard>,
+    /// Stop starting files once this many have failed.
+    pub max_errors: Option<u64>,
+    /// Decide and count, but encrypt nothing, write nothing and ask for no keys.
+    pub dry_run: bool,
 }
 
-/// One planned file.
+impl<'a> EncryptJob<'a> {
+    /// A job with the defaults: CTR, 256-bit keys, both services, a fresh key per file.
+    pub fn new(inputs: Vec<PathBuf>, destination: &'a dyn Destination, provider: &'a dyn KeyProvider) -> Self {
+        EncryptJob {
+            inputs,
+            lists: Vec::new(),
+            inventories: Vec::new(),
+            destination,
+            mode: Mode::Ctr,
+            key_bits: KeyBits::B256,
+            target: Target::Any,
+            provider,
+            supplied_key: None,
+            reuse_key: None,
+            iv: None,
+            overwrite: false,
+            file_input_prefix: None,
+            tuning: Tuning::default(),
+            unseal: None,
+            shard: None,
+            max_errors: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// One listed file.
 #[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) source: PathBuf,
@@ -105,6 +176,26 @@ pub(crate) struct Planned {
     pub(crate) size: u64,
     /// A listed remote object (`source` is then its URL), or `None` for a local file.
     pub(crate) remote: Option<Listed>,
+    /// Its output may replace an existing one (ours, from an interrupted run; or a redo).
+    pub(crate) replace: bool,
+}
+
+impl Planned {
+    pub(crate) fn local(source: PathBuf, relative: PathBuf, size: u64) -> Self {
+        Planned { source, relative, size, remote: None, replace: false }
+    }
+
+    pub(crate) fn remote(item: Listed) -> Self {
+        Planned { source: PathBuf::from(&item.url), relative: item.relative.clone(), size: item.size, remote: Some(item), replace: false }
+    }
+
+    /// The source as records name it: the URL, or the resolved local path.
+    fn source_name(&self) -> String {
+        match &self.remote {
+            Some(item) => item.url.clone(),
+            None => resolve(&self.source).display().to_string(),
+        }
+    }
 }
 
 /// Make `path` absolute and resolve symlinks in its longest existing prefix.
@@ -126,74 +217,107 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// The files of a job, and the inputs (or entries) that could not be listed.
-type Plan = (Vec<Planned>, Vec<(PathBuf, Error)>);
+/// What listing hands over, one at a time.
+pub(crate) enum Listing {
+    File(Planned),
+    Failed(PathBuf, Error),
+}
 
-/// List the files of the job. Inputs that cannot be listed become failures.
-fn plan(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, out_real: Option<&Path>) -> Result<Plan> {
-    let mut files = Vec::new();
-    let mut failures = Vec::new();
+/// Refuse a run whose local output folder is inside one of its input folders.
+fn check_output_outside_inputs(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, out_real: Option<&Path>) -> Result<()> {
+    let Some(out) = out_real else { return Ok(()) };
     for input in &job.inputs {
-        if let Some(remote) = remote.filter(|r| r.handles(input)) {
-            // Listed page by page into the plan; an unsafe relative path fails alone.
-            let before = files.len();
-            let listed = remote.list(input, &mut |item: Listed| {
-                let source = PathBuf::from(&item.url);
-                let safe = item.relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-                if safe && item.relative.components().next().is_some() {
-                    files.push(Planned { source, relative: item.relative.clone(), size: item.size, remote: Some(item) });
-                } else {
-                    failures.push((source.clone(), Error::invalid(&source, "the key does not make a safe relative output path")));
-                }
-            });
-            match listed {
-                Ok(()) if files.len() == before && !failures.iter().any(|(p, _)| p.starts_with(input)) => {
-                    failures.push((input.clone(), Error::invalid(input, "no objects under this prefix")))
-                }
-                Ok(()) => {}
-                Err(e) => failures.push((input.clone(), e.for_file(input))),
-            }
+        if remote.is_some_and(|r| r.handles(input)) || !input.is_dir() {
             continue;
         }
-        let meta = match std::fs::metadata(input) {
-            Ok(m) => m,
-            Err(e) => {
-                failures.push((input.clone(), Error::io(input, "open", e)));
-                continue;
-            }
-        };
-        let real = resolve(input);
-        if meta.is_dir() {
-            if let Some(out) = out_real.filter(|out| out.starts_with(&real)) {
-                return Err(Error::Usage(format!(
-                    "{}: output folder {} is inside the input tree; choose an --out outside it",
-                    input.display(),
-                    out.display()
-                )));
-            }
-            for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
-                match entry {
-                    Ok(e) if e.file_type().is_file() => {
-                        let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
-                        match e.metadata() {
-                            Ok(m) => files.push(Planned { source: e.path().to_path_buf(), relative, size: m.len(), remote: None }),
-                            Err(err) => failures.push((e.path().to_path_buf(), Error::invalid(e.path(), err.to_string()))),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        let path = err.path().unwrap_or(input).to_path_buf();
-                        let cause = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
-                        failures.push((path.clone(), Error::invalid(&path, format!("cannot list: {cause}"))));
-                    }
-                }
-            }
-        } else {
-            let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.clone());
-            files.push(Planned { source: input.clone(), relative: name, size: meta.len(), remote: None });
+        if out.starts_with(resolve(input)) {
+            return Err(Error::Usage(format!(
+                "{}: output folder {} is inside the input tree; choose an --out outside it",
+                input.display(),
+                out.display()
+            )));
         }
     }
-    Ok((files, failures))
+    Ok(())
+}
+
+/// List every file of the job, handing each (or each listing failure) to
+/// `each` as it is found; `each` breaks to stop listing early.
+fn list(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) {
+    let mut shard_each = |item: Listing| match (&item, job.shard) {
+        (Listing::File(f), Some(shard)) if !shard.takes(&f.relative) => ControlFlow::Continue(()),
+        _ => each(item),
+    };
+    for input in &job.inputs {
+        let flow = match remote.filter(|r| r.handles(input)) {
+            Some(remote) => list_remote(input, remote, &mut shard_each),
+            None => list_local(input, &mut shard_each),
+        };
+        if flow.is_break() {
+            return;
+        }
+    }
+    for list_file in &job.lists {
+        if crate::plan::list_file(list_file, remote, &mut shard_each).is_break() {
+            return;
+        }
+    }
+    for report in &job.inventories {
+        if crate::plan::inventory(report, remote, &mut shard_each).is_break() {
+            return;
+        }
+    }
+}
+
+fn list_remote(input: &Path, remote: &dyn RemoteInputs, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let mut found = 0u64;
+    let mut flow = ControlFlow::Continue(());
+    let listed = remote.list(input, &mut |item: Listed| {
+        if flow.is_break() {
+            return;
+        }
+        found += 1;
+        let source = PathBuf::from(&item.url);
+        flow = match crate::plan::safe_relative(&item.relative) {
+            true => each(Listing::File(Planned::remote(item))),
+            false => each(Listing::Failed(source.clone(), Error::invalid(&source, "the key does not make a safe relative output path"))),
+        };
+    });
+    match listed {
+        Ok(()) if found == 0 => each(Listing::Failed(input.to_path_buf(), Error::invalid(input, "no objects under this prefix"))),
+        Ok(()) => flow,
+        Err(e) => each(Listing::Failed(input.to_path_buf(), e.for_file(input))),
+    }
+}
+
+fn list_local(input: &Path, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let meta = match std::fs::metadata(input) {
+        Ok(m) => m,
+        Err(e) => return each(Listing::Failed(input.to_path_buf(), Error::io(input, "open", e))),
+    };
+    if !meta.is_dir() {
+        let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.to_path_buf());
+        return each(Listing::File(Planned::local(input.to_path_buf(), name, meta.len())));
+    }
+    for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
+        let item = match entry {
+            Ok(e) if e.file_type().is_file() => {
+                let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
+                match e.metadata() {
+                    Ok(m) => Listing::File(Planned::local(e.path().to_path_buf(), relative, m.len())),
+                    Err(err) => Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), err.to_string())),
+                }
+            }
+            Ok(_) => continue,
+            Err(err) => {
+                let path = err.path().unwrap_or(input).to_path_buf();
+                let cause = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
+                Listing::Failed(path.clone(), Error::invalid(&path, format!("cannot list: {cause}")))
+            }
+        };
+        each(item)?;
+    }
+    ControlFlow::Continue(())
 }
 
 /// Encrypt every file of `job`, appending a record per file to `manifest`.
@@ -204,85 +328,225 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     encrypt_with(job, None, manifest, reporter)
 }
 
+/// Files handed to the workers in one go when a run uses the multi-buffer CBC runner.
+const LANE_BATCH: usize = 256;
+
 /// [`encrypt`], where inputs that `remote` handles (e.g. `s3://` prefixes)
 /// are listed and read through it instead of the local file system.
-pub fn encrypt_with(
-    job: &EncryptJob<'_>,
-    remote: Option<&dyn RemoteInputs>,
-    manifest: &ManifestWriter,
-    reporter: &dyn Reporter,
-) -> Result<Summary> {
+///
+/// The manifest is the ledger: files it records as done (same source, same
+/// output, same size, output present) are skipped, so re-running a job
+/// resumes it.
+pub fn encrypt_with(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
     let out_real = job.destination.local_root().map(resolve);
-    let (files, listing_failures) = plan(job, remote, out_real.as_deref())?;
-
+    check_output_outside_inputs(job, remote, out_real.as_deref())?;
     if let Some(iv) = &job.iv {
         job.target.check_iv_len(job.mode, iv.len())?;
-        if job.supplied_key.is_some() && files.len() + listing_failures.len() > 1 {
-            return Err(Error::Usage(format!(
-                "--iv-hex with one data key for {} files would encrypt several files under the same (key, IV); \
-                 omit --iv-hex (random IVs) or encrypt one file per run",
-                files.len() + listing_failures.len()
-            )));
+        if job.reuse_key.is_some() {
+            return Err(Error::Usage("--iv-hex with --reuse-key would encrypt several files under the same (key, IV); omit --iv-hex".into()));
         }
     }
-    if job.supplied_key.is_some() && job.mode == Mode::Gcm && files.len() as u64 > 1 << 32 {
-        return Err(Error::Usage("one GCM data key may encrypt at most 2^32 files with random IVs".into()));
+    let ledger = Ledger::load(manifest.path())?;
+    let mut summary = Summary { dry_run: job.dry_run, ..Summary::default() };
+    if !job.dry_run {
+        summary.cleaned = ledger.clean_interrupted(job.destination)?;
     }
-    // Wrap a supplied key once per service; generated keys are wrapped per file.
-    let supplied_wrapped = match &job.supplied_key {
-        Some(key) => Some(wrap_for_target(job.provider, key, job.target)?),
-        None => None,
-    };
 
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    reporter.planned(files.len() as u64, total);
-    let failures = Mutex::new(Vec::new());
-    for (path, err) in listing_failures {
-        reporter.failed(&path, &err);
-        failures.lock().unwrap().push((path, err.to_string()));
-    }
-    let done = Mutex::new((0u64, 0u64));
-
-    // Refuse over-long GCM inputs before any work starts.
-    let mut runnable = Vec::with_capacity(files.len());
-    for f in files {
-        match job.mode.check_plaintext_len(f.size) {
-            Ok(()) => runnable.push(f),
-            Err(reason) => {
-                let err = Error::invalid(&f.source, reason);
-                reporter.failed(&f.source, &err);
-                failures.lock().unwrap().push((f.source, err.to_string()));
+    let (tx, rx) = crossbeam_channel::bounded::<Listing>(1024);
+    let stop = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| -> Result<()> {
+        let stop = &stop;
+        scope.spawn(move || {
+            list(job, remote, &mut |item| {
+                if stop.load(Ordering::Relaxed) || tx.send(item).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+        });
+        // The first two files decide whether a fixed IV would be reused.
+        let mut first: Vec<Listing> = rx.iter().take(2).collect();
+        if job.iv.is_some() && job.supplied_key.is_some() && first.len() > 1 {
+            stop.store(true, Ordering::Relaxed);
+            drop(rx);
+            return Err(Error::Usage(
+                "--iv-hex with one data key would encrypt 2 files (or more) under the same (key, IV); \
+                 omit --iv-hex (random IVs) or encrypt one file per run"
+                    .into(),
+            ));
+        }
+        if first.is_empty() {
+            return Ok(());
+        }
+        let keys = match job.dry_run {
+            true => None,
+            false => Some(Keys::new(job.provider, job.target, job.mode, job.key_bits, job.reuse_key, job.supplied_key.as_ref())?),
+        };
+        let run = Run { job, remote, out_real: out_real.as_deref(), ledger: &ledger, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None) };
+        let items = first.drain(..).chain(rx.iter());
+        let admitted = items.filter_map(|item| run.admit(item));
+        match keys.as_ref().and_then(|k| k.supplied()) {
+            // One key for every local CBC file: the multi-buffer runner.
+            Some(material) if job.mode == Mode::Cbc && job.unseal.is_none() && all_local(job, remote) => {
+                let mut batch = Vec::with_capacity(LANE_BATCH);
+                let mut admitted = admitted.peekable();
+                while admitted.peek().is_some() {
+                    batch.extend(admitted.by_ref().take(LANE_BATCH));
+                    crate::lanes::encrypt_cbc(job, &batch, &material.key, &material.wrapped, run.out_real, &run.tally());
+                    batch.clear();
+                }
             }
+            _ => admitted.par_bridge().for_each(|f| {
+                let result = run.encrypt_one(&f);
+                run.tally().record(&f, result);
+            }),
+        }
+        if let Some(e) = run.fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        summary = run.summary.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = &keys {
+            summary.key_requests = k.requests();
+        }
+        Ok(())
+    });
+    outcome?;
+    if !job.dry_run {
+        // Nothing is in flight any more: failed outputs were discarded, open uploads aborted.
+        ledger.finish();
+        if ledger.superseded() > 0 {
+            crate::ledger::compact(manifest.path())?;
         }
     }
-    // Only now, with the run accepted and work to do, create the manifest.
-    if !runnable.is_empty() {
-        manifest.open()?;
-    }
-    // Largest first, so the long poles start early.
-    runnable.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.source.cmp(&b.source)));
+    summary.failures.sort();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
 
-    let tally = Tally { done: &done, failures: &failures, reporter, manifest };
-    match (&job.supplied_key, job.mode) {
-        // One key for every file: CBC files go through the multi-buffer runner.
-        (Some(key), Mode::Cbc) if job.unseal.is_none() && runnable.len() > 1 && runnable.iter().all(|f| f.remote.is_none()) => crate::lanes::encrypt_cbc(
-            job,
-            &runnable,
-            key,
-            supplied_wrapped.as_deref().expect("wrapped with the key"),
-            out_real.as_deref(),
-            &tally,
-        ),
-        _ => runnable.par_iter().with_max_len(1).for_each(|f| {
-            tally.record(f, encrypt_one(job, remote, f, out_real.as_deref(), supplied_wrapped.as_deref(), reporter));
-        }),
+/// Whether every input of the job is a local file or folder.
+fn all_local(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>) -> bool {
+    job.lists.is_empty() && job.inventories.is_empty() && !job.inputs.iter().any(|i| remote.is_some_and(|r| r.handles(i)))
+}
+
+/// The state of one run shared by the workers.
+struct Run<'r, 'a> {
+    job: &'r EncryptJob<'a>,
+    remote: Option<&'r dyn RemoteInputs>,
+    out_real: Option<&'r Path>,
+    ledger: &'r Ledger,
+    keys: Option<&'r Keys<'r>>,
+    manifest: &'r ManifestWriter,
+    reporter: &'r dyn Reporter,
+    stop: &'r AtomicBool,
+    summary: Mutex<Summary>,
+    /// An error that ends the whole run (the manifest or journal cannot be written).
+    fatal: Mutex<Option<Error>>,
+}
+
+impl Run<'_, '_> {
+    fn tally(&self) -> Tally<'_> {
+        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
     }
 
-    let (files, bytes) = *done.lock().unwrap();
-    let mut failures = failures.into_inner().unwrap();
-    failures.sort();
-    Ok(Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures })
+    fn fail(&self, path: PathBuf, err: Error) {
+        self.tally().fail(path, err);
+    }
+
+    /// Decide what to do with a listed file; `Some` when it is to be encrypted now.
+    fn admit(&self, item: Listing) -> Option<Planned> {
+        if self.stop.load(Ordering::Relaxed) {
+            self.summary.lock().unwrap().not_attempted += 1;
+            return None;
+        }
+        let mut f = match item {
+            Listing::Failed(path, err) => {
+                self.fail(path, err);
+                return None;
+            }
+            Listing::File(f) => f,
+        };
+        if let Err(reason) = self.job.mode.check_plaintext_len(f.size) {
+            self.fail(f.source.clone(), Error::invalid(&f.source, reason));
+            return None;
+        }
+        let output = self.job.destination.location(&f.relative);
+        let claim = self.ledger.claim(&f.source_name(), &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
+        match claim {
+            Err(e) => {
+                self.fail(f.source.clone(), e.for_file(&f.source));
+                return None;
+            }
+            Ok((_, Claim::Skip { reason, bytes })) => {
+                self.reporter.skipped(&f.source, reason);
+                let mut s = self.summary.lock().unwrap();
+                s.skipped += 1;
+                s.skipped_bytes += bytes;
+                return None;
+            }
+            Ok((_, Claim::Redo { reason })) => {
+                self.reporter.note(&f.source, &reason);
+                f.replace = true;
+            }
+            Ok((_, Claim::Fresh)) => {}
+        }
+        if self.job.dry_run {
+            self.reporter.planned(1, f.size);
+            self.reporter.skipped(&f.source, "dry run: would encrypt");
+            let mut s = self.summary.lock().unwrap();
+            s.files += 1;
+            s.bytes += f.size;
+            return None;
+        }
+        // The manifest exists once there is work (an unwritable one fails
+        // the first file and stops the run); then the marker a later run
+        // recognises our leftovers by, before anything else exists.
+        if let Err(e) = self.manifest.open().and_then(|()| self.ledger.intend(&output, &f.relative)) {
+            // Without a ledger nothing done could be recorded: stop the run.
+            self.stop.store(true, Ordering::Relaxed);
+            self.fatal.lock().unwrap().get_or_insert(e);
+            return None;
+        }
+        self.reporter.planned(1, f.size);
+        self.reporter.started(&f.source);
+        Some(f)
+    }
+
+    fn encrypt_one(&self, f: &Planned) -> Result<Record> {
+        let job = self.job;
+        let input: Box<dyn Source> = match (&f.remote, self.remote) {
+            (Some(item), Some(remote)) => remote.open(item)?,
+            (Some(_), None) => return Err(Error::invalid(&f.source, "no reader for remote inputs")),
+            (None, _) => Box::new(open_planned(f, self.out_real)?),
+        };
+        let input = match job.unseal {
+            Some(unseal) => unseal.plaintext(input)?,
+            None => input,
+        };
+        job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
+        let material: std::sync::Arc<Material> = self.keys.expect("keys outside dry runs").for_file(input.len())?;
+        let iv = match &job.iv {
+            Some(bytes) => Iv::from_slice(bytes)?,
+            None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
+        };
+        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(input.len()), f.replace)?;
+        let sealer = Sealer::new(job.mode, &material.key, iv, job.tuning.chunk);
+        let iv = Iv::from_slice(sealer.iv().as_bytes())?;
+        let sealed = pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, &|n| self.reporter.progress(n))?;
+        let committed = output.commit()?;
+        test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
+        Ok(file_record(job, f, &material.key, material.source, &material.wrapped, &iv, &sealed, &committed))
+    }
+}
+
+/// Test hook: pause after `what` when the variable `name` holds milliseconds,
+/// so a test can kill the process at that exact point.
+pub(crate) fn test_pause(name: &str, what: &str) {
+    if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()) {
+        eprintln!("sealpipe: test hook: {what}: pausing {ms} ms ({name})");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Open a planned local file, refusing one whose output would replace it.
@@ -295,84 +559,41 @@ pub(crate) fn open_planned(f: &Planned, out_real: Option<&Path>) -> Result<Input
 
 /// Counts finished files, appends their records and reports failures.
 pub(crate) struct Tally<'a> {
-    done: &'a Mutex<(u64, u64)>,
-    failures: &'a Mutex<Vec<(PathBuf, String)>>,
+    summary: &'a Mutex<Summary>,
     pub(crate) reporter: &'a dyn Reporter,
     manifest: &'a ManifestWriter,
+    max_errors: Option<u64>,
+    stop: &'a AtomicBool,
+    shard: Option<Shard>,
 }
 
 impl Tally<'_> {
     /// Record the outcome of one planned file.
     pub(crate) fn record(&self, f: &Planned, result: Result<Record>) {
-        match result.and_then(|record| self.manifest.write(&record)) {
+        let result = result.and_then(|mut record| {
+            record.shard = self.shard.map(|s| s.to_string());
+            self.manifest.write(&record)
+        });
+        match result {
             Ok(()) => {
-                let mut d = self.done.lock().unwrap();
-                d.0 += 1;
-                d.1 += f.size;
+                let mut s = self.summary.lock().unwrap();
+                s.files += 1;
+                s.bytes += f.size;
                 self.reporter.finished(&f.source, f.size);
             }
-            Err(err) => {
-                let err = err.for_file(&f.source);
-                self.reporter.failed(&f.source, &err);
-                self.failures.lock().unwrap().push((f.source.clone(), err.to_string()));
-            }
+            Err(err) => self.fail(f.source.clone(), err.for_file(&f.source)),
         }
     }
-}
 
-fn wrap_for_target(provider: &dyn KeyProvider, key: &DataKey, target: Target) -> Result<Vec<WrappedFor>> {
-    target
-        .services()
-        .iter()
-        .map(|&service| Ok(WrappedFor { service, blob: provider.wrap(key, &service.encryption_context())? }))
-        .collect()
-}
-
-fn encrypt_one(
-    job: &EncryptJob<'_>,
-    remote: Option<&dyn RemoteInputs>,
-    f: &Planned,
-    out_real: Option<&Path>,
-    supplied_wrapped: Option<&[WrappedFor]>,
-    reporter: &dyn Reporter,
-) -> Result<Record> {
-    let input: Box<dyn Source> = match (&f.remote, remote) {
-        (Some(item), Some(remote)) => remote.open(item)?,
-        (Some(_), None) => return Err(Error::invalid(&f.source, "no reader for remote inputs")),
-        (None, _) => Box::new(open_planned(f, out_real)?),
-    };
-    let input = match job.unseal {
-        Some(unseal) => unseal.plaintext(input)?,
-        None => input,
-    };
-    job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
-
-    let generated;
-    let (key, wrapped, key_source): (&DataKey, Vec<WrappedFor>, KeySource) = match (&job.supplied_key, supplied_wrapped) {
-        (Some(key), Some(w)) => (key, w.iter().map(|x| WrappedFor { service: x.service, blob: x.blob.clone() }).collect(), KeySource::Supplied),
-        _ => {
-            let services = job.target.services();
-            let (key, primary) = job.provider.generate(job.key_bits, &services[0].encryption_context())?;
-            let mut wrapped = vec![WrappedFor { service: services[0], blob: primary }];
-            for &service in &services[1..] {
-                wrapped.push(WrappedFor { service, blob: job.provider.wrap(&key, &service.encryption_context())? });
-            }
-            generated = key;
-            (&generated, wrapped, KeySource::Generated)
+    fn fail(&self, path: PathBuf, err: Error) {
+        self.reporter.failed(&path, &err);
+        let mut s = self.summary.lock().unwrap();
+        s.failures.push((path, err.to_string()));
+        if self.max_errors.is_some_and(|max| s.failures.len() as u64 >= max) {
+            s.stopped = true;
+            self.stop.store(true, Ordering::Relaxed);
         }
-    };
-    let iv = match &job.iv {
-        Some(bytes) => Iv::from_slice(bytes)?,
-        None => Iv::random(job.target.default_iv_len(job.mode))?,
-    };
-
-    let mut output = job.destination.create(&f.relative, job.mode.sealed_len(input.len()))?;
-    let sealer = Sealer::new(job.mode, key, iv, job.tuning.chunk);
-    let sealer_iv_bytes = sealer.iv().as_bytes().to_vec();
-    let sealed = pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, &|n| reporter.progress(n))?;
-    let committed = output.commit()?;
-    let iv = Iv::from_slice(&sealer_iv_bytes)?;
-    Ok(file_record(job, f, key, key_source, &wrapped, &iv, &sealed, &committed))
+    }
 }
 
 /// The manifest record of a file sealed and committed.
@@ -392,7 +613,7 @@ pub(crate) fn file_record(
         None => committed.location.clone(),
     };
     Record::new(RecordInput {
-        source: &if f.remote.is_some() { f.source.clone() } else { resolve(&f.source) },
+        source: Path::new(&f.source_name()),
         committed,
         file_input,
         mode: job.mode,
@@ -501,7 +722,7 @@ pub fn verify_with(records: &[Record], provider: &dyn KeyProvider, open: &OpenOu
     let (files, bytes) = *done.lock().unwrap();
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
-    Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures }
+    Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures, ..Summary::default() }
 }
 
 fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, open: &OpenOutput<'_>, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {

@@ -72,6 +72,8 @@ pub trait RemoteInputs: Sync {
     fn list(&self, input: &Path, each: &mut dyn FnMut(Listed)) -> Result<()>;
     /// Open a listed object for reading, pinned to the listed entity tag.
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;
+    /// Look up one object by URL (a list file's entry): its size and entity tag.
+    fn stat(&self, url: &str) -> Result<Listed>;
 }
 
 /// A source file, opened read-only.
@@ -181,12 +183,20 @@ pub trait PendingOutput: Sink {
 pub trait Destination: Sync {
     /// The final location of `relative` (a path or URL).
     fn location(&self, relative: &Path) -> String;
-    /// Start writing `relative`, which will be `len` bytes long.
-    fn create(&self, relative: &Path, len: u64) -> Result<Box<dyn PendingOutput>>;
+    /// Start writing `relative`, which will be `len` bytes long. An
+    /// existing output is refused unless the destination overwrites or `replace`.
+    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>>;
     /// The local folder, if the destination is one (to refuse outputs inside the input tree).
     fn local_root(&self) -> Option<&Path> {
         None
     }
+    /// The size of the stored output `relative`, or `None` if there is none.
+    fn stored_len(&self, relative: &Path) -> Result<Option<u64>>;
+    /// The path below this destination of `location` (the inverse of [`Destination::location`]).
+    fn relative(&self, location: &str) -> Option<PathBuf>;
+    /// Remove what an interrupted run left while writing `relative` (started
+    /// at `since_unix`): temporary files, open multipart uploads. Returns how many.
+    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize>;
 }
 
 /// A local folder as a destination.
@@ -207,12 +217,41 @@ impl Destination for LocalDir {
         crate::batch::resolve(&self.root.join(relative)).display().to_string()
     }
 
-    fn create(&self, relative: &Path, _len: u64) -> Result<Box<dyn PendingOutput>> {
-        Ok(Box::new(Output::create(&self.root.join(relative), self.overwrite)?))
+    fn create(&self, relative: &Path, _len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
+        Ok(Box::new(Output::create(&self.root.join(relative), self.overwrite || replace)?))
     }
 
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+
+    fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
+        let path = self.root.join(relative);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, "stat", e)),
+        }
+    }
+
+    fn relative(&self, location: &str) -> Option<PathBuf> {
+        let root = crate::batch::resolve(&self.root);
+        Path::new(location).strip_prefix(&root).ok().map(Path::to_path_buf)
+    }
+
+    /// Deletes the temporary files (`.NAME.sealpipe-tmp-*`) beside the output.
+    fn clean_interrupted(&self, relative: &Path, _since_unix: u64) -> Result<usize> {
+        let path = self.root.join(relative);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(0) };
+        let prefix = format!(".{}.sealpipe-tmp-", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 

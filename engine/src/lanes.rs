@@ -112,7 +112,7 @@ fn open_lane<'f>(job: &EncryptJob<'_>, file: &'f Planned, out_real: Option<&Path
         None => Iv::random(BLOCK)?,
     };
     let len = input.len();
-    let output = job.destination.create(&file.relative, job.mode.sealed_len(len))?;
+    let output = job.destination.create(&file.relative, job.mode.sealed_len(len), file.replace)?;
     let lane = Lane {
         file,
         input,

@@ -10,7 +10,11 @@
 //! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
-//! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
+//! * [`batch`]: listing and running a whole batch (resumable, shardable), reporting through [`batch::Reporter`];
+//! * [`keycache`]: where each file's data key comes from (fresh, supplied, or cached: `--reuse-key`);
+//! * `ledger`: what earlier runs finished (the manifest) and left in flight (the journal);
+//! * `plan`: inputs named by list files and S3 Inventory reports;
+//! * [`shard`]: `--shard I/N`, a stable split of the inputs across machines;
 //! * [`bench`]: throughput measurement on the target hardware;
 //! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
 //!
@@ -25,11 +29,16 @@ pub mod batch;
 pub mod bench;
 pub mod cipher;
 pub mod error;
+pub mod inputs;
 pub mod io;
+pub mod keycache;
 pub mod keys;
 mod lanes;
+mod ledger;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+mod plan;
+pub mod shard;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -243,38 +243,61 @@ impl Record {
 ///
 /// Nothing is created on disk until [`ManifestWriter::open`] (or the first
 /// write), so a run refused before any work leaves no manifest behind.
+///
+/// The manifest is the run's ledger (see [`crate::ledger`]), so with
+/// `durable` every record is on disk (`fdatasync`) before `write` returns.
+/// Writers share the syncs (group commit): while one thread syncs, the
+/// records appended meanwhile wait for the next sync, which covers them all.
 pub struct ManifestWriter {
-    file: Mutex<Option<File>>,
+    file: Mutex<Option<Arc<File>>>,
     path: PathBuf,
+    durable: bool,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Records appended.
+    written: u64,
+    /// Records known to be on disk.
+    synced: u64,
+    /// A thread is syncing.
+    busy: bool,
 }
 
 impl ManifestWriter {
     /// Prepare to append to `path` (created, with its folder, on [`ManifestWriter::open`]).
     pub fn append(path: &Path) -> Result<Self> {
-        Ok(ManifestWriter { file: Mutex::new(None), path: path.to_path_buf() })
+        Ok(ManifestWriter { file: Mutex::new(None), path: path.to_path_buf(), durable: false, sync: Mutex::default(), synced: Condvar::new() })
+    }
+
+    /// [`ManifestWriter::append`], syncing every record to disk before `write` returns.
+    pub fn durable(path: &Path) -> Result<Self> {
+        Ok(ManifestWriter { durable: true, ..ManifestWriter::append(path)? })
     }
 
     /// Create or open the manifest for appending, if not done yet. Call it
     /// before starting work, so an unwritable manifest stops the run early.
     pub fn open(&self) -> Result<()> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        Self::open_locked(&mut file, &self.path)?;
-        Ok(())
+        self.handle().map(|_| ())
     }
 
-    fn open_locked<'f>(file: &'f mut Option<File>, path: &Path) -> Result<&'f mut File> {
+    fn handle(&self) -> Result<Arc<File>> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if file.is_none() {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
             }
             let opened = OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(path)
-                .map_err(|e| Error::io(path, "open manifest", e))?;
-            *file = Some(opened);
+                .open(&self.path)
+                .map_err(|e| Error::io(&self.path, "open manifest", e))?;
+            drop_torn_tail(&opened, &self.path)?;
+            *file = Some(Arc::new(opened));
         }
-        Ok(file.as_mut().expect("opened above"))
+        Ok(file.as_ref().expect("opened above").clone())
     }
 
     /// The manifest path.
@@ -282,15 +305,80 @@ impl ManifestWriter {
         &self.path
     }
 
-    /// Append one record as one line.
+    /// Append one record as one line (on disk when this returns, if durable).
     pub fn write(&self, record: &Record) -> Result<()> {
         let mut line = serde_json::to_vec(record).expect("records serialize");
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        Self::open_locked(&mut file, &self.path)?
-            .write_all(&line)
-            .map_err(|e| Error::io(&self.path, "append to manifest", e))
+        let file = self.handle()?;
+        let seq = {
+            let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+            // One write(2) of the whole line, in append mode, under the lock.
+            (&*file).write_all(&line).map_err(|e| Error::io(&self.path, "append to manifest", e))?;
+            state.written += 1;
+            state.written
+        };
+        if self.durable {
+            self.sync_through(&file, seq)?;
+        }
+        Ok(())
     }
+
+    /// Wait until record `seq` is on disk, syncing if no other thread is.
+    fn sync_through(&self, file: &File, seq: u64) -> Result<()> {
+        let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if !state.busy {
+                state.busy = true;
+                let target = state.written;
+                drop(state);
+                let result = file.sync_data();
+                state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+                state.busy = false;
+                if result.is_ok() {
+                    state.synced = state.synced.max(target);
+                }
+                self.synced.notify_all();
+                result.map_err(|e| Error::io(&self.path, "fsync manifest", e))?;
+            } else {
+                state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+}
+
+/// Cut a last line that a killed process left half-written, so the records
+/// appended next start on a line of their own.
+fn drop_torn_tail(file: &File, path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata().map_err(|e| Error::io(path, "stat manifest", e))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
+    let mut last = [0u8; 1];
+    reader.seek(SeekFrom::Start(len - 1)).and_then(|_| reader.read_exact(&mut last)).map_err(|e| Error::io(path, "read manifest", e))?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the end of the last whole line.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        reader.seek(SeekFrom::Start(start)).and_then(|_| reader.read_exact(&mut buf[..n])).map_err(|e| Error::io(path, "read manifest", e))?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    file.set_len(keep).map_err(|e| Error::io(path, "repair manifest", e))
 }
 
 /// Read every record of a manifest.

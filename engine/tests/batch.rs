@@ -7,7 +7,7 @@ use sealpipe::cipher::reference;
 use sealpipe::io::LocalDir;
 use sealpipe::keys::{unb64, DataKey, LocalKeyring};
 use sealpipe::manifest::{self, ManifestWriter};
-use sealpipe::params::{KeyBits, Mode, Target};
+use sealpipe::params::Mode;
 use sealpipe::pipeline::Tuning;
 use sha2::Digest;
 
@@ -31,18 +31,10 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
     let manifest_path = dir.path().join("m.jsonl");
     let manifest_writer = ManifestWriter::append(&manifest_path).unwrap();
     let job = EncryptJob {
-        inputs: vec![src.clone()],
-        destination: &destination,
         mode: Mode::Cbc,
-        key_bits: KeyBits::B256,
-        target: Target::Any,
-        provider: &keyring,
         supplied_key: Some(DataKey::from_slice(&key_bytes).unwrap()),
-        iv: None,
-        overwrite: false,
-        file_input_prefix: None,
         tuning: Tuning::for_threads(2, 1 << 20),
-        unseal: None,
+        ..EncryptJob::new(vec![src.clone()], &destination, &keyring)
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let summary = pool.install(|| batch::encrypt(&job, &manifest_writer, &Silent)).unwrap();

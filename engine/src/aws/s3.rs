@@ -219,11 +219,24 @@ impl Destination for S3Destination {
         format!("s3://{}/{}", self.bucket, self.key(relative))
     }
 
-    fn create(&self, relative: &Path, len: u64) -> Result<Box<dyn PendingOutput>> {
+    fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
+        self.head_len(&self.key(relative))
+    }
+
+    fn relative(&self, location: &str) -> Option<PathBuf> {
+        let key = location.strip_prefix(&format!("s3://{}/", self.bucket))?.strip_prefix(&self.prefix)?;
+        Some(key.split('/').collect())
+    }
+
+    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize> {
+        self.abort_stale(&self.key(relative), since_unix)
+    }
+
+    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
         let path = PathBuf::from(&url);
-        if !self.settings.overwrite {
+        if !self.settings.overwrite && !replace {
             match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
                 Ok(_) => return Err(Error::Exists { path }),
                 Err(e) if super::status(&e) == Some(404) => {}
@@ -277,6 +290,55 @@ impl Destination for S3Destination {
             upload.buf = Vec::with_capacity(len as usize);
         }
         Ok(Box::new(upload))
+    }
+}
+
+impl S3Destination {
+    fn head_len(&self, key: &str) -> Result<Option<u64>> {
+        match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(key).send()) {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if super::status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(Error::invalid(
+                Path::new(&format!("s3://{}/{key}", self.bucket)),
+                format!("cannot check whether the object exists: {}", describe(&e)),
+            )),
+        }
+    }
+
+    /// Abort the multipart uploads to exactly `key` initiated at or after
+    /// `since_unix` (less a minute of clock skew): the ones an interrupted
+    /// run journalled before creating them.
+    fn abort_stale(&self, key: &str, since_unix: u64) -> Result<usize> {
+        let url = format!("s3://{}/{key}", self.bucket);
+        let fail = |op: &str, cause: String| Error::invalid(Path::new(&url), format!("S3 {op} failed: {cause}"));
+        let since = since_unix.saturating_sub(60) as i64;
+        let mut aborted = 0;
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let req = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(key).set_key_marker(key_marker.take()).set_upload_id_marker(id_marker.take());
+            let page = self.handle.block_on(req.send()).map_err(|e| fail("ListMultipartUploads", describe(&e)))?;
+            for upload in page.uploads() {
+                let started = upload.initiated().map(|t| t.secs()).unwrap_or(i64::MAX);
+                if upload.key() != Some(key) || started < since {
+                    continue;
+                }
+                let Some(id) = upload.upload_id() else { continue };
+                match self.handle.block_on(self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send()) {
+                    Ok(_) => aborted += 1,
+                    Err(e) if super::code(&e) == Some("NoSuchUpload") => {}
+                    Err(e) => return Err(fail("AbortMultipartUpload", describe(&e))),
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(aborted)
     }
 }
 

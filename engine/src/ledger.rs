@@ -1,0 +1,276 @@
+//! What a run has already done, so that re-running it resumes.
+//!
+//! The ledger is the manifest itself: a record is appended (and fsynced,
+//! see [`crate::manifest::ManifestWriter`]) only after its output is
+//! committed, so a record proves a finished file. No second store to keep
+//! in step, and the file users already keep is the one that resumes. On
+//! start, the manifest's records are read into a map from (source, output)
+//! to sizes: 16-byte hashes, about 60 bytes a file, whatever the paths'
+//! lengths.
+//!
+//! Beside it, the journal (`<manifest>.inflight`) gets one line per file
+//! *before* its output is created: the marker by which a later run
+//! recognises what an interrupted run left behind. For each journalled
+//! output without a record, the next run aborts the multipart uploads
+//! started for it and deletes its temporary files, and may replace the
+//! output if it was committed but never recorded (killed between the
+//! two), saying so, since that file is then encrypted under a new key.
+//! A run that ends with nothing in flight removes the journal.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::io::Destination;
+use crate::manifest::Record;
+
+/// A file's identity in the ledger: its source and its output.
+pub(crate) type Key = u128;
+
+/// Hash of (source, output).
+pub(crate) fn key(source: &str, output: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(output.as_bytes());
+    u128::from_be_bytes(h.finalize()[..16].try_into().expect("16 bytes"))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    plain_size: u64,
+    cipher_size: u64,
+    /// Records of it in the manifest.
+    records: u32,
+    /// Taken by this run (done, running or failed).
+    claimed: bool,
+}
+
+/// What to do with a listed file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Encrypt it.
+    Fresh,
+    /// Encrypt it again, replacing its output; `reason` tells the user why.
+    Redo { reason: String },
+    /// Leave it; `reason` says why.
+    Skip { reason: &'static str, bytes: u64 },
+}
+
+/// One journal line: an output about to be written.
+#[derive(Serialize, Deserialize)]
+struct Intent {
+    /// Output location (path or URL).
+    output: String,
+    /// Its path below the destination.
+    relative: PathBuf,
+    /// Unix seconds when it was started.
+    at: u64,
+}
+
+/// The done files of earlier runs and the claims of this one.
+pub(crate) struct Ledger {
+    entries: Mutex<HashMap<Key, Entry>>,
+    /// Outputs an interrupted run had started (location → started at).
+    interrupted: HashMap<String, u64>,
+    journal_path: PathBuf,
+    journal: Mutex<Option<File>>,
+    /// Records in the manifest that a later record of this run replaces.
+    superseded: Mutex<u64>,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Ledger {
+    /// Read the manifest at `manifest` (if any) and its journal.
+    pub(crate) fn load(manifest: &Path) -> Result<Ledger> {
+        let mut entries: HashMap<Key, Entry> = HashMap::new();
+        let mut duplicates = 0;
+        for_each_record(manifest, &mut |r, _| {
+            let e = entries.entry(key(&r.source, &r.output)).or_insert(Entry {
+                plain_size: r.plaintext_size,
+                cipher_size: r.ciphertext_size,
+                records: 0,
+                claimed: false,
+            });
+            e.plain_size = r.plaintext_size;
+            e.cipher_size = r.ciphertext_size;
+            e.records += 1;
+            if e.records > 1 {
+                duplicates += 1;
+            }
+            Ok(())
+        })?;
+        let journal_path = journal_path(manifest);
+        let mut interrupted = HashMap::new();
+        if let Ok(file) = File::open(&journal_path) {
+            for line in BufReader::new(file).lines() {
+                let line = line.map_err(|e| Error::io(&journal_path, "read", e))?;
+                // A torn last line (killed mid-write) names nothing that was created.
+                if let Ok(intent) = serde_json::from_str::<Intent>(&line) {
+                    interrupted.insert(intent.output, intent.at);
+                }
+            }
+        }
+        Ok(Ledger {
+            entries: Mutex::new(entries),
+            interrupted,
+            journal_path,
+            journal: Mutex::new(None),
+            superseded: Mutex::new(duplicates),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Clean up after an interrupted run: abort the uploads and delete the
+    /// temporary files of journalled outputs that have no record. Returns
+    /// how many things were cleaned.
+    pub(crate) fn clean_interrupted(&self, destination: &dyn Destination) -> Result<usize> {
+        let mut cleaned = 0;
+        for (output, &at) in &self.interrupted {
+            if let Some(relative) = destination.relative(output) {
+                cleaned += destination.clean_interrupted(&relative, at)?;
+            }
+        }
+        Ok(cleaned)
+    }
+
+    /// Decide what to do with `source` → `output` (`relative` below
+    /// `destination`), `plain_size` bytes long, and claim it for this run.
+    pub(crate) fn claim(&self, source: &str, output: &str, relative: &Path, plain_size: u64, destination: &dyn Destination, overwrite: bool) -> Result<(Key, Claim)> {
+        let k = key(source, output);
+        let previous = {
+            let mut entries = self.lock();
+            let e = entries.entry(k).or_insert(Entry { plain_size, cipher_size: 0, records: 0, claimed: false });
+            if e.claimed {
+                return Ok((k, Claim::Skip { reason: "listed twice in this run; done once", bytes: plain_size }));
+            }
+            e.claimed = true;
+            *e
+        };
+        if previous.records == 0 {
+            let claim = match self.interrupted.get(output) {
+                Some(_) if destination.stored_len(relative)?.is_some() => Claim::Redo {
+                    reason: "an interrupted run wrote this output but never recorded it; encrypting it again under a new key".into(),
+                },
+                _ => Claim::Fresh,
+            };
+            return Ok((k, claim));
+        }
+        let redo = if overwrite {
+            Some("--force: encrypting it again under a new key".to_string())
+        } else if previous.plain_size != plain_size {
+            Some(format!("the source is {plain_size} bytes, the manifest recorded {}; encrypting it again under a new key", previous.plain_size))
+        } else if destination.local_root().is_some() && destination.stored_len(relative)? != Some(previous.cipher_size) {
+            // Local outputs are checked (a stat); S3 outputs are trusted to
+            // the record, written only after the upload completed.
+            Some("recorded as done but its output is missing or has another size; encrypting it again under a new key".to_string())
+        } else {
+            None
+        };
+        match redo {
+            Some(reason) => {
+                *self.superseded.lock().unwrap_or_else(|p| p.into_inner()) += u64::from(previous.records);
+                Ok((k, Claim::Redo { reason }))
+            }
+            None => Ok((k, Claim::Skip { reason: "already done (recorded in the manifest)", bytes: plain_size })),
+        }
+    }
+
+    /// Journal `output` before it is created.
+    pub(crate) fn intend(&self, output: &str, relative: &Path) -> Result<()> {
+        let mut line = serde_json::to_vec(&Intent { output: output.to_string(), relative: relative.to_path_buf(), at: now_unix() }).expect("serializes");
+        line.push(b'\n');
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if journal.is_none() {
+            *journal = Some(
+                OpenOptions::new().create(true).append(true).open(&self.journal_path).map_err(|e| Error::io(&self.journal_path, "open journal", e))?,
+            );
+        }
+        journal.as_mut().expect("opened").write_all(&line).map_err(|e| Error::io(&self.journal_path, "append to journal", e))
+    }
+
+    /// Records that later records of this run replaced.
+    pub(crate) fn superseded(&self) -> u64 {
+        *self.superseded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End of a run with nothing left in flight: drop the journal.
+    pub(crate) fn finish(&self) {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = fs::remove_file(&self.journal_path);
+    }
+}
+
+/// The journal beside a manifest.
+pub fn journal_path(manifest: &Path) -> PathBuf {
+    let mut name = manifest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".inflight");
+    manifest.with_file_name(name)
+}
+
+/// Call `each` with every record of the manifest at `path` (none if it does not exist) and its line number.
+fn for_each_record(path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "open manifest", e)),
+    };
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => each(r, n)?,
+            // A torn last line: the process was killed while appending it,
+            // before its file counted as done. Compaction drops it.
+            Err(_) if lines.peek().is_none() => {}
+            Err(e) => return Err(Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1))),
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite the manifest at `path` keeping only the last record of each
+/// (source, output), atomically (temporary file, fsync, rename). Returns the
+/// records dropped.
+pub(crate) fn compact(path: &Path) -> Result<u64> {
+    let mut last: HashMap<Key, usize> = HashMap::new();
+    for_each_record(path, &mut |r, n| {
+        last.insert(key(&r.source, &r.output), n);
+        Ok(())
+    })?;
+    let tmp = path.with_file_name(format!(".{}.sealpipe-compact-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?);
+    let mut dropped = 0;
+    let written = for_each_record(path, &mut |r, n| {
+        if last.get(&key(&r.source, &r.output)) == Some(&n) {
+            let mut line = serde_json::to_vec(&r).expect("records serialize");
+            line.push(b'\n');
+            out.write_all(&line).map_err(|e| Error::io(&tmp, "write", e))
+        } else {
+            dropped += 1;
+            Ok(())
+        }
+    })
+    .and_then(|()| out.into_inner().map_err(|e| Error::io(&tmp, "write", e.into_error())))
+    .and_then(|f| f.sync_all().map_err(|e| Error::io(&tmp, "fsync", e)))
+    .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace manifest", e)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(|()| dropped)
+}
