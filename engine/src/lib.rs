@@ -10,6 +10,7 @@
 //! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
+//! * [`inputs`]: streaming readers for list files and S3 Inventory reports;
 //! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
 //! * [`bench`]: throughput measurement on the target hardware;
 //! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
@@ -25,6 +26,7 @@ pub mod batch;
 pub mod bench;
 pub mod cipher;
 pub mod error;
+pub mod inputs;
 pub mod io;
 pub mod keys;
 mod lanes;
