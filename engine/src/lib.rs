@@ -10,6 +10,7 @@
 //! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
+//! * [`merge`]: joining the manifests of sharded runs, with duplicates and gaps reported;
 //! * [`inputs`]: streaming readers for list files and S3 Inventory reports;
 //! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
 //! * [`bench`]: throughput measurement on the target hardware;
@@ -31,6 +32,7 @@ pub mod io;
 pub mod keys;
 mod lanes;
 pub mod manifest;
+pub mod merge;
 pub mod params;
 pub mod pipeline;
 
