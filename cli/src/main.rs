@@ -9,6 +9,7 @@
 
 mod aws;
 mod interrupt;
+mod merge;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,12 @@ enum Command {
   sealpipe bench
   sealpipe bench --modes ctr,gcm --key-bits 128,256 --memory-size 256M --file-size 2G --json")]
     Bench(BenchArgs),
+    /// Join the manifests of sharded runs; report duplicates and gaps.
+    #[command(after_help = "Examples:
+  sealpipe merge-manifests run-0.jsonl run-1.jsonl run-2.jsonl run-3.jsonl --out run.jsonl
+  sealpipe merge-manifests shards/*.jsonl --expect-list sources.txt --json
+Exit codes: 0 no duplicates and no gaps, 1 duplicates or gaps found, 2 unreadable or malformed input.")]
+    MergeManifests(merge::MergeArgs),
 }
 
 #[derive(Args)]
@@ -339,6 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Decrypt(a) => decrypt(a, g, &keyring_path, tuning),
         Command::Verify(a) => verify(a, g, &keyring_path, tuning),
         Command::Bench(a) => bench(a, g),
+        Command::MergeManifests(a) => merge::run(a, g.json).map_err(UsageError::from),
     }
 }
 

@@ -307,6 +307,13 @@ impl Output {
         &self.path
     }
 
+    /// Flush what was written to stable storage, before [`Output::commit`],
+    /// for outputs a crash must not leave empty under their final name.
+    pub fn sync(&mut self) -> Result<()> {
+        let file = self.file.as_ref().expect("not committed");
+        file.sync_all().map_err(|e| Error::io(&self.path, "sync", e))
+    }
+
     /// Give the output its final name. Without `overwrite` this never
     /// replaces a file that appeared meanwhile (hard link, then unlink).
     pub fn commit(mut self) -> Result<()> {

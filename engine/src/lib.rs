@@ -15,6 +15,8 @@
 //! * `ledger`: what earlier runs finished (the manifest) and left in flight (the journal);
 //! * `plan`: inputs named by list files and S3 Inventory reports;
 //! * [`shard`]: `--shard I/N`, a stable split of the inputs across machines;
+//! * [`merge`]: joining the manifests of sharded runs, with duplicates and gaps reported;
+//! * [`inputs`]: streaming readers for list files and S3 Inventory reports;
 //! * [`bench`]: throughput measurement on the target hardware;
 //! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
 //!
@@ -36,6 +38,7 @@ pub mod keys;
 mod lanes;
 mod ledger;
 pub mod manifest;
+pub mod merge;
 pub mod params;
 pub mod pipeline;
 mod plan;
