@@ -11,6 +11,8 @@
 //! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
 //! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
 //! * [`batch`]: planning and running a whole tree, reporting through [`batch::Reporter`];
+//! * [`reencrypt`]: legacy archives decrypted on the fly (settings from an old
+//!   manifest or an Elastic Transcoder `Encryption` JSON) and sealed again in one pass;
 //! * [`bench`]: throughput measurement on the target hardware;
 //! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
 //!
@@ -31,5 +33,6 @@ mod lanes;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+pub mod reencrypt;
 
 pub use error::{Error, Result};
