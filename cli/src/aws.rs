@@ -348,6 +348,26 @@ impl RemoteInputs for S3Inputs<'_> {
         Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
     }
 
+    /// Downloaded into an unlinked temporary file, chunk by chunk, so memory
+    /// stays flat whatever the report's size.
+    fn fetch(&self, url: &str) -> sealpipe::Result<Box<dyn std::io::Read + Send>> {
+        use std::io::{Seek, Write};
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let path = Path::new(url);
+        let fail = |cause: String| sealpipe::Error::Invalid { path: path.to_path_buf(), reason: format!("cannot read: {cause}") };
+        let mut file = tempfile::tempfile().map_err(|e| fail(e.to_string()))?;
+        aws.handle.block_on(async {
+            let mut out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await.map_err(|e| fail(sealpipe::aws::describe(&e)))?;
+            while let Some(chunk) = out.body.try_next().await.map_err(|e| fail(e.to_string()))? {
+                file.write_all(&chunk).map_err(|e| fail(e.to_string()))?;
+            }
+            Ok::<_, sealpipe::Error>(())
+        })?;
+        file.rewind().map_err(|e| fail(e.to_string()))?;
+        Ok(Box::new(file))
+    }
+
     fn open(&self, item: &Listed) -> sealpipe::Result<Box<dyn Source>> {
         let (aws, client) = self.client()?;
         Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))

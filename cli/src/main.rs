@@ -10,6 +10,7 @@
 mod aws;
 mod interrupt;
 mod merge;
+mod reencrypt;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,18 @@ enum Command {
   sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media --target mediaconvert --manifest run.jsonl
   sealpipe encrypt s3://old-archive/raw/ --to s3://media-in/raw/ --kms-key alias/media --manifest s3://media-in/runs/raw.jsonl")]
     Encrypt(EncryptArgs),
+    /// Re-encrypt legacy archives (Elastic Transcoder or older sealpipe runs) to a new mode and key in one
+    /// streaming pass: the old GCM tag, CBC padding and recorded SHA-256 are verified before each new
+    /// output is committed, and the plaintext never touches the disk. Takes every option of encrypt.
+    #[command(after_help = "Examples:
+  sealpipe reencrypt s3://old-archive/2015/ --et-encryption et.json --to s3://media-in/2015/ --mode gcm --target mediaconvert --kms-key alias/media --manifest 2015.jsonl
+  sealpipe reencrypt s3://media-in/2019/ --from-manifest s3://media-in/runs/2019.jsonl --to s3://media-mc/2019/ --mode gcm --target mediaconvert --kms-key alias/media
+  sealpipe reencrypt /archive/enc-2019 --from-manifest runs/2019.jsonl --out /archive/gcm-2019 --mode gcm
+
+An Encryption JSON for every input (the Input of an Elastic Transcoder job):
+  {\"Encryption\": {\"Mode\": \"aes-cbc-pkcs7\", \"Key\": \"<base64 KMS blob>\", \"KeyMd5\": \"...\", \"InitializationVector\": \"...\"}}
+or one per object: [{\"Input\": \"s3://old-archive/2015/a.mp4\", \"Encryption\": {...}}, ...]")]
+    Reencrypt(reencrypt::ReencryptArgs),
     /// Decrypt one file, using its manifest record or an explicit key and IV.
     #[command(after_help = "Examples:
   sealpipe decrypt /tmp/enc/big.mp4 --manifest /tmp/enc/manifest.jsonl --out /tmp/big.mp4
@@ -342,7 +355,8 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     let tuning = Tuning::for_threads(threads, g.chunk_size);
     let keyring_path = g.keyring.clone().unwrap_or_else(LocalKeyring::default_path);
     match cli.command {
-        Command::Encrypt(a) => encrypt(a, g, &keyring_path, tuning),
+        Command::Encrypt(a) => encrypt(a, g, &keyring_path, tuning, None, Vec::new()),
+        Command::Reencrypt(a) => reencrypt::run(a, g, &keyring_path, tuning),
         Command::Decrypt(a) => decrypt(a, g, &keyring_path, tuning),
         Command::Verify(a) => verify(a, g, &keyring_path, tuning),
         Command::Bench(a) => bench(a, g),
@@ -364,7 +378,9 @@ fn exit_for(summary: &batch::Summary) -> ExitCode {
     }
 }
 
-fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+/// `encrypt`, or with `unseal` `reencrypt` (the inputs are legacy ciphertext, decrypted as they are read).
+fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unseal: Option<&dyn batch::Unseal>, exclude: Vec<PathBuf>) -> Result<ExitCode, UsageError> {
+    let (command, verb) = if unseal.is_some() { ("reencrypt", "re-encrypted") } else { ("encrypt", "encrypted") };
     let mode = Mode::from(a.mode);
     let target = Target::from(a.target);
     let iv = match &a.iv_hex {
@@ -433,9 +449,11 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         shard,
         max_errors: a.max_errors,
         dry_run: a.dry_run,
+        unseal,
+        exclude: [manifest_path.clone(), sealpipe::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
         ..EncryptJob::new(a.inputs, destination, provider)
     };
-    let progress = report::Progress::new("encrypt", !g.json, g.json);
+    let progress = report::Progress::new(command, !g.json, g.json);
     let s3_inputs = aws::S3Inputs::new(&session);
     let summary = batch::encrypt_with(&job, Some(&s3_inputs), &manifest, &progress)?;
     progress.clear();
@@ -455,8 +473,8 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         "threads": rayon::current_num_threads(),
         "shard": shard.map(|s| s.to_string()),
     });
-    let verb = if a.dry_run { "would encrypt" } else { "encrypted" };
-    report::summary("encrypt", verb, &summary, extra, g.json);
+    let verb = if a.dry_run { "would encrypt" } else { verb };
+    report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {
         eprintln!("sealpipe: manifest: {}", manifest_path.display());
     }

@@ -454,3 +454,92 @@ fn object_replaced_between_listing_and_reading_fails_cleanly() {
     // The untouched objects went through; the manifest (partial run) was uploaded; no partial object.
     assert_eq!(keys, "['m.jsonl', 'p/sub/empty.bin', 'p/sub/tiny.aac']", "{err}");
 }
+
+/// An S3 Inventory report as S3 writes it (manifest.json plus gzip CSV data
+/// files with form-encoded keys, made here with Python's gzip and csv
+/// modules): every current object it lists is encrypted, delete markers and
+/// old versions are not, and a list file of s3:// URLs works the same way.
+#[test]
+fn s3_inventory_csv_gz_and_list_file_inputs() {
+    let moto = start_moto();
+    setup(&moto, "media-in", "alias/inv");
+    py(&moto, "s3.create_bucket(Bucket='archive'); s3.create_bucket(Bucket='inv')", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ["shows/a b.ts", "shows/c+d.ts", "shows/été/e.mp4", "shows/big.ts"];
+    for (i, key) in keys.iter().enumerate() {
+        let path = dir.path().join(format!("obj{i}"));
+        let len = if key.ends_with("big.ts") { (6 << 20) + 11 } else { 1000 + i * 333 };
+        std::fs::write(&path, pattern(len, 40 + i as u64)).unwrap();
+        py(&moto, "s3.upload_file(sys.argv[1], 'archive', sys.argv[2])", &[path.to_str().unwrap(), key]);
+    }
+    let made = py(
+        &moto,
+        r#"
+import csv, gzip, io, hashlib, urllib.parse
+rows = []
+for o in s3.list_objects_v2(Bucket='archive')['Contents']:
+    rows.append(['archive', urllib.parse.quote_plus(o['Key'], safe='/'), str(o['Size']), o['ETag'].strip('"'), 'true', 'false'])
+rows.append(['archive', 'shows/gone.ts', '5', 'abc', 'true', 'true'])     # delete marker
+rows.append(['archive', 'shows/old.ts', '5', 'abc', 'false', 'false'])    # an older version
+files = []
+for n, part in enumerate([rows[:3], rows[3:]]):
+    buf = io.StringIO(); csv.writer(buf, quoting=csv.QUOTE_ALL).writerows(part)
+    data = gzip.compress(buf.getvalue().encode())
+    key = 'archive/daily/data/part-%d.csv.gz' % n
+    s3.put_object(Bucket='inv', Key=key, Body=data)
+    files.append({'key': key, 'size': len(data), 'MD5checksum': hashlib.md5(data).hexdigest()})
+manifest = {'sourceBucket': 'archive', 'destinationBucket': 'arn:aws:s3:::inv', 'version': '2016-11-30',
+            'creationTimestamp': '1700000000000', 'fileFormat': 'CSV',
+            'fileSchema': 'Bucket, Key, Size, ETag, IsLatest, IsDeleteMarker', 'files': files}
+s3.put_object(Bucket='inv', Key='archive/daily/2026-11-21T01-00Z/manifest.json', Body=json.dumps(manifest).encode())
+print(len(rows))
+"#,
+        &[],
+    );
+    assert_eq!(made, "6");
+    let manifest = dir.path().join("inv.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &[
+            "encrypt",
+            "--inventory",
+            "s3://inv/archive/daily/2026-11-21T01-00Z/manifest.json",
+            "--to",
+            "s3://media-in/enc/",
+            "--kms-key",
+            "alias/inv",
+            "--part-size",
+            "5M",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    let recs = records(&manifest);
+    let mut sources: Vec<&str> = recs.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    sources.sort();
+    let mut want: Vec<String> = keys.iter().map(|k| format!("s3://archive/{k}")).collect();
+    want.sort();
+    assert_eq!(sources, want, "exactly the current objects, keys decoded");
+    for r in &recs {
+        let key = r["source"].as_str().unwrap().strip_prefix("s3://archive/").unwrap();
+        assert_eq!(r["output"], format!("s3://media-in/enc/{key}").as_str(), "outputs keep the object key");
+    }
+    let verify = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert!(verify.status.success(), "verify failed: {}", stderr(&verify));
+
+    // The same objects named by a list file (sizes and ETags by HEAD), to another prefix.
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("# nightly\n{}\n\n", want.join("\n"))).unwrap();
+    let manifest2 = dir.path().join("list.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://media-in/fromlist/", "--kms-key", "alias/inv", "--manifest", manifest2.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    assert_eq!(records(&manifest2).len(), keys.len());
+    let verify = sealpipe(&moto.url(), &["verify", "--manifest", manifest2.to_str().unwrap()]);
+    assert!(verify.status.success(), "verify failed: {}", stderr(&verify));
+    assert_eq!(open_uploads(&moto, "media-in"), 0);
+}

@@ -140,6 +140,9 @@ pub struct EncryptJob<'a> {
     pub max_errors: Option<u64>,
     /// Decide and count, but encrypt nothing, write nothing and ask for no keys.
     pub dry_run: bool,
+    /// Local files never to take as inputs, even inside an input folder: the
+    /// run's own manifest and journal, a legacy manifest being read.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -164,6 +167,7 @@ impl<'a> EncryptJob<'a> {
             shard: None,
             max_errors: None,
             dry_run: false,
+            exclude: Vec::new(),
         }
     }
 }
@@ -248,10 +252,11 @@ fn list(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, each: &mut dyn 
         (Listing::File(f), Some(shard)) if !shard.takes(&f.relative) => ControlFlow::Continue(()),
         _ => each(item),
     };
+    let exclude: Vec<PathBuf> = job.exclude.iter().map(|p| resolve(p)).collect();
     for input in &job.inputs {
         let flow = match remote.filter(|r| r.handles(input)) {
             Some(remote) => list_remote(input, remote, &mut shard_each),
-            None => list_local(input, &mut shard_each),
+            None => list_local(input, &exclude, &mut shard_each),
         };
         if flow.is_break() {
             return;
@@ -290,7 +295,8 @@ fn list_remote(input: &Path, remote: &dyn RemoteInputs, each: &mut dyn FnMut(Lis
     }
 }
 
-fn list_local(input: &Path, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+fn list_local(input: &Path, exclude: &[PathBuf], each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let excluded = |path: &Path| exclude.iter().any(|x| x.file_name() == path.file_name()) && exclude.contains(&resolve(path));
     let meta = match std::fs::metadata(input) {
         Ok(m) => m,
         Err(e) => return each(Listing::Failed(input.to_path_buf(), Error::io(input, "open", e))),
@@ -301,6 +307,7 @@ fn list_local(input: &Path, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) ->
     }
     for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
         let item = match entry {
+            Ok(e) if e.file_type().is_file() && excluded(e.path()) => continue,
             Ok(e) if e.file_type().is_file() => {
                 let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
                 match e.metadata() {

@@ -74,6 +74,8 @@ pub trait RemoteInputs: Sync {
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;
     /// Look up one object by URL (a list file's entry): its size and entity tag.
     fn stat(&self, url: &str) -> Result<Listed>;
+    /// Read a whole object (an inventory report file) as a stream.
+    fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>>;
 }
 
 /// A source file, opened read-only.

@@ -17,6 +17,8 @@
 //! * [`shard`]: `--shard I/N`, a stable split of the inputs across machines;
 //! * [`merge`]: joining the manifests of sharded runs, with duplicates and gaps reported;
 //! * [`inputs`]: streaming readers for list files and S3 Inventory reports;
+//! * [`reencrypt`]: legacy archives decrypted on the fly (settings from an old
+//!   manifest or an Elastic Transcoder `Encryption` JSON) and sealed again in one pass;
 //! * [`bench`]: throughput measurement on the target hardware;
 //! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
 //!
@@ -36,12 +38,13 @@ pub mod io;
 pub mod keycache;
 pub mod keys;
 mod lanes;
-mod ledger;
+pub mod ledger;
 pub mod manifest;
 pub mod merge;
 pub mod params;
 pub mod pipeline;
 mod plan;
 pub mod shard;
+pub mod reencrypt;
 
 pub use error::{Error, Result};

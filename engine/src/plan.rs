@@ -80,7 +80,55 @@ pub(crate) fn list_file(path: &Path, remote: Option<&dyn RemoteInputs>, each: &m
     }
 }
 
-/// List the objects of an S3 Inventory report.
-pub(crate) fn inventory(path: &Path, _remote: Option<&dyn RemoteInputs>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
-    each(Listing::Failed(path.to_path_buf(), Error::invalid(path, "S3 Inventory reports: WIP")))
+/// List the objects of an S3 Inventory report: its `manifest.json` (whose
+/// data files are read from the inventory's destination bucket) or one
+/// `.csv.gz` data file; local or `s3://`. Rows stream through one at a time.
+pub(crate) fn inventory(path: &Path, remote: Option<&dyn RemoteInputs>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let text = path.to_string_lossy();
+    let open = |name: &str| -> crate::Result<Box<dyn std::io::Read + Send>> {
+        match remote.filter(|r| r.handles(Path::new(name))) {
+            Some(remote) => remote.fetch(name),
+            None if name.starts_with("s3://") => Err(Error::invalid(Path::new(name), "s3:// inventories need the AWS build")),
+            None => std::fs::File::open(name).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>).map_err(|e| Error::io(Path::new(name), "open inventory", e)),
+        }
+    };
+    let mut flow = ControlFlow::Continue(());
+    let mut rows = |name: &str, schema: Option<&[String]>, flow: &mut ControlFlow<()>| -> crate::Result<()> {
+        let origin = PathBuf::from(name);
+        let reader = open(name)?;
+        crate::inputs::read_inventory_csv_gz(reader, &origin, schema, &mut |named| {
+            *flow = each(entry(&named.name, named.size, named.etag, &origin, remote));
+            match flow {
+                ControlFlow::Continue(()) => Ok(()),
+                ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),
+            }
+        })
+        .map(|_| ())
+    };
+    let result = if text.ends_with(".json") {
+        (|| -> crate::Result<()> {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut open(&text)?, &mut bytes).map_err(|e| Error::io(path, "read inventory manifest", e))?;
+            let manifest = crate::inputs::parse_inventory_manifest(&bytes, path)?;
+            // Data files sit beside manifest.json when it is local, in the destination bucket otherwise.
+            for file in &manifest.files {
+                let name = match text.starts_with("s3://") {
+                    true => format!("s3://{}/{}", manifest.destination_bucket_name(), file.key),
+                    false => path.parent().unwrap_or(Path::new(".")).join(file.key.rsplit('/').next().unwrap_or(&file.key)).display().to_string(),
+                };
+                rows(&name, Some(&manifest.file_schema), &mut flow)?;
+                if flow.is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        })()
+    } else {
+        rows(&text, None, &mut flow)
+    };
+    match (result, flow) {
+        (_, ControlFlow::Break(())) => ControlFlow::Break(()),
+        (Err(e), _) => each(Listing::Failed(path.to_path_buf(), e)),
+        (Ok(()), flow) => flow,
+    }
 }
