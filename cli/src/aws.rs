@@ -309,6 +309,11 @@ impl RemoteInputs for S3Inputs<'_> {
                 };
                 sealpipe::Error::Invalid { path: input.to_path_buf(), reason: format!("cannot list: {cause}") }
             })?;
+            // Test hook: a window between listing a page and reading its objects, to replace one in.
+            if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+                eprintln!("sealpipe: test hook: {} listed; pausing {ms} ms", input.display());
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 let relative = if key == url.key && !key.ends_with('/') {
@@ -332,11 +337,6 @@ impl RemoteInputs for S3Inputs<'_> {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,
             }
-        }
-        // Test hook: a window between listing and reading, to replace an object in.
-        if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
-            eprintln!("sealpipe: test hook: {} listed; pausing {ms} ms", input.display());
-            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         Ok(())
     }
