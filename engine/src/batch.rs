@@ -176,6 +176,8 @@ impl<'a> EncryptJob<'a> {
 #[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) source: PathBuf,
+    /// The source as records name it: the URL, or the resolved local path.
+    pub(crate) name: String,
     pub(crate) relative: PathBuf,
     pub(crate) size: u64,
     /// A listed remote object (`source` is then its URL), or `None` for a local file.
@@ -185,20 +187,13 @@ pub(crate) struct Planned {
 }
 
 impl Planned {
-    pub(crate) fn local(source: PathBuf, relative: PathBuf, size: u64) -> Self {
-        Planned { source, relative, size, remote: None, replace: false }
+    /// A local file; `resolved` is its path with symlinks resolved (see [`resolve`]).
+    pub(crate) fn local(source: PathBuf, resolved: &Path, relative: PathBuf, size: u64) -> Self {
+        Planned { source, name: resolved.display().to_string(), relative, size, remote: None, replace: false }
     }
 
     pub(crate) fn remote(item: Listed) -> Self {
-        Planned { source: PathBuf::from(&item.url), relative: item.relative.clone(), size: item.size, remote: Some(item), replace: false }
-    }
-
-    /// The source as records name it: the URL, or the resolved local path.
-    fn source_name(&self) -> String {
-        match &self.remote {
-            Some(item) => item.url.clone(),
-            None => resolve(&self.source).display().to_string(),
-        }
+        Planned { source: PathBuf::from(&item.url), name: item.url.clone(), relative: item.relative.clone(), size: item.size, remote: Some(item), replace: false }
     }
 }
 
@@ -303,15 +298,17 @@ fn list_local(input: &Path, exclude: &[PathBuf], each: &mut dyn FnMut(Listing) -
     };
     if !meta.is_dir() {
         let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.to_path_buf());
-        return each(Listing::File(Planned::local(input.to_path_buf(), name, meta.len())));
+        return each(Listing::File(Planned::local(input.to_path_buf(), &resolve(input), name, meta.len())));
     }
+    // Resolved once: entries below are the resolved root joined with their relative path.
+    let root = resolve(input);
     for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
         let item = match entry {
             Ok(e) if e.file_type().is_file() && excluded(e.path()) => continue,
             Ok(e) if e.file_type().is_file() => {
                 let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
                 match e.metadata() {
-                    Ok(m) => Listing::File(Planned::local(e.path().to_path_buf(), relative, m.len())),
+                    Ok(m) => Listing::File(Planned::local(e.path().to_path_buf(), &root.join(&relative), relative, m.len())),
                     Err(err) => Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), err.to_string())),
                 }
             }
@@ -421,6 +418,8 @@ pub fn encrypt_with(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, man
     });
     outcome?;
     if !job.dry_run {
+        // Every record on disk before the journal that covers them goes.
+        manifest.flush()?;
         // Nothing is in flight any more: failed outputs were discarded, open uploads aborted.
         ledger.finish();
         if ledger.superseded() > 0 {
@@ -479,7 +478,7 @@ impl Run<'_, '_> {
             return None;
         }
         let output = self.job.destination.location(&f.relative);
-        let claim = self.ledger.claim(&f.source_name(), &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
+        let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
         match claim {
             Err(e) => {
                 self.fail(f.source.clone(), e.for_file(&f.source));
@@ -558,7 +557,7 @@ pub(crate) fn test_pause(name: &str, what: &str) {
 
 /// Open a planned local file, refusing one whose output would replace it.
 pub(crate) fn open_planned(f: &Planned, out_real: Option<&Path>) -> Result<Input> {
-    if out_real.is_some_and(|out| resolve(&f.source) == out.join(&f.relative)) {
+    if out_real.is_some_and(|out| Path::new(&f.name) == out.join(&f.relative)) {
         return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
     }
     Input::open(&f.source)
@@ -620,7 +619,7 @@ pub(crate) fn file_record(
         None => committed.location.clone(),
     };
     Record::new(RecordInput {
-        source: Path::new(&f.source_name()),
+        source: Path::new(&f.name),
         committed,
         file_input,
         mode: job.mode,

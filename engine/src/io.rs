@@ -204,23 +204,27 @@ pub trait Destination: Sync {
 /// A local folder as a destination.
 pub struct LocalDir {
     root: PathBuf,
+    /// `root` with symlinks resolved, once (locations are below it).
+    resolved: PathBuf,
     overwrite: bool,
 }
 
 impl LocalDir {
     /// Outputs under `root`; existing files are replaced only with `overwrite`.
     pub fn new(root: &Path, overwrite: bool) -> Self {
-        LocalDir { root: root.to_path_buf(), overwrite }
+        LocalDir { root: root.to_path_buf(), resolved: crate::batch::resolve(root), overwrite }
     }
 }
 
 impl Destination for LocalDir {
     fn location(&self, relative: &Path) -> String {
-        crate::batch::resolve(&self.root.join(relative)).display().to_string()
+        self.resolved.join(relative).display().to_string()
     }
 
     fn create(&self, relative: &Path, _len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
-        Ok(Box::new(Output::create(&self.root.join(relative), self.overwrite || replace)?))
+        let mut output = Output::create(&self.root.join(relative), self.overwrite || replace)?;
+        output.location = Some(self.location(relative));
+        Ok(Box::new(output))
     }
 
     fn local_root(&self) -> Option<&Path> {
@@ -237,8 +241,7 @@ impl Destination for LocalDir {
     }
 
     fn relative(&self, location: &str) -> Option<PathBuf> {
-        let root = crate::batch::resolve(&self.root);
-        Path::new(location).strip_prefix(&root).ok().map(Path::to_path_buf)
+        Path::new(location).strip_prefix(&self.resolved).ok().map(Path::to_path_buf)
     }
 
     /// Deletes the temporary files (`.NAME.sealpipe-tmp-*`) beside the output.
@@ -272,6 +275,8 @@ pub struct Output {
     tmp: PathBuf,
     path: PathBuf,
     overwrite: bool,
+    /// The location to report when committed (default: `path` resolved).
+    location: Option<String>,
 }
 
 impl Output {
@@ -301,7 +306,7 @@ impl Output {
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, "create", e))?;
         pending().push(tmp.clone());
-        Ok(Output { file: Some(file), tmp, path: path.to_path_buf(), overwrite })
+        Ok(Output { file: Some(file), tmp, path: path.to_path_buf(), overwrite, location: None })
     }
 
     /// The final path.
@@ -378,7 +383,8 @@ impl Sink for Output {
 impl PendingOutput for Output {
     fn commit(mut self: Box<Self>) -> Result<Committed> {
         self.commit_in_place()?;
-        Ok(Committed { location: crate::batch::resolve(&self.path).display().to_string(), ..Default::default() })
+        let location = self.location.take().unwrap_or_else(|| crate::batch::resolve(&self.path).display().to_string());
+        Ok(Committed { location, ..Default::default() })
     }
 }
 

@@ -244,16 +244,20 @@ impl Record {
 /// Nothing is created on disk until [`ManifestWriter::open`] (or the first
 /// write), so a run refused before any work leaves no manifest behind.
 ///
-/// The manifest is the run's ledger (see [`crate::ledger`]), so with
-/// `durable` every record is on disk (`fdatasync`) before `write` returns.
-/// Writers share the syncs (group commit): while one thread syncs, the
-/// records appended meanwhile wait for the next sync, which covers them all.
+/// The manifest is the run's ledger (see `ledger`). Each record is one
+/// `write(2)` in append mode before [`ManifestWriter::write`] returns, so it
+/// survives the process being killed. With `durable`, a background thread
+/// also `fdatasync`s the file whenever records were appended since its last
+/// sync (group commit: one sync covers every record written meanwhile), and
+/// [`ManifestWriter::flush`] waits until all of them are on disk; workers
+/// never wait for the disk. A record lost to a power cut between its write
+/// and the next sync only costs a redo: its output is in the journal.
 pub struct ManifestWriter {
     file: Mutex<Option<Arc<File>>>,
     path: PathBuf,
     durable: bool,
-    sync: Mutex<SyncState>,
-    synced: Condvar,
+    sync: Arc<(Mutex<SyncState>, Condvar)>,
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -262,19 +266,25 @@ struct SyncState {
     written: u64,
     /// Records known to be on disk.
     synced: u64,
-    /// A thread is syncing.
-    busy: bool,
+    /// The writer is being dropped: sync what is left, then stop.
+    closing: bool,
+    /// The last sync failed with this.
+    failed: Option<String>,
 }
 
 impl ManifestWriter {
     /// Prepare to append to `path` (created, with its folder, on [`ManifestWriter::open`]).
     pub fn append(path: &Path) -> Result<Self> {
-        Ok(ManifestWriter { file: Mutex::new(None), path: path.to_path_buf(), durable: false, sync: Mutex::default(), synced: Condvar::new() })
+        Ok(Self::new(path, false))
     }
 
-    /// [`ManifestWriter::append`], syncing every record to disk before `write` returns.
+    /// [`ManifestWriter::append`], with records synced to disk in the background.
     pub fn durable(path: &Path) -> Result<Self> {
-        Ok(ManifestWriter { durable: true, ..ManifestWriter::append(path)? })
+        Ok(Self::new(path, true))
+    }
+
+    fn new(path: &Path, durable: bool) -> Self {
+        ManifestWriter { file: Mutex::new(None), path: path.to_path_buf(), durable, sync: Arc::default(), syncer: Mutex::new(None) }
     }
 
     /// Create or open the manifest for appending, if not done yet. Call it
@@ -295,7 +305,12 @@ impl ManifestWriter {
                 .open(&self.path)
                 .map_err(|e| Error::io(&self.path, "open manifest", e))?;
             drop_torn_tail(&opened, &self.path)?;
-            *file = Some(Arc::new(opened));
+            let opened = Arc::new(opened);
+            if self.durable {
+                let (file, sync) = (opened.clone(), self.sync.clone());
+                *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::spawn(move || sync_loop(&file, &sync)));
+            }
+            *file = Some(opened);
         }
         Ok(file.as_ref().expect("opened above").clone())
     }
@@ -305,46 +320,70 @@ impl ManifestWriter {
         &self.path
     }
 
-    /// Append one record as one line (on disk when this returns, if durable).
+    /// Append one record as one line.
     pub fn write(&self, record: &Record) -> Result<()> {
         let mut line = serde_json::to_vec(record).expect("records serialize");
         line.push(b'\n');
         let file = self.handle()?;
-        let seq = {
-            let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
-            // One write(2) of the whole line, in append mode, under the lock.
-            (&*file).write_all(&line).map_err(|e| Error::io(&self.path, "append to manifest", e))?;
-            state.written += 1;
-            state.written
-        };
-        if self.durable {
-            self.sync_through(&file, seq)?;
-        }
+        let (state, wake) = &*self.sync;
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        // One write(2) of the whole line, in append mode, under the lock.
+        (&*file).write_all(&line).map_err(|e| Error::io(&self.path, "append to manifest", e))?;
+        state.written += 1;
+        wake.notify_all();
         Ok(())
     }
 
-    /// Wait until record `seq` is on disk, syncing if no other thread is.
-    fn sync_through(&self, file: &File, seq: u64) -> Result<()> {
-        let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if state.synced >= seq {
-                return Ok(());
+    /// Wait until every record written is on disk (durable writers; a no-op otherwise).
+    pub fn flush(&self) -> Result<()> {
+        if !self.durable {
+            return Ok(());
+        }
+        let (state, wake) = &*self.sync;
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.synced < state.written && state.failed.is_none() && self.syncer.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        match &state.failed {
+            Some(cause) => Err(Error::io(&self.path, "fsync manifest", std::io::Error::other(cause.clone()))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The background syncer: sync whenever records are waiting, until closed.
+fn sync_loop(file: &File, sync: &(Mutex<SyncState>, Condvar)) {
+    let (state, wake) = sync;
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        while s.synced == s.written && !s.closing {
+            s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if s.synced == s.written && s.closing {
+            return;
+        }
+        let target = s.written;
+        drop(s);
+        let result = file.sync_data();
+        s = state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => s.synced = s.synced.max(target),
+            Err(e) => {
+                s.failed = Some(e.to_string());
+                s.synced = s.written; // nothing more to wait for; flush reports the failure
             }
-            if !state.busy {
-                state.busy = true;
-                let target = state.written;
-                drop(state);
-                let result = file.sync_data();
-                state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
-                state.busy = false;
-                if result.is_ok() {
-                    state.synced = state.synced.max(target);
-                }
-                self.synced.notify_all();
-                result.map_err(|e| Error::io(&self.path, "fsync manifest", e))?;
-            } else {
-                state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
+        }
+        wake.notify_all();
+    }
+}
+
+impl Drop for ManifestWriter {
+    fn drop(&mut self) {
+        let (state, wake) = &*self.sync;
+        state.lock().unwrap_or_else(|p| p.into_inner()).closing = true;
+        wake.notify_all();
+        if let Some(t) = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
         }
     }
 }

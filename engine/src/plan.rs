@@ -48,7 +48,7 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, rem
             Listing::Failed(source.clone(), Error::invalid(origin, format!("{name}: s3:// entries need the AWS build")))
         }
         None => match std::fs::metadata(&source) {
-            Ok(m) if m.is_file() => Listing::File(Planned::local(source, relative, m.len())),
+            Ok(m) if m.is_file() => Listing::File(Planned::local(source.clone(), &crate::batch::resolve(&source), relative, m.len())),
             Ok(_) => Listing::Failed(source.clone(), Error::invalid(&source, "not a regular file")),
             Err(e) => Listing::Failed(source.clone(), Error::io(&source, "open", e)),
         },
