@@ -174,10 +174,24 @@ impl Session {
         }
         let aws = self.aws()?;
         let client = aws.s3_client(ChecksumChoice::Crc32c);
-        let mut nonce = [0u8; 8];
-        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce)).ok();
-        let local = std::env::temp_dir().join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)));
+        // An encrypt run's local copy has a name fixed by the URL, so a run
+        // killed before uploading it leaves it (and its journal) for the
+        // re-run to resume from, instead of losing the records since the start.
+        let local = if may_be_missing {
+            // Keyed by the endpoint too: the same URL on another S3 is another object.
+            let endpoint = self.args.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).unwrap_or_default();
+            let tag = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(format!("{endpoint}\n{url}").as_bytes())[..12]);
+            std::env::temp_dir().join(format!("sealpipe-ledger-{tag}.jsonl"))
+        } else {
+            let mut nonce = [0u8; 8];
+            std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce)).ok();
+            std::env::temp_dir().join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
+        };
         let manifest = RemoteManifest { url: url.to_string(), parsed, local, client, handle: aws.handle.clone(), keep: false };
+        if may_be_missing && manifest.local.exists() {
+            eprintln!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", manifest.local.display());
+            return Ok(manifest);
+        }
         let got = aws.handle.block_on(async {
             let out = manifest.client.get_object().bucket(&manifest.parsed.bucket).key(&manifest.parsed.key).send().await?;
             let body = out.body.collect().await.map_err(|e| anyhow!("reading it failed: {e}"))?;
