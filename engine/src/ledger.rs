@@ -220,28 +220,13 @@ pub fn journal_path(manifest: &Path) -> PathBuf {
     manifest.with_file_name(name)
 }
 
-/// Call `each` with every record of the manifest at `path` (none if it does not exist) and its line number.
+/// Call `each` with every record of the manifest at `path` (none if it does not exist) and its line index.
 fn for_each_record(path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(path, "open manifest", e)),
-    };
-    let mut lines = BufReader::new(file).lines().enumerate().peekable();
-    while let Some((n, line)) = lines.next() {
-        let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Record>(&line) {
-            Ok(r) => each(r, n)?,
-            // A torn last line: the process was killed while appending it,
-            // before its file counted as done. Compaction drops it.
-            Err(_) if lines.peek().is_none() => {}
-            Err(e) => return Err(Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1))),
-        }
+    match File::open(path) {
+        Ok(file) => crate::manifest::for_each_record(file, path, each),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, "open manifest", e)),
     }
-    Ok(())
 }
 
 /// Rewrite the manifest at `path` keeping only the last record of each

@@ -424,14 +424,29 @@ fn drop_torn_tail(file: &File, path: &Path) -> Result<()> {
 pub fn read(path: &Path) -> Result<Vec<Record>> {
     let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
     let mut records = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
+    for_each_record(file, path, &mut |r, _| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+/// Call `each` with every record of the manifest `file` (at `path`) and its
+/// line index. A torn last line (a process killed while appending it, before
+/// its file counted as done) is not a record and is skipped; a bad line
+/// anywhere else is an error naming it.
+pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
         let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
         if line.trim().is_empty() {
             continue;
         }
-        let record = serde_json::from_str(&line)
-            .map_err(|e| Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1)))?;
-        records.push(record);
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => each(r, n)?,
+            Err(_) if lines.peek().is_none() => {}
+            Err(e) => return Err(Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1))),
+        }
     }
-    Ok(records)
+    Ok(())
 }
