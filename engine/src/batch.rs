@@ -11,7 +11,8 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -709,9 +710,10 @@ pub fn verify_with(records: &[Record], provider: &dyn KeyProvider, open: &OpenOu
     reporter.planned(records.len() as u64, records.iter().map(|r| r.ciphertext_size).sum());
     let done = Mutex::new((0u64, 0u64));
     let failures = Mutex::new(Vec::new());
+    let keys = UnwrappedKeys::default();
     records.par_iter().with_max_len(1).for_each(|record| {
         let path = PathBuf::from(&record.output);
-        match verify_one(record, &path, provider, open, tuning, reporter) {
+        match verify_one(record, &path, provider, &keys, open, tuning, reporter) {
             Ok(()) => {
                 let mut d = done.lock().unwrap();
                 d.0 += 1;
@@ -731,7 +733,37 @@ pub fn verify_with(records: &[Record], provider: &dyn KeyProvider, open: &OpenOu
     Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures, ..Summary::default() }
 }
 
-fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, open: &OpenOutput<'_>, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {
+/// What [`Record::data_key`] reads: the provider and its key, the wrapped blob, its context and the key size.
+type WrappedId = (String, String, String, Vec<u8>, u16);
+
+/// Data keys unwrapped during one verification. The records of a
+/// `--reuse-key` run share a few data keys: each is asked of the provider
+/// (KMS `Decrypt`) once, not once per file. Zeroized when the verification ends.
+#[derive(Default)]
+struct UnwrappedKeys(Mutex<HashMap<WrappedId, Arc<Mutex<Option<Arc<DataKey>>>>>>);
+
+impl UnwrappedKeys {
+    fn get(&self, record: &Record, provider: &dyn KeyProvider) -> Result<Arc<DataKey>> {
+        let id = (
+            record.key_provider.clone(),
+            record.key_id.clone(),
+            record.encrypted_data_key.clone(),
+            record.encryption_context.canonical(),
+            u16::from(record.key_bits),
+        );
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
+        // Held while unwrapping: other records of the same key wait for it instead of asking too.
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = slot.as_ref() {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(record.data_key(provider)?);
+        *slot = Some(key.clone());
+        Ok(key)
+    }
+}
+
+fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &UnwrappedKeys, open: &OpenOutput<'_>, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {
     let input = open(record)?;
     if input.len() != record.ciphertext_size {
         return Err(Error::invalid(
@@ -739,7 +771,7 @@ fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, open: &O
             format!("ciphertext is {} bytes, the manifest recorded {} (truncated or replaced)", input.len(), record.ciphertext_size),
         ));
     }
-    let key = record.data_key(provider)?;
+    let key = keys.get(record, provider)?;
     let iv = record.iv()?;
     let opener = Opener::new(record.mode, &key, &iv, tuning.chunk);
     let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, &|n| reporter.progress(n))?;

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sealpipe");
+
+/// The binary under test: `$SEALPIPE_BIN` when set (a copy taken right
+/// after the build, where several checkouts share one target folder and
+/// overwrite each other's `target/debug/sealpipe`), else the one cargo built.
+pub fn bin() -> PathBuf {
+    std::env::var_os("SEALPIPE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(BIN))
+}
 pub const MC_CONTEXT: &str = r#"{"service": "mediaconvert.amazonaws.com"}"#;
 
 pub fn free_port() -> u16 {
@@ -64,14 +71,31 @@ pub fn start_moto() -> Server {
 
 /// A proxy in front of moto, forwarding everything unchanged except
 /// `UploadPart`s: with `mode` "fail:N" it rejects part N with a
-/// non-retryable 400; with "delay:S" it holds every part S seconds.
+/// non-retryable 400; with "delay:S" it holds every part S seconds. With
+/// "count:LOG" it changes nothing and appends one line per request to the
+/// file LOG: the request's `X-Amz-Target` header (`TrentService.GenerateDataKey`
+/// for KMS), or for requests without one `S3 METHOD?QUERY-NAMES` (e.g.
+/// `S3 GET?prefix&uploads` for ListMultipartUploads). See [`request_log`].
+/// With "initiated:real" it notes when each multipart upload it forwards is
+/// created and puts that time in `ListMultipartUploads` answers, where
+/// moto (5.x) reports a fixed `Initiated` of 2010-11-10 for every upload;
+/// uploads it has not seen created keep moto's date.
 pub fn start_proxy(upstream: u16, mode: &str) -> Server {
     const PROXY: &str = r#"
 import http.client, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import time
+import re, threading, time, urllib.parse
 port, upstream = int(sys.argv[1]), int(sys.argv[2])
-mode, arg = sys.argv[3].split(":")
+mode, arg = sys.argv[3].split(":", 1)
+log_lock = threading.Lock()
+created = {}  # UploadId -> Initiated, for "initiated:real"
+def with_real_initiated(xml):
+    def fix(m):
+        block = m.group(0)
+        uid = re.search(rb"<UploadId>([^<]*)</UploadId>", block)
+        when = created.get(uid.group(1)) if uid else None
+        return re.sub(rb"<Initiated>[^<]*</Initiated>", b"<Initiated>" + when + b"</Initiated>", block) if when else block
+    return re.sub(rb"<Upload>.*?</Upload>", fix, xml, flags=re.S)
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
@@ -79,6 +103,11 @@ class H(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         is_part = self.command == "PUT" and "uploadId=" in self.path and "partNumber=" in self.path
+        if mode == "count":
+            with log_lock, open(arg, "a") as log:
+                query = sorted(k for k in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True) if k != "x-id")
+                s3_op = "S3 " + self.command + ("?" + "&".join(query) if query else "")
+                log.write((self.headers.get("X-Amz-Target") or s3_op) + "\n")
         if is_part and mode == "delay":
             time.sleep(float(arg))
         if is_part and mode == "fail" and ("partNumber=%s&" % arg in self.path + "&"):
@@ -89,6 +118,12 @@ class H(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items()}
         c.request(self.command, self.path, body=body, headers=headers)
         r = c.getresponse(); data = r.read()
+        if mode == "initiated" and "uploads" in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True):
+            if self.command == "POST":
+                uid = re.search(rb"<UploadId>([^<]*)</UploadId>", data)
+                if uid: created[uid.group(1)] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()).encode()
+            elif self.command == "GET":
+                data = with_real_initiated(data)
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
@@ -157,7 +192,7 @@ pub fn open_uploads(moto: &Server, bucket: &str) -> usize {
 }
 
 pub fn sealpipe(moto_url: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args).arg("--force-path-style");
     aws_env(&mut cmd, moto_url);
     cmd.env("SEALPIPE_KEYRING", "/nonexistent/sealpipe-test-keyring");
@@ -220,3 +255,12 @@ pub fn media_tree() -> Tree {
     Tree { _dir: dir, root, media }
 }
 
+
+/// The requests a "count:LOG" proxy saw, as (operation, count), sorted.
+pub fn request_log(log: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        *counts.entry(line.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
