@@ -454,7 +454,7 @@ struct Run<'r, 'a> {
 
 impl Run<'_, '_> {
     fn tally(&self) -> Tally<'_> {
-        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
+        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, ledger: self.ledger, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
     }
 
     fn fail(&self, path: PathBuf, err: Error) {
@@ -569,6 +569,7 @@ pub(crate) struct Tally<'a> {
     summary: &'a Mutex<Summary>,
     pub(crate) reporter: &'a dyn Reporter,
     manifest: &'a ManifestWriter,
+    ledger: &'a Ledger,
     max_errors: Option<u64>,
     stop: &'a AtomicBool,
     shard: Option<Shard>,
@@ -579,7 +580,10 @@ impl Tally<'_> {
     pub(crate) fn record(&self, f: &Planned, result: Result<Record>) {
         let result = result.and_then(|mut record| {
             record.shard = self.shard.map(|s| s.to_string());
-            self.manifest.write(&record)
+            self.manifest.write(&record)?;
+            // Best effort: without this line a later run only looks for leftovers it need not.
+            let _ = self.ledger.recorded(&record.output);
+            Ok(())
         });
         match result {
             Ok(()) => {
@@ -740,7 +744,10 @@ type WrappedId = (String, String, String, Vec<u8>, u16);
 /// `--reuse-key` run share a few data keys: each is asked of the provider
 /// (KMS `Decrypt`) once, not once per file. Zeroized when the verification ends.
 #[derive(Default)]
-struct UnwrappedKeys(Mutex<HashMap<WrappedId, Arc<Mutex<Option<Arc<DataKey>>>>>>);
+struct UnwrappedKeys(Mutex<HashMap<WrappedId, KeySlot>>);
+
+/// One data key, filled by the first record that needs it (the others wait on its lock).
+type KeySlot = Arc<Mutex<Option<Arc<DataKey>>>>;
 
 impl UnwrappedKeys {
     fn get(&self, record: &Record, provider: &dyn KeyProvider) -> Result<Arc<DataKey>> {

@@ -10,8 +10,9 @@
 //!
 //! Beside it, the journal (`<manifest>.inflight`) gets one line per file
 //! *before* its output is created: the marker by which a later run
-//! recognises what an interrupted run left behind. For each journalled
-//! output without a record, the next run aborts the multipart uploads
+//! recognises what an interrupted run left behind (and a `done` line once
+//! its record is written). For each journalled output not marked done, the
+//! next run aborts the multipart uploads
 //! started for it and deletes its temporary files, and may replace the
 //! output if it was committed but never recorded (killed between the
 //! two), saying so, since that file is then encrypted under a new key.
@@ -74,6 +75,14 @@ struct Intent {
     at: u64,
 }
 
+/// A line of the journal: an output about to be written, or one recorded.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JournalLine {
+    Intent(Intent),
+    Done { done: String },
+}
+
 /// The done files of earlier runs and the claims of this one.
 pub(crate) struct Ledger {
     entries: Mutex<HashMap<Key, Entry>>,
@@ -115,8 +124,14 @@ impl Ledger {
             for line in BufReader::new(file).lines() {
                 let line = line.map_err(|e| Error::io(&journal_path, "read", e))?;
                 // A torn last line (killed mid-write) names nothing that was created.
-                if let Ok(intent) = serde_json::from_str::<Intent>(&line) {
-                    interrupted.insert(intent.output, intent.at);
+                match serde_json::from_str::<JournalLine>(&line) {
+                    Ok(JournalLine::Intent(intent)) => {
+                        interrupted.insert(intent.output, intent.at);
+                    }
+                    Ok(JournalLine::Done { done }) => {
+                        interrupted.remove(&done);
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -190,7 +205,17 @@ impl Ledger {
 
     /// Journal `output` before it is created.
     pub(crate) fn intend(&self, output: &str, relative: &Path) -> Result<()> {
-        let mut line = serde_json::to_vec(&Intent { output: output.to_string(), relative: relative.to_path_buf(), at: now_unix() }).expect("serializes");
+        let line = serde_json::to_vec(&Intent { output: output.to_string(), relative: relative.to_path_buf(), at: now_unix() }).expect("serializes");
+        self.journal_line(line)
+    }
+
+    /// Journal that `output` is recorded in the manifest, so a later run
+    /// need not look for leftovers of it (no listing of uploads per finished file).
+    pub(crate) fn recorded(&self, output: &str) -> Result<()> {
+        self.journal_line(serde_json::to_vec(&serde_json::json!({ "done": output })).expect("serializes"))
+    }
+
+    fn journal_line(&self, mut line: Vec<u8>) -> Result<()> {
         line.push(b'\n');
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if journal.is_none() {
