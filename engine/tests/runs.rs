@@ -237,3 +237,27 @@ fn max_errors_stops_starting_files() {
     assert!(s.failures.len() >= 3 && s.failures.len() < 50, "{}", s.failures.len());
     assert_eq!(s.files, 0);
 }
+
+#[test]
+fn only_journalled_outputs_without_a_done_line_are_cleaned() {
+    let tree = Tree::new(3);
+    tree.run("out", "m.jsonl", |_| {});
+    let records = tree.records("m.jsonl");
+    // A journal as a killed run leaves it: two files started, one recorded.
+    let (a, b) = (&records[0].output, &records[1].output);
+    let rel = |o: &str| Path::new(o).strip_prefix(batch::resolve(&tree.p("out"))).unwrap().to_path_buf();
+    let journal = [
+        serde_json::json!({"output": a, "relative": rel(a), "at": 0}),
+        serde_json::json!({"output": b, "relative": rel(b), "at": 0}),
+        serde_json::json!({"done": a}),
+    ];
+    std::fs::write(tree.p("m.jsonl.inflight"), journal.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let tmp = |o: &str| Path::new(o).with_file_name(format!(".{}.sealpipe-tmp-9-000000", Path::new(o).file_name().unwrap().to_string_lossy()));
+    std::fs::write(tmp(a), b"x").unwrap();
+    std::fs::write(tmp(b), b"x").unwrap();
+    let s = tree.run("out", "m.jsonl", |_| {});
+    assert_eq!((s.skipped, s.cleaned), (3, 1), "{:?}", s.failures);
+    assert!(tmp(a).exists(), "a recorded file's neighbourhood is not searched");
+    assert!(!tmp(b).exists(), "the unrecorded one's temporary file is removed");
+    assert!(!tree.p("m.jsonl.inflight").exists());
+}
