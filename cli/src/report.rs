@@ -154,15 +154,19 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     if s.cleaned > 0 {
         eprintln!("sealpipe: cleaned up {} leftover(s) of an interrupted run (open uploads aborted, temporary files deleted)", s.cleaned);
     }
-    eprintln!(
-        "sealpipe: {verb} {} file{} ({}) in {:.2} s, {:.2} GB/s, {:.0} files/s",
-        s.files,
-        if s.files == 1 { "" } else { "s" },
-        human_bytes(s.bytes),
-        s.seconds,
-        s.gb_per_s(),
-        if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }
-    );
+    if s.dry_run {
+        eprintln!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, human_bytes(s.bytes));
+    } else {
+        eprintln!(
+            "sealpipe: {verb} {} file{} ({}) in {:.2} s, {:.2} GB/s, {:.0} files/s",
+            s.files,
+            if s.files == 1 { "" } else { "s" },
+            human_bytes(s.bytes),
+            s.seconds,
+            s.gb_per_s(),
+            if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }
+        );
+    }
     if s.skipped > 0 {
         eprintln!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, human_bytes(s.skipped_bytes));
     }
