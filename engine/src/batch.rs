@@ -583,14 +583,15 @@ impl Tally<'_> {
             self.manifest.write(&record)?;
             // Best effort: without this line a later run only looks for leftovers it need not.
             let _ = self.ledger.recorded(&record.output);
-            Ok(())
+            Ok(record.plaintext_size)
         });
         match result {
-            Ok(()) => {
+            // Plaintext bytes (a re-encrypted file's listing size is its old ciphertext's).
+            Ok(bytes) => {
                 let mut s = self.summary.lock().unwrap();
                 s.files += 1;
-                s.bytes += f.size;
-                self.reporter.finished(&f.source, f.size);
+                s.bytes += bytes;
+                self.reporter.finished(&f.source, bytes);
             }
             Err(err) => self.fail(f.source.clone(), err.for_file(&f.source)),
         }
