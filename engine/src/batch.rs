@@ -392,18 +392,33 @@ pub fn encrypt_with(job: &EncryptJob<'_>, remote: Option<&dyn RemoteInputs>, man
         let run = Run { job, remote, out_real: out_real.as_deref(), ledger: &ledger, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None) };
         let items = first.drain(..).chain(rx.iter());
         let admitted = items.filter_map(|item| run.admit(item));
-        match keys.as_ref().and_then(|k| k.supplied()) {
-            // One key for every local CBC file: the multi-buffer runner.
-            Some(material) if job.mode == Mode::Cbc && job.unseal.is_none() && all_local(job, remote) => {
-                let mut batch = Vec::with_capacity(LANE_BATCH);
-                let mut admitted = admitted.peekable();
-                while admitted.peek().is_some() {
-                    batch.extend(admitted.by_ref().take(LANE_BATCH));
-                    crate::lanes::encrypt_cbc(job, &batch, &material.key, &material.wrapped, run.out_real, &run.tally());
-                    batch.clear();
+        let multi_buffer = job.mode == Mode::Cbc && job.unseal.is_none() && all_local(job, remote);
+        match keys.as_ref().filter(|k| multi_buffer && (k.supplied().is_some() || job.reuse_key.is_some())) {
+            // Local CBC files sharing keys (supplied, or cached): the
+            // multi-buffer runner, a group of files under one key at a time.
+            Some(keys) => {
+                let mut group: Vec<Planned> = Vec::with_capacity(LANE_BATCH);
+                let mut current: Option<Arc<Material>> = None;
+                for f in admitted {
+                    let material = match keys.for_file(f.size) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            run.tally().record(&f, Err(e));
+                            continue;
+                        }
+                    };
+                    if let Some(c) = current.as_ref().filter(|c| !Arc::ptr_eq(c, &material) || group.len() == LANE_BATCH) {
+                        crate::lanes::encrypt_cbc(job, &group, c, run.out_real, &run.tally());
+                        group.clear();
+                    }
+                    current = Some(material);
+                    group.push(f);
+                }
+                if let Some(c) = current.as_ref().filter(|_| !group.is_empty()) {
+                    crate::lanes::encrypt_cbc(job, &group, c, run.out_real, &run.tally());
                 }
             }
-            _ => admitted.par_bridge().for_each(|f| {
+            None => admitted.par_bridge().for_each(|f| {
                 let result = run.encrypt_one(&f);
                 run.tally().record(&f, result);
             }),
@@ -532,7 +547,7 @@ impl Run<'_, '_> {
             None => input,
         };
         job.mode.check_plaintext_len(input.len()).map_err(|r| Error::invalid(&f.source, r))?;
-        let material: std::sync::Arc<Material> = self.keys.expect("keys outside dry runs").for_file(input.len())?;
+        let material: Arc<Material> = self.keys.expect("keys outside dry runs").for_file(input.len())?;
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,

@@ -18,8 +18,7 @@ use crate::batch::{file_record, open_planned, EncryptJob, Planned, Tally};
 use crate::cipher::{CbcBatch, CBC_LANES};
 use crate::error::Result;
 use crate::io::{Input, PendingOutput, Source};
-use crate::keys::DataKey;
-use crate::manifest::{KeySource, WrappedFor};
+use crate::keycache::Material;
 use crate::params::{Iv, BLOCK};
 use crate::pipeline::Sealed;
 
@@ -38,40 +37,27 @@ struct Lane<'f> {
     out: Vec<u8>,
 }
 
-/// Encrypt `files` (CBC, all under `key`) with `CBC_LANES` files per thread.
-pub(crate) fn encrypt_cbc(
-    job: &EncryptJob<'_>,
-    files: &[Planned],
-    key: &DataKey,
-    wrapped: &[WrappedFor],
-    out_real: Option<&Path>,
-    tally: &Tally<'_>,
-) {
+/// Encrypt `files` (CBC, all under `material`'s key: a supplied key, or one
+/// cached key of `--reuse-key`) with `CBC_LANES` files per thread.
+pub(crate) fn encrypt_cbc(job: &EncryptJob<'_>, files: &[Planned], material: &Material, out_real: Option<&Path>, tally: &Tally<'_>) {
     let queue = Mutex::new(files.iter());
     let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).next();
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| worker(job, key, wrapped, out_real, tally, &next));
+            scope.spawn(|_| worker(job, material, out_real, tally, &next));
         }
     });
 }
 
-fn worker<'f>(
-    job: &EncryptJob<'_>,
-    key: &DataKey,
-    wrapped: &[WrappedFor],
-    out_real: Option<&Path>,
-    tally: &Tally<'_>,
-    next: &(dyn Fn() -> Option<&'f Planned> + Sync),
-) {
-    let mut batch = CbcBatch::new(key);
+fn worker<'f>(job: &EncryptJob<'_>, material: &Material, out_real: Option<&Path>, tally: &Tally<'_>, next: &(dyn Fn() -> Option<&'f Planned> + Sync)) {
+    let mut batch = CbcBatch::new(&material.key);
     let mut lanes: Vec<Option<Lane<'f>>> = (0..CBC_LANES).map(|_| None).collect();
     loop {
         // Fill empty lanes.
         for (i, slot) in lanes.iter_mut().enumerate() {
             while slot.is_none() {
                 let Some(file) = next() else { break };
-                match open_lane(job, file, out_real) {
+                match open_lane(job, material, file, out_real) {
                     Ok((lane, iv)) => {
                         batch.start(i, iv);
                         *slot = Some(lane);
@@ -98,18 +84,18 @@ fn worker<'f>(
             if lanes[i].as_ref().is_some_and(|l| l.at == l.whole) {
                 let lane = lanes[i].take().expect("checked");
                 let file = lane.file;
-                let result = finish_lane(job, key, wrapped, &mut batch, i, lane);
+                let result = finish_lane(job, material, &mut batch, i, lane);
                 tally.record(file, result);
             }
         }
     }
 }
 
-fn open_lane<'f>(job: &EncryptJob<'_>, file: &'f Planned, out_real: Option<&Path>) -> Result<(Lane<'f>, Iv)> {
+fn open_lane<'f>(job: &EncryptJob<'_>, material: &Material, file: &'f Planned, out_real: Option<&Path>) -> Result<(Lane<'f>, Iv)> {
     let input = open_planned(file, out_real)?;
     let iv = match &job.iv {
         Some(bytes) => Iv::from_slice(bytes)?,
-        None => Iv::random(BLOCK)?,
+        None => material.fresh_iv(BLOCK)?,
     };
     let len = input.len();
     let output = job.destination.create(&file.relative, job.mode.sealed_len(len), file.replace)?;
@@ -170,7 +156,7 @@ fn step_lanes(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_>>], active: &[us
     }
 }
 
-fn finish_lane(job: &EncryptJob<'_>, key: &DataKey, wrapped: &[WrappedFor], batch: &mut CbcBatch, i: usize, mut lane: Lane<'_>) -> Result<crate::manifest::Record> {
+fn finish_lane(job: &EncryptJob<'_>, material: &Material, batch: &mut CbcBatch, i: usize, mut lane: Lane<'_>) -> Result<crate::manifest::Record> {
     let len = lane.input.len();
     let rest = (len - lane.whole) as usize;
     let tail = lane.input.window(lane.whole, rest, &mut lane.scratch)?.to_vec();
@@ -181,5 +167,5 @@ fn finish_lane(job: &EncryptJob<'_>, key: &DataKey, wrapped: &[WrappedFor], batc
     let committed = lane.output.commit()?;
     let sealed = Sealed { plain_len: len, cipher_len: job.mode.sealed_len(len), sha256: lane.hasher.finalize().into() };
     let iv = Iv::from_slice(&lane.iv)?;
-    Ok(file_record(job, lane.file, key, KeySource::Supplied, wrapped, &iv, &sealed, &committed))
+    Ok(file_record(job, lane.file, &material.key, material.source, &material.wrapped, &iv, &sealed, &committed))
 }

@@ -261,3 +261,27 @@ fn only_journalled_outputs_without_a_done_line_are_cleaned() {
     assert!(!tmp(b).exists(), "the unrecorded one's temporary file is removed");
     assert!(!tree.p("m.jsonl.inflight").exists());
 }
+
+#[test]
+fn cbc_under_cached_keys_goes_multi_buffer_and_verifies() {
+    let tree = Tree::new(230);
+    let summary = tree.run("out", "m.jsonl", |job| {
+        job.mode = Mode::Cbc;
+        job.target = Target::ElasticTranscoder;
+        job.reuse_key = Some("max-files=100".parse().unwrap());
+    });
+    assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+    assert_eq!((summary.files, summary.key_requests), (230, 3));
+    let records = tree.records("m.jsonl");
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    let mut ivs = HashSet::new();
+    for r in &records {
+        *per_key.entry(&r.encrypted_data_key).or_default() += 1;
+        assert!(ivs.insert(r.iv.clone()), "IV reused");
+        assert_eq!(r.key_source, manifest::KeySource::Generated);
+    }
+    let mut counts: Vec<usize> = per_key.values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, vec![30, 100, 100]);
+    verify(&tree, &records);
+}
