@@ -356,8 +356,8 @@ impl RemoteInputs for S3Inputs<'_> {
     }
 
     fn stat(&self, url: &str) -> sealpipe::Result<Listed> {
-        let (aws, _) = self.client()?;
-        let object = S3Object::open(aws, url, None)?;
+        let (aws, client) = self.client()?;
+        let object = S3Object::open_with(aws, client.clone(), url, None)?;
         let key = S3Url::parse(url)?.key;
         Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
     }

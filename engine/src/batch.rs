@@ -500,18 +500,18 @@ impl Run<'_, '_> {
                 self.fail(f.source.clone(), e.for_file(&f.source));
                 return None;
             }
-            Ok((_, Claim::Skip { reason, bytes })) => {
+            Ok(Claim::Skip { reason, bytes }) => {
                 self.reporter.skipped(&f.source, reason);
                 let mut s = self.summary.lock().unwrap();
                 s.skipped += 1;
                 s.skipped_bytes += bytes;
                 return None;
             }
-            Ok((_, Claim::Redo { reason })) => {
+            Ok(Claim::Redo { reason }) => {
                 self.reporter.note(&f.source, &reason);
                 f.replace = true;
             }
-            Ok((_, Claim::Fresh)) => {}
+            Ok(Claim::Fresh) => {}
         }
         if self.job.dry_run {
             self.reporter.planned(1, f.size);

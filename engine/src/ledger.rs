@@ -163,13 +163,12 @@ impl Ledger {
 
     /// Decide what to do with `source` → `output` (`relative` below
     /// `destination`), `plain_size` bytes long, and claim it for this run.
-    pub(crate) fn claim(&self, source: &str, output: &str, relative: &Path, plain_size: u64, destination: &dyn Destination, overwrite: bool) -> Result<(Key, Claim)> {
-        let k = key(source, output);
+    pub(crate) fn claim(&self, source: &str, output: &str, relative: &Path, plain_size: u64, destination: &dyn Destination, overwrite: bool) -> Result<Claim> {
         let previous = {
             let mut entries = self.lock();
-            let e = entries.entry(k).or_insert(Entry { plain_size, cipher_size: 0, records: 0, claimed: false });
+            let e = entries.entry(key(source, output)).or_insert(Entry { plain_size, cipher_size: 0, records: 0, claimed: false });
             if e.claimed {
-                return Ok((k, Claim::Skip { reason: "listed twice in this run; done once", bytes: plain_size }));
+                return Ok(Claim::Skip { reason: "listed twice in this run; done once", bytes: plain_size });
             }
             e.claimed = true;
             *e
@@ -181,7 +180,7 @@ impl Ledger {
                 },
                 _ => Claim::Fresh,
             };
-            return Ok((k, claim));
+            return Ok(claim);
         }
         let redo = if overwrite {
             Some("--force: encrypting it again under a new key".to_string())
@@ -197,9 +196,9 @@ impl Ledger {
         match redo {
             Some(reason) => {
                 *self.superseded.lock().unwrap_or_else(|p| p.into_inner()) += u64::from(previous.records);
-                Ok((k, Claim::Redo { reason }))
+                Ok(Claim::Redo { reason })
             }
-            None => Ok((k, Claim::Skip { reason: "already done (recorded in the manifest)", bytes: plain_size })),
+            None => Ok(Claim::Skip { reason: "already done (recorded in the manifest)", bytes: plain_size }),
         }
     }
 

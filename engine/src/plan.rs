@@ -66,17 +66,31 @@ pub(crate) fn list_file(path: &Path, remote: Option<&dyn RemoteInputs>, each: &m
         }
     };
     let mut flow = ControlFlow::Continue(());
-    let read = crate::inputs::read_list(reader, path, &mut |named| {
-        flow = each(entry(&named.name, named.size, named.etag, path, remote));
-        match flow {
-            ControlFlow::Continue(()) => Ok(()),
-            ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),
-        }
-    });
+    let read = crate::inputs::read_list(reader, path, &mut |named| hand_over(named, path, remote, each, &mut flow));
+    ended(path, read.map(|_| ()), flow, each)
+}
+
+/// Hand one named entry to `each` as a listing; an `Err` stops the reader when `each` breaks.
+fn hand_over(
+    named: crate::inputs::Named,
+    origin: &Path,
+    remote: Option<&dyn RemoteInputs>,
+    each: &mut dyn FnMut(Listing) -> ControlFlow<()>,
+    flow: &mut ControlFlow<()>,
+) -> crate::Result<()> {
+    *flow = each(entry(&named.name, named.size, named.etag, origin, remote));
+    match flow {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),
+    }
+}
+
+/// How reading `path` ended: stopped by `each`, failed (a listing failure), or done.
+fn ended(path: &Path, read: crate::Result<()>, flow: ControlFlow<()>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
     match (read, flow) {
         (_, ControlFlow::Break(())) => ControlFlow::Break(()),
         (Err(e), _) => each(Listing::Failed(path.to_path_buf(), e)),
-        (Ok(_), flow) => flow,
+        (Ok(()), flow) => flow,
     }
 }
 
@@ -96,14 +110,7 @@ pub(crate) fn inventory(path: &Path, remote: Option<&dyn RemoteInputs>, each: &m
     let mut rows = |name: &str, schema: Option<&[String]>, flow: &mut ControlFlow<()>| -> crate::Result<()> {
         let origin = PathBuf::from(name);
         let reader = open(name)?;
-        crate::inputs::read_inventory_csv_gz(reader, &origin, schema, &mut |named| {
-            *flow = each(entry(&named.name, named.size, named.etag, &origin, remote));
-            match flow {
-                ControlFlow::Continue(()) => Ok(()),
-                ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),
-            }
-        })
-        .map(|_| ())
+        crate::inputs::read_inventory_csv_gz(reader, &origin, schema, &mut |named| hand_over(named, &origin, remote, &mut *each, flow)).map(|_| ())
     };
     let result = if text.ends_with(".json") {
         (|| -> crate::Result<()> {
@@ -126,9 +133,5 @@ pub(crate) fn inventory(path: &Path, remote: Option<&dyn RemoteInputs>, each: &m
     } else {
         rows(&text, None, &mut flow)
     };
-    match (result, flow) {
-        (_, ControlFlow::Break(())) => ControlFlow::Break(()),
-        (Err(e), _) => each(Listing::Failed(path.to_path_buf(), e)),
-        (Ok(()), flow) => flow,
-    }
+    ended(path, result, flow, each)
 }

@@ -609,9 +609,14 @@ impl S3Object {
     /// Open `url` with `HeadObject`. With `expected_etag` (from a manifest),
     /// refuse an object that was replaced since.
     pub fn open(aws: &Aws, url: &str, expected_etag: Option<&str>) -> Result<Self> {
+        Self::open_with(aws, aws.s3_client(ChecksumChoice::Crc32c), url, expected_etag)
+    }
+
+    /// [`S3Object::open`] with an existing client (and its connection pool),
+    /// for many objects in a row (a list file's entries).
+    pub fn open_with(aws: &Aws, client: aws_sdk_s3::Client, url: &str, expected_etag: Option<&str>) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
         let path = PathBuf::from(url);
-        let client = aws.s3_client(ChecksumChoice::Crc32c);
         let head = aws
             .handle
             .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
