@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sealpipe::cipher::{reference, Sealer, DEFAULT_CHUNK};
 use sealpipe::keys::DataKey;
-use sealpipe::params::{Iv, Mode};
+use sealpipe::format::{Iv, Mode};
 use std::time::Duration;
 
 const SIZES: [usize; 5] = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20];

@@ -27,7 +27,7 @@ pub fn install() {
         for hook in hooks.into_iter().rev() {
             hook();
         }
-        let removed = sealpipe::io::discard_pending_outputs();
+        let removed = sealpipe::store::local::discard_pending_outputs();
         eprintln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
         std::process::exit(130);
     });

@@ -19,14 +19,21 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sealpipe::batch::{self, EncryptJob};
 use sealpipe::cipher::DEFAULT_CHUNK;
-use sealpipe::keycache::KeyReuse;
-use sealpipe::keys::{DataKey, KeyProvider, LocalKeyring};
-use sealpipe::manifest::{self, ManifestWriter};
-use sealpipe::params::{Iv, KeyBits, Mode, Target};
+use sealpipe::format::record::{self, Record};
+use sealpipe::format::{Iv, KeyBits, Mode, Target};
+use sealpipe::keys::{unwrap_record, DataKey, LocalKeyring};
 use sealpipe::pipeline::Tuning;
-use sealpipe::shard::Shard;
+use sealpipe::run::encrypt::EncryptJob;
+use sealpipe::run::reencrypt::Unseal;
+use sealpipe::run::keys::KeyReuse;
+use sealpipe::run::manifest::ManifestWriter;
+use sealpipe::run::report::Summary;
+use sealpipe::run::schedule::MemoryPlan;
+use sealpipe::run::shard::Shard;
+use sealpipe::run::{encrypt, verify};
+use sealpipe::size::parse_size;
+use sealpipe::store::{ManifestCopy, Stores, UploadSettings};
 
 const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM) on all cores, \
 so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
@@ -53,9 +60,14 @@ struct Global {
     /// Example: --keyring ./keyring.json
     #[arg(long, global = true, value_name = "PATH")]
     keyring: Option<PathBuf>,
-    /// Parallel work unit in bytes (a multiple of 16). Example: --chunk-size 4194304
-    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_CHUNK)]
-    chunk_size: usize,
+    /// Memory for buffers, the whole run's bound: files in flight x pipeline windows x upload part
+    /// buffers are sized to fit it (default: 1GiB, or a quarter of RAM if less). Not counted: about 60
+    /// bytes per finished file for the resume ledger. Example: --memory 512MiB
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Parallel work unit (a multiple of 16 bytes). Example: --chunk-size 4MiB
+    #[arg(long, global = true, value_name = "SIZE", default_value_t = DEFAULT_CHUNK as u64, value_parser = parse_size)]
+    chunk_size: u64,
     #[command(flatten)]
     aws: aws::AwsArgs,
 }
@@ -116,7 +128,7 @@ struct BenchArgs {
     /// Largest thread count; measured at 1, 2, 4, ... up to it. Default: all cores. Example: --max-threads 16
     #[arg(long, value_name = "N")]
     max_threads: Option<usize>,
-    /// Buffer size for in-memory runs (K, M, G suffixes are binary). Example: --memory-size 256M
+    /// Buffer size for in-memory runs. Example: --memory-size 256MiB
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     memory_size: u64,
     /// File size for file-to-file runs; 0 skips them. Example: --file-size 2G
@@ -128,18 +140,6 @@ struct BenchArgs {
     /// Minimum seconds per case (the best iteration is reported). Example: --seconds 3
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-}
-
-/// Parse `123`, `64K`, `256M`, `2G` (binary multiples).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("not a size: {s:?} (examples: 4096, 64M, 2G)"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,7 +163,7 @@ impl From<ModeArg> for Mode {
 enum TargetArg {
     /// Both services: 16-byte IVs, key wrapped for each service's context.
     Any,
-    /// MediaConvert: 12-byte IVs for CTR and GCM.
+    /// MediaConvert: 16-byte IVs for CTR and CBC, 12-byte for GCM.
     Mediaconvert,
     /// Elastic Transcoder (legacy): 16-byte IVs.
     Elastictranscoder,
@@ -230,7 +230,7 @@ struct EncryptArgs {
     /// Example: --data-key-file key.bin  (made with: openssl rand 32 > key.bin)
     #[arg(long, value_name = "PATH")]
     data_key_file: Option<PathBuf>,
-    /// Use this IV (hex; 16 bytes, or 12 for CTR/GCM with MediaConvert). Refused when one key
+    /// Use this IV (hex; 16 bytes, or 12 for GCM; a 12-byte CTR IV is allowed with a warning). Refused when one key
     /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
     #[arg(long, value_name = "HEX")]
     iv_hex: Option<String>,
@@ -340,9 +340,10 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     let g = &cli.global;
-    if g.chunk_size < 16 || g.chunk_size % 16 != 0 {
-        return Err(anyhow!("--chunk-size must be a positive multiple of 16, got {}", g.chunk_size).into());
+    if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
+        return Err(anyhow!("--chunk-size must be a positive multiple of 16 (at most 1GiB), got {}", g.chunk_size).into());
     }
+    let chunk = g.chunk_size as usize;
     let threads = g.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
         return Err(anyhow!("--threads must be at least 1").into());
@@ -352,7 +353,8 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         .thread_name(|i| format!("sealpipe-{i}"))
         .build_global()
         .context("cannot start the thread pool")?;
-    let tuning = Tuning::for_threads(threads, g.chunk_size);
+    let budget = g.memory.unwrap_or_else(MemoryPlan::default_budget);
+    let tuning = MemoryPlan::new(budget, threads, chunk, None)?.tuning;
     let keyring_path = g.keyring.clone().unwrap_or_else(LocalKeyring::default_path);
     match cli.command {
         Command::Encrypt(a) => encrypt(a, g, &keyring_path, tuning, None, Vec::new()),
@@ -368,7 +370,7 @@ fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(text.trim()).map_err(|e| anyhow!("malformed hex in {flag}: {e}"))
 }
 
-fn exit_for(summary: &batch::Summary) -> ExitCode {
+fn exit_for(summary: &Summary) -> ExitCode {
     if summary.stopped_early() {
         ExitCode::from(3)
     } else if summary.failures.is_empty() {
@@ -379,7 +381,7 @@ fn exit_for(summary: &batch::Summary) -> ExitCode {
 }
 
 /// `encrypt`, or with `unseal` `reencrypt` (the inputs are legacy ciphertext, decrypted as they are read).
-fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unseal: Option<&dyn batch::Unseal>, exclude: Vec<PathBuf>) -> Result<ExitCode, UsageError> {
+fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unseal: Option<&dyn Unseal>, exclude: Vec<PathBuf>) -> Result<ExitCode, UsageError> {
     let (command, verb) = if unseal.is_some() { ("reencrypt", "re-encrypted") } else { ("encrypt", "encrypted") };
     let mode = Mode::from(a.mode);
     let target = Target::from(a.target);
@@ -387,6 +389,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         Some(h) => {
             let iv = parse_hex(h, "--iv-hex")?;
             target.check_iv_len(mode, iv.len())?;
+            if let Some(warning) = Target::iv_warning(mode, iv.len()) {
+                eprintln!("sealpipe: warning: --iv-hex: {warning}");
+            }
             Some(iv)
         }
         None => None,
@@ -396,17 +401,11 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         return Err(anyhow!("--reuse-key caches generated keys; it cannot be combined with --data-key-file").into());
     }
     let shard = a.shard.as_deref().map(resolve_shard).transpose()?;
-    let session = aws::Session::new(&g.aws);
-    let kms = session.kms_from_flag()?;
-    let keyring = if kms.is_none() { Some(LocalKeyring::open_or_create(keyring_path)?) } else { None };
-    let provider: &dyn KeyProvider = match (&kms, &keyring) {
-        (Some(k), _) => k,
-        (None, Some(r)) => r,
-        (None, None) => unreachable!("one provider is always made"),
-    };
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    let provider = ctx.providers.for_new_keys()?;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
-    let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_s3(m)) {
-        Some(m) => Some(session.fetch_manifest(&m.to_string_lossy(), true)?),
+    let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
+        Some(m) => Some(fetch_manifest(&ctx, m, true)?),
         None => None,
     };
     let manifest_path = match &remote_manifest {
@@ -421,19 +420,24 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     };
     // The manifest is the ledger a re-run resumes from: every record synced to disk.
     let manifest = ManifestWriter::durable(&manifest_path)?;
-    let s3_destination = session.destination(&a.s3, a.force)?;
-    // Uploads hold their part buffers already: half-size pipeline windows (one chunk per
-    // thread, at least 4 MiB) keep the total within part size x (concurrency + threads) + 64 MiB.
-    let tuning = match &s3_destination {
-        Some(_) => Tuning { window: (tuning.chunk * rayon::current_num_threads()).max(4 << 20).min(tuning.window), ..tuning },
-        None => tuning,
-    };
-    let local_destination = a.out.as_ref().map(|out| sealpipe::io::LocalDir::new(out, a.force));
-    let destination: &dyn sealpipe::io::Destination = match (&s3_destination, &local_destination) {
-        (Some(s3), _) => s3,
-        (None, Some(local)) => local,
+    // One budget sizes every buffer: files in flight, pipeline windows, part buffers.
+    let budget = g.memory.unwrap_or_else(MemoryPlan::default_budget);
+    let upload = a.s3.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
+    let plan = MemoryPlan::new(budget, rayon::current_num_threads(), tuning.chunk, upload)?;
+    let settings = UploadSettings { part_size: a.s3.part_size, concurrency: if a.s3.concurrency == 0 { 0 } else { plan.upload_concurrency }, checksum: a.s3.checksum.into(), overwrite: a.force };
+    let destination = match (&a.s3.to, &a.out) {
+        (Some(to), _) if !Stores::is_url(to) => return Err(anyhow!("{to}: not an s3:// URL (expected s3://bucket/prefix/)").into()),
+        (Some(to), _) => ctx.stores.destination(to, settings)?,
+        (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
+    if let Some(abort) = destination.on_interrupt() {
+        interrupt::on_interrupt(move || {
+            let n = abort();
+            eprintln!("sealpipe: interrupted: aborted {n} open multipart upload(s)");
+        });
+    }
+
     let job = EncryptJob {
         lists: a.from_list,
         inventories: a.inventory,
@@ -445,17 +449,18 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         iv,
         overwrite: a.force,
         file_input_prefix: a.file_input_prefix,
-        tuning,
+        tuning: plan.tuning,
+        files_in_flight: plan.files_in_flight,
         shard,
         max_errors: a.max_errors,
         dry_run: a.dry_run,
         unseal,
-        exclude: [manifest_path.clone(), sealpipe::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
-        ..EncryptJob::new(a.inputs, destination, provider)
+        exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
+        stores: &ctx.stores,
+        ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
-    let s3_inputs = aws::S3Inputs::new(&session);
-    let summary = batch::encrypt_with(&job, Some(&s3_inputs), &manifest, &progress)?;
+    let summary = encrypt::encrypt(&job, &manifest, &progress)?;
     progress.clear();
     drop(manifest);
     // Also after a partial failure: the records of the files that did finish.
@@ -482,23 +487,23 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
 }
 
 fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let session = aws::Session::new(&g.aws);
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
-            let records = read_manifest(m, &session)?;
-            let wanted = batch::resolve(&a.input);
+            let records = read_manifest(m, &ctx)?;
+            let wanted = sealpipe::store::local::resolve(&a.input);
             let input_text = a.input.to_string_lossy();
             let record = records
                 .iter()
                 .rev()
                 .find(|r| {
-                    batch::resolve(Path::new(&r.output)) == wanted
+                    sealpipe::store::local::resolve(Path::new(&r.output)) == wanted
                         || r.mediaconvert.as_ref().is_some_and(|mc| mc.file_input == input_text)
                 })
                 .ok_or_else(|| anyhow!("{}: no record for this file in manifest {}", a.input.display(), m.display()))?;
-            let provider = session.provider_for(record, keyring_path)?;
-            let key = record.data_key(provider.as_ref()).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+            let provider = ctx.providers.for_record(record)?;
+            let key = unwrap_record(record, provider.as_ref()).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
             etag = record.etag.clone();
             (record.mode, key, record.iv()?, Some(record.plaintext_sha256.clone()))
         }
@@ -515,20 +520,18 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         }
     };
     let progress = report::Progress::new("decrypt", !g.json, false);
-    let result = if aws::is_s3(&a.input) {
-        session.open_object(&a.input.to_string_lossy(), etag.as_deref()).and_then(|object| {
-            batch::decrypt_source(&object, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress)
-        })
-    } else {
-        batch::decrypt_file(&a.input, &a.out, mode, &key, &iv, expected.as_deref(), a.force, &tuning, &progress)
-    };
+    let settings = verify::Decryption { mode, key: &key, iv: &iv, expected_sha256: expected.as_deref(), overwrite: a.force, tuning: &tuning };
+    let result = ctx
+        .stores
+        .open(&a.input.to_string_lossy(), etag.as_deref().filter(|_| aws::is_url(&a.input)))
+        .and_then(|source| verify::decrypt(source.as_ref(), &a.out, &settings, &progress));
     progress.clear();
     let summary = match result {
-        Ok(opened) => batch::Summary { files: 1, bytes: opened.cipher_len, ..Default::default() },
+        Ok(opened) => Summary { files: 1, bytes: opened.cipher_len, ..Default::default() },
         Err(e) => {
-            use sealpipe::batch::Reporter;
+            use sealpipe::run::report::Reporter;
             progress.failed(&a.input, &e);
-            batch::Summary { failures: vec![(a.input.clone(), e.to_string())], ..Default::default() }
+            Summary { failures: vec![sealpipe::error::Failure::new(&a.input, &e)], ..Default::default() }
         }
     };
     if g.json {
@@ -537,13 +540,24 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     Ok(exit_for(&summary))
 }
 
-/// The records of a local manifest, or of one in S3 (`s3://bucket/key`, downloaded first).
-fn read_manifest(path: &Path, session: &aws::Session) -> anyhow::Result<Vec<manifest::Record>> {
-    if aws::is_s3(path) {
-        let remote = session.fetch_manifest(&path.to_string_lossy(), false)?;
-        Ok(manifest::read(&remote.local).map_err(|e| anyhow!("{}: {e}", remote.url))?)
+/// The local working copy of the manifest at the URL `path` (see [`ManifestCopy`]).
+fn fetch_manifest<'c>(ctx: &'c aws::Context, path: &Path, appending: bool) -> anyhow::Result<ManifestCopy<'c>> {
+    let url = path.to_string_lossy();
+    let store = ctx.stores.remote(&url)?.ok_or_else(|| anyhow!("{url}: not a URL"))?;
+    let copy = ManifestCopy::fetch(store, &url, appending)?;
+    if copy.resumed {
+        eprintln!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", copy.local.display());
+    }
+    Ok(copy)
+}
+
+/// The records of a local manifest, or of one in a store (`s3://bucket/key`, downloaded first).
+fn read_manifest(path: &Path, ctx: &aws::Context) -> anyhow::Result<Vec<Record>> {
+    if aws::is_url(path) {
+        let remote = fetch_manifest(ctx, path, false)?;
+        Ok(record::read(&remote.local).map_err(|e| anyhow!("{}: {e}", remote.url))?)
     } else {
-        Ok(manifest::read(path)?)
+        Ok(record::read(path)?)
     }
 }
 
@@ -553,13 +567,13 @@ fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
 }
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let session = aws::Session::new(&g.aws);
-    let records = read_manifest(&a.manifest, &session)?;
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    let records = read_manifest(&a.manifest, &ctx)?;
     if records.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
     let progress = report::Progress::new("verify", !g.json, false);
-    let summary = aws::verify(&records, &session, keyring_path, &tuning, &progress)?;
+    let summary = verify::verify_all(&records, &|r: &Record| ctx.providers.for_record(r), &ctx.stores, &tuning, &progress)?;
     progress.clear();
     report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);
     Ok(exit_for(&summary))
@@ -580,7 +594,7 @@ fn bench(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         file_bytes: a.file_size,
         dir: &dir,
         min_time: std::time::Duration::from_secs_f64(a.seconds),
-        chunk: g.chunk_size,
+        chunk: g.chunk_size as usize,
     };
     if !g.json {
         let feats: Vec<String> = cpu.features.iter().map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" })).collect();
@@ -588,8 +602,8 @@ fn bench(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         println!("features: {}", feats.join(" "));
         println!(
             "memory runs: {} per iteration; file runs: {} file in {}; best of >= {:.1} s each",
-            report::human_bytes(a.memory_size),
-            report::human_bytes(a.file_size),
+            sealpipe::size::human(a.memory_size),
+            sealpipe::size::human(a.file_size),
             dir.display(),
             a.seconds
         );

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 
 use anyhow::{anyhow, bail};
 use clap::Args;
-use sealpipe::batch;
-use sealpipe::inputs::{read_list, Named};
-use sealpipe::merge::{merge, Duplicate, DuplicateKind, MergeReport};
+
+use sealpipe::run::inputs::{read_list, Named};
+use sealpipe::run::merge::{merge, Duplicate, DuplicateKind, MergeReport};
 
 /// How many duplicates, and how many gaps, the text report lists before "... and N more".
 const SHOWN: usize = 20;
@@ -41,7 +41,7 @@ pub struct MergeArgs {
 /// Merge, print the report, and exit 0 when there are no duplicates and no gaps, 1 otherwise.
 pub fn run(a: MergeArgs, json: bool) -> anyhow::Result<ExitCode> {
     for path in a.manifests.iter().chain(&a.out).chain(&a.expect_list) {
-        if crate::aws::is_s3(path) {
+        if crate::aws::is_url(path) {
             bail!("{}: merge-manifests works on local files; copy it here first (aws s3 cp)", path.display());
         }
     }
@@ -79,7 +79,7 @@ fn with_expected<T>(list: &Path, f: impl FnOnce(&mut dyn Iterator<Item = String>
     let origin = list.to_path_buf();
     let producer = std::thread::spawn(move || {
         read_list(reader, &origin, &mut |n: Named| {
-            let name = if n.name.starts_with("s3://") { n.name } else { batch::resolve(Path::new(&n.name)).display().to_string() };
+            let name = if n.name.starts_with("s3://") { n.name } else { sealpipe::store::local::resolve(Path::new(&n.name)).display().to_string() };
             // The merge stopped early (and reports why): stop reading.
             tx.send(name).map_err(|_| sealpipe::Error::Usage("merge stopped".into()))
         })

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::Args;
-use sealpipe::keys::{KeyProvider, LocalKeyring};
-use sealpipe::manifest::Record;
+use sealpipe::format::record::Record;
+use sealpipe::keys::{KeyProvider, ProviderFor};
 use sealpipe::pipeline::Tuning;
-use sealpipe::reencrypt::{Legacy, ProviderFor, RecordProviders};
+use sealpipe::run::reencrypt::{Legacy, RecordProviders};
 
 use crate::{aws, EncryptArgs, Global, UsageError};
 
@@ -56,11 +56,11 @@ pub struct LegacyFrom {
 
 /// The legacy settings, loaded, with what unwraps their keys.
 pub enum LegacyKeys {
-    /// Old manifest records; providers opened per (provider, key id) as records need them.
+    /// Old manifest records; providers opened per (provider, key id) as records need them
+    /// (kept with the context whose runtime their KMS calls run on).
     Manifest { records: Vec<Record>, open: Box<ProviderFor<'static>> },
-    /// An Encryption JSON file and the provider of its keys (kept with the
-    /// session whose runtime its KMS calls run on).
-    ElasticTranscoder { path: PathBuf, provider: Box<dyn KeyProvider>, _session: Box<aws::Session> },
+    /// An Encryption JSON file and the provider of its keys.
+    ElasticTranscoder { path: PathBuf, provider: Box<dyn KeyProvider>, _ctx: Box<aws::Context> },
 }
 
 impl LegacyKeys {
@@ -69,25 +69,26 @@ impl LegacyKeys {
     pub fn open(a: &LegacyArgs, g: &Global, keyring_path: &Path) -> anyhow::Result<Self> {
         if let Some(manifest) = &a.from.from_manifest {
             // Records name their own KMS key: --kms-key is the new one, not theirs.
-            let session = aws::Session::new(&aws::AwsArgs { kms_key: None, ..g.aws.clone() });
-            let records = crate::read_manifest(manifest, &session)?;
+            let ctx = aws::Context::new(&g.aws, keyring_path, None)?;
+            let records = crate::read_manifest(manifest, &ctx)?;
             if records.is_empty() {
                 return Err(anyhow!("{}: manifest has no records", manifest.display()));
             }
-            let keyring_path = keyring_path.to_path_buf();
+            // The whole context moves in (its runtime drives the KMS calls), not just its providers.
             let open = move |r: &Record| -> sealpipe::Result<Box<dyn KeyProvider>> {
-                session.provider_for(r, &keyring_path).map_err(|e| sealpipe::Error::Key(crate::one_line(&e)))
+                let ctx = &ctx;
+                ctx.providers.for_record(r)
             };
             return Ok(LegacyKeys::Manifest { records, open: Box::new(open) });
         }
         let path = a.from.et_encryption.clone().expect("clap requires --from-manifest or --et-encryption");
         let kms_key = a.legacy_kms_key.clone().or_else(|| g.aws.kms_key.clone());
-        let session = aws::Session::new(&aws::AwsArgs { kms_key, ..g.aws.clone() });
-        let provider: Box<dyn KeyProvider> = match session.kms_from_flag()? {
-            Some(kms) => Box::new(kms),
-            None => Box::new(LocalKeyring::open(keyring_path)?),
+        let ctx = aws::Context::new(&g.aws, keyring_path, kms_key)?;
+        let provider = match &ctx.providers.kms_key {
+            Some(_) => ctx.providers.for_new_keys()?,
+            None => Box::new(sealpipe::keys::LocalKeyring::open(keyring_path)?),
         };
-        Ok(LegacyKeys::ElasticTranscoder { path, provider, _session: Box::new(session) })
+        Ok(LegacyKeys::ElasticTranscoder { path, provider, _ctx: Box::new(ctx) })
     }
 
     /// The [`Legacy`] lookup over these settings, decrypting in pieces of `chunk` bytes.
@@ -107,6 +108,6 @@ pub fn run(a: ReencryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) ->
     let mut keys = LegacyKeys::open(&a.legacy, g, keyring_path)?;
     let legacy = keys.legacy(tuning.chunk)?;
     // A legacy manifest kept inside the folder being migrated is not an input.
-    let exclude = a.legacy.from.from_manifest.iter().filter(|m| !crate::aws::is_s3(m)).cloned().collect();
+    let exclude = a.legacy.from.from_manifest.iter().filter(|m| !crate::aws::is_url(m)).cloned().collect();
     crate::encrypt(a.encrypt, g, keyring_path, tuning, Some(&legacy), exclude)
 }

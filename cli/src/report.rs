@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sealpipe::batch::{Reporter, Summary};
+use sealpipe::run::report::{Reporter, Summary};
 use sealpipe::Error;
 
 /// Progress bars (bytes and files) when stdout is a terminal; nothing otherwise.
@@ -112,7 +112,7 @@ impl Reporter for Progress {
 
     fn failed(&self, path: &Path, error: &Error) {
         if self.events {
-            event("failed", path, serde_json::json!({"error": error.to_string()}));
+            event("failed", path, serde_json::json!({"error": error.to_string(), "stage": error.stage(), "retry": error.retry()}));
         }
         let line = format!("sealpipe: error: {error}");
         match &self.bars {
@@ -143,7 +143,7 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "cleaned": s.cleaned,
             "dry_run": s.dry_run,
             "failed": s.failures.len(),
-            "failures": s.failures.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "failures": s.failures.iter().map(|f| serde_json::json!({"path": f.path, "error": f.message, "stage": f.stage, "retry": f.retry})).collect::<Vec<_>>(),
         });
         if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
             obj.extend(more);
@@ -155,20 +155,20 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
         eprintln!("sealpipe: cleaned up {} leftover(s) of an interrupted run (open uploads aborted, temporary files deleted)", s.cleaned);
     }
     if s.dry_run {
-        eprintln!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, human_bytes(s.bytes));
+        eprintln!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, sealpipe::size::human(s.bytes));
     } else {
         eprintln!(
             "sealpipe: {verb} {} file{} ({}) in {:.2} s, {:.2} GB/s, {:.0} files/s",
             s.files,
             if s.files == 1 { "" } else { "s" },
-            human_bytes(s.bytes),
+            sealpipe::size::human(s.bytes),
             s.seconds,
             s.gb_per_s(),
             if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }
         );
     }
     if s.skipped > 0 {
-        eprintln!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, human_bytes(s.skipped_bytes));
+        eprintln!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::size::human(s.skipped_bytes));
     }
     if s.key_requests > 0 {
         eprintln!("sealpipe: {} key provider request{} (GenerateDataKey/Encrypt)", s.key_requests, if s.key_requests == 1 { "" } else { "s" });
@@ -178,23 +178,8 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     }
     if !s.failures.is_empty() {
         eprintln!("sealpipe: {} file{} failed:", s.failures.len(), if s.failures.len() == 1 { "" } else { "s" });
-        for (_, e) in &s.failures {
-            eprintln!("  {e}");
+        for f in &s.failures {
+            eprintln!("  {}", f.message);
         }
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }

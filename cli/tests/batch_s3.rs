@@ -475,7 +475,7 @@ fn ten_thousand_files_with_key_caching_make_few_kms_calls() {
         let blob = r["mediaconvert"]["DecryptionSettings"]["EncryptedDecryptionKey"].as_str().unwrap();
         assert_eq!(blob, r["encrypted_data_key"].as_str().unwrap());
         let iv = r["iv"].as_str().unwrap();
-        assert_eq!(b64d(iv).len(), 12, "MediaConvert CTR IVs are 12 bytes");
+        assert_eq!(b64d(iv).len(), 16, "CTR IVs are 16 bytes for every target (FORMAT.md)");
         assert!(pairs.insert((blob, iv)), "(key, IV) used twice: {r}");
         by_key.entry(blob).or_default().push(r);
     }
@@ -488,7 +488,7 @@ fn ten_thousand_files_with_key_caching_make_few_kms_calls() {
     }
 
     // Independently: 5 files of every key decrypted with Python's `cryptography`
-    // under the key KMS unwraps with the MediaConvert context (12-byte IV ‖ 32-bit counter from 0).
+    // under the key KMS unwraps with the MediaConvert context (the 16-byte IV is the first counter block).
     let sample: Vec<Value> = by_key
         .values()
         .flat_map(|g| g.iter().step_by(199).take(5))
@@ -505,7 +505,7 @@ fn ten_thousand_files_with_key_caching_make_few_kms_calls() {
          for it in items:\n\
          \x20   if it['blob'] not in keys:\n\
          \x20       keys[it['blob']] = kms.decrypt(CiphertextBlob=base64.b64decode(it['blob']), EncryptionContext=ctx)['Plaintext']\n\
-         \x20   d = Cipher(algorithms.AES(keys[it['blob']]), modes.CTR(base64.b64decode(it['iv']) + bytes(4))).decryptor()\n\
+         \x20   d = Cipher(algorithms.AES(keys[it['blob']]), modes.CTR(base64.b64decode(it['iv']))).decryptor()\n\
          \x20   if d.update(open(it['output'], 'rb').read()) + d.finalize() != open(it['source'], 'rb').read(): bad.append(it['output'])\n\
          print(json.dumps({'checked': len(items), 'keys': len(keys), 'bad': bad}))",
         &[sample_file.to_str().unwrap(), MC_CONTEXT],

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use crate::cipher::{CbcBatch, Sealer, CBC_LANES};
 use crate::error::{Error, Result};
-use crate::io::{Input, Output};
+use crate::store::local::{Input, Output};
 use crate::keys::DataKey;
-use crate::params::{Iv, KeyBits, Mode};
+use crate::format::{Iv, KeyBits, Mode};
 use crate::pipeline::{self, Tuning};
 
 /// CPU features that decide which AES/GHASH/SHA backends run.

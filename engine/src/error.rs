@@ -1,8 +1,10 @@
 //! Errors at the engine boundary.
 //!
 //! Every error that concerns a file names it, and renders as one line:
-//! `<path>: <cause>`. [`Error::is_retryable`] says whether trying again can
-//! help, so callers never parse messages.
+//! `<path>: <cause>`. [`Error::retry`] says whether trying again can help
+//! and [`Error::stage`] what the run was doing, so callers (retry loops, the
+//! summary, JSON events) never parse messages. A failed file becomes a
+//! [`Failure`], which keeps both.
 
 use std::fmt;
 use std::io;
@@ -60,6 +62,75 @@ pub enum Error {
     Key(String),
     /// Parameters that contradict each other or the format contract.
     Usage(String),
+    /// A request to a remote service (S3, KMS) failed.
+    Remote {
+        /// The file or object concerned.
+        path: PathBuf,
+        /// The service and operation, e.g. "S3 UploadPart 3", "KMS GenerateDataKey".
+        op: String,
+        /// One-line cause (the service's code and message, or the transport's).
+        reason: String,
+        /// Whether the same request may succeed later (throttling, 5xx, timeouts, resets).
+        retry: Retry,
+    },
+}
+
+/// Whether trying the same operation again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retry {
+    /// Transient: throttling, a 5xx answer, a timeout, a reset connection, an interrupted read.
+    Yes,
+    /// Permanent: bad input, a refused request, a wrong key; repeating changes nothing.
+    No,
+}
+
+/// What the run was doing with a file when it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Finding inputs, or deciding what to do with one (listing, parameters, the ledger).
+    Plan,
+    /// Getting or unwrapping a data key.
+    Key,
+    /// Reading the source.
+    Read,
+    /// Writing or committing the output.
+    Write,
+    /// Checking what was decrypted (tag, padding, digest).
+    Verify,
+}
+
+/// One file that failed, as a run reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    /// The file or object.
+    pub path: PathBuf,
+    /// What the run was doing.
+    pub stage: Stage,
+    /// Whether a re-run may succeed without any change.
+    pub retry: Retry,
+    /// The one-line message (`<path>: <cause>`).
+    pub message: String,
+}
+
+impl Failure {
+    /// The failure of `path` with `error`.
+    pub fn new(path: &Path, error: &Error) -> Self {
+        Failure { path: path.to_path_buf(), stage: error.stage(), retry: error.retry(), message: error.to_string() }
+    }
+}
+
+impl PartialOrd for Failure {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Failure {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.path, &self.message).cmp(&(&other.path, &other.message))
+    }
 }
 
 impl Error {
@@ -79,22 +150,44 @@ impl Error {
             | Error::Authentication { path }
             | Error::Padding { path }
             | Error::Digest { path, .. }
-            | Error::Exists { path } => Some(path),
+            | Error::Exists { path }
+            | Error::Remote { path, .. } => Some(path),
             Error::Key(_) | Error::Usage(_) => None,
         }
     }
 
-    /// Whether repeating the same operation may succeed (transient I/O).
-    pub fn is_retryable(&self) -> bool {
+    /// Whether repeating the same operation may succeed.
+    pub fn retry(&self) -> Retry {
         match self {
-            Error::Io { source, .. } => matches!(
-                source.kind(),
-                io::ErrorKind::Interrupted
-                    | io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::ConnectionReset
-            ),
-            _ => false,
+            Error::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Retry::Yes
+            }
+            Error::Remote { retry, .. } => *retry,
+            _ => Retry::No,
+        }
+    }
+
+    /// What was being done when this error happened.
+    pub fn stage(&self) -> Stage {
+        match self {
+            Error::Io { op, .. } => match *op {
+                "open" | "read" | "map" | "stat" | "open list file" | "open inventory" | "read inventory manifest" => Stage::Read,
+                _ => Stage::Write,
+            },
+            Error::Remote { op, .. } if op.starts_with("KMS") => Stage::Key,
+            Error::Remote { op, .. } if op.contains("GetObject") || op.contains("HeadObject") || op.contains("List") => Stage::Read,
+            Error::Remote { .. } | Error::Exists { .. } => Stage::Write,
+            Error::Authentication { .. } | Error::Padding { .. } | Error::Digest { .. } => Stage::Verify,
+            Error::Key(_) => Stage::Key,
+            Error::Invalid { .. } | Error::Usage(_) => Stage::Plan,
         }
     }
 
@@ -139,6 +232,7 @@ impl fmt::Display for Error {
             }
             Error::Key(reason) => write!(f, "{reason}"),
             Error::Usage(reason) => write!(f, "{reason}"),
+            Error::Remote { path, op, reason, .. } => write!(f, "{}: {op} failed: {reason}", path.display()),
         }
     }
 }

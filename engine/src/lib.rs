@@ -2,49 +2,46 @@
 //!
 //! Client-side encryption of media files for AWS Elemental MediaConvert and
 //! Amazon Elastic Transcoder, on all cores. The byte-level contract is
-//! `FORMAT.md`; this crate implements it:
+//! `FORMAT.md`. Modules, from the bottom up; each uses only those above it
+//! in this list (`scripts/check-layers.py` keeps it so):
 //!
-//! * [`params`]: modes, key sizes, services, IVs and encryption contexts;
-//! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM ([`cipher::Sealer`], [`cipher::Opener`]);
-//! * [`keys`]: data keys and the [`keys::KeyProvider`] seam (local keyring);
-//! * [`io`]: reading inputs (windowed mmap or plain reads) and writing outputs atomically;
-//! * [`pipeline`]: one file through read → encrypt/hash → write, with bounded memory;
-//! * [`manifest`]: the per-file JSON Lines record with ready-to-paste job settings;
-//! * [`batch`]: listing and running a whole batch (resumable, shardable), reporting through [`batch::Reporter`];
-//! * [`keycache`]: where each file's data key comes from (fresh, supplied, or cached: `--reuse-key`);
-//! * `ledger`: what earlier runs finished (the manifest) and left in flight (the journal);
-//! * `plan`: inputs named by list files and S3 Inventory reports;
-//! * [`shard`]: `--shard I/N`, a stable split of the inputs across machines;
-//! * [`merge`]: joining the manifests of sharded runs, with duplicates and gaps reported;
-//! * [`inputs`]: streaming readers for list files and S3 Inventory reports;
-//! * [`reencrypt`]: legacy archives decrypted on the fly (settings from an old
-//!   manifest or an Elastic Transcoder `Encryption` JSON) and sealed again in one pass;
-//! * [`bench`]: throughput measurement on the target hardware;
-//! * `aws` (feature `aws`): KMS key provider, S3 destination and source.
+//! * [`error`], [`size`]: typed errors (which file, what stage, whether a
+//!   retry can help); sizes as the AWS CLI writes them;
+//! * [`format`]: the contract as types: modes, IVs, keys sizes, the manifest
+//!   record, and one module per service's settings block;
+//! * `aws` (feature `aws`): the AWS configuration every AWS client is made from;
+//! * [`keys`]: data keys and the providers that wrap them (local keyring, KMS);
+//! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM;
+//! * [`store`]: where bytes come from and go (local files, S3), chosen by URL scheme;
+//! * [`pipeline`]: the one data path: source → cipher + SHA-256 → sink;
+//! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report;
+//! * [`bench`]: throughput measurement on the target hardware.
 //!
 //! The engine never prints and never parses arguments; parallelism runs on
-//! the caller's rayon pool.
+//! the caller's rayon pool, AWS calls on the caller's tokio runtime.
 
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod size;
+pub mod format;
 #[cfg(feature = "aws")]
 pub mod aws;
-pub mod batch;
-pub mod bench;
-pub mod cipher;
-pub mod error;
-pub mod inputs;
-pub mod io;
-pub mod keycache;
 pub mod keys;
-mod lanes;
-pub mod ledger;
-pub mod manifest;
-pub mod merge;
-pub mod params;
+pub mod cipher;
+pub mod store;
 pub mod pipeline;
-mod plan;
-pub mod shard;
-pub mod reencrypt;
+pub mod run;
+pub mod bench;
 
 pub use error::{Error, Result};
+
+/// Test hook: pause after `what` when the variable `name` holds milliseconds,
+/// so a test can kill the process at that exact point.
+pub(crate) fn test_pause(name: &str, what: &str) {
+    if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()) {
+        eprintln!("sealpipe: test hook: {what}: pausing {ms} ms ({name})");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+

@@ -2,12 +2,16 @@
 //! goes through the multi-buffer CBC runner; each output must equal the
 //! one-pass CBC of its file under the IV its record names.
 
-use sealpipe::batch::{self, EncryptJob, Silent};
+use sealpipe::run::encrypt::{encrypt, EncryptJob};
+use sealpipe::run::report::{Silent};
+use sealpipe::run::verify::verify;
 use sealpipe::cipher::reference;
-use sealpipe::io::LocalDir;
-use sealpipe::keys::{unb64, DataKey, LocalKeyring};
-use sealpipe::manifest::{self, ManifestWriter};
-use sealpipe::params::Mode;
+use sealpipe::store::local::LocalDir;
+use sealpipe::format::{unb64};
+use sealpipe::keys::{DataKey, LocalKeyring};
+use sealpipe::format::record::{self as manifest};
+use sealpipe::run::manifest::ManifestWriter;
+use sealpipe::format::Mode;
 use sealpipe::pipeline::Tuning;
 use sha2::Digest;
 
@@ -37,7 +41,7 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
         ..EncryptJob::new(vec![src.clone()], &destination, &keyring)
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    let summary = pool.install(|| batch::encrypt(&job, &manifest_writer, &Silent)).unwrap();
+    let summary = pool.install(|| encrypt(&job, &manifest_writer, &Silent)).unwrap();
     assert!(summary.failures.is_empty(), "{:?}", summary.failures);
     assert_eq!(summary.files, sizes.len() as u64);
     let records = manifest::read(&manifest_path).unwrap();
@@ -52,6 +56,6 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
         assert_eq!(r.plaintext_sha256, hex::encode(sha2::Sha256::digest(&plain)));
         assert_eq!(r.ciphertext_size, want.len() as u64);
     }
-    let verified = batch::verify(&records, &keyring, &job.tuning, &Silent);
+    let verified = verify(&records, &keyring, &job.tuning, &Silent);
     assert!(verified.failures.is_empty(), "{:?}", verified.failures);
 }

@@ -4,7 +4,7 @@
 
 use sealpipe::cipher::{open_to_vec, reference, OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
 use sealpipe::keys::DataKey;
-use sealpipe::params::{Iv, Mode, BLOCK};
+use sealpipe::format::{Iv, Mode, BLOCK};
 use std::path::PathBuf;
 
 fn vectors_dir() -> PathBuf {

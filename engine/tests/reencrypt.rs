@@ -1,20 +1,25 @@
 //! `reencrypt` through the engine API: legacy archives (old sealpipe runs,
 //! Elastic Transcoder style settings) decrypted on the fly by
-//! [`sealpipe::reencrypt::Legacy`] and sealed again by `batch::encrypt_with`,
+//! [`sealpipe::run::reencrypt::Legacy`] and sealed again by `batch::encrypt_with`,
 //! with small windows so files span several of them. Every output is checked
 //! against the original plaintext; tampered legacy objects must fail alone
 //! and leave nothing behind.
 
 use std::path::{Path, PathBuf};
 
-use sealpipe::batch::{self, EncryptJob, Silent, Summary};
+use sealpipe::run::encrypt::{encrypt, EncryptJob};
+use sealpipe::run::reencrypt::Unseal;
+use sealpipe::run::report::{Silent, Summary};
+use sealpipe::run::verify::verify;
 use sealpipe::cipher::{open_to_vec, seal_to_vec};
-use sealpipe::io::LocalDir;
-use sealpipe::keys::{b64, DataKey, KeyProvider, LocalKeyring};
-use sealpipe::manifest::{self, ManifestWriter, Record};
-use sealpipe::params::{Iv, Mode, Service, Target};
+use sealpipe::store::local::LocalDir;
+use sealpipe::format::{b64};
+use sealpipe::keys::{DataKey, KeyProvider, LocalKeyring};
+use sealpipe::format::record::{self as manifest, Record};
+use sealpipe::run::manifest::ManifestWriter;
+use sealpipe::format::{Iv, Mode, Service, Target};
 use sealpipe::pipeline::Tuning;
-use sealpipe::reencrypt::{Legacy, RecordProviders};
+use sealpipe::run::reencrypt::{Legacy, RecordProviders};
 use sha2::Digest;
 
 /// Windows of 16 KiB in chunks of 4 KiB: the larger sizes below span several.
@@ -67,10 +72,10 @@ impl Fixture {
             mode,
             target,
             tuning: TUNING,
-            unseal: legacy.map(|l| l as &dyn batch::Unseal),
+            unseal: legacy.map(|l| l as &dyn Unseal),
             ..EncryptJob::new(inputs, &destination, &self.keyring)
         };
-        pool().install(|| batch::encrypt_with(&job, None, &writer, &Silent)).unwrap()
+        pool().install(|| encrypt(&job, &writer, &Silent)).unwrap()
     }
 
     fn records(&self, manifest: &str) -> Vec<Record> {
@@ -101,7 +106,7 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
 
 /// Decrypt a record's output independently (in memory) with its key and IV.
 fn open_record(r: &Record, provider: &dyn KeyProvider) -> Vec<u8> {
-    let key = r.data_key(provider).unwrap();
+    let key = sealpipe::keys::unwrap_record(r, provider).unwrap();
     let cipher = std::fs::read(&r.output).unwrap();
     open_to_vec(r.mode, &key, &r.iv().unwrap(), 16, &cipher).unwrap_or_else(|f| panic!("{}: {f:?}", r.output))
 }
@@ -136,7 +141,7 @@ fn old_manifest_round_trips_cbc_to_gcm_gcm_to_ctr_ctr_to_cbc() {
             assert_eq!(r.plaintext_sha256, o.plaintext_sha256, "{}", r.output);
             assert!(open_record(r, &fx.keyring) == original, "{from}->{to}: {} differs", r.output);
         }
-        let verified = pool().install(|| batch::verify(&new, &fx.keyring, &TUNING, &Silent));
+        let verified = pool().install(|| verify(&new, &fx.keyring, &TUNING, &Silent));
         assert!(verified.failures.is_empty(), "{:?}", verified.failures);
     }
 }
@@ -178,7 +183,7 @@ fn et_json_settings_decrypt_listed_and_shared_inputs() {
     let s = fx.run(vec![legacy_dir.clone()], "out-list", Mode::Gcm, Target::Any, Some(&legacy), "list.jsonl");
     assert_eq!(s.files, 2, "{:?}", s.failures);
     assert_eq!(s.failures.len(), 1);
-    let (path, err) = &s.failures[0];
+    let (path, err) = (&s.failures[0].path, &s.failures[0].message);
     assert_eq!(path, &legacy_dir.join("c.ts"));
     assert_eq!(err, &format!("{}: no legacy settings for this object (not in the manifest / Encryption JSON)", path.display()));
     assert_eq!(listing(&fx.path("out-list")), ["a.ts", "b.ts"]);
@@ -208,7 +213,7 @@ fn et_json_settings_decrypt_listed_and_shared_inputs() {
     let legacy = Legacy::from_et_json(wrong.to_string().as_bytes(), Path::new("et.json"), &fx.keyring).unwrap();
     let s = fx.run(vec![legacy_dir.join("a.ts")], "out-md5", Mode::Gcm, Target::Any, Some(&legacy), "md5.jsonl");
     assert_eq!(s.files, 0);
-    assert!(s.failures[0].1.contains("a.ts") && s.failures[0].1.contains("KeyMd5"), "{:?}", s.failures);
+    assert!(s.failures[0].message.contains("a.ts") && s.failures[0].message.contains("KeyMd5"), "{:?}", s.failures);
     assert!(listing(&fx.path("out-md5")).is_empty());
 
     // Refused when loaded: server-side modes, IVs the mode cannot take, unknown shapes.
@@ -260,7 +265,8 @@ fn tampered_tag_bad_padding_and_wrong_digest_fail_alone_and_leave_nothing() {
     flip(&old.join("small.ts"), 33 + 15, 0x80);
     let s = reencrypt("old-gcm", &fx.path("old-gcm.jsonl"), "new-gcm");
     assert_eq!(s.files, 1, "{:?}", s.failures);
-    for (name, (path, err)) in ["big.ts", "small.ts"].iter().zip(&s.failures) {
+    for (name, f) in ["big.ts", "small.ts"].iter().zip(&s.failures) {
+        let (path, err) = (&f.path, &f.message);
         assert_eq!(path, &old.join(name));
         assert!(err.starts_with(&format!("{}: GCM authentication tag does not verify", path.display())), "{err}");
     }
@@ -273,7 +279,7 @@ fn tampered_tag_bad_padding_and_wrong_digest_fail_alone_and_leave_nothing() {
     flip(&old.join("big.ts"), len - 17, pad as u8);
     let s = reencrypt("old-cbc", &fx.path("old-cbc.jsonl"), "new-cbc");
     assert_eq!(s.files, 2, "{:?}", s.failures);
-    assert_eq!(s.failures[0].1, format!("{}: bad CBC padding after decryption (wrong key or IV, or corrupted ciphertext)", old.join("big.ts").display()));
+    assert_eq!(s.failures[0].message, format!("{}: bad CBC padding after decryption (wrong key or IV, or corrupted ciphertext)", old.join("big.ts").display()));
     assert_eq!(listing(&fx.path("new-cbc")), ["ok.ts", "small.ts"]);
 
     // CTR has no tag: a wrong recorded digest (or size) is what catches a bad object.
@@ -291,9 +297,9 @@ fn tampered_tag_bad_padding_and_wrong_digest_fail_alone_and_leave_nothing() {
     std::fs::write(&edited, records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect::<String>()).unwrap();
     let s = reencrypt("old-ctr", &edited, "new-ctr");
     assert_eq!(s.files, 1, "{:?}", s.failures);
-    let big_err = &s.failures[0].1;
+    let big_err = &s.failures[0].message;
     assert!(big_err.contains("big.ts: plaintext SHA-256 mismatch") && big_err.contains(&hex::encode(sha2::Sha256::digest(data(big, 1)))), "{big_err}");
-    let small_err = &s.failures[1].1;
+    let small_err = &s.failures[1].message;
     assert!(small_err.contains("small.ts: the legacy ciphertext decrypts to 33 bytes, the manifest recorded 34"), "{small_err}");
     assert_eq!(listing(&fx.path("new-ctr")), ["ok.ts"]);
 
@@ -302,6 +308,6 @@ fn tampered_tag_bad_padding_and_wrong_digest_fail_alone_and_leave_nothing() {
     let s = reencrypt("old-ctr", &fx.path("old-ctr.jsonl"), "new-stray");
     assert_eq!(s.files, 3);
     assert_eq!(s.failures.len(), 1);
-    assert!(s.failures[0].1.ends_with("stray.ts: no legacy settings for this object (not in the manifest / Encryption JSON)"), "{:?}", s.failures);
+    assert!(s.failures[0].message.ends_with("stray.ts: no legacy settings for this object (not in the manifest / Encryption JSON)"), "{:?}", s.failures);
     assert_eq!(listing(&fx.path("new-stray")), ["big.ts", "ok.ts", "small.ts"]);
 }

@@ -7,13 +7,16 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sealpipe::batch::{self, EncryptJob, Reporter, Silent, Summary};
-use sealpipe::io::LocalDir;
-use sealpipe::keycache::KeyReuse;
+use sealpipe::run::encrypt::{encrypt, EncryptJob};
+use sealpipe::run::report::{Reporter, Silent, Summary};
+use sealpipe::run::verify;
+use sealpipe::store::local::LocalDir;
+use sealpipe::run::keys::KeyReuse;
 use sealpipe::keys::LocalKeyring;
-use sealpipe::manifest::{self, ManifestWriter, Record};
-use sealpipe::params::{Mode, Target};
-use sealpipe::shard::Shard;
+use sealpipe::format::record::{self as manifest, Record};
+use sealpipe::run::manifest::ManifestWriter;
+use sealpipe::format::{Mode, Target};
+use sealpipe::run::shard::Shard;
 
 struct Tree {
     dir: tempfile::TempDir,
@@ -47,7 +50,7 @@ impl Tree {
         edit(&mut job);
         let writer = ManifestWriter::durable(&self.p(manifest)).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        pool.install(|| batch::encrypt(&job, &writer, reporter)).unwrap()
+        pool.install(|| encrypt(&job, &writer, reporter)).unwrap()
     }
 
     fn records(&self, manifest: &str) -> Vec<Record> {
@@ -67,7 +70,7 @@ fn sources(records: &[Record]) -> Vec<String> {
 }
 
 fn verify(tree: &Tree, records: &[Record]) {
-    let v = batch::verify(records, &tree.keyring, &sealpipe::pipeline::Tuning::default(), &Silent);
+    let v = verify::verify(records, &tree.keyring, &sealpipe::pipeline::Tuning::default(), &Silent);
     assert!(v.failures.is_empty(), "{:?}", v.failures);
     assert_eq!(v.files, records.len() as u64);
 }
@@ -114,7 +117,7 @@ fn re_running_skips_what_is_done_and_redoes_what_is_not() {
     let after = tree.records("m.jsonl");
     assert_eq!(after.len(), 40, "superseded records are compacted away");
     assert_eq!(sources(&after), sources(&records));
-    let grown_record = after.iter().find(|r| Path::new(&r.source) == batch::resolve(&grown)).unwrap();
+    let grown_record = after.iter().find(|r| Path::new(&r.source) == sealpipe::store::local::resolve(&grown)).unwrap();
     assert_eq!(grown_record.plaintext_size, 5000);
     verify(&tree, &after);
 }
@@ -149,7 +152,7 @@ fn an_output_left_by_an_interrupted_run_is_replaced_and_its_temp_files_removed()
     let foreign = tree.run("out", "m2.jsonl", |_| {});
     assert_eq!(foreign.files, 0);
     assert_eq!(foreign.failures.len(), 5);
-    assert!(foreign.failures[0].1.contains("already exists"), "{:?}", foreign.failures);
+    assert!(foreign.failures[0].message.contains("already exists"), "{:?}", foreign.failures);
 }
 
 #[test]
@@ -245,7 +248,7 @@ fn only_journalled_outputs_without_a_done_line_are_cleaned() {
     let records = tree.records("m.jsonl");
     // A journal as a killed run leaves it: two files started, one recorded.
     let (a, b) = (&records[0].output, &records[1].output);
-    let rel = |o: &str| Path::new(o).strip_prefix(batch::resolve(&tree.p("out"))).unwrap().to_path_buf();
+    let rel = |o: &str| Path::new(o).strip_prefix(sealpipe::store::local::resolve(&tree.p("out"))).unwrap().to_path_buf();
     let journal = [
         serde_json::json!({"output": a, "relative": rel(a), "at": 0}),
         serde_json::json!({"output": b, "relative": rel(b), "at": 0}),

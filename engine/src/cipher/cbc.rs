@@ -13,7 +13,7 @@ use aes::cipher::{
 use rayon::prelude::*;
 
 use super::BlockCipher;
-use crate::params::BLOCK;
+use crate::format::BLOCK;
 
 type Block = [u8; 16];
 

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::ctr::{par_xor, xor_keystream, GcmCounter};
 use super::BlockCipher;
-use crate::params::BLOCK;
+use crate::format::BLOCK;
 
 type Block = [u8; 16];
 

@@ -19,7 +19,7 @@ use aes::cipher::consts::U16;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, KeyInit};
 
 use crate::keys::DataKey;
-use crate::params::{Iv, Mode, BLOCK, GCM_TAG_LEN};
+use crate::format::{Iv, Mode, BLOCK, GCM_TAG_LEN};
 
 /// Default parallel work unit: 1 MiB of 16-byte blocks.
 pub const DEFAULT_CHUNK: usize = 1 << 20;

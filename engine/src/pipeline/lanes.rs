@@ -1,6 +1,7 @@
-//! The multi-buffer CBC runner: a batch of files sharing one data key,
-//! encrypted [`CBC_LANES`] at a time per thread so their CBC chains overlap
-//! in the CPU (see [`crate::cipher::CbcBatch`]).
+//! The multi-buffer CBC path: files sharing one data key, encrypted
+//! [`CBC_LANES`] at a time per thread so their CBC chains overlap in the CPU
+//! (see [`crate::cipher::CbcBatch`]). The same source → cipher + SHA-256 →
+//! sink path as [`super::seal`], with one cipher call over many files.
 //!
 //! Each worker keeps up to `CBC_LANES` files open. Every step it reads the
 //! next window of each (the same length for all: the least any of them has
@@ -9,60 +10,76 @@
 //! blocks are done is padded, committed and recorded, and its lane takes the
 //! next file of the batch. A failure ends only that file.
 
-use std::path::Path;
-use std::sync::Mutex;
-
 use sha2::{Digest, Sha256};
 
-use crate::batch::{file_record, open_planned, EncryptJob, Planned, Tally};
+use super::Sealed;
 use crate::cipher::{CbcBatch, CBC_LANES};
 use crate::error::Result;
-use crate::io::{Input, PendingOutput, Source};
-use crate::keycache::Material;
-use crate::params::{Iv, BLOCK};
-use crate::pipeline::Sealed;
+use crate::format::{Iv, Mode, BLOCK};
+use crate::keys::DataKey;
+use crate::store::{Committed, PendingOutput, Source};
 
-/// Bytes per lane per step.
-const STEP: usize = 1 << 20;
+/// The files of one multi-buffer run, as the caller sees them.
+pub trait LaneFiles: Sync {
+    /// One file, as the caller names it.
+    type File: Sync;
+    /// The next file to start, if any (called from every worker).
+    fn next(&self) -> Option<&Self::File>;
+    /// Open a file: its plaintext, its pending output, its IV.
+    fn open(&self, file: &Self::File) -> Result<(Box<dyn Source>, Box<dyn PendingOutput>, Iv)>;
+    /// A file finished: sealed and committed, or failed (its output discarded).
+    fn done(&self, file: &Self::File, result: Result<(Sealed, Committed, Iv)>);
+    /// Plaintext bytes processed.
+    fn progress(&self, bytes: u64);
+}
 
-struct Lane<'f> {
-    file: &'f Planned,
-    input: Input,
+/// Bytes per lane per step: a worker holds two buffers of this per lane
+/// (plaintext read, ciphertext out), so `2 × CBC_LANES × step` in all, which
+/// is kept within one pipeline window (see [`step_for`]).
+fn step_for(window: usize) -> usize {
+    let step = (window / (2 * CBC_LANES)).clamp(64 << 10, 1 << 20);
+    step - step % BLOCK
+}
+
+struct Lane<'f, F> {
+    file: &'f F,
+    input: Box<dyn Source>,
     output: Box<dyn PendingOutput>,
     hasher: Sha256,
-    iv: Vec<u8>,
+    iv: Iv,
     at: u64,
     whole: u64,
     scratch: Vec<u8>,
     out: Vec<u8>,
 }
 
-/// Encrypt `files` (CBC, all under `material`'s key: a supplied key, or one
-/// cached key of `--reuse-key`) with `CBC_LANES` files per thread.
-pub(crate) fn encrypt_cbc(job: &EncryptJob<'_>, files: &[Planned], material: &Material, out_real: Option<&Path>, tally: &Tally<'_>) {
-    let queue = Mutex::new(files.iter());
-    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+/// Encrypt every file `files` hands out (CBC, all under `key`), with
+/// `CBC_LANES` files per thread of the current rayon pool, holding at most
+/// `window` bytes of buffers per thread.
+pub fn seal_cbc<L: LaneFiles>(key: &DataKey, files: &L, window: usize) {
+    let step = step_for(window);
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| worker(job, material, out_real, tally, &next));
+            scope.spawn(|_| worker(key, files, step));
         }
     });
 }
 
-fn worker<'f>(job: &EncryptJob<'_>, material: &Material, out_real: Option<&Path>, tally: &Tally<'_>, next: &(dyn Fn() -> Option<&'f Planned> + Sync)) {
-    let mut batch = CbcBatch::new(&material.key);
-    let mut lanes: Vec<Option<Lane<'f>>> = (0..CBC_LANES).map(|_| None).collect();
+fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize) {
+    let mut batch = CbcBatch::new(key);
+    let mut lanes: Vec<Option<Lane<'_, L::File>>> = (0..CBC_LANES).map(|_| None).collect();
     loop {
         // Fill empty lanes.
         for (i, slot) in lanes.iter_mut().enumerate() {
             while slot.is_none() {
-                let Some(file) = next() else { break };
-                match open_lane(job, material, file, out_real) {
-                    Ok((lane, iv)) => {
-                        batch.start(i, iv);
-                        *slot = Some(lane);
+                let Some(file) = files.next() else { break };
+                match files.open(file) {
+                    Ok((input, output, iv)) => {
+                        let len = input.len();
+                        batch.start(i, Iv::from_slice(iv.as_bytes()).expect("an IV's own bytes make a valid IV"));
+                        *slot = Some(Lane { file, input, output, hasher: Sha256::new(), iv, at: 0, whole: len - len % BLOCK as u64, scratch: Vec::new(), out: Vec::new() });
                     }
-                    Err(e) => tally.record(file, Err(e)),
+                    Err(e) => files.done(file, Err(e)),
                 }
             }
         }
@@ -75,46 +92,23 @@ fn worker<'f>(job: &EncryptJob<'_>, material: &Material, out_real: Option<&Path>
             .map(|&i| lanes[i].as_ref().map_or(0, |l| l.whole - l.at))
             .min()
             .unwrap_or(0)
-            .min(STEP as u64) as usize;
+            .min(step_max as u64) as usize;
         if step > 0 {
-            step_lanes(&mut batch, &mut lanes, &active, step, tally);
+            step_lanes(&mut batch, &mut lanes, &active, step, files);
         }
         // Finish lanes whose whole blocks are done.
         for i in 0..CBC_LANES {
             if lanes[i].as_ref().is_some_and(|l| l.at == l.whole) {
                 let lane = lanes[i].take().expect("checked");
                 let file = lane.file;
-                let result = finish_lane(job, material, &mut batch, i, lane);
-                tally.record(file, result);
+                files.done(file, finish_lane(&mut batch, i, lane));
             }
         }
     }
 }
 
-fn open_lane<'f>(job: &EncryptJob<'_>, material: &Material, file: &'f Planned, out_real: Option<&Path>) -> Result<(Lane<'f>, Iv)> {
-    let input = open_planned(file, out_real)?;
-    let iv = match &job.iv {
-        Some(bytes) => Iv::from_slice(bytes)?,
-        None => material.fresh_iv(BLOCK)?,
-    };
-    let len = input.len();
-    let output = job.destination.create(&file.relative, job.mode.sealed_len(len), file.replace)?;
-    let lane = Lane {
-        file,
-        input,
-        output,
-        hasher: Sha256::new(),
-        iv: iv.as_bytes().to_vec(),
-        at: 0,
-        whole: len - len % BLOCK as u64,
-        scratch: Vec::new(),
-        out: Vec::new(),
-    };
-    Ok((lane, iv))
-}
-
 /// Read, hash, encrypt and write `step` bytes of every active lane.
-fn step_lanes(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_>>], active: &[usize], step: usize, tally: &Tally<'_>) {
+fn step_lanes<L: LaneFiles>(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_, L::File>>], active: &[usize], step: usize, files: &L) {
     let mut failed = Vec::new();
     {
         let mut ids = Vec::with_capacity(active.len());
@@ -145,18 +139,18 @@ fn step_lanes(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_>>], active: &[us
         match lane.output.write(&lane.out) {
             Ok(()) => {
                 lane.at += step as u64;
-                tally.reporter.progress(step as u64);
+                files.progress(step as u64);
             }
             Err(e) => failed.push((i, e)),
         }
     }
     for (i, e) in failed {
         let lane = lanes[i].take().expect("active");
-        tally.record(lane.file, Err(e)); // dropping the lane discards its output
+        files.done(lane.file, Err(e)); // dropping the lane discards its output
     }
 }
 
-fn finish_lane(job: &EncryptJob<'_>, material: &Material, batch: &mut CbcBatch, i: usize, mut lane: Lane<'_>) -> Result<crate::manifest::Record> {
+fn finish_lane<F>(batch: &mut CbcBatch, i: usize, mut lane: Lane<'_, F>) -> Result<(Sealed, Committed, Iv)> {
     let len = lane.input.len();
     let rest = (len - lane.whole) as usize;
     let tail = lane.input.window(lane.whole, rest, &mut lane.scratch)?.to_vec();
@@ -165,7 +159,6 @@ fn finish_lane(job: &EncryptJob<'_>, material: &Material, batch: &mut CbcBatch, 
     lane.output.write(&last)?;
     lane.input.finish()?;
     let committed = lane.output.commit()?;
-    let sealed = Sealed { plain_len: len, cipher_len: job.mode.sealed_len(len), sha256: lane.hasher.finalize().into() };
-    let iv = Iv::from_slice(&lane.iv)?;
-    Ok(file_record(job, lane.file, &material.key, material.source, &material.wrapped, &iv, &sealed, &committed))
+    let sealed = Sealed { plain_len: len, cipher_len: Mode::Cbc.sealed_len(len), sha256: lane.hasher.finalize().into() };
+    Ok((sealed, committed, lane.iv))
 }

@@ -1,11 +1,7 @@
-//! The AWS layer (feature `aws`): KMS as a [`crate::keys::KeyProvider`] and
-//! S3 as a [`crate::io::Destination`] and [`crate::io::Source`].
-//!
-//! * [`kms::KmsProvider`]: data keys from KMS `GenerateDataKey` / `Encrypt`
-//!   under the service's encryption context, unwrapped with `Decrypt`;
-//! * [`s3::S3Destination`]: one `PutObject` for small outputs, a concurrent,
-//!   memory-bounded multipart upload for large ones, aborted on any failure;
-//! * [`s3::S3Object`]: an object read by ranged GETs pinned to its ETag.
+//! Reaching AWS (feature `aws`): the configuration every AWS client of the
+//! engine is made from, and one way to turn SDK errors into [`Error`]s. The
+//! services themselves are elsewhere: KMS as a key provider
+//! ([`crate::keys::kms`]), S3 as a store ([`crate::store::s3`]).
 //!
 //! The caller owns the tokio runtime and hands in a [`tokio::runtime::Handle`];
 //! every method here is synchronous and must be called from a thread that
@@ -13,12 +9,6 @@
 //!
 //! Errors are one line each and never contain key material: AWS service
 //! errors are rendered as `<error code>: <message>` by [`describe`].
-
-pub mod kms;
-pub mod s3;
-
-/// The S3 SDK, for callers that need its types (manifests kept in S3).
-pub use aws_sdk_s3;
 
 use std::time::Duration;
 
@@ -28,7 +18,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 
 /// How to reach AWS, as with the AWS CLI; anything `None` falls back to the
 /// standard chain (environment, shared config/credentials files, IMDS).
@@ -104,57 +94,41 @@ impl Aws {
             Error::Usage("no AWS region configured: pass --region, or set AWS_REGION or a region in the profile".into())
         })
     }
+}
 
-    /// An S3 client honouring `force_path_style` and the checksum choice.
-    pub fn s3_client(&self, checksum: s3::ChecksumChoice) -> aws_sdk_s3::Client {
-        use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-        let mut builder = aws_sdk_s3::config::Builder::from(&self.config).force_path_style(self.options.force_path_style);
-        if checksum == s3::ChecksumChoice::None {
-            // Stores that reject the SDK's default CRC32 headers.
-            builder = builder
-                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+/// The AWS configuration of a command, loaded on first use (a run over
+/// local files with the local keyring never touches it), on the caller's runtime.
+pub struct Session {
+    handle: tokio::runtime::Handle,
+    options: AwsOptions,
+    loaded: std::sync::OnceLock<Aws>,
+}
+
+impl Session {
+    /// AWS as `options` say, driven by `handle`.
+    pub fn new(handle: tokio::runtime::Handle, options: AwsOptions) -> Self {
+        Session { handle, options, loaded: std::sync::OnceLock::new() }
+    }
+
+    /// The loaded configuration; fails clearly when no region is configured.
+    pub fn aws(&self) -> Result<&Aws> {
+        if let Some(aws) = self.loaded.get() {
+            return Ok(aws);
         }
-        aws_sdk_s3::Client::from_conf(builder.build())
+        let aws = Aws::load(self.handle.clone(), self.options.clone());
+        aws.region()?;
+        let _ = self.loaded.set(aws);
+        Ok(self.loaded.get().expect("set above"))
     }
 
-    /// A KMS client.
-    pub fn kms_client(&self) -> aws_sdk_kms::Client {
-        aws_sdk_kms::Client::new(&self.config)
-    }
-}
-
-/// `s3://bucket/key`, split.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Url {
-    /// Bucket name.
-    pub bucket: String,
-    /// Key (or prefix); may be empty.
-    pub key: String,
-}
-
-impl S3Url {
-    /// Parse `s3://bucket[/key]`.
-    pub fn parse(url: &str) -> Result<S3Url> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| Error::Usage(format!("{url}: not an s3:// URL (expected s3://bucket/prefix/)")))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!("{url}: no bucket name in the S3 URL")));
-        }
-        Ok(S3Url { bucket: bucket.to_string(), key: key.to_string() })
+    /// The endpoint requests go to (`--endpoint-url` or `AWS_ENDPOINT_URL`; empty for AWS's own).
+    pub fn endpoint(&self) -> String {
+        self.options.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).unwrap_or_default()
     }
 
-    /// Whether `text` is an `s3://` URL.
-    pub fn is_s3(text: &str) -> bool {
-        text.starts_with("s3://")
-    }
-}
-
-impl std::fmt::Display for S3Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
+    /// The options.
+    pub fn options(&self) -> &AwsOptions {
+        &self.options
     }
 }
 
@@ -207,6 +181,45 @@ pub fn status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> O
     err.raw_response().map(|r| r.status().as_u16())
 }
 
+/// Whether the failed call may succeed if made again: throttling, a 5xx
+/// answer, a timeout or a lost connection, as the SDK's own retry policy
+/// judges them (a call that still failed after its attempts may succeed in a later run).
+pub fn retry<E, R>(err: &SdkError<E, R>) -> Retry
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    let throttled = |code: Option<&str>| {
+        matches!(code, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException" | "RequestTimeout" | "InternalError" | "KMSInternalException" | "ServiceUnavailable"))
+    };
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Retry::Yes,
+        SdkError::ServiceError(s) if throttled(s.err().code()) || s.raw().status_code() >= 500 || s.raw().status_code() == 429 => Retry::Yes,
+        _ => Retry::No,
+    }
+}
+
+/// The HTTP status of a raw response, whichever service's.
+pub trait HasStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// An SDK error as an engine error about `path`: `"<op> failed: <describe>"`, typed with its retry.
+pub fn remote_error<E, R>(path: impl AsRef<std::path::Path>, op: impl Into<String>, err: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus + 'static,
+{
+    Error::Remote { path: path.as_ref().to_path_buf(), op: op.into(), reason: describe(err), retry: retry(err) }
+}
+
 /// Join an error and its sources with `: `, skipping repeats.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -219,17 +232,4 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn s3_urls_parse() {
-        assert_eq!(S3Url::parse("s3://b/p/x.mp4").unwrap(), S3Url { bucket: "b".into(), key: "p/x.mp4".into() });
-        assert_eq!(S3Url::parse("s3://b").unwrap(), S3Url { bucket: "b".into(), key: "".into() });
-        assert!(S3Url::parse("s3:///x").is_err());
-        assert!(S3Url::parse("/tmp/x").is_err());
-    }
 }

@@ -32,10 +32,10 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{describe, Aws, S3Url};
+use super::{ChecksumChoice, Committed, Destination, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
+use crate::aws::{describe, remote_error, status, Aws, Session};
 use crate::error::{Error, Result};
-use crate::io::{Committed, Destination, PendingOutput, Sink, Source, Window};
-use crate::keys::b64;
+use crate::format::b64;
 
 /// Smallest part S3 accepts (all but the last part).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -54,62 +54,72 @@ pub const READ_SPLIT: usize = 4;
 /// ... of at least this many bytes each.
 pub const MIN_RANGE_SIZE: usize = 1 << 20;
 
-/// The checksum sent with every part (`--checksum`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ChecksumChoice {
-    /// CRC32C per part; the object checksum is S3's composite of the parts.
-    #[default]
-    Crc32c,
-    /// CRC64NVME per part and of the whole object (full-object checksum).
-    Crc64Nvme,
-    /// No checksum headers (for S3-compatible stores that reject them).
-    None,
-}
-
-impl ChecksumChoice {
-    fn algorithm(self) -> Option<ChecksumAlgorithm> {
-        match self {
-            ChecksumChoice::Crc32c => Some(ChecksumAlgorithm::Crc32C),
-            ChecksumChoice::Crc64Nvme => Some(ChecksumAlgorithm::Crc64Nvme),
-            ChecksumChoice::None => None,
-        }
-    }
-
-    /// Base64 of the big-endian checksum of `data`, as S3 headers carry it.
-    pub fn of(self, data: &[u8]) -> Option<String> {
-        match self {
-            ChecksumChoice::Crc32c => Some(b64(&crc32c::crc32c(data).to_be_bytes())),
-            ChecksumChoice::Crc64Nvme => {
-                let mut d = crc64fast_nvme::Digest::new();
-                d.write(data);
-                Some(b64(&d.sum64().to_be_bytes()))
-            }
-            ChecksumChoice::None => None,
-        }
+/// The SDK's name of a checksum choice.
+fn algorithm(choice: ChecksumChoice) -> Option<ChecksumAlgorithm> {
+    match choice {
+        ChecksumChoice::Crc32c => Some(ChecksumAlgorithm::Crc32C),
+        ChecksumChoice::Crc64Nvme => Some(ChecksumAlgorithm::Crc64Nvme),
+        ChecksumChoice::None => None,
     }
 }
 
-/// How uploads are cut and sent.
-#[derive(Clone, Copy, Debug)]
-pub struct UploadSettings {
-    /// Requested part size (raised where needed so a file fits in 10,000 parts).
-    pub part_size: u64,
-    /// Parts in flight per upload.
-    pub concurrency: usize,
-    /// Per-part checksum.
-    pub checksum: ChecksumChoice,
-    /// Replace existing objects.
-    pub overwrite: bool,
+/// Base64 of the big-endian checksum of `data`, as S3 headers carry it.
+pub fn checksum_of(choice: ChecksumChoice, data: &[u8]) -> Option<String> {
+    match choice {
+        ChecksumChoice::Crc32c => Some(b64(&crc32c::crc32c(data).to_be_bytes())),
+        ChecksumChoice::Crc64Nvme => {
+            let mut d = crc64fast_nvme::Digest::new();
+            d.write(data);
+            Some(b64(&d.sum64().to_be_bytes()))
+        }
+        ChecksumChoice::None => None,
+    }
 }
 
-impl Default for UploadSettings {
-    fn default() -> Self {
-        UploadSettings {
-            part_size: DEFAULT_PART_SIZE,
-            concurrency: DEFAULT_CONCURRENCY,
-            checksum: ChecksumChoice::default(),
-            overwrite: false,
+/// An S3 client honouring `force_path_style` and the checksum choice.
+pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+    let mut builder = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(aws.options.force_path_style);
+    if checksum == ChecksumChoice::None {
+        // Stores that reject the SDK's default CRC32 headers.
+        builder = builder
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// `s3://bucket/key`, split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Url {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key (or prefix); may be empty.
+    pub key: String,
+}
+
+impl S3Url {
+    /// Parse `s3://bucket[/key]`.
+    pub fn parse(url: &str) -> Result<S3Url> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::Usage(format!("{url}: not an s3:// URL (expected s3://bucket/prefix/)")))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Usage(format!("{url}: no bucket name in the S3 URL")));
         }
+        Ok(S3Url { bucket: bucket.to_string(), key: key.to_string() })
+    }
+
+    /// Whether `text` is an `s3://` URL.
+    pub fn is_s3(text: &str) -> bool {
+        text.starts_with("s3://")
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
     }
 }
 
@@ -188,10 +198,10 @@ impl S3Destination {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        let client = aws.s3_client(settings.checksum);
+        let client = client(aws, settings.checksum);
         let bucket = parsed.bucket;
         aws.handle.block_on(client.head_bucket().bucket(&bucket).send()).map_err(|e| {
-            let cause = match super::status(&e) {
+            let cause = match status(&e) {
                 Some(404) => "bucket does not exist".to_string(),
                 Some(403) => "access denied to the bucket (or it belongs to another account)".to_string(),
                 Some(301) => "the bucket is in another region: pass its --region".to_string(),
@@ -232,6 +242,12 @@ impl Destination for S3Destination {
         self.abort_stale(&self.key(relative), since_unix)
     }
 
+    fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
+        let uploads = self.open.clone();
+        let handle = self.handle.clone();
+        Some(Box::new(move || handle.block_on(uploads.abort_all())))
+    }
+
     fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
@@ -239,7 +255,7 @@ impl Destination for S3Destination {
         if !self.settings.overwrite && !replace {
             match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
                 Ok(_) => return Err(Error::Exists { path }),
-                Err(e) if super::status(&e) == Some(404) => {}
+                Err(e) if status(&e) == Some(404) => {}
                 Err(e) => return Err(Error::invalid(&path, format!("cannot check whether the object exists: {}", describe(&e)))),
             }
         }
@@ -262,7 +278,7 @@ impl Destination for S3Destination {
         };
         if len > part_size {
             let mut req = upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key);
-            if let Some(alg) = checksum.algorithm() {
+            if let Some(alg) = algorithm(checksum) {
                 req = req.checksum_algorithm(alg);
             }
             if checksum == ChecksumChoice::Crc64Nvme {
@@ -272,7 +288,7 @@ impl Destination for S3Destination {
             let out = upload
                 .handle
                 .block_on(req.send())
-                .map_err(|e| upload.fail("CreateMultipartUpload", &describe(&e)))?;
+                .map_err(|e| remote_error(&upload.path, "S3 CreateMultipartUpload", &e))?;
             let upload_id = out
                 .upload_id
                 .ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))?;
@@ -297,7 +313,7 @@ impl S3Destination {
     fn head_len(&self, key: &str) -> Result<Option<u64>> {
         match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(key).send()) {
             Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) if super::status(&e) == Some(404) => Ok(None),
+            Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(Error::invalid(
                 Path::new(&format!("s3://{}/{key}", self.bucket)),
                 format!("cannot check whether the object exists: {}", describe(&e)),
@@ -310,13 +326,12 @@ impl S3Destination {
     /// run journalled before creating them.
     fn abort_stale(&self, key: &str, since_unix: u64) -> Result<usize> {
         let url = format!("s3://{}/{key}", self.bucket);
-        let fail = |op: &str, cause: String| Error::invalid(Path::new(&url), format!("S3 {op} failed: {cause}"));
         let since = since_unix.saturating_sub(60) as i64;
         let mut aborted = 0;
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             let req = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(key).set_key_marker(key_marker.take()).set_upload_id_marker(id_marker.take());
-            let page = self.handle.block_on(req.send()).map_err(|e| fail("ListMultipartUploads", describe(&e)))?;
+            let page = self.handle.block_on(req.send()).map_err(|e| remote_error(&url, "S3 ListMultipartUploads", &e))?;
             for upload in page.uploads() {
                 let started = upload.initiated().map(|t| t.secs()).unwrap_or(i64::MAX);
                 if upload.key() != Some(key) || started < since {
@@ -325,8 +340,8 @@ impl S3Destination {
                 let Some(id) = upload.upload_id() else { continue };
                 match self.handle.block_on(self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send()) {
                     Ok(_) => aborted += 1,
-                    Err(e) if super::code(&e) == Some("NoSuchUpload") => {}
-                    Err(e) => return Err(fail("AbortMultipartUpload", describe(&e))),
+                    Err(e) if crate::aws::code(&e) == Some("NoSuchUpload") => {}
+                    Err(e) => return Err(remote_error(&url, "S3 AbortMultipartUpload", &e)),
                 }
             }
             if page.is_truncated() != Some(true) {
@@ -384,7 +399,7 @@ impl Upload {
         let permit = mp.filling.take().expect("a slot is held while a part is filled");
         let number = mp.next_part;
         mp.next_part += 1;
-        let checksum = self.checksum.of(&data);
+        let checksum = checksum_of(self.checksum, &data);
         let request = {
             let mut r = self
                 .client
@@ -412,7 +427,7 @@ impl Upload {
                 .body(ByteStream::from(data))
                 .send()
                 .await
-                .map_err(|e| Error::invalid(&path, format!("S3 UploadPart {number} failed: {}", describe(&e))))?;
+                .map_err(|e| remote_error(&path, format!("S3 UploadPart {number}"), &e))?;
             let mut part = CompletedPart::builder().part_number(number).set_e_tag(out.e_tag);
             match (choice, checksum) {
                 (ChecksumChoice::Crc32c, Some(c)) => part = part.checksum_crc32_c(c),
@@ -452,7 +467,7 @@ impl Upload {
     fn complete_single(&mut self) -> Result<Committed> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
         let mut req = self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64);
-        match (self.checksum, self.checksum.of(&data)) {
+        match (self.checksum, checksum_of(self.checksum, &data)) {
             (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
             (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
             _ => {}
@@ -460,7 +475,7 @@ impl Upload {
         let out = self
             .handle
             .block_on(req.body(ByteStream::from(data)).send())
-            .map_err(|e| self.fail("PutObject", &describe(&e)))?;
+            .map_err(|e| remote_error(&self.path, "S3 PutObject", &e))?;
         let checksum = out
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
@@ -505,7 +520,7 @@ impl Upload {
         let out = self
             .handle
             .block_on(req.send())
-            .map_err(|e| self.fail("CompleteMultipartUpload", &describe(&e)))?;
+            .map_err(|e| remote_error(&self.path, "S3 CompleteMultipartUpload", &e))?;
         // Completed: nothing to abort any more.
         self.open.remove(&upload_id);
         self.multipart = None;
@@ -609,7 +624,7 @@ impl S3Object {
     /// Open `url` with `HeadObject`. With `expected_etag` (from a manifest),
     /// refuse an object that was replaced since.
     pub fn open(aws: &Aws, url: &str, expected_etag: Option<&str>) -> Result<Self> {
-        Self::open_with(aws, aws.s3_client(ChecksumChoice::Crc32c), url, expected_etag)
+        Self::open_with(aws, client(aws, ChecksumChoice::Crc32c), url, expected_etag)
     }
 
     /// [`S3Object::open`] with an existing client (and its connection pool),
@@ -621,7 +636,7 @@ impl S3Object {
             .handle
             .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
             .map_err(|e| {
-                let cause = match super::status(&e) {
+                let cause = match status(&e) {
                     Some(404) => "no such object (or no such bucket)".to_string(),
                     Some(403) => "access denied".to_string(),
                     _ => describe(&e),
@@ -693,12 +708,9 @@ impl Source for S3Object {
             }
             let path = self.path.clone();
             tasks.push(self.handle.spawn(async move {
-                let out = req.send().await.map_err(|e| {
-                    let cause = match super::status(&e) {
-                        Some(412) => changed.to_string(),
-                        _ => format!("S3 GetObject failed: {}", describe(&e)),
-                    };
-                    Error::invalid(&path, cause)
+                let out = req.send().await.map_err(|e| match status(&e) {
+                    Some(412) => Error::invalid(&path, changed),
+                    _ => remote_error(&path, "S3 GetObject", &e),
                 })?;
                 let body = out
                     .body
@@ -732,6 +744,167 @@ impl Source for S3Object {
     }
 }
 
+/// S3 as a [`Store`]: `s3://bucket/prefix/` listed with `ListObjectsV2`
+/// (page by page), objects read by ranged GETs pinned to their ETag,
+/// outputs uploaded by [`S3Destination`]. One client (one connection pool)
+/// serves every listing and read; the AWS configuration is loaded on first use.
+pub struct S3Store {
+    session: Arc<Session>,
+    client: std::sync::OnceLock<aws_sdk_s3::Client>,
+}
+
+impl S3Store {
+    /// S3 through `session`.
+    pub fn new(session: Arc<Session>) -> Self {
+        S3Store { session, client: std::sync::OnceLock::new() }
+    }
+
+    fn client(&self) -> Result<(&Aws, &aws_sdk_s3::Client)> {
+        let aws = self.session.aws()?;
+        Ok((aws, self.client.get_or_init(|| client(aws, ChecksumChoice::Crc32c))))
+    }
+}
+
+impl Store for S3Store {
+    fn scheme(&self) -> &'static str {
+        "s3"
+    }
+
+    fn endpoint(&self) -> String {
+        self.session.endpoint()
+    }
+
+    /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
+    /// itself (relative path: its name) and/or everything under `p/`.
+    fn list(&self, input: &str, each: &mut dyn FnMut(Listed)) -> Result<()> {
+        let url = S3Url::parse(input)?;
+        let (aws, client) = self.client()?;
+        let folder = if url.key.is_empty() || url.key.ends_with('/') { url.key.clone() } else { format!("{}/", url.key) };
+        let mut token: Option<String> = None;
+        loop {
+            let req = client.list_objects_v2().bucket(&url.bucket).prefix(&url.key).set_continuation_token(token.take());
+            let page = aws.handle.block_on(req.send()).map_err(|e| match crate::aws::code(&e) {
+                Some("NoSuchBucket") => Error::invalid(input, "cannot list: the bucket does not exist"),
+                Some("AccessDenied") => Error::invalid(input, "cannot list: access denied"),
+                _ => Error::invalid(input, format!("cannot list: {}", describe(&e))),
+            })?;
+            // Test hook: a window between listing a page and reading its objects, to replace one in.
+            if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+                eprintln!("sealpipe: test hook: {input} listed; pausing {ms} ms");
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let relative = if key == url.key && !key.ends_with('/') {
+                    key.rsplit('/').next().unwrap_or(key).to_string()
+                } else if let Some(rest) = key.strip_prefix(&folder) {
+                    rest.to_string()
+                } else {
+                    continue; // `p2/...` under the prefix `p`
+                };
+                if relative.is_empty() || key.ends_with('/') {
+                    continue; // folder markers
+                }
+                each(Listed {
+                    url: format!("s3://{}/{key}", url.bucket),
+                    relative: relative.split('/').collect(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().unwrap_or_default().to_string(),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn stat(&self, url: &str) -> Result<Listed> {
+        let (aws, client) = self.client()?;
+        let object = S3Object::open_with(aws, client.clone(), url, None)?;
+        let key = S3Url::parse(url)?.key;
+        Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
+    }
+
+    fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
+        let (aws, client) = self.client()?;
+        Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))
+    }
+
+    fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>> {
+        let (aws, client) = self.client()?;
+        Ok(Box::new(S3Object::open_with(aws, client.clone(), url, etag)?))
+    }
+
+    /// Downloaded into an unlinked temporary file, chunk by chunk, so memory
+    /// stays flat whatever the report's size.
+    fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        use std::io::{Seek, Write};
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let fail = |cause: String| Error::invalid(url, format!("cannot read: {cause}"));
+        let mut file = tempfile::tempfile().map_err(|e| fail(e.to_string()))?;
+        aws.handle.block_on(async {
+            let mut out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await.map_err(|e| fail(describe(&e)))?;
+            while let Some(chunk) = out.body.try_next().await.map_err(|e| fail(e.to_string()))? {
+                file.write_all(&chunk).map_err(|e| fail(e.to_string()))?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        file.rewind().map_err(|e| fail(e.to_string()))?;
+        Ok(Box::new(file))
+    }
+
+    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+        S3Url::parse(url)?;
+        Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings)?))
+    }
+
+    fn download(&self, url: &str, local: &Path) -> Result<bool> {
+        let parsed = S3Url::parse(url)?;
+        let (aws, client) = self.client()?;
+        let got = aws.handle.block_on(async {
+            let out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await?;
+            Ok::<_, aws_sdk_s3::error::SdkError<_, _>>(out.body)
+        });
+        let body = match got {
+            Ok(body) => body,
+            Err(e) if crate::aws::code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(false),
+            Err(e) => return Err(Error::invalid(url, format!("cannot read the manifest: {}", describe(&e)))),
+        };
+        let bytes = aws
+            .handle
+            .block_on(body.collect())
+            .map_err(|e| Error::invalid(url, format!("cannot read the manifest: reading it failed: {e}")))?
+            .into_bytes();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(local)
+            .map_err(|e| Error::io(local, "create a temporary manifest", e))?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(|e| Error::io(local, "write", e))?;
+        Ok(true)
+    }
+
+    fn upload(&self, local: &Path, url: &str) -> Result<()> {
+        let parsed = S3Url::parse(url)?;
+        let (aws, client) = self.client()?;
+        aws.handle.block_on(async {
+            let body = ByteStream::from_path(local).await.map_err(|e| Error::invalid(local, e.to_string()))?;
+            client
+                .put_object()
+                .bucket(&parsed.bucket)
+                .key(&parsed.key)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| Error::invalid(url, describe(&e)))?;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,7 +922,7 @@ mod tests {
     #[test]
     fn checksums_are_big_endian_base64() {
         // CRC32C("123456789") = 0xE3069283.
-        assert_eq!(ChecksumChoice::Crc32c.of(b"123456789").unwrap(), b64(&[0xE3, 0x06, 0x92, 0x83]));
-        assert_eq!(ChecksumChoice::None.of(b"x"), None);
+        assert_eq!(checksum_of(ChecksumChoice::Crc32c, b"123456789").unwrap(), b64(&[0xE3, 0x06, 0x92, 0x83]));
+        assert_eq!(checksum_of(ChecksumChoice::None, b"x"), None);
     }
 }

@@ -12,8 +12,9 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{Output, Sink};
-use crate::manifest::Record;
+use crate::store::local::Output;
+use crate::store::Sink;
+use crate::format::record::Record;
 
 /// The most shards a label may declare (`I/N` with `N` up to this).
 pub const MAX_SHARDS: u32 = 1 << 16;

@@ -17,13 +17,13 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState};
 use zeroize::Zeroize;
 
-use super::{describe, Aws};
+use crate::aws::{describe, Aws};
 use crate::error::{Error, Result};
+use crate::format::{EncryptionContext, KeyBits};
 use crate::keys::{DataKey, KeyProvider};
-use crate::params::{EncryptionContext, KeyBits};
 
 /// Provider name recorded in manifests.
-pub const NAME: &str = "aws-kms";
+pub const NAME: &str = super::KMS_NAME;
 
 /// A customer managed KMS key, resolved to its ARN.
 pub struct KmsProvider {
@@ -37,7 +37,7 @@ impl KmsProvider {
     /// Resolve `key` (key id, key ARN, alias name `alias/...` or alias ARN)
     /// with `DescribeKey`, refusing a missing, disabled or non-symmetric key.
     pub fn new(aws: &Aws, key: &str) -> Result<Self> {
-        let client = aws.kms_client();
+        let client = aws_sdk_kms::Client::new(&aws.config);
         let described = aws
             .handle
             .block_on(client.describe_key().key_id(key).send())
@@ -86,7 +86,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let code = super::code(err).unwrap_or("");
+    let code = crate::aws::code(err).unwrap_or("");
     let hint = match code {
         "NotFoundException" => "the key does not exist in this account and region",
         "AccessDeniedException" => "access denied: the caller lacks permission on this key",
@@ -123,8 +123,8 @@ impl KeyProvider for KmsProvider {
         self.arn.clone()
     }
 
-    fn region(&self) -> String {
-        self.region.clone()
+    fn kms_region(&self) -> Option<String> {
+        Some(self.region.clone())
     }
 
     fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {

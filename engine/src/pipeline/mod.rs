@@ -1,4 +1,7 @@
-//! One file through read → encrypt (or decrypt) + SHA-256 → write.
+//! The one data path: one file through read → cipher + SHA-256 → write,
+//! whether it is sealed ([`seal`]), opened ([`open`]) or re-encrypted in one
+//! pass ([`reseal`]); [`lanes`] drives many files through the same steps
+//! with one multi-buffer CBC cipher.
 //!
 //! The input is taken a window at a time. For each window the plaintext
 //! SHA-256 and the cipher run side by side on the rayon pool (the hash on
@@ -7,13 +10,15 @@
 //! next window overlaps writing the last. Memory per file is bounded by
 //! `window × (depth + 2)` whatever the file size.
 
+pub mod lanes;
+
 use crossbeam_channel::bounded;
 use sha2::{Digest, Sha256};
 
 use crate::cipher::{OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
 use crate::error::{Error, Result};
-use crate::io::{Sink, Source};
-use crate::params::{Mode, BLOCK};
+use crate::store::{Sink, Source};
+use crate::format::{Mode, BLOCK};
 
 /// Sizes that trade memory for parallelism.
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +83,7 @@ pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tu
 
 /// Decrypt `input` into `sink`, checking the GCM tag or CBC padding at the
 /// end. On error the caller must discard what `sink` received (an
-/// uncommitted [`crate::io::Output`] does so by itself).
+/// uncommitted [`crate::store::local::Output`] does so by itself).
 pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, progress: &(dyn Fn(u64) + Sync)) -> Result<Opened> {
     let len = input.len();
     let (whole, _) = Opener::split(mode, len).map_err(|r| Error::invalid(input.path(), r))?;
@@ -88,20 +93,82 @@ pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink,
     Ok(Opened { cipher_len: len, plain_len, sha256: hasher.finalize().into() })
 }
 
-/// A cipher direction as the window loop sees it.
+/// Decrypt legacy ciphertext `input` (encrypted in `old_mode`, opened by
+/// `opener`) and encrypt its plaintext with `sealer` into `sink`, in one
+/// pass: the plaintext exists only a window at a time, in memory. The old
+/// GCM tag or CBC padding is checked at the end, before the caller commits
+/// the output; `plain_len` is the plaintext length the caller learned first
+/// (for CBC, from the last block), and the result must agree with it.
+#[allow(clippy::too_many_arguments)]
+pub fn reseal(
+    input: &dyn Source,
+    old_mode: Mode,
+    opener: Opener,
+    plain_len: u64,
+    sealer: Sealer,
+    sink: &mut dyn Sink,
+    tuning: &Tuning,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Sealed> {
+    let new_mode = sealer.mode();
+    new_mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(input.path(), r))?;
+    let (whole, _) = Opener::split(old_mode, input.len()).map_err(|r| Error::invalid(input.path(), r))?;
+    let mut hasher = Sha256::new();
+    let resealing = Resealing { opening: Opening { opener, path: input.path() }, sealer, plain: Vec::new() };
+    let cipher_len = stream(input, whole, sink, tuning, Hash::Inside(&mut hasher), progress, resealing)?;
+    if cipher_len != new_mode.sealed_len(plain_len) {
+        return Err(Error::invalid(input.path(), "the legacy ciphertext changed while it was read; output discarded"));
+    }
+    Ok(Sealed { plain_len, cipher_len, sha256: hasher.finalize().into() })
+}
+
+/// One pass of a cipher over a file's bytes, as the window loop drives it:
+/// sealing ([`Sealer`]), opening ([`Opening`]) and re-encrypting
+/// ([`Resealing`]: open then seal) all plug in here; the multi-buffer CBC
+/// path ([`lanes`]) drives many sealers at once over the same sources and sinks.
 trait Transform: Send {
-    /// Whole blocks, in order.
-    fn update(&mut self, input: &[u8], output: &mut [u8]);
+    /// Whole blocks, in order; `inner` hashes plaintext that only the transform sees.
+    fn update(&mut self, input: &[u8], output: &mut [u8], inner: Option<&mut Sha256>);
     /// The rest of the input; appends the last output bytes.
-    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()>;
+    fn last(self, tail: &[u8], out: &mut Vec<u8>, inner: Option<&mut Sha256>) -> Result<()>;
 }
 
 impl Transform for Sealer {
-    fn update(&mut self, input: &[u8], output: &mut [u8]) {
+    fn update(&mut self, input: &[u8], output: &mut [u8], _: Option<&mut Sha256>) {
         Sealer::update(self, input, output)
     }
-    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    fn last(self, tail: &[u8], out: &mut Vec<u8>, _: Option<&mut Sha256>) -> Result<()> {
         self.finish(tail, out);
+        Ok(())
+    }
+}
+
+/// Open, then seal again; the plaintext in between is hashed.
+struct Resealing<'p> {
+    opening: Opening<'p>,
+    sealer: Sealer,
+    /// One window of plaintext.
+    plain: Vec<u8>,
+}
+
+impl Transform for Resealing<'_> {
+    fn update(&mut self, input: &[u8], output: &mut [u8], inner: Option<&mut Sha256>) {
+        self.plain.resize(input.len(), 0);
+        self.opening.opener.update(input, &mut self.plain);
+        let (plain, sealer) = (&self.plain, &mut self.sealer);
+        match inner {
+            Some(h) => rayon::join(|| h.update(plain), || sealer.update(plain, output)).1,
+            None => sealer.update(plain, output),
+        }
+    }
+    fn last(self, tail: &[u8], out: &mut Vec<u8>, inner: Option<&mut Sha256>) -> Result<()> {
+        let mut plain = Vec::with_capacity(tail.len());
+        // Fails on a bad old tag or padding: the new output is then never committed.
+        Transform::last(self.opening, tail, &mut plain, None)?;
+        if let Some(h) = inner {
+            h.update(&plain);
+        }
+        self.sealer.finish(&plain, out);
         Ok(())
     }
 }
@@ -112,10 +179,10 @@ struct Opening<'p> {
 }
 
 impl Transform for Opening<'_> {
-    fn update(&mut self, input: &[u8], output: &mut [u8]) {
+    fn update(&mut self, input: &[u8], output: &mut [u8], _: Option<&mut Sha256>) {
         self.opener.update(input, output)
     }
-    fn last(self, tail: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    fn last(self, tail: &[u8], out: &mut Vec<u8>, _: Option<&mut Sha256>) -> Result<()> {
         let path = self.path;
         self.opener.finish(tail, out).map_err(|f| {
             // Never pass on unauthenticated or unpadded plaintext.
@@ -135,6 +202,8 @@ enum Hash<'a> {
     Input(&'a mut Sha256),
     /// The output (plaintext when opening): hashed by the writer.
     Output(&'a mut Sha256),
+    /// Bytes inside the transform (plaintext when re-encrypting): hashed by it.
+    Inside(&'a mut Sha256),
 }
 
 /// Feed `input[..whole]` (whole blocks) to `transform` a window at a time
@@ -150,9 +219,10 @@ fn stream(
     transform: impl Transform,
 ) -> Result<u64> {
     let len = input.len();
-    let (mut hash_in, hash_out) = match hash {
-        Hash::Input(h) => (Some(h), None),
-        Hash::Output(h) => (None, Some(h)),
+    let (mut hash_in, hash_out, mut hash_inside) = match hash {
+        Hash::Input(h) => (Some(h), None, None),
+        Hash::Output(h) => (None, Some(h), None),
+        Hash::Inside(h) => (None, None, Some(h)),
     };
     let mut transform = Some(transform);
     let mut scratch = Vec::new();
@@ -166,8 +236,8 @@ fn stream(
             let t = transform.as_mut().expect("not finished");
             match hash_in.as_mut() {
                 // The hash on one core, the cipher's chunks on the others.
-                Some(h) => rayon::join(|| h.update(&*data), || t.update(&data, out)).1,
-                None => t.update(&data, out),
+                Some(h) => rayon::join(|| h.update(&*data), || t.update(&data, out, None)).1,
+                None => t.update(&data, out, hash_inside.as_deref_mut()),
             }
             at += n as u64;
             progress(n as u64);
@@ -180,7 +250,7 @@ fn stream(
             if let Some(h) = hash_in.as_mut() {
                 h.update(&tail);
             }
-            transform.take().expect("last window once").last(&tail, out)?;
+            transform.take().expect("last window once").last(&tail, out, hash_inside.as_deref_mut())?;
             progress(rest as u64);
         }
         written += out.len() as u64;
@@ -258,9 +328,9 @@ fn drive(
 mod tests {
     use super::*;
     use crate::cipher::{open_to_vec, seal_to_vec};
-    use crate::io::Input;
+    use crate::store::local::Input;
     use crate::keys::DataKey;
-    use crate::params::Iv;
+    use crate::format::Iv;
 
     struct Collect(Vec<u8>);
     impl Sink for Collect {
@@ -277,7 +347,7 @@ mod tests {
         let iv = [0xab; 16];
         // Below and above the mmap threshold; with a 64 KiB window both take
         // the threaded path, and the 1000-byte one the inline path.
-        for len in [1000usize, 300_017, crate::io::MMAP_THRESHOLD as usize + 4099] {
+        for len in [1000usize, 300_017, crate::store::local::MMAP_THRESHOLD as usize + 4099] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("in-{len}"));
             std::fs::write(&path, &plain).unwrap();

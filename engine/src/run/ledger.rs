@@ -1,7 +1,7 @@
 //! What a run has already done, so that re-running it resumes.
 //!
 //! The ledger is the manifest itself: a record is appended (and fsynced,
-//! see [`crate::manifest::ManifestWriter`]) only after its output is
+//! see [`super::manifest::ManifestWriter`]) only after its output is
 //! committed, so a record proves a finished file. No second store to keep
 //! in step, and the file users already keep is the one that resumes. On
 //! start, the manifest's records are read into a map from (source, output)
@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::io::Destination;
-use crate::manifest::Record;
+use crate::store::Destination;
+use crate::format::record::Record;
 
 /// A file's identity in the ledger: its source and its output.
 pub(crate) type Key = u128;
@@ -247,7 +247,7 @@ pub fn journal_path(manifest: &Path) -> PathBuf {
 /// Call `each` with every record of the manifest at `path` (none if it does not exist) and its line index.
 fn for_each_record(path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
     match File::open(path) {
-        Ok(file) => crate::manifest::for_each_record(file, path, each),
+        Ok(file) => crate::format::record::for_each_record(file, path, each),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, "open manifest", e)),
     }

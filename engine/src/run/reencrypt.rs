@@ -4,31 +4,31 @@
 //! [`Legacy`] is the [`Unseal`] of `reencrypt`: it finds each input's old
 //! settings ([`LegacySettings`]) in an old sealpipe manifest or in an
 //! Elastic Transcoder `Encryption` JSON, unwrapping the old data key only
-//! when the object comes up, and hands [`crate::batch::encrypt_with`] a
-//! [`Decrypted`] view of the object instead of its ciphertext.
-//!
-//! [`Decrypted`] decrypts the windows the pipeline asks for, in order, with
-//! an [`Opener`], so memory stays bounded by the pipeline's window whatever
-//! the object size, and the plaintext never touches the disk. Whatever the
-//! old mode promised is checked before the new output is committed: the
-//! GCM tag and CBC padding when the last window is read, the recorded
-//! plaintext size at construction, the recorded SHA-256 in
-//! [`Source::finish`]. A check that fails fails that object alone, and its
-//! new output is discarded (uncommitted outputs are deleted / aborted).
+//! when the object comes up, and hands [`crate::run::encrypt::encrypt`] an
+//! [`Unsealing`] of the object: the run then sends it through
+//! [`crate::pipeline::reseal`], the pipeline's one pass, which decrypts and
+//! encrypts each window in memory (the plaintext never touches the disk).
+//! Whatever the old mode promised is checked before the new output is
+//! committed: the recorded plaintext size when the unsealing is made, the
+//! GCM tag and CBC padding at the end of the pass, the recorded SHA-256
+//! after it. A check that fails fails that object alone, and its new output
+//! is discarded (uncommitted outputs are deleted / aborted).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+#[cfg(test)]
 use sha2::{Digest, Sha256};
 
-use crate::batch::{resolve, Unseal};
-use crate::cipher::{OpenFailure, Opener, DEFAULT_CHUNK};
+use crate::cipher::{Opener, DEFAULT_CHUNK};
 use crate::error::{Error, Result};
-use crate::io::{Source, Window};
-use crate::keys::{unb64, DataKey, KeyProvider};
-use crate::manifest::{self, ElasticTranscoderEncryption, Record};
-use crate::params::{Iv, Mode, Service, Target, BLOCK, GCM_TAG_LEN};
+use crate::format::elastictranscoder::ElasticTranscoderEncryption;
+use crate::format::record::{self, Record};
+use crate::format::{unb64, Iv, Mode, Service, Target, BLOCK, GCM_TAG_LEN};
+use crate::keys::{unwrap_record, DataKey, KeyProvider, ProviderFor};
+use crate::store::local::resolve;
+use crate::store::Source;
 
 /// How an old object was encrypted, and what its plaintext must be.
 pub struct LegacySettings {
@@ -44,147 +44,64 @@ pub struct LegacySettings {
     pub plaintext_size: Option<u64>,
 }
 
-/// Why the decryption of an object stopped.
-#[derive(Clone, Copy)]
-enum Stopped {
-    /// The old tag, padding or length did not verify.
-    Open(OpenFailure),
-    /// Reading or a call out of order failed (the caller got that error).
-    Early,
+/// Turns a listed source into the plaintext to encrypt: `reencrypt` opens
+/// legacy ciphertext on the fly; plain encryption has none.
+pub trait Unseal: Sync {
+    /// How to open `source` (whose `path()` names the object).
+    fn unsealing(&self, source: &dyn Source) -> Result<Unsealing>;
 }
 
-/// Where a [`Decrypted`] is in its one pass.
-struct State {
-    /// Decrypts the next whole blocks; taken when the last window is read.
-    opener: Option<Opener>,
-    /// Plaintext offset of the next window.
-    next: u64,
-    /// Buffer for windows of the ciphertext.
-    cipher_scratch: Vec<u8>,
-    /// Hashes the plaintext, when there is a recorded digest to compare.
-    hasher: Option<Sha256>,
-    /// Set once the last window was decrypted and verified.
-    digest: Option<[u8; 32]>,
-    /// Set when the pass failed.
-    stopped: Option<Stopped>,
+/// How to open one legacy object in the pipeline's one pass
+/// ([`crate::pipeline::reseal`]), and what its plaintext must be.
+pub struct Unsealing {
+    /// The old mode.
+    pub mode: Mode,
+    /// Decrypts it.
+    pub opener: Opener,
+    /// The plaintext length (for CBC, read from the last block's padding first).
+    pub plain_len: u64,
+    /// SHA-256 (hex) the plaintext must have, when recorded.
+    pub expected_sha256: Option<String>,
 }
 
-/// The plaintext of a legacy ciphertext [`Source`], decrypted as it is read.
-///
-/// Reads must make one sequential pass, as [`crate::pipeline::seal`] does:
-/// each window starts where the last one ended, and ends on a 16-byte
-/// boundary or at the end of the plaintext. The window that reaches the end
-/// checks the GCM tag or CBC padding; [`Source::finish`] then compares the
-/// recorded SHA-256 and confirms the ciphertext did not change.
-pub struct Decrypted {
-    inner: Box<dyn Source>,
-    len: u64,
-    /// Plaintext (and ciphertext) bytes decrypted by whole blocks; the rest
-    /// of the ciphertext goes to [`Opener::finish`].
-    whole: u64,
-    expected_sha256: Option<String>,
-    state: Mutex<State>,
-}
-
-impl Decrypted {
-    /// The plaintext view of `inner`, encrypted as `settings` say.
+impl Unsealing {
+    /// The opening of `source`, encrypted as `settings` say.
     ///
     /// Fails at once (reading nothing but, for CBC, the last two blocks)
     /// when the ciphertext length cannot be one of this mode, the IV does not
     /// fit the mode, the CBC padding is malformed, or the plaintext length
     /// differs from the recorded one. `chunk` is the unit of parallel work.
-    pub fn new(inner: Box<dyn Source>, settings: &LegacySettings, chunk: usize) -> Result<Self> {
-        let path = inner.path().to_path_buf();
+    pub fn new(source: &dyn Source, settings: &LegacySettings, chunk: usize) -> Result<Self> {
+        let path = source.path();
         let mode = settings.mode;
-        Target::Any.check_iv_len(mode, settings.iv.as_bytes().len()).map_err(|e| e.for_file(&path))?;
-        let cipher_len = inner.len();
-        let (whole, _) = Opener::split(mode, cipher_len).map_err(|r| Error::invalid(&path, r))?;
-        let len = match mode {
+        Target::Any.check_iv_len(mode, settings.iv.as_bytes().len()).map_err(|e| e.for_file(path))?;
+        let cipher_len = source.len();
+        let (whole, _) = Opener::split(mode, cipher_len).map_err(|r| Error::invalid(path, r))?;
+        let plain_len = match mode {
             Mode::Ctr => cipher_len,
             Mode::Gcm => cipher_len - GCM_TAG_LEN as u64,
-            Mode::Cbc => whole + cbc_last_block_len(inner.as_ref(), settings, chunk)?,
+            Mode::Cbc => whole + cbc_last_block_len(source, settings, chunk)?,
         };
-        if let Some(recorded) = settings.plaintext_size.filter(|&n| n != len) {
+        if let Some(recorded) = settings.plaintext_size.filter(|&n| n != plain_len) {
             return Err(Error::invalid(
-                &path,
-                format!("the legacy ciphertext decrypts to {len} bytes, the manifest recorded {recorded} (truncated or replaced)"),
+                path,
+                format!("the legacy ciphertext decrypts to {plain_len} bytes, the manifest recorded {recorded} (truncated or replaced)"),
             ));
         }
-        let state = State {
-            opener: Some(Opener::new(mode, &settings.key, &settings.iv, chunk)),
-            next: 0,
-            cipher_scratch: Vec::new(),
-            hasher: settings.plaintext_sha256.as_ref().map(|_| Sha256::new()),
-            digest: None,
-            stopped: None,
-        };
-        Ok(Decrypted { inner, len, whole, expected_sha256: settings.plaintext_sha256.clone(), state: Mutex::new(state) })
+        let opener = Opener::new(mode, &settings.key, &settings.iv, chunk);
+        Ok(Unsealing { mode, opener, plain_len, expected_sha256: settings.plaintext_sha256.clone() })
     }
+}
 
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    fn stopped_error(&self, why: Stopped) -> Error {
-        let path = self.path().to_path_buf();
-        match why {
-            Stopped::Open(OpenFailure::Authentication) => Error::Authentication { path },
-            Stopped::Open(OpenFailure::Padding) => Error::Padding { path },
-            Stopped::Open(OpenFailure::Truncated) => Error::invalid(path, "the legacy ciphertext is truncated"),
-            Stopped::Early => Error::invalid(path, "decrypting the legacy ciphertext stopped early; output discarded"),
-        }
-    }
-
-    /// Decrypt plaintext `[offset, offset + len)` into `out` (see [`Source::window`]).
-    fn decrypt(&self, st: &mut State, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        let end = offset + len as u64;
-        if offset != st.next || end > self.len {
-            return Err(Error::invalid(
-                self.path(),
-                format!(
-                    "legacy ciphertext read out of order (bytes {offset}..{end} after {} of {}): it is decrypted in one sequential pass",
-                    st.next, self.len
-                ),
-            ));
-        }
-        let last = end == self.len;
-        if !last && !end.is_multiple_of(BLOCK as u64) {
-            return Err(Error::invalid(self.path(), format!("legacy ciphertext window ends at {end}, inside a 16-byte block")));
-        }
-        let Some(opener) = st.opener.as_mut() else {
-            // Past the end already: only empty windows remain.
-            return Ok(());
-        };
-        let body_end = if last { self.whole } else { end };
-        let body = (body_end - offset) as usize;
-        out.resize(body, 0);
-        if body > 0 {
-            let cipher = self.inner.window(offset, body, &mut st.cipher_scratch)?;
-            opener.update(&cipher, out);
-        }
-        if last {
-            let cipher_tail = (self.inner.len() - self.whole) as usize;
-            let tail = self.inner.window(self.whole, cipher_tail, &mut st.cipher_scratch)?.to_vec();
-            let opener = st.opener.take().expect("checked above");
-            // `finish` hands back no unauthenticated tail; the windows before
-            // it only ever reach an output that is never committed.
-            opener.finish(&tail, out).map_err(|f| {
-                st.stopped = Some(Stopped::Open(f));
-                self.stopped_error(Stopped::Open(f))
-            })?;
-            if out.len() != len {
-                st.stopped = Some(Stopped::Open(OpenFailure::Padding));
-                return Err(Error::invalid(self.path(), "the legacy CBC padding changed while the object was read"));
-            }
-        }
-        if let Some(h) = st.hasher.as_mut() {
-            h.update(&*out);
-        }
-        if last {
-            st.digest = Some(st.hasher.take().map(|h| h.finalize().into()).unwrap_or_default());
-        }
-        st.next = end;
-        Ok(())
+/// Fails when the plaintext's SHA-256 is not the recorded one.
+pub fn check_digest(path: &Path, expected: Option<&str>, actual: &[u8; 32]) -> Result<()> {
+    match expected {
+        Some(want) if !want.eq_ignore_ascii_case(&hex::encode(actual)) => Err(Error::Digest {
+            path: path.to_path_buf(),
+            expected: want.to_string(),
+            actual: hex::encode(actual),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -202,55 +119,6 @@ fn cbc_last_block_len(inner: &dyn Source, settings: &LegacySettings, chunk: usiz
     opener.finish(last, &mut plain).map_err(|_| Error::Padding { path: path.to_path_buf() })?;
     Ok(plain.len() as u64)
 }
-
-impl Source for Decrypted {
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    /// The plaintext length.
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(why) = st.stopped {
-            return Err(self.stopped_error(why));
-        }
-        scratch.clear();
-        if let Err(e) = self.decrypt(&mut st, offset, len, scratch) {
-            st.stopped.get_or_insert(Stopped::Early);
-            scratch.clear();
-            return Err(e);
-        }
-        Ok(Window::Read(&scratch[..]))
-    }
-
-    /// Fails unless the whole ciphertext was decrypted and verified, it did
-    /// not change meanwhile, and the plaintext matches the recorded SHA-256.
-    fn finish(&self) -> Result<()> {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(why) = st.stopped {
-            return Err(self.stopped_error(why));
-        }
-        let Some(digest) = st.digest else {
-            return Err(Error::invalid(self.path(), "the legacy ciphertext was not read to its end; output discarded"));
-        };
-        self.inner.finish()?;
-        match &self.expected_sha256 {
-            Some(want) if !want.eq_ignore_ascii_case(&hex::encode(digest)) => Err(Error::Digest {
-                path: self.path().to_path_buf(),
-                expected: want.clone(),
-                actual: hex::encode(digest),
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Opens the key provider that unwraps a record's data key.
-pub type ProviderFor<'a> = dyn Fn(&Record) -> Result<Box<dyn KeyProvider>> + Sync + 'a;
 
 /// The key providers for an old manifest's records.
 pub enum RecordProviders<'a> {
@@ -321,7 +189,7 @@ impl<'a> Legacy<'a> {
 
     /// Settings from the local manifest at `path` (see [`Legacy::from_records`]).
     pub fn from_manifest(path: &Path, providers: RecordProviders<'a>) -> Result<Self> {
-        let records = manifest::read(path)?;
+        let records = record::read(path)?;
         if records.is_empty() {
             return Err(Error::invalid(path, "manifest has no records"));
         }
@@ -405,7 +273,7 @@ impl<'a> Legacy<'a> {
             Lookup::Manifest { records, index, providers, opened } => {
                 let record = &records[*index.get(&key).ok_or_else(missing)?];
                 let data_key = match providers {
-                    RecordProviders::One(p) => record.data_key(*p)?,
+                    RecordProviders::One(p) => unwrap_record(record, *p)?,
                     RecordProviders::PerRecord(open) => {
                         let id = (record.key_provider.clone(), record.key_id.clone());
                         let cached = opened.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
@@ -416,7 +284,7 @@ impl<'a> Legacy<'a> {
                                 opened.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(p).clone()
                             }
                         };
-                        record.data_key(provider.as_ref())?
+                        unwrap_record(record, provider.as_ref())?
                     }
                 };
                 Ok(LegacySettings {
@@ -474,17 +342,19 @@ fn et_unwrap(entry: &EtEntry, provider: &dyn KeyProvider) -> Result<DataKey> {
 }
 
 impl Unseal for Legacy<'_> {
-    fn plaintext(&self, source: Box<dyn Source>) -> Result<Box<dyn Source>> {
-        let path: PathBuf = source.path().to_path_buf();
-        let settings = self.settings_for(&path).map_err(|e| e.for_file(&path))?;
-        Ok(Box::new(Decrypted::new(source, &settings, self.chunk)?))
+    fn unsealing(&self, source: &dyn Source) -> Result<Unsealing> {
+        let path = source.path();
+        let settings = self.settings_for(path).map_err(|e| e.for_file(path))?;
+        Unsealing::new(source, &settings, self.chunk)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cipher::seal_to_vec;
+    use crate::cipher::{seal_to_vec, Sealer};
+    use crate::pipeline::{reseal, Tuning};
+    use crate::store::{Sink, Window};
 
     /// Ciphertext held in memory.
     struct Mem(Vec<u8>);
@@ -504,6 +374,13 @@ mod tests {
         }
     }
 
+    impl Sink for Mem {
+        fn write(&mut self, data: &[u8]) -> Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
     fn settings(mode: Mode, plain: &[u8]) -> LegacySettings {
         LegacySettings {
             mode,
@@ -514,66 +391,65 @@ mod tests {
         }
     }
 
-    fn legacy(mode: Mode, plain: &[u8]) -> Decrypted {
+    fn legacy(mode: Mode, plain: &[u8]) -> (Mem, LegacySettings) {
         let s = settings(mode, plain);
         let cipher = seal_to_vec(mode, &s.key, Iv::from_slice(s.iv.as_bytes()).unwrap(), 16, plain);
-        Decrypted::new(Box::new(Mem(cipher)), &s, 32).unwrap()
+        (Mem(cipher), s)
     }
 
     #[test]
-    fn any_sequential_split_reads_the_plaintext_and_verifies() {
-        let plain: Vec<u8> = (0..100u8).collect();
-        for mode in Mode::ALL {
-            // Whole blocks then the tail; one window for everything; an empty tail read after the end.
-            for splits in [&[48usize, 96, 100][..], &[100], &[96, 100, 100]] {
-                let d = legacy(mode, &plain);
-                assert_eq!(d.len(), 100);
-                let (mut got, mut at, mut scratch) = (Vec::new(), 0u64, Vec::new());
-                for &end in splits {
-                    got.extend_from_slice(&d.window(at, end - at as usize, &mut scratch).unwrap());
-                    at = end as u64;
+    fn reseal_equals_sealing_the_plaintext_for_every_pair_of_modes_and_window() {
+        let new_key = DataKey::from_slice(&[9u8; 32]).unwrap();
+        for n in [0usize, 1, 15, 16, 17, 100, 160, 1000] {
+            let plain: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            for old in Mode::ALL {
+                for new in Mode::ALL {
+                    for window in [16usize, 48, 4096] {
+                        let (source, s) = legacy(old, &plain);
+                        let u = Unsealing::new(&source, &s, 32).unwrap();
+                        assert_eq!(u.plain_len, n as u64, "{old} {n}");
+                        let sealer = Sealer::new(new, &new_key, Iv::from_slice(&[3; 16]).unwrap(), 32);
+                        let mut out = Mem(Vec::new());
+                        let tuning = Tuning { chunk: 32, window, depth: 2 };
+                        let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut out, &tuning, &|_| {}).unwrap();
+                        let want = seal_to_vec(new, &new_key, Iv::from_slice(&[3; 16]).unwrap(), 16, &plain);
+                        assert!(out.0 == want, "{old}->{new} {n} window {window}");
+                        check_digest(Path::new("x"), u.expected_sha256.as_deref(), &sealed.sha256).unwrap();
+                    }
                 }
-                assert_eq!(got, plain, "{mode} {splits:?}");
-                d.finish().unwrap();
             }
         }
     }
 
     #[test]
-    fn reads_out_of_order_or_unfinished_fail() {
-        let plain = vec![1u8; 64];
-        let mut scratch = Vec::new();
-        let d = legacy(Mode::Gcm, &plain);
-        let err = d.window(16, 16, &mut scratch).err().unwrap().to_string();
-        assert!(err.starts_with("mem.bin: legacy ciphertext read out of order"), "{err}");
-        // Once stopped, it stays stopped.
-        assert!(d.window(0, 16, &mut scratch).is_err());
-        assert!(d.finish().is_err());
-
-        let d = legacy(Mode::Ctr, &plain);
-        assert!(d.window(0, 10, &mut scratch).err().unwrap().to_string().contains("inside a 16-byte block"));
-        let d = legacy(Mode::Cbc, &plain);
-        d.window(0, 32, &mut scratch).unwrap();
-        let err = d.finish().err().unwrap().to_string();
-        assert_eq!(err, "mem.bin: the legacy ciphertext was not read to its end; output discarded");
+    fn a_bad_old_tag_fails_the_reseal() {
+        let (mut source, s) = legacy(Mode::Gcm, &[1u8; 64]);
+        let last = source.0.len() - 1;
+        source.0[last] ^= 1;
+        let u = Unsealing::new(&source, &s, 32).unwrap();
+        let sealer = Sealer::new(Mode::Ctr, &s.key, Iv::from_slice(&[3; 16]).unwrap(), 32);
+        let tuning = Tuning { chunk: 32, window: 32, depth: 2 };
+        let err = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, &|_| {}).err().unwrap();
+        assert!(matches!(err, Error::Authentication { .. }), "{err}");
     }
 
     #[test]
     fn cbc_length_comes_from_the_padding_and_lengths_are_checked() {
         for n in [0usize, 1, 15, 16, 17, 31, 32, 33] {
             let plain = vec![3u8; n];
-            assert_eq!(legacy(Mode::Cbc, &plain).len(), n as u64);
+            let (source, s) = legacy(Mode::Cbc, &plain);
+            assert_eq!(Unsealing::new(&source, &s, 32).unwrap().plain_len, n as u64);
         }
         let s = settings(Mode::Cbc, b"x");
-        let short = |len: usize| Decrypted::new(Box::new(Mem(vec![0; len])), &s, 32).err().unwrap().to_string();
+        let short = |len: usize| Unsealing::new(&Mem(vec![0; len]), &s, 32).err().unwrap().to_string();
         assert!(short(15).contains("non-zero multiple of 16"), "{}", short(15));
         assert!(short(0).contains("non-zero multiple of 16"));
         let s = settings(Mode::Gcm, b"x");
-        let err = Decrypted::new(Box::new(Mem(vec![0; 15])), &s, 32).err().unwrap().to_string();
+        let err = Unsealing::new(&Mem(vec![0; 15]), &s, 32).err().unwrap().to_string();
         assert!(err.contains("shorter than its 16-byte tag"), "{err}");
         let mut s = settings(Mode::Cbc, b"x");
         s.iv = Iv::from_slice(&[0; 12]).unwrap();
-        let err = Decrypted::new(Box::new(Mem(vec![0; 16])), &s, 32).err().unwrap().to_string();
+        let err = Unsealing::new(&Mem(vec![0; 16]), &s, 32).err().unwrap().to_string();
         assert!(err.starts_with("mem.bin: IV of 12 bytes"), "{err}");
     }
 }

@@ -1,8 +1,17 @@
-//! The vocabulary of the format contract (`FORMAT.md`): modes, key sizes,
-//! target services, IVs and encryption contexts.
+//! The format contract (`FORMAT.md`), as types: modes, key sizes, target
+//! services, IVs and encryption contexts here; the manifest [`record`] and
+//! one module per service's settings block ([`mediaconvert`],
+//! [`elastictranscoder`]), so a change on a service's side touches one file.
+//! This module depends on nothing else of the engine but its errors.
+
+pub mod elastictranscoder;
+pub mod mediaconvert;
+pub mod record;
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use base64::Engine as _;
 
 use crate::error::{Error, Result};
 
@@ -157,7 +166,7 @@ pub enum Target {
     /// Both services where the format allows (16-byte IVs; the default).
     #[default]
     Any,
-    /// MediaConvert only: 12-byte IVs for CTR and GCM.
+    /// MediaConvert only: 12-byte IVs for GCM (the standard GCM form), 16 for CTR and CBC.
     MediaConvert,
     /// Elastic Transcoder only.
     ElasticTranscoder,
@@ -173,12 +182,23 @@ impl Target {
         }
     }
 
-    /// IV length used when sealpipe generates the IV.
+    /// IV length used when sealpipe generates the IV. CTR IVs are 16 bytes
+    /// for every target: the IV is then the whole first counter block, where
+    /// a 12-byte one leaves MediaConvert's counter start undocumented (FORMAT.md).
     pub fn default_iv_len(self, mode: Mode) -> usize {
         match (self, mode) {
-            (Target::MediaConvert, Mode::Ctr | Mode::Gcm) => 12,
+            (Target::MediaConvert, Mode::Gcm) => 12,
             _ => 16,
         }
+    }
+
+    /// Why an explicitly requested IV of `len` bytes is risky, if it is:
+    /// a 12-byte CTR IV, whose counter start MediaConvert does not document.
+    pub fn iv_warning(mode: Mode, len: usize) -> Option<&'static str> {
+        (mode == Mode::Ctr && len == 12).then_some(
+            "a 12-byte CTR IV is read here as IV ‖ 00000000 (as OpenSSL pads a short -iv); MediaConvert does not document \
+             where its counter starts for one, so a wrong guess makes the file unreadable: prefer a 16-byte IV",
+        )
     }
 
     /// Check a user-supplied IV length against the mode and the target.
@@ -269,4 +289,16 @@ impl fmt::Debug for Iv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Iv({})", hex::encode(self.as_bytes()))
     }
+}
+
+/// Base64 (standard alphabet, padded), as the AWS APIs use.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decode standard base64, naming `what` in the error.
+pub fn unb64(text: &str, what: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| Error::Usage(format!("malformed base64 in {what}: {e}")))
 }

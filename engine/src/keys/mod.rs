@@ -2,8 +2,8 @@
 //!
 //! A [`DataKey`] encrypts content; a [`KeyProvider`] encrypts ("wraps") the
 //! data key under a key-encryption key bound to an [`EncryptionContext`].
-//! This module ships the local keyring (the offline default); AWS KMS plugs
-//! into the same trait.
+//! This module ships the local keyring (the offline default); AWS KMS
+//! ([`kms`], feature `aws`) plugs into the same trait.
 //!
 //! Never: print, log, serialize or persist a plaintext data key. `DataKey`
 //! has no `Debug`, `Display` or `Serialize`, and zeroizes itself on drop.
@@ -14,12 +14,16 @@ use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
-use base64::Engine as _;
+
 use md5::Digest as _;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+#[cfg(feature = "aws")]
+pub mod kms;
+
 use crate::error::{Error, Result};
-use crate::params::{EncryptionContext, KeyBits};
+use crate::format::record::Record;
+use crate::format::{b64, unb64, EncryptionContext, KeyBits};
 
 /// A plaintext AES data key. Zeroized on drop; never printable.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -80,28 +84,17 @@ impl DataKey {
     }
 }
 
-/// Base64 (standard alphabet, padded), as the AWS APIs use.
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Decode standard base64, naming `what` in the error.
-pub fn unb64(text: &str, what: &str) -> Result<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| Error::Usage(format!("malformed base64 in {what}: {e}")))
-}
-
 /// Wraps and unwraps data keys under a key-encryption key.
 ///
-/// Implementations: [`LocalKeyring`] here; AWS KMS in the AWS layer.
+/// Implementations: [`LocalKeyring`] here; AWS KMS in [`kms`] (feature `aws`).
 pub trait KeyProvider: Send + Sync {
     /// Provider name recorded in manifests ("local-keyring", "aws-kms").
     fn name(&self) -> &'static str;
     /// Identifier of the key-encryption key (keyring fingerprint, KMS ARN).
     fn key_id(&self) -> String;
-    /// Region to write as `KmsKeyRegion` ("local" for the keyring).
-    fn region(&self) -> String;
+    /// The region of a KMS key, written as MediaConvert's `KmsKeyRegion`;
+    /// `None` for providers outside KMS (the local keyring).
+    fn kms_region(&self) -> Option<String>;
     /// A fresh data key and its wrapped copy under `context`.
     fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {
         let key = DataKey::random(bits)?;
@@ -112,6 +105,74 @@ pub trait KeyProvider: Send + Sync {
     fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>>;
     /// Unwrap a data key; fails unless `context` is the one used to wrap it.
     fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey>;
+}
+
+/// Opens the key provider that unwraps a record's data key (KMS for records
+/// made with KMS, the local keyring otherwise).
+pub type ProviderFor<'a> = dyn Fn(&Record) -> Result<Box<dyn KeyProvider>> + Sync + 'a;
+
+/// Opens key providers as a command's flags say: the KMS key of `--kms-key`
+/// for new keys (the local keyring without it), and for an existing record
+/// the provider that made it (its KMS key, or the keyring).
+pub struct Providers {
+    /// The local keyring file.
+    pub keyring: PathBuf,
+    /// `--kms-key`: wrap new keys with KMS; for records, it overrides their key id.
+    pub kms_key: Option<String>,
+    /// Where KMS is reached.
+    #[cfg(feature = "aws")]
+    pub session: std::sync::Arc<crate::aws::Session>,
+}
+
+impl Providers {
+    /// The provider that wraps new data keys (creating the keyring on first use).
+    pub fn for_new_keys(&self) -> Result<Box<dyn KeyProvider>> {
+        match &self.kms_key {
+            Some(key) => self.kms(key),
+            None => Ok(Box::new(LocalKeyring::open_or_create(&self.keyring)?)),
+        }
+    }
+
+    /// The provider that can unwrap `record`'s data key.
+    pub fn for_record(&self, record: &Record) -> Result<Box<dyn KeyProvider>> {
+        if record.key_provider == KMS_NAME {
+            self.kms(self.kms_key.as_deref().unwrap_or(&record.key_id))
+        } else {
+            Ok(Box::new(LocalKeyring::open(&self.keyring)?))
+        }
+    }
+
+    #[cfg(feature = "aws")]
+    fn kms(&self, key: &str) -> Result<Box<dyn KeyProvider>> {
+        Ok(Box::new(kms::KmsProvider::new(self.session.aws()?, key)?))
+    }
+
+    #[cfg(not(feature = "aws"))]
+    fn kms(&self, key: &str) -> Result<Box<dyn KeyProvider>> {
+        Err(Error::Usage(format!("KMS key {key}: this build has no AWS support")))
+    }
+}
+
+/// The name records give the AWS KMS provider.
+pub const KMS_NAME: &str = "aws-kms";
+
+/// Unwrap `record`'s data key with `provider`, which must be the one that wrapped it.
+pub fn unwrap_record(record: &Record, provider: &dyn KeyProvider) -> Result<DataKey> {
+    if record.key_provider != provider.name() || record.key_id != provider.key_id() {
+        return Err(Error::Key(format!(
+            "the data key of {} was wrapped by {} {}, not by {} {}",
+            record.output,
+            record.key_provider,
+            record.key_id,
+            provider.name(),
+            provider.key_id()
+        )));
+    }
+    let key = provider.unwrap(&record.wrapped_key()?, &record.encryption_context)?;
+    if KeyBits::from_len(key.expose_secret().len()) != Some(record.key_bits) {
+        return Err(Error::Key(format!("{}: unwrapped key is not {}-bit", record.output, u16::from(record.key_bits))));
+    }
+    Ok(key)
 }
 
 /// Magic prefix of a locally wrapped key blob.
@@ -254,8 +315,8 @@ impl KeyProvider for LocalKeyring {
         format!("local:{}", hex::encode(self.fingerprint))
     }
 
-    fn region(&self) -> String {
-        "local".into()
+    fn kms_region(&self) -> Option<String> {
+        None
     }
 
     fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
@@ -309,7 +370,7 @@ impl KeyProvider for LocalKeyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Service;
+    use crate::format::Service;
 
     #[test]
     fn keyring_is_created_0600_and_wraps_under_context() {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::keys::{DataKey, KeyProvider};
-use crate::manifest::{KeySource, WrappedFor};
-use crate::params::{Iv, KeyBits, Mode, Target};
+use crate::format::record::{KeySource, WrappedFor};
+use crate::format::{Iv, KeyBits, Mode, Target};
 
 /// The most files one cached key may serve (bounds the per-key IV set to ~40 MB).
 pub const MAX_FILES_PER_KEY: u64 = 1_000_000;
@@ -46,14 +46,14 @@ impl std::str::FromStr for KeyReuse {
     type Err = String;
 
     /// `max-files=N,max-bytes=B,max-age=T` in any order, any subset (the rest
-    /// default); `B` takes K/M/G/T (binary) suffixes, `T` s/m/h suffixes.
+    /// default); `B` is a size as [`crate::size::parse_size`] reads it, `T` s/m/h suffixes.
     fn from_str(text: &str) -> std::result::Result<Self, String> {
         let mut reuse = KeyReuse::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {part:?}"))?;
             match name.trim() {
                 "max-files" => reuse.max_files = value.trim().parse().map_err(|_| format!("max-files: not a count: {value:?}"))?,
-                "max-bytes" => reuse.max_bytes = parse_bytes(value).ok_or_else(|| format!("max-bytes: not a size: {value:?} (examples: 500M, 10G)"))?,
+                "max-bytes" => reuse.max_bytes = crate::size::parse_size(value).map_err(|e| format!("max-bytes: {e}"))?,
                 "max-age" => reuse.max_age = parse_age(value).ok_or_else(|| format!("max-age: not a duration: {value:?} (examples: 90s, 5m, 1h)"))?,
                 other => return Err(format!("unknown limit {other:?} (max-files, max-bytes, max-age)")),
             }
@@ -66,18 +66,6 @@ impl std::str::FromStr for KeyReuse {
         }
         Ok(reuse)
     }
-}
-
-fn parse_bytes(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (num, shift) = match t.chars().last()? {
-        'K' | 'k' => (&t[..t.len() - 1], 10),
-        'M' | 'm' => (&t[..t.len() - 1], 20),
-        'G' | 'g' => (&t[..t.len() - 1], 30),
-        'T' | 't' => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    num.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 fn parse_age(text: &str) -> Option<Duration> {

@@ -1,8 +1,6 @@
-//! Where bytes come from and go to.
-//!
-//! Pipelines read a [`Source`] by windows and write a [`Sink`]; a run puts
-//! its outputs in a [`Destination`], whose [`PendingOutput`]s become visible
-//! only when committed. This module has the local implementations:
+//! Local files: the [`Source`] of a file ([`Input`]), outputs written under
+//! a temporary name and committed by a link ([`Output`]), and a folder as a
+//! [`Destination`] ([`LocalDir`]).
 //!
 //! * [`Input`] opens a file read-only and hands out windows of it: memory
 //!   maps of one window at a time above [`MMAP_THRESHOLD`] (so resident
@@ -16,66 +14,29 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::{Committed, Destination, PendingOutput, Sink, Source, Window};
 use crate::error::{Error, Result};
 
 /// Inputs at least this large are memory-mapped (window by window).
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
 
-/// A window of a source: a memory map or a borrowed buffer.
-pub enum Window<'a> {
-    /// Mapped straight from the file.
-    Mapped(memmap2::Mmap),
-    /// Read into a caller's buffer.
-    Read(&'a [u8]),
-}
-
-impl std::ops::Deref for Window<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Window::Mapped(m) => m,
-            Window::Read(b) => b,
+/// Make `path` absolute and resolve symlinks in its longest existing prefix.
+pub fn resolve(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return abs,
         }
     }
-}
-
-/// Bytes to encrypt or decrypt, read a window at a time.
-pub trait Source: Sync {
-    /// The file or object, for messages and manifests.
-    fn path(&self) -> &Path;
-    /// Size in bytes.
-    fn len(&self) -> u64;
-    /// Bytes `[offset, offset + len)`; `scratch` may be used as the buffer.
-    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>>;
-    /// Confirm the source did not change while it was read.
-    fn finish(&self) -> Result<()>;
-}
-
-/// An object of a remote store (an S3 object), as its listing showed it.
-#[derive(Clone, Debug)]
-pub struct Listed {
-    /// Its URL (`s3://bucket/key`).
-    pub url: String,
-    /// Its path below the listed prefix (the output keeps it).
-    pub relative: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// Entity tag at listing: the bytes read must be these.
-    pub etag: String,
-}
-
-/// Inputs that are not local paths (`s3://bucket/prefix/`): listed, then read.
-pub trait RemoteInputs: Sync {
-    /// Whether `input` is one of these (rather than a local path).
-    fn handles(&self, input: &Path) -> bool;
-    /// List the objects of `input`, page by page, handing each to `each`.
-    fn list(&self, input: &Path, each: &mut dyn FnMut(Listed)) -> Result<()>;
-    /// Open a listed object for reading, pinned to the listed entity tag.
-    fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;
-    /// Look up one object by URL (a list file's entry): its size and entity tag.
-    fn stat(&self, url: &str) -> Result<Listed>;
-    /// Read a whole object (an inventory report file) as a stream.
-    fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>>;
 }
 
 /// A source file, opened read-only.
@@ -157,50 +118,6 @@ fn read_exact_at(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> std
     f.read_exact(&mut buf[..len])
 }
 
-/// Where a pipeline writes its output, in order.
-pub trait Sink: Send {
-    /// Append `data`.
-    fn write(&mut self, data: &[u8]) -> Result<()>;
-}
-
-/// What a committed output became.
-#[derive(Debug, Clone, Default)]
-pub struct Committed {
-    /// Final path or URL.
-    pub location: String,
-    /// The store's entity tag, where it has one (S3).
-    pub etag: Option<String>,
-    /// The whole-object checksum the store reported, where it does.
-    pub checksum: Option<String>,
-}
-
-/// An output being written; invisible under its final name until committed,
-/// and discarded if dropped uncommitted.
-pub trait PendingOutput: Sink {
-    /// Make the output visible under its final name.
-    fn commit(self: Box<Self>) -> Result<Committed>;
-}
-
-/// Where a run's outputs go.
-pub trait Destination: Sync {
-    /// The final location of `relative` (a path or URL).
-    fn location(&self, relative: &Path) -> String;
-    /// Start writing `relative`, which will be `len` bytes long. An
-    /// existing output is refused unless the destination overwrites or `replace`.
-    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>>;
-    /// The local folder, if the destination is one (to refuse outputs inside the input tree).
-    fn local_root(&self) -> Option<&Path> {
-        None
-    }
-    /// The size of the stored output `relative`, or `None` if there is none.
-    fn stored_len(&self, relative: &Path) -> Result<Option<u64>>;
-    /// The path below this destination of `location` (the inverse of [`Destination::location`]).
-    fn relative(&self, location: &str) -> Option<PathBuf>;
-    /// Remove what an interrupted run left while writing `relative` (started
-    /// at `since_unix`): temporary files, open multipart uploads. Returns how many.
-    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize>;
-}
-
 /// A local folder as a destination.
 pub struct LocalDir {
     root: PathBuf,
@@ -212,7 +129,7 @@ pub struct LocalDir {
 impl LocalDir {
     /// Outputs under `root`; existing files are replaced only with `overwrite`.
     pub fn new(root: &Path, overwrite: bool) -> Self {
-        LocalDir { root: root.to_path_buf(), resolved: crate::batch::resolve(root), overwrite }
+        LocalDir { root: root.to_path_buf(), resolved: resolve(root), overwrite }
     }
 }
 
@@ -257,15 +174,6 @@ impl Destination for LocalDir {
             }
         }
         Ok(removed)
-    }
-}
-
-/// A sink that keeps nothing (verification only needs the digest).
-pub struct Discard;
-
-impl Sink for Discard {
-    fn write(&mut self, _: &[u8]) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -383,7 +291,7 @@ impl Sink for Output {
 impl PendingOutput for Output {
     fn commit(mut self: Box<Self>) -> Result<Committed> {
         self.commit_in_place()?;
-        let location = self.location.take().unwrap_or_else(|| crate::batch::resolve(&self.path).display().to_string());
+        let location = self.location.take().unwrap_or_else(|| resolve(&self.path).display().to_string());
         Ok(Committed { location, ..Default::default() })
     }
 }

@@ -1,0 +1,211 @@
+//! The manifest record: one JSON object per encrypted file, one per line.
+//! Each record carries what is needed to decrypt and verify the file, and
+//! ready-to-paste job settings for MediaConvert ([`MediaConvertInput`]) and
+//! Elastic Transcoder ([`ElasticTranscoderInput`]). No record ever holds a
+//! plaintext key. Writing manifests is the run's business (`run::manifest`);
+//! reading them is here.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::elastictranscoder::ElasticTranscoderInput;
+use super::mediaconvert::MediaConvertInput;
+use super::{b64, unb64, EncryptionContext, Iv, KeyBits, Mode, Service, Target};
+use crate::error::{Error, Result};
+
+/// Where the data key came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// Made for this file (or this run) by the key provider / OS CSPRNG.
+    Generated,
+    /// Supplied by the user (`--data-key-file`, `--key-hex`).
+    Supplied,
+}
+
+/// One encrypted file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// The plaintext source.
+    pub source: String,
+    /// Where the ciphertext was written (absolute path or URL).
+    pub output: String,
+    /// The stored object's entity tag (S3), if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    /// The whole-object checksum the store reported, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub checksum: Option<String>,
+    /// Plaintext size in bytes.
+    pub plaintext_size: u64,
+    /// Ciphertext size in bytes (with CBC padding or the GCM tag).
+    pub ciphertext_size: u64,
+    /// Cipher mode.
+    pub mode: Mode,
+    /// AES key size in bits.
+    pub key_bits: KeyBits,
+    /// Key provider that wrapped the data key ("local-keyring", "aws-kms").
+    pub key_provider: String,
+    /// The provider's key-encryption key id.
+    pub key_id: String,
+    /// Whether the data key was generated or supplied.
+    pub key_source: KeySource,
+    /// The services the settings are for ("any", "mediaconvert", "elastictranscoder").
+    pub target: String,
+    /// Encryption context `encrypted_data_key` is bound to.
+    pub encryption_context: EncryptionContext,
+    /// The wrapped data key (base64).
+    pub encrypted_data_key: String,
+    /// The IV (base64 of 12 or 16 bytes).
+    pub iv: String,
+    /// Base64 MD5 of the plaintext data key (Elastic Transcoder's `KeyMd5`).
+    pub key_md5: String,
+    /// SHA-256 of the plaintext (hex).
+    pub plaintext_sha256: String,
+    /// MediaConvert input settings, if the key was wrapped for MediaConvert.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mediaconvert: Option<MediaConvertInput>,
+    /// Elastic Transcoder settings, if the IV is 16 bytes and the key was
+    /// wrapped for Elastic Transcoder.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elastictranscoder: Option<ElasticTranscoderInput>,
+    /// Unix time (seconds) the file was finished.
+    pub finished_unix: u64,
+    /// The shard (`I/N`) of a sharded run that encrypted the file.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<String>,
+}
+
+/// The data key wrapped under one service's context.
+pub struct WrappedFor {
+    /// The service.
+    pub service: Service,
+    /// The wrapped blob.
+    pub blob: Vec<u8>,
+}
+
+/// Everything about one encrypted file that goes into its record (no key
+/// material: the data key is there only wrapped, and as its MD5).
+pub struct RecordInput<'a> {
+    /// Plaintext source, as records name it.
+    pub source: &'a str,
+    /// Where the output was committed (path or URL), and what the store said of it.
+    pub output: String,
+    /// The store's entity tag, if any.
+    pub etag: Option<String>,
+    /// The store's whole-object checksum, if any.
+    pub checksum: Option<String>,
+    /// URL or path to put in `FileInput`.
+    pub file_input: String,
+    /// Mode.
+    pub mode: Mode,
+    /// Size of the data key.
+    pub key_bits: KeyBits,
+    /// Base64 MD5 of the plaintext data key.
+    pub key_md5: String,
+    /// Key source.
+    pub key_source: KeySource,
+    /// The key provider's name and key id.
+    pub key_provider: &'a str,
+    /// The key-encryption key's id.
+    pub key_id: String,
+    /// The region of a KMS key (`None` for providers outside KMS).
+    pub kms_region: Option<String>,
+    /// Target.
+    pub target: Target,
+    /// Wrapped copies, primary service first.
+    pub wrapped: &'a [WrappedFor],
+    /// IV used.
+    pub iv: &'a Iv,
+    /// Plaintext bytes.
+    pub plain_len: u64,
+    /// Ciphertext bytes.
+    pub cipher_len: u64,
+    /// SHA-256 of the plaintext.
+    pub sha256: [u8; 32],
+}
+
+impl Record {
+    /// Build the record for a finished file.
+    pub fn new(r: RecordInput<'_>) -> Record {
+        let primary = &r.wrapped[0];
+        let iv_b64 = b64(r.iv.as_bytes());
+        let find = |s: Service| r.wrapped.iter().find(|w| w.service == s);
+        let mediaconvert = find(Service::MediaConvert).map(|w| {
+            MediaConvertInput::new(r.file_input.clone(), r.mode, b64(&w.blob), iv_b64.clone(), r.kms_region.clone())
+        });
+        let elastictranscoder = find(Service::ElasticTranscoder)
+            .filter(|_| r.iv.as_bytes().len() == 16)
+            .map(|w| ElasticTranscoderInput::new(r.mode, b64(&w.blob), r.key_md5.clone(), iv_b64.clone()));
+        Record {
+            source: r.source.to_string(),
+            output: r.output,
+            etag: r.etag,
+            checksum: r.checksum,
+            plaintext_size: r.plain_len,
+            ciphertext_size: r.cipher_len,
+            mode: r.mode,
+            key_bits: r.key_bits,
+            key_provider: r.key_provider.into(),
+            key_id: r.key_id,
+            key_source: r.key_source,
+            target: r.target.to_string(),
+            encryption_context: primary.service.encryption_context(),
+            encrypted_data_key: b64(&primary.blob),
+            iv: iv_b64,
+            key_md5: r.key_md5,
+            plaintext_sha256: hex::encode(r.sha256),
+            mediaconvert,
+            elastictranscoder,
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            shard: None,
+        }
+    }
+
+    /// The IV.
+    pub fn iv(&self) -> Result<Iv> {
+        Iv::from_slice(&unb64(&self.iv, "manifest iv")?)
+    }
+
+    /// The wrapped data key's blob.
+    pub fn wrapped_key(&self) -> Result<Vec<u8>> {
+        unb64(&self.encrypted_data_key, "manifest encrypted_data_key")
+    }
+}
+
+/// Read every record of a manifest.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
+    let mut records = Vec::new();
+    for_each_record(file, path, &mut |r, _| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+/// Call `each` with every record of the manifest `file` (at `path`) and its
+/// line index. A torn last line (a process killed while appending it, before
+/// its file counted as done) is not a record and is skipped; a bad line
+/// anywhere else is an error naming it.
+pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => each(r, n)?,
+            Err(_) if lines.peek().is_none() => {}
+            Err(e) => return Err(Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1))),
+        }
+    }
+    Ok(())
+}

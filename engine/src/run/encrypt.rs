@@ -1,0 +1,445 @@
+//! Encryption runs: list the inputs as a stream, decide per file (skip what
+//! the ledger says is done, take this shard's share), encrypt on the
+//! caller's rayon pool, record each finished file, and report.
+//!
+//! Listing runs on its own thread and hands files over a bounded channel,
+//! so memory does not grow with the number of inputs. A failure on one file
+//! is reported and the run goes on (up to `max_errors`); only errors that
+//! make the whole run meaningless (output inside the input tree, a reused
+//! (key, IV) pair) stop it before any work starts.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+
+use super::keys::{KeyReuse, Keys, Material};
+use super::ledger::{Claim, Ledger};
+use super::manifest::ManifestWriter;
+use super::plan::{check_output_outside_inputs, list, Entry, Inputs, Listing};
+use super::reencrypt::{check_digest, Unseal};
+use super::report::{Reporter, Summary};
+use super::schedule;
+use super::shard::Shard;
+use crate::cipher::Sealer;
+use crate::error::{Error, Failure, Result};
+use crate::format::record::{Record, RecordInput};
+use crate::format::{Iv, KeyBits, Mode, Target, BLOCK};
+use crate::keys::{DataKey, KeyProvider};
+use crate::pipeline::{self, Tuning};
+use crate::store::local::{resolve, Input};
+use crate::store::{Committed, Destination, PendingOutput, Source, Stores, LOCAL_ONLY};
+
+/// Everything an encryption run needs. [`EncryptJob::new`] fills in the defaults.
+pub struct EncryptJob<'a> {
+    /// Files and folders to encrypt (folders recursively), or remote prefixes.
+    pub inputs: Vec<PathBuf>,
+    /// List files: one local path or `s3://` URL per line.
+    pub lists: Vec<PathBuf>,
+    /// S3 Inventory reports: a `manifest.json` or a `.csv.gz` data file (local or `s3://`).
+    pub inventories: Vec<PathBuf>,
+    /// Where outputs go; each file keeps its path relative to its input folder.
+    pub destination: &'a dyn Destination,
+    /// The stores input URLs are listed and read from (default: local files only).
+    pub stores: &'a Stores,
+    /// Cipher mode.
+    pub mode: Mode,
+    /// Key size of generated keys (ignored with a supplied key).
+    pub key_bits: KeyBits,
+    /// Services to prepare settings for.
+    pub target: Target,
+    /// Wraps data keys.
+    pub provider: &'a dyn KeyProvider,
+    /// A user-supplied data key used for every file, instead of one fresh key per file.
+    pub supplied_key: Option<DataKey>,
+    /// Let one generated key serve several files, within these limits.
+    pub reuse_key: Option<KeyReuse>,
+    /// A user-supplied IV (only when one key encrypts one file).
+    pub iv: Option<Vec<u8>>,
+    /// Overwrite existing outputs, and encrypt again files the ledger records as done.
+    pub overwrite: bool,
+    /// Prefix for `FileInput` (e.g. `s3://bucket/prefix/`); the local output path otherwise.
+    pub file_input_prefix: Option<String>,
+    /// Buffer and chunk sizes (from a [`schedule::MemoryPlan`]).
+    pub tuning: Tuning,
+    /// Files encrypted at once (from a [`schedule::MemoryPlan`]; 0: one per thread of the pool).
+    pub files_in_flight: usize,
+    /// Decrypts each source first (`reencrypt`); `None` encrypts sources as they are.
+    pub unseal: Option<&'a dyn Unseal>,
+    /// Only this shard of the inputs.
+    pub shard: Option<Shard>,
+    /// Stop starting files once this many have failed.
+    pub max_errors: Option<u64>,
+    /// Decide and count, but encrypt nothing, write nothing and ask for no keys.
+    pub dry_run: bool,
+    /// Local files never to take as inputs, even inside an input folder: the
+    /// run's own manifest and journal, a legacy manifest being read.
+    pub exclude: Vec<PathBuf>,
+}
+
+impl<'a> EncryptJob<'a> {
+    /// A job with the defaults: CTR, 256-bit keys, both services, a fresh key per file.
+    pub fn new(inputs: Vec<PathBuf>, destination: &'a dyn Destination, provider: &'a dyn KeyProvider) -> Self {
+        EncryptJob {
+            inputs,
+            lists: Vec::new(),
+            inventories: Vec::new(),
+            destination,
+            stores: &LOCAL_ONLY,
+            mode: Mode::Ctr,
+            key_bits: KeyBits::B256,
+            target: Target::Any,
+            provider,
+            supplied_key: None,
+            reuse_key: None,
+            iv: None,
+            overwrite: false,
+            file_input_prefix: None,
+            tuning: Tuning::default(),
+            files_in_flight: 0,
+            unseal: None,
+            shard: None,
+            max_errors: None,
+            dry_run: false,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// Encrypt every file of `job`, appending a record per file to `manifest`.
+///
+/// Returns `Err` only for a job that must not start; per-file failures are
+/// in the summary.
+///
+/// The manifest is the ledger: files it records as done (same source, same
+/// output, same size, output present) are skipped, so re-running a job
+/// resumes it. Inputs named by URL are listed and read through `job.stores`.
+pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
+    let started = Instant::now();
+    let inputs = Inputs { paths: &job.inputs, lists: &job.lists, inventories: &job.inventories, exclude: &job.exclude, shard: job.shard, stores: job.stores };
+    let out_real = job.destination.local_root().map(resolve);
+    check_output_outside_inputs(&inputs, out_real.as_deref())?;
+    if let Some(iv) = &job.iv {
+        job.target.check_iv_len(job.mode, iv.len())?;
+        if job.reuse_key.is_some() {
+            return Err(Error::Usage("--iv-hex with --reuse-key would encrypt several files under the same (key, IV); omit --iv-hex".into()));
+        }
+    }
+    let ledger = Ledger::load(manifest.path())?;
+    let mut summary = Summary { dry_run: job.dry_run, ..Summary::default() };
+    if !job.dry_run {
+        summary.cleaned = ledger.clean_interrupted(job.destination)?;
+    }
+
+    let (tx, rx) = crossbeam_channel::bounded::<Listing>(1024);
+    let stop = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| -> Result<()> {
+        let stop = &stop;
+        let inputs = &inputs;
+        scope.spawn(move || {
+            list(inputs, &mut |item| {
+                if stop.load(Ordering::Relaxed) || tx.send(item).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+        });
+        // The first two files decide whether a fixed IV would be reused.
+        let mut first: Vec<Listing> = rx.iter().take(2).collect();
+        if job.iv.is_some() && job.supplied_key.is_some() && first.len() > 1 {
+            stop.store(true, Ordering::Relaxed);
+            drop(rx);
+            return Err(Error::Usage(
+                "--iv-hex with one data key would encrypt 2 files (or more) under the same (key, IV); \
+                 omit --iv-hex (random IVs) or encrypt one file per run"
+                    .into(),
+            ));
+        }
+        if first.is_empty() {
+            return Ok(());
+        }
+        let keys = match job.dry_run {
+            true => None,
+            false => Some(Keys::new(job.provider, job.target, job.mode, job.key_bits, job.reuse_key, job.supplied_key.as_ref())?),
+        };
+        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None) };
+        let items = first.drain(..).chain(rx.iter());
+        let admitted = items.filter_map(|item| run.admit(item));
+        let multi_buffer = job.mode == Mode::Cbc && job.unseal.is_none() && inputs.all_local();
+        match keys.as_ref().filter(|k| multi_buffer && (k.supplied().is_some() || job.reuse_key.is_some())) {
+            // Local CBC files sharing keys (supplied, or cached): the multi-buffer path.
+            Some(keys) => schedule::cbc_groups(admitted, keys, &run),
+            // `files_in_flight` workers take files one at a time; the pool's
+            // other threads are free for the cipher's chunks of those files.
+            None => {
+                let admitted = Mutex::new(admitted);
+                let workers = match job.files_in_flight {
+                    0 => rayon::current_num_threads(),
+                    n => n,
+                };
+                rayon::scope(|scope| {
+                    for _ in 0..workers {
+                        scope.spawn(|_| loop {
+                            let next = admitted.lock().unwrap_or_else(|p| p.into_inner()).next();
+                            let Some(f) = next else { break };
+                            let result = run.encrypt_one(&f);
+                            run.tally().record(&f, result);
+                        });
+                    }
+                });
+            }
+        }
+        if let Some(e) = run.fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        summary = run.summary.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = &keys {
+            summary.key_requests = k.requests();
+        }
+        Ok(())
+    });
+    outcome?;
+    if !job.dry_run {
+        // Every record on disk before the journal that covers them goes.
+        manifest.flush()?;
+        // Nothing is in flight any more: failed outputs were discarded, open uploads aborted.
+        ledger.finish();
+        if ledger.superseded() > 0 {
+            super::ledger::compact(manifest.path())?;
+        }
+    }
+    summary.failures.sort();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The state of one run shared by the workers.
+pub(crate) struct Run<'r, 'a> {
+    pub(crate) job: &'r EncryptJob<'a>,
+    pub(crate) out_real: Option<&'r Path>,
+    ledger: &'r Ledger,
+    keys: Option<&'r Keys<'r>>,
+    manifest: &'r ManifestWriter,
+    pub(crate) reporter: &'r dyn Reporter,
+    stop: &'r AtomicBool,
+    summary: Mutex<Summary>,
+    /// An error that ends the whole run (the manifest or journal cannot be written).
+    fatal: Mutex<Option<Error>>,
+}
+
+impl Run<'_, '_> {
+    pub(crate) fn tally(&self) -> Tally<'_> {
+        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, ledger: self.ledger, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
+    }
+
+    fn fail(&self, path: PathBuf, err: Error) {
+        self.tally().fail(path, err);
+    }
+
+    /// Decide what to do with a listed file; `Some` when it is to be encrypted now.
+    fn admit(&self, item: Listing) -> Option<Entry> {
+        if self.stop.load(Ordering::Relaxed) {
+            self.summary.lock().unwrap().not_attempted += 1;
+            return None;
+        }
+        let mut f = match item {
+            Listing::Failed(path, err) => {
+                self.fail(path, err);
+                return None;
+            }
+            Listing::File(f) => f,
+        };
+        if let Err(reason) = self.job.mode.check_plaintext_len(f.size) {
+            self.fail(f.source.clone(), Error::invalid(&f.source, reason));
+            return None;
+        }
+        let output = self.job.destination.location(&f.relative);
+        let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
+        match claim {
+            Err(e) => {
+                self.fail(f.source.clone(), e.for_file(&f.source));
+                return None;
+            }
+            Ok(Claim::Skip { reason, bytes }) => {
+                self.reporter.skipped(&f.source, reason);
+                let mut s = self.summary.lock().unwrap();
+                s.skipped += 1;
+                s.skipped_bytes += bytes;
+                return None;
+            }
+            Ok(Claim::Redo { reason }) => {
+                self.reporter.note(&f.source, &reason);
+                f.replace = true;
+            }
+            Ok(Claim::Fresh) => {}
+        }
+        if self.job.dry_run {
+            self.reporter.planned(1, f.size);
+            self.reporter.skipped(&f.source, "dry run: would encrypt");
+            let mut s = self.summary.lock().unwrap();
+            s.files += 1;
+            s.bytes += f.size;
+            return None;
+        }
+        // The manifest exists once there is work (an unwritable one fails
+        // the first file and stops the run); then the marker a later run
+        // recognises our leftovers by, before anything else exists.
+        if let Err(e) = self.manifest.open().and_then(|()| self.ledger.intend(&output, &f.relative)) {
+            // Without a ledger nothing done could be recorded: stop the run.
+            self.stop.store(true, Ordering::Relaxed);
+            self.fatal.lock().unwrap().get_or_insert(e);
+            return None;
+        }
+        self.reporter.planned(1, f.size);
+        self.reporter.started(&f.source);
+        Some(f)
+    }
+
+    fn encrypt_one(&self, f: &Entry) -> Result<Record> {
+        let job = self.job;
+        let input: Box<dyn Source> = match &f.remote {
+            Some(item) => match job.stores.remote(&item.url)? {
+                Some(store) => store.open(item)?,
+                None => return Err(Error::invalid(&f.source, "no store for this URL")),
+            },
+            None => Box::new(open_planned(f, self.out_real)?),
+        };
+        let unsealing = job.unseal.map(|u| u.unsealing(input.as_ref())).transpose()?;
+        let plain_len = unsealing.as_ref().map_or(input.len(), |u| u.plain_len);
+        job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
+        let material: Arc<Material> = self.keys.expect("keys outside dry runs").for_file(plain_len)?;
+        let iv = match &job.iv {
+            Some(bytes) => Iv::from_slice(bytes)?,
+            None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
+        };
+        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
+        let sealer = Sealer::new(job.mode, &material.key, iv, job.tuning.chunk);
+        let iv = Iv::from_slice(sealer.iv().as_bytes())?;
+        let progress = |n| self.reporter.progress(n);
+        let sealed = match unsealing {
+            Some(u) => {
+                let sealed = pipeline::reseal(input.as_ref(), u.mode, u.opener, u.plain_len, sealer, output.as_mut(), &job.tuning, &progress)?;
+                check_digest(input.path(), u.expected_sha256.as_deref(), &sealed.sha256)?;
+                sealed
+            }
+            None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, &progress)?,
+        };
+        let committed = output.commit()?;
+        crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
+        Ok(file_record(job, f, &material, &iv, &sealed, committed))
+    }
+}
+
+
+impl schedule::Files for Run<'_, '_> {
+    fn open(&self, file: &Entry, material: &Material) -> Result<(Box<dyn Source>, Box<dyn PendingOutput>, Iv)> {
+        let job = self.job;
+        let input = open_planned(file, self.out_real)?;
+        let iv = match &job.iv {
+            Some(bytes) => Iv::from_slice(bytes)?,
+            None => material.fresh_iv(BLOCK)?,
+        };
+        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
+        Ok((Box::new(input), output, iv))
+    }
+
+    fn done(&self, file: &Entry, material: &Material, result: Result<(pipeline::Sealed, Committed, Iv)>) {
+        let record = result.map(|(sealed, committed, iv)| file_record(self.job, file, material, &iv, &sealed, committed));
+        self.tally().record(file, record);
+    }
+
+    fn failed(&self, file: &Entry, error: Error) {
+        self.tally().record(file, Err(error));
+    }
+
+    fn progress(&self, bytes: u64) {
+        self.reporter.progress(bytes);
+    }
+
+    fn window(&self) -> usize {
+        self.job.tuning.window
+    }
+}
+
+/// Open a planned local file, refusing one whose output would replace it.
+fn open_planned(f: &Entry, out_real: Option<&Path>) -> Result<Input> {
+    if out_real.is_some_and(|out| Path::new(&f.name) == out.join(&f.relative)) {
+        return Err(Error::invalid(&f.source, "output would overwrite the source; choose another --out"));
+    }
+    Input::open(&f.source)
+}
+
+/// Counts finished files, appends their records and reports failures.
+pub(crate) struct Tally<'a> {
+    summary: &'a Mutex<Summary>,
+    pub(crate) reporter: &'a dyn Reporter,
+    manifest: &'a ManifestWriter,
+    ledger: &'a Ledger,
+    max_errors: Option<u64>,
+    stop: &'a AtomicBool,
+    shard: Option<Shard>,
+}
+
+impl Tally<'_> {
+    /// Record the outcome of one planned file.
+    pub(crate) fn record(&self, f: &Entry, result: Result<Record>) {
+        let result = result.and_then(|mut record| {
+            record.shard = self.shard.map(|s| s.to_string());
+            self.manifest.write(&record)?;
+            // Best effort: without this line a later run only looks for leftovers it need not.
+            let _ = self.ledger.recorded(&record.output);
+            Ok(record.plaintext_size)
+        });
+        match result {
+            // Plaintext bytes (a re-encrypted file's listing size is its old ciphertext's).
+            Ok(bytes) => {
+                let mut s = self.summary.lock().unwrap();
+                s.files += 1;
+                s.bytes += bytes;
+                self.reporter.finished(&f.source, bytes);
+            }
+            Err(err) => self.fail(f.source.clone(), err.for_file(&f.source)),
+        }
+    }
+
+    pub(crate) fn fail(&self, path: PathBuf, err: Error) {
+        self.reporter.failed(&path, &err);
+        let mut s = self.summary.lock().unwrap();
+        s.failures.push(Failure::new(&path, &err));
+        if self.max_errors.is_some_and(|max| s.failures.len() as u64 >= max) {
+            s.stopped = true;
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The manifest record of a file sealed and committed.
+fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Record {
+    let file_input = match &job.file_input_prefix {
+        Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
+        None => committed.location.clone(),
+    };
+    Record::new(RecordInput {
+        source: &f.name,
+        output: committed.location,
+        etag: committed.etag,
+        checksum: committed.checksum,
+        file_input,
+        mode: job.mode,
+        key_bits: material.key.bits(),
+        key_md5: material.key.md5_base64(),
+        key_source: material.source,
+        key_provider: job.provider.name(),
+        key_id: job.provider.key_id(),
+        kms_region: job.provider.kms_region(),
+        target: job.target,
+        wrapped: &material.wrapped,
+        iv,
+        plain_len: sealed.plain_len,
+        cipher_len: sealed.cipher_len,
+        sha256: sealed.sha256,
+    })
+}

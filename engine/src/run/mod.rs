@@ -1,0 +1,25 @@
+//! Whole jobs over many files, built on the one data path ([`crate::pipeline`]):
+//!
+//! * [`plan`]: inputs (folders, files, store prefixes, list files, S3
+//!   Inventory reports, this shard's share) → a stream of entries;
+//! * [`ledger`] and [`manifest`]: what earlier runs finished (the manifest) and
+//!   left in flight (the journal), so a re-run resumes;
+//! * [`keys`]: where each file's data key comes from (fresh, supplied, cached);
+//! * [`schedule`]: files over the workers (one per worker, or the multi-buffer CBC path);
+//! * [`encrypt`], [`verify`] (and `decrypt`), [`reencrypt`]: the commands' runs;
+//! * [`report`]: events and the summary, for the caller to render;
+//! * [`merge`]: joining the manifests of sharded runs; [`inputs`] and
+//!   [`shard`]: the readers and the split behind `plan`.
+
+pub mod encrypt;
+pub mod inputs;
+pub mod keys;
+pub mod ledger;
+pub mod manifest;
+pub mod merge;
+pub mod plan;
+pub mod reencrypt;
+pub mod report;
+pub mod schedule;
+pub mod shard;
+pub mod verify;

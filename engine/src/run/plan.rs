@@ -1,0 +1,297 @@
+//! What a run works on: its inputs (folders, files, store prefixes, list
+//! files, S3 Inventory reports) turned into a stream of [`Entry`]s, one per
+//! file, filtered to this shard. Listing never holds more than one page of
+//! a store's listing or one line of a list file.
+
+use std::ops::ControlFlow;
+use std::path::{Component, Path, PathBuf};
+
+use super::shard::Shard;
+use crate::error::{Error, Result};
+use crate::store::local::resolve;
+use crate::store::{Listed, Store, Stores};
+
+/// One input entry: a file or object to encrypt, as listing found it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The path or URL as given or listed.
+    pub(crate) source: PathBuf,
+    /// The source as records name it: the URL, or the resolved local path.
+    pub(crate) name: String,
+    /// Its path below the input (the output keeps it).
+    pub(crate) relative: PathBuf,
+    /// Its size at listing.
+    pub(crate) size: u64,
+    /// A listed remote object (`source` is then its URL), or `None` for a local file.
+    pub(crate) remote: Option<Listed>,
+    /// Its output may replace an existing one (ours, from an interrupted run; or a redo).
+    pub(crate) replace: bool,
+}
+
+impl Entry {
+    /// A local file; `resolved` is its path with symlinks resolved (see [`resolve`]).
+    pub(crate) fn local(source: PathBuf, resolved: &Path, relative: PathBuf, size: u64) -> Self {
+        Entry { source, name: resolved.display().to_string(), relative, size, remote: None, replace: false }
+    }
+
+    pub(crate) fn remote(item: Listed) -> Self {
+        Entry { source: PathBuf::from(&item.url), name: item.url.clone(), relative: item.relative.clone(), size: item.size, remote: Some(item), replace: false }
+    }
+}
+
+
+/// What listing hands over, one at a time.
+pub(crate) enum Listing {
+    File(Entry),
+    Failed(PathBuf, Error),
+}
+
+/// What a run takes as input.
+pub(crate) struct Inputs<'a> {
+    /// Files, folders and store prefixes.
+    pub(crate) paths: &'a [PathBuf],
+    /// List files.
+    pub(crate) lists: &'a [PathBuf],
+    /// S3 Inventory reports.
+    pub(crate) inventories: &'a [PathBuf],
+    /// Local files never taken (the run's own manifest and journal).
+    pub(crate) exclude: &'a [PathBuf],
+    /// Only this shard.
+    pub(crate) shard: Option<Shard>,
+    /// Where URLs are listed and read.
+    pub(crate) stores: &'a Stores,
+}
+
+impl Inputs<'_> {
+    /// Whether every input is a local file or folder.
+    pub(crate) fn all_local(&self) -> bool {
+        self.lists.is_empty() && self.inventories.is_empty() && !self.paths.iter().any(|p| Stores::is_url(&p.to_string_lossy()))
+    }
+}
+
+/// Refuse a run whose local output folder is inside one of its input folders.
+pub(crate) fn check_output_outside_inputs(inputs: &Inputs<'_>, out_real: Option<&Path>) -> Result<()> {
+    let Some(out) = out_real else { return Ok(()) };
+    for input in inputs.paths {
+        if Stores::is_url(&input.to_string_lossy()) || !input.is_dir() {
+            continue;
+        }
+        if out.starts_with(resolve(input)) {
+            return Err(Error::Usage(format!(
+                "{}: output folder {} is inside the input tree; choose an --out outside it",
+                input.display(),
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// List every file of the job, handing each (or each listing failure) to
+/// `each` as it is found; `each` breaks to stop listing early.
+pub(crate) fn list(inputs: &Inputs<'_>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) {
+    let stores = inputs.stores;
+    let mut shard_each = |item: Listing| match (&item, inputs.shard) {
+        (Listing::File(f), Some(shard)) if !shard.takes(&f.relative) => ControlFlow::Continue(()),
+        _ => each(item),
+    };
+    let exclude: Vec<PathBuf> = inputs.exclude.iter().map(|p| resolve(p)).collect();
+    for input in inputs.paths {
+        let flow = match stores.remote_path(input) {
+            Ok(Some(store)) => list_remote(input, store, &mut shard_each),
+            Ok(None) => list_local(input, &exclude, &mut shard_each),
+            Err(e) => shard_each(Listing::Failed(input.clone(), e)),
+        };
+        if flow.is_break() {
+            return;
+        }
+    }
+    for list in inputs.lists {
+        if list_file(list, stores, &mut shard_each).is_break() {
+            return;
+        }
+    }
+    for report in inputs.inventories {
+        if inventory(report, stores, &mut shard_each).is_break() {
+            return;
+        }
+    }
+}
+
+fn list_remote(input: &Path, store: &dyn Store, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let mut found = 0u64;
+    let mut flow = ControlFlow::Continue(());
+    let listed = store.list(&input.to_string_lossy(), &mut |item: Listed| {
+        if flow.is_break() {
+            return;
+        }
+        found += 1;
+        let source = PathBuf::from(&item.url);
+        flow = match safe_relative(&item.relative) {
+            true => each(Listing::File(Entry::remote(item))),
+            false => each(Listing::Failed(source.clone(), Error::invalid(&source, "the key does not make a safe relative output path"))),
+        };
+    });
+    match listed {
+        Ok(()) if found == 0 => each(Listing::Failed(input.to_path_buf(), Error::invalid(input, "no objects under this prefix"))),
+        Ok(()) => flow,
+        Err(e) => each(Listing::Failed(input.to_path_buf(), e.for_file(input))),
+    }
+}
+
+fn list_local(input: &Path, exclude: &[PathBuf], each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let excluded = |path: &Path| exclude.iter().any(|x| x.file_name() == path.file_name()) && exclude.contains(&resolve(path));
+    let meta = match std::fs::metadata(input) {
+        Ok(m) => m,
+        Err(e) => return each(Listing::Failed(input.to_path_buf(), Error::io(input, "open", e))),
+    };
+    if !meta.is_dir() {
+        let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.to_path_buf());
+        return each(Listing::File(Entry::local(input.to_path_buf(), &resolve(input), name, meta.len())));
+    }
+    // Resolved once: entries below are the resolved root joined with their relative path.
+    let root = resolve(input);
+    for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
+        let item = match entry {
+            Ok(e) if e.file_type().is_file() && excluded(e.path()) => continue,
+            Ok(e) if e.file_type().is_file() => {
+                let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
+                match e.metadata() {
+                    Ok(m) => Listing::File(Entry::local(e.path().to_path_buf(), &root.join(&relative), relative, m.len())),
+                    Err(err) => Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), err.to_string())),
+                }
+            }
+            Ok(_) => continue,
+            Err(err) => {
+                let path = err.path().unwrap_or(input).to_path_buf();
+                let cause = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
+                Listing::Failed(path.clone(), Error::invalid(&path, format!("cannot list: {cause}")))
+            }
+        };
+        each(item)?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// Whether `relative` is a non-empty path with only normal components
+/// (no `..`, no root), safe to join below an output folder or prefix.
+pub(crate) fn safe_relative(relative: &Path) -> bool {
+    relative.components().next().is_some() && relative.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// The output path of a list entry: an `s3://bucket/key` keeps its key, a
+/// local path its components without the root (`/archive/a.ts` → `archive/a.ts`).
+fn relative_of(name: &str) -> PathBuf {
+    match name.strip_prefix("s3://") {
+        Some(rest) => rest.split_once('/').map(|(_, key)| key).unwrap_or("").split('/').filter(|c| !c.is_empty()).collect(),
+        None => Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).collect(),
+    }
+}
+
+/// One named entry (from a list file or an inventory) as a listing.
+fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, stores: &Stores) -> Listing {
+    let source = PathBuf::from(name);
+    let relative = relative_of(name);
+    if !safe_relative(&relative) || Path::new(name).components().any(|c| c == Component::ParentDir) {
+        return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
+    }
+    match stores.remote(name) {
+        Ok(Some(store)) => {
+            let listed = match (size, etag) {
+                (Some(size), Some(etag)) => Ok(Listed { url: name.to_string(), relative, size, etag }),
+                // Without both, one HEAD request gives the size and the ETag to pin reads to.
+                _ => store.stat(name).map(|l| Listed { relative, ..l }),
+            };
+            match listed {
+                Ok(item) => Listing::File(Entry::remote(item)),
+                Err(e) => Listing::Failed(source.clone(), e.for_file(&source)),
+            }
+        }
+        Err(e) => Listing::Failed(source.clone(), Error::invalid(origin, e.to_string())),
+        Ok(None) => match std::fs::metadata(&source) {
+            Ok(m) if m.is_file() => Listing::File(Entry::local(source.clone(), &resolve(&source), relative, m.len())),
+            Ok(_) => Listing::Failed(source.clone(), Error::invalid(&source, "not a regular file")),
+            Err(e) => Listing::Failed(source.clone(), Error::io(&source, "open", e)),
+        },
+    }
+}
+
+/// List the entries of the list file `path` (`-` for standard input).
+fn list_file(path: &Path, stores: &Stores, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let reader: Box<dyn std::io::BufRead> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(path) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => return each(Listing::Failed(path.to_path_buf(), Error::io(path, "open list file", e))),
+        }
+    };
+    let mut flow = ControlFlow::Continue(());
+    let read = super::inputs::read_list(reader, path, &mut |named| hand_over(named, path, stores, each, &mut flow));
+    ended(path, read.map(|_| ()), flow, each)
+}
+
+/// Hand one named entry to `each` as a listing; an `Err` stops the reader when `each` breaks.
+fn hand_over(
+    named: super::inputs::Named,
+    origin: &Path,
+    stores: &Stores,
+    each: &mut dyn FnMut(Listing) -> ControlFlow<()>,
+    flow: &mut ControlFlow<()>,
+) -> crate::Result<()> {
+    *flow = each(entry(&named.name, named.size, named.etag, origin, stores));
+    match flow {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),
+    }
+}
+
+/// How reading `path` ended: stopped by `each`, failed (a listing failure), or done.
+fn ended(path: &Path, read: crate::Result<()>, flow: ControlFlow<()>, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    match (read, flow) {
+        (_, ControlFlow::Break(())) => ControlFlow::Break(()),
+        (Err(e), _) => each(Listing::Failed(path.to_path_buf(), e)),
+        (Ok(()), flow) => flow,
+    }
+}
+
+/// List the objects of an S3 Inventory report: its `manifest.json` (whose
+/// data files are read from the inventory's destination bucket) or one
+/// `.csv.gz` data file; local or `s3://`. Rows stream through one at a time.
+fn inventory(path: &Path, stores: &Stores, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    let text = path.to_string_lossy();
+    let open = |name: &str| -> crate::Result<Box<dyn std::io::Read + Send>> {
+        match stores.remote(name)? {
+            Some(store) => store.fetch(name),
+            None => std::fs::File::open(name).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>).map_err(|e| Error::io(Path::new(name), "open inventory", e)),
+        }
+    };
+    let mut flow = ControlFlow::Continue(());
+    let mut rows = |name: &str, schema: Option<&[String]>, flow: &mut ControlFlow<()>| -> crate::Result<()> {
+        let origin = PathBuf::from(name);
+        let reader = open(name)?;
+        super::inputs::read_inventory_csv_gz(reader, &origin, schema, &mut |named| hand_over(named, &origin, stores, &mut *each, flow)).map(|_| ())
+    };
+    let result = if text.ends_with(".json") {
+        (|| -> crate::Result<()> {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut open(&text)?, &mut bytes).map_err(|e| Error::io(path, "read inventory manifest", e))?;
+            let manifest = super::inputs::parse_inventory_manifest(&bytes, path)?;
+            // Data files sit beside manifest.json when it is local, in the destination bucket otherwise.
+            for file in &manifest.files {
+                let name = match text.starts_with("s3://") {
+                    true => format!("s3://{}/{}", manifest.destination_bucket_name(), file.key),
+                    false => path.parent().unwrap_or(Path::new(".")).join(file.key.rsplit('/').next().unwrap_or(&file.key)).display().to_string(),
+                };
+                rows(&name, Some(&manifest.file_schema), &mut flow)?;
+                if flow.is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        })()
+    } else {
+        rows(&text, None, &mut flow)
+    };
+    ended(path, result, flow, each)
+}

@@ -1,0 +1,73 @@
+//! What a run tells its caller: events as they happen ([`Reporter`], which
+//! the CLI renders as progress bars or JSON lines) and the totals at the end
+//! ([`Summary`]). The engine never prints.
+
+use std::path::Path;
+
+use crate::error::{Error, Failure};
+
+/// Receives what happens during a run. Every method has a no-op default.
+pub trait Reporter: Sync {
+    /// More work is known: this many files and plaintext bytes (called as listing goes).
+    fn planned(&self, _files: u64, _bytes: u64) {}
+    /// A file is starting.
+    fn started(&self, _path: &Path) {}
+    /// Bytes of a file were processed.
+    fn progress(&self, _bytes: u64) {}
+    /// A file is done.
+    fn finished(&self, _path: &Path, _bytes: u64) {}
+    /// A file failed; the run goes on.
+    fn failed(&self, _path: &Path, _error: &Error) {}
+    /// A file is left alone (already done, …), for `reason`.
+    fn skipped(&self, _path: &Path, _reason: &str) {}
+    /// Something the user must know about a file (e.g. encrypted again under a new key).
+    fn note(&self, _path: &Path, _message: &str) {}
+}
+
+/// A reporter that ignores everything.
+pub struct Silent;
+impl Reporter for Silent {}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Files that completed (with `dry_run`: that would be encrypted).
+    pub files: u64,
+    /// Input bytes of the completed files (with `dry_run`: that would be encrypted).
+    pub bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Files that failed: which, at what stage, whether a re-run may help, and the one-line cause.
+    pub failures: Vec<Failure>,
+    /// Files left alone because the ledger records them done (or listed twice).
+    pub skipped: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
+    /// Requests to the key provider (GenerateDataKey, Encrypt).
+    pub key_requests: u64,
+    /// Files listed but not attempted because `max_errors` stopped the run.
+    pub not_attempted: u64,
+    /// `max_errors` stopped the run early.
+    pub stopped: bool,
+    /// Leftovers of an interrupted run cleaned up first (uploads aborted, temporary files).
+    pub cleaned: usize,
+    /// Nothing was changed: the counts are what a run would do.
+    pub dry_run: bool,
+}
+
+impl Summary {
+    /// Throughput in GB/s (10^9 bytes per second).
+    pub fn gb_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 / self.seconds / 1e9
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether `max_errors` stopped the run early.
+    pub fn stopped_early(&self) -> bool {
+        self.stopped
+    }
+}
+

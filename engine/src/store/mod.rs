@@ -1,0 +1,305 @@
+//! Where bytes come from and go to. The pipeline reads a [`Source`] by
+//! windows and writes a [`Sink`]; a run puts its outputs in a
+//! [`Destination`], whose [`PendingOutput`]s become visible only when
+//! committed; inputs named by URL are listed and opened through a [`Store`].
+//!
+//! * [`local`]: files and folders;
+//! * [`s3`] (feature `aws`): Amazon S3 and S3-compatible stores.
+//!
+//! [`Stores`] chooses the store of a URL by its scheme, in one place
+//! ([`Stores::new`]): a new kind of store (GCS, Azure Blob, …) is one module
+//! here implementing [`Store`], plus one line there.
+
+pub mod local;
+#[cfg(feature = "aws")]
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A window of a source: a memory map or a borrowed buffer.
+pub enum Window<'a> {
+    /// Mapped straight from the file.
+    Mapped(memmap2::Mmap),
+    /// Read into a caller's buffer.
+    Read(&'a [u8]),
+}
+
+impl std::ops::Deref for Window<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Window::Mapped(m) => m,
+            Window::Read(b) => b,
+        }
+    }
+}
+
+/// Bytes to encrypt or decrypt, read a window at a time.
+pub trait Source: Sync {
+    /// The file or object, for messages and manifests.
+    fn path(&self) -> &Path;
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Bytes `[offset, offset + len)`; `scratch` may be used as the buffer.
+    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>>;
+    /// Confirm the source did not change while it was read.
+    fn finish(&self) -> Result<()>;
+}
+
+/// An object of a remote store (an S3 object), as its listing showed it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// Its URL (`s3://bucket/key`).
+    pub url: String,
+    /// Its path below the listed prefix (the output keeps it).
+    pub relative: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag at listing: the bytes read must be these.
+    pub etag: String,
+}
+
+/// A remote object store whose objects are named by URLs of one scheme.
+pub trait Store: Sync {
+    /// The URL scheme it serves (`"s3"` for `s3://bucket/key`).
+    fn scheme(&self) -> &'static str;
+    /// Where requests go (an endpoint URL, or empty for the provider's
+    /// default); with the URL it names an object unambiguously.
+    fn endpoint(&self) -> String;
+    /// List the objects under `url`, page by page, handing each to `each`.
+    fn list(&self, url: &str, each: &mut dyn FnMut(Listed)) -> Result<()>;
+    /// Look up one object: its size and entity tag.
+    fn stat(&self, url: &str) -> Result<Listed>;
+    /// Open a listed object for reading, pinned to the listed entity tag.
+    fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;
+    /// Open the object `url`, refusing it if its entity tag is not `etag` (when given).
+    fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>>;
+    /// Read a whole object (an inventory report) as a stream.
+    fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>>;
+    /// Outputs under the prefix `url`.
+    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>>;
+    /// Copy the object `url` into the new local file `local`; `Ok(false)` if there is no such object.
+    fn download(&self, url: &str, local: &Path) -> Result<bool>;
+    /// Store the local file `local` as the object `url`.
+    fn upload(&self, local: &Path, url: &str) -> Result<()>;
+}
+
+/// Every store a run can reach, chosen by URL scheme; plain paths are local.
+#[derive(Default)]
+pub struct Stores {
+    remote: Vec<Box<dyn Store>>,
+}
+
+/// Local files only.
+pub static LOCAL_ONLY: Stores = Stores { remote: Vec::new() };
+
+impl Stores {
+    /// Local files and every remote store this build has, reached through `session`.
+    #[cfg(feature = "aws")]
+    pub fn new(session: std::sync::Arc<crate::aws::Session>) -> Self {
+        // The one place schemes are chosen: a new store is one more line here.
+        Stores { remote: vec![Box::new(s3::S3Store::new(session))] }
+    }
+
+    /// Whether `name` is a URL (`scheme://…`) rather than a local path.
+    pub fn is_url(name: &str) -> bool {
+        name.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    }
+
+    /// The store of the URL `name`; `Ok(None)` for a local path, an error for a URL no store serves.
+    pub fn remote(&self, name: &str) -> Result<Option<&dyn Store>> {
+        if !Self::is_url(name) {
+            return Ok(None);
+        }
+        let scheme = name.split_once("://").map(|(s, _)| s).unwrap_or_default();
+        match self.remote.iter().find(|s| s.scheme() == scheme) {
+            Some(store) => Ok(Some(store.as_ref())),
+            None => Err(Error::invalid(Path::new(name), format!("{scheme}:// is not a store this build can reach"))),
+        }
+    }
+
+    /// [`Stores::remote`] for a path argument.
+    pub fn remote_path(&self, path: &Path) -> Result<Option<&dyn Store>> {
+        self.remote(&path.to_string_lossy())
+    }
+
+    /// Open a stored output (a record's `output`: a URL or a local path), pinned to `etag` when known.
+    pub fn open(&self, location: &str, etag: Option<&str>) -> Result<Box<dyn Source>> {
+        match self.remote(location)? {
+            Some(store) => store.open_url(location, etag),
+            None => Ok(Box::new(local::Input::open(Path::new(location))?)),
+        }
+    }
+
+    /// The destination `target`: a URL's store, or a local folder.
+    pub fn destination(&self, target: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+        match self.remote(target)? {
+            Some(store) => store.destination(target, settings),
+            None => Ok(Box::new(local::LocalDir::new(Path::new(target), settings.overwrite))),
+        }
+    }
+}
+
+/// A manifest kept in a remote store, worked on as a local copy: read at
+/// the start, written back at the end. The copy of an `encrypt` run has a
+/// name fixed by the URL and endpoint, so a run killed before writing it
+/// back leaves it (and its journal) for the re-run to resume from.
+pub struct ManifestCopy<'s> {
+    store: &'s dyn Store,
+    /// The manifest's URL.
+    pub url: String,
+    /// The local working copy.
+    pub local: PathBuf,
+    /// The local copy is one an interrupted run left, resumed from.
+    pub resumed: bool,
+    keep: bool,
+}
+
+impl<'s> ManifestCopy<'s> {
+    /// Fetch the manifest at `url` from `store`. A missing object is an
+    /// empty manifest when `appending` (encrypt adds to it), else an error.
+    pub fn fetch(store: &'s dyn Store, url: &str, appending: bool) -> Result<Self> {
+        let path = Path::new(url);
+        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
+            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
+        }
+        let local = if appending {
+            use sha2::Digest as _;
+            let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
+            std::env::temp_dir().join(format!("sealpipe-ledger-{tag}.jsonl"))
+        } else {
+            let mut nonce = [0u8; 8];
+            getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            std::env::temp_dir().join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
+        };
+        let resumed = appending && local.exists();
+        let copy = ManifestCopy { store, url: url.to_string(), local, resumed, keep: false };
+        if resumed {
+            return Ok(copy);
+        }
+        match store.download(url, &copy.local) {
+            Ok(true) => Ok(copy),
+            Ok(false) if appending => Ok(copy), // absent until the run writes a record
+            Ok(false) => Err(Error::invalid(path, "no such manifest object")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write the local copy back (if the run wrote one). On failure the copy is kept and named in the error.
+    pub fn upload(&mut self) -> Result<bool> {
+        if !self.local.exists() {
+            return Ok(false);
+        }
+        self.store.upload(&self.local, &self.url).map_err(|e| {
+            self.keep = true;
+            Error::invalid(Path::new(&self.url), format!("cannot upload the manifest ({e}); its records are kept in {}", self.local.display()))
+        })?;
+        Ok(true)
+    }
+}
+
+impl Drop for ManifestCopy<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.local);
+        }
+    }
+}
+
+/// Where a pipeline writes its output, in order.
+pub trait Sink: Send {
+    /// Append `data`.
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+}
+
+/// A sink that keeps nothing (verification only needs the digest).
+pub struct Discard;
+
+impl Sink for Discard {
+    fn write(&mut self, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a committed output became.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Final path or URL.
+    pub location: String,
+    /// The store's entity tag, where it has one (S3).
+    pub etag: Option<String>,
+    /// The whole-object checksum the store reported, where it does.
+    pub checksum: Option<String>,
+}
+
+/// An output being written; invisible under its final name until committed,
+/// and discarded if dropped uncommitted.
+pub trait PendingOutput: Sink {
+    /// Make the output visible under its final name.
+    fn commit(self: Box<Self>) -> Result<Committed>;
+}
+
+/// Where a run's outputs go.
+pub trait Destination: Sync {
+    /// The final location of `relative` (a path or URL).
+    fn location(&self, relative: &Path) -> String;
+    /// Start writing `relative`, which will be `len` bytes long. An
+    /// existing output is refused unless the destination overwrites or `replace`.
+    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>>;
+    /// The local folder, if the destination is one (to refuse outputs inside the input tree).
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
+    /// The size of the stored output `relative`, or `None` if there is none.
+    fn stored_len(&self, relative: &Path) -> Result<Option<u64>>;
+    /// The path below this destination of `location` (the inverse of [`Destination::location`]).
+    fn relative(&self, location: &str) -> Option<PathBuf>;
+    /// Remove what an interrupted run left while writing `relative` (started
+    /// at `since_unix`): temporary files, open multipart uploads. Returns how many.
+    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize>;
+    /// What to call when the process is interrupted (Ctrl-C, SIGTERM) so
+    /// nothing stays open and billed: it aborts the destination's uploads in
+    /// progress and returns how many. `None` where dropping is enough (local files).
+    fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
+        None
+    }
+}
+
+/// The checksum sent with every part (`--checksum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChecksumChoice {
+    /// CRC32C per part; the object checksum is S3's composite of the parts.
+    #[default]
+    Crc32c,
+    /// CRC64NVME per part and of the whole object (full-object checksum).
+    Crc64Nvme,
+    /// No checksum headers (for S3-compatible stores that reject them).
+    None,
+}
+
+/// How uploads are cut and sent.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadSettings {
+    /// Requested part size (raised where needed so a file fits in 10,000 parts).
+    pub part_size: u64,
+    /// Parts in flight per upload.
+    pub concurrency: usize,
+    /// Per-part checksum.
+    pub checksum: ChecksumChoice,
+    /// Replace existing objects.
+    pub overwrite: bool,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            part_size: 16 << 20,
+            concurrency: 8,
+            checksum: ChecksumChoice::default(),
+            overwrite: false,
+        }
+    }
+}
+
