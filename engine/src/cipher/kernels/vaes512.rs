@@ -6,6 +6,9 @@ use core::arch::x86_64::*;
 
 use super::{aesni, HTable};
 
+/// Vectors per CTR loop iteration.
+const LANES: usize = 8;
+
 #[inline]
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
 fn add<const INC32: bool>(a: __m512i, b: __m512i) -> __m512i {
@@ -72,8 +75,10 @@ unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter:
     let n = input.len();
     let (ip, op) = (input.as_ptr(), output.as_mut_ptr());
     let mut at = 0;
-    while at + 256 <= n {
-        let mut b = [_mm512_setzero_si512(); 4];
+    // Eight vectors (32 blocks) in flight: enough independent AES chains to
+    // cover VAESENC's latency on cores that issue one or two per cycle.
+    while at + 64 * LANES <= n {
+        let mut b = [_mm512_setzero_si512(); LANES];
         for blk in b.iter_mut() {
             *blk = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, bswap), k[0]);
             ctr = add::<INC32>(ctr, four);
@@ -84,13 +89,13 @@ unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter:
             }
         }
         for (j, blk) in b.iter().enumerate() {
-            // SAFETY: `at + 64·j + 64 <= at + 256 <= n`, in bounds of both slices.
+            // SAFETY: `at + 64·j + 64 <= at + 64·LANES <= n`, in bounds of both slices.
             unsafe {
                 let x = _mm512_loadu_si512(ip.add(at + 64 * j).cast());
                 _mm512_storeu_si512(op.add(at + 64 * j).cast(), _mm512_aesenclast_epi128(*blk, _mm512_xor_si512(k[R], x)));
             }
         }
-        at += 256;
+        at += 64 * LANES;
     }
     while at < n {
         let rest = n - at;
@@ -161,4 +166,105 @@ pub(super) unsafe fn ghash(t: &HTable, acc: u128, data: &[u8]) -> u128 {
     let acc = aesni::from_m128(x);
     // SAFETY: this CPU has every feature the AES-NI kernel needs.
     unsafe { aesni::ghash(t, acc, &data[at..]) }
+}
+
+/// Fused GCM over whole 256-byte groups: CTR with inc32 from `counter` and
+/// GHASH of the ciphertext (the output when sealing, the input when
+/// opening) into `acc`, in one pass. Returns `(bytes done, acc)`; the caller
+/// finishes the last < 256 bytes with [`ctr`] and [`ghash`].
+///
+/// Sealing is software-pipelined: the GHASH of one group's ciphertext runs
+/// beside the AES rounds of the next, so the AES and carry-less multiply
+/// units work at the same time.
+///
+/// # Safety
+/// As [`ctr`] and [`ghash`]; `input.len() == output.len()`.
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn gcm(
+    rk: &[[u8; 16]; 15],
+    rounds: usize,
+    t: &HTable,
+    seal: bool,
+    acc: u128,
+    counter: u128,
+    input: &[u8],
+    output: &mut [u8],
+) -> (usize, u128) {
+    debug_assert_eq!(input.len(), output.len());
+    // SAFETY (all arms): same features as this function; lengths as promised.
+    unsafe {
+        match (rounds, seal) {
+            (10, true) => gcm_r::<10, true>(rk, t, acc, counter, input, output),
+            (10, false) => gcm_r::<10, false>(rk, t, acc, counter, input, output),
+            (12, true) => gcm_r::<12, true>(rk, t, acc, counter, input, output),
+            (12, false) => gcm_r::<12, false>(rk, t, acc, counter, input, output),
+            (_, true) => gcm_r::<14, true>(rk, t, acc, counter, input, output),
+            (_, false) => gcm_r::<14, false>(rk, t, acc, counter, input, output),
+        }
+    }
+}
+
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
+unsafe fn gcm_r<const R: usize, const SEAL: bool>(
+    rk: &[[u8; 16]; 15],
+    t: &HTable,
+    acc: u128,
+    counter: u128,
+    input: &[u8],
+    output: &mut [u8],
+) -> (usize, u128) {
+    let k = load_keys::<R>(rk);
+    let h = load_powers(t);
+    let bswap = _mm512_broadcast_i32x4(aesni::bswap_mask());
+    let four = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
+    let mut ctr = first_counters::<true>(counter);
+    let mut x = aesni::to_m128(acc);
+    let groups = input.len() / 256;
+    let (ip, op) = (input.as_ptr(), output.as_mut_ptr());
+    // Byte-reflected ciphertext of the previous group, not yet hashed (sealing).
+    let mut pending: Option<[__m512i; 4]> = None;
+    for g in 0..groups {
+        let at = 256 * g;
+        let mut inp = [_mm512_setzero_si512(); 4];
+        for (j, v) in inp.iter_mut().enumerate() {
+            // SAFETY: `at + 64·j + 64 <= 256·groups <= input.len()`.
+            *v = unsafe { _mm512_loadu_si512(ip.add(at + 64 * j).cast()) };
+        }
+        let mut b = [_mm512_setzero_si512(); 4];
+        for blk in b.iter_mut() {
+            *blk = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, bswap), k[0]);
+            ctr = _mm512_add_epi32(ctr, four);
+        }
+        // The GHASH work of this step, issued among the AES rounds.
+        let hash_now: Option<[__m512i; 4]> = if SEAL {
+            pending.take()
+        } else {
+            Some(inp.map(|v| _mm512_shuffle_epi8(v, bswap)))
+        };
+        for (r, key) in k[1..R].iter().enumerate() {
+            for blk in b.iter_mut() {
+                *blk = _mm512_aesenc_epi128(*blk, *key);
+            }
+            if r == 1 {
+                if let Some(mut d) = hash_now {
+                    d[0] = _mm512_xor_si512(d[0], _mm512_zextsi128_si512(x));
+                    x = ghash16(&d, &h);
+                }
+            }
+        }
+        let mut c = [_mm512_setzero_si512(); 4];
+        for (j, blk) in b.iter().enumerate() {
+            c[j] = _mm512_aesenclast_epi128(*blk, _mm512_xor_si512(k[R], inp[j]));
+            // SAFETY: `at + 64·j + 64 <= output.len()` (equal lengths).
+            unsafe { _mm512_storeu_si512(op.add(at + 64 * j).cast(), c[j]) };
+        }
+        if SEAL {
+            pending = Some(c.map(|v| _mm512_shuffle_epi8(v, bswap)));
+        }
+    }
+    if let Some(mut d) = pending {
+        d[0] = _mm512_xor_si512(d[0], _mm512_zextsi128_si512(x));
+        x = ghash16(&d, &h);
+    }
+    (256 * groups, aesni::from_m128(x))
 }
