@@ -23,6 +23,9 @@ trap 'rm -rf "$WORK"; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || 
 # 1 thread, 16 MiB in memory, each CTR/GCM kernel the CPU has (criterion group
 # kernel-<name>), interleaved with `openssl speed -evp` in the same loop, best
 # of ROUNDS; prints which kernel the dispatcher picks (calibrated) and ratios.
+# Both sides are divided by CPU time (openssl speed's default is user CPU
+# time; the benches read /proc/thread-self/schedstat), so a loaded, shared
+# machine does not tilt the ratio.
 kernel_rows() {
   echo
   echo "== kernels, 1 thread, 16 MiB, beside openssl speed -evp -bytes 16384 (interleaved, best of ${ROUNDS:-3})"
