@@ -62,7 +62,7 @@ const FUSE: usize = 16 * 1024;
 pub(super) struct Gcm<C: BlockCipher> {
     cipher: C,
     /// The hardware kernel's AES and GHASH, unless the kernel is `soft`.
-    fast: Option<(Aes, Ghash)>,
+    fast: Option<Box<(Aes, Ghash)>>,
     h: Block,
     /// `H^(chunk/16)`, the multiplier for every full chunk.
     h_chunk: Block,
@@ -98,7 +98,7 @@ impl<C: BlockCipher> Gcm<C> {
         let mut first = j0;
         let low = u32::from_be_bytes(j0[12..].try_into().expect("4 bytes")).wrapping_add(1);
         first[12..].copy_from_slice(&low.to_be_bytes());
-        let fast = Aes::new(kernel, key).zip(Ghash::new(kernel, &h));
+        let fast = Aes::new(kernel, key).zip(Ghash::new(kernel, &h)).map(Box::new);
         Gcm {
             fast,
             h_chunk: gpow(&h, (chunk / BLOCK) as u64),
@@ -144,7 +144,8 @@ impl<C: BlockCipher> Gcm<C> {
 
     /// Both directions on the hardware kernel, chunks in parallel.
     fn kernel_update(&mut self, seal: bool, input: &[u8], output: &mut [u8]) -> bool {
-        let Some((aes, gh)) = &self.fast else { return false };
+        let Some(fast) = &self.fast else { return false };
+        let (aes, gh) = (&fast.0, &fast.1);
         let (pos, chunk) = (self.pos, self.chunk);
         let partials: Vec<(usize, Block)> = input
             .par_chunks(chunk)

@@ -454,6 +454,17 @@ impl Ghash {
     }
 }
 
+/// The counter `n` blocks after `counter`, as the kernels count: the low 32
+/// bits wrapping (inc32) or the low 64 bits (no carry; never wraps in a run).
+#[cfg(target_arch = "x86_64")]
+fn advance(counter: u128, inc32: bool, n: u64) -> u128 {
+    if inc32 {
+        (counter & !0xffff_ffff) | (counter as u32).wrapping_add(n as u32) as u128
+    } else {
+        (counter & !0xffff_ffff_ffff_ffff) | (counter as u64).wrapping_add(n) as u128
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,16 +549,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-/// The counter `n` blocks after `counter`, as the kernels count: the low 32
-/// bits wrapping (inc32) or the low 64 bits (no carry; never wraps in a run).
-#[cfg(target_arch = "x86_64")]
-fn advance(counter: u128, inc32: bool, n: u64) -> u128 {
-    if inc32 {
-        (counter & !0xffff_ffff) | (counter as u32).wrapping_add(n as u32) as u128
-    } else {
-        (counter & !0xffff_ffff_ffff_ffff) | (counter as u64).wrapping_add(n) as u128
     }
 }

@@ -179,6 +179,7 @@ pub(super) unsafe fn ghash(t: &HTable, acc: u128, data: &[u8]) -> u128 {
 ///
 /// # Safety
 /// As [`ctr`] and [`ghash`]; `input.len() == output.len()`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn gcm(
     rk: &[[u8; 16]; 15],
