@@ -4,6 +4,7 @@
 #
 #   scripts/bench-peers.sh                 # defaults: 2 GiB file, 8 GiB RSS check
 #   FILE_GIB=1 BIG_GIB=2 scripts/bench-peers.sh   # smaller, quicker
+#   KERNELS_ONLY=1 scripts/bench-peers.sh          # only the 1-thread kernel rows
 #
 # Peers: `openssl speed -evp` (one thread), `openssl enc`, `cp`, and, when
 # sealpipe has an S3 destination and awscli/moto are installable, `aws s3 cp`
@@ -18,6 +19,66 @@ S3_GIB=${S3_GIB:-1}
 SECONDS_PER_CASE=${SECONDS_PER_CASE:-2}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/sealpipe-peers.XXXXXX")}
 trap 'rm -rf "$WORK"; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+
+# 1 thread, 16 MiB in memory, each CTR/GCM kernel the CPU has (criterion group
+# kernel-<name>), interleaved with `openssl speed -evp` in the same loop, best
+# of ROUNDS; prints which kernel the dispatcher picks (calibrated) and ratios.
+# Both sides are divided by CPU time (openssl speed's default is user CPU
+# time; the benches read /proc/thread-self/schedstat), so a loaded, shared
+# machine does not tilt the ratio.
+kernel_rows() {
+  echo
+  echo "== kernels, 1 thread, 16 MiB, beside openssl speed -evp -bytes 16384 (interleaved, best of ${ROUNDS:-3})"
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo bench --locked -q -p sealpipe-engine --bench throughput --no-run 2>/dev/null
+  : > "$WORK/kernels.txt"
+  for round in $(seq "${ROUNDS:-3}"); do
+    for m in ctr gcm; do
+      for dir in "" "-decrypt"; do
+        kbs=$(openssl speed -seconds 1 -bytes 16384 $dir -evp "aes-256-$m" 2>/dev/null | tail -1 | awk '{print $NF}' | tr -d k)
+        echo "openssl-$m${dir:-"-encrypt"} $kbs" >> "$WORK/kernels.txt"
+      done
+    done
+    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo bench --locked -q -p sealpipe-engine --bench throughput -- \
+      --warm-up-time 0.3 --measurement-time 1 'kernel-' 2>/dev/null | tee -a "$WORK/kernels.raw" \
+      | python3 -c '
+import re, sys
+name = None
+for line in sys.stdin:
+    m = re.match(r"^(kernel-\S+|dispatch picks.*)", line.strip())
+    if m and line.startswith("dispatch"):
+        print(line.strip()); continue
+    if m:
+        name = m.group(1)
+    t = re.search(r"thrpt:\s+\[\S+ \S+ (\S+) (\S+)", line)
+    if t and name:
+        v = float(t.group(1)) * {"GiB/s": 1.073741824, "MiB/s": 1.048576e-3, "KiB/s": 1.024e-6}[t.group(2)]
+        print(f"{name} {v * 1e6:.0f}")
+        name = None
+' >> "$WORK/kernels.txt"
+  done
+  python3 - "$WORK/kernels.txt" <<'PY'
+import sys
+best, picks = {}, ""
+for line in open(sys.argv[1]):
+    if line.startswith("dispatch"):
+        picks = line.strip(); continue
+    k, v = line.split()
+    best[k] = max(best.get(k, 0.0), float(v) / 1e6)   # kB/s -> GB/s
+print(picks)
+for m in ("ctr", "gcm"):
+    for d, od in (("seal", "encrypt"), ("open", "decrypt")):
+        o = best.get(f"openssl-{m}-{od}")
+        print(f"openssl aes-256-{m} {od:7}: {o:6.2f} GB/s")
+        for k in sorted(best):
+            if k.startswith("kernel-") and k.endswith(f"/{m}-{d}-1t"):
+                print(f"  sealpipe {k.split('/')[0][7:]:8} {m} {d}: {best[k]:6.2f} GB/s = {best[k] / o:.2f} x openssl")
+PY
+}
+
+if [ -n "${KERNELS_ONLY:-}" ]; then
+  kernel_rows
+  exit 0
+fi
 
 cargo build --release --locked -q -p sealpipe-cli
 SP=$PWD/target/release/sealpipe
@@ -63,6 +124,8 @@ for m in ctr cbc gcm; do
   OSSL[$m]=$(python3 -c "print(f'{float(\"$kbs\") * 1000 / 1e9:.2f}')")
   echo "openssl aes-256-$m: ${OSSL[$m]} GB/s"
 done
+
+kernel_rows
 
 echo
 echo "== sealpipe bench (engine, in memory, 64 MiB; CBC = batch of max(8, threads) files)"

@@ -1,8 +1,9 @@
 //! Every mode against known-answer vectors and against the one-pass
 //! reference, over one shared table of edge sizes, with 1 and N threads and
-//! with small and large chunks, fed in one window and in many.
+//! with small and large chunks, fed in one window and in many, on every
+//! CTR/GHASH kernel this CPU can run (`with_kernel`).
 
-use sealpipe::cipher::{open_to_vec, reference, OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
+use sealpipe::cipher::{available_kernels, open_to_vec, reference, with_kernel, OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
 use sealpipe::keys::DataKey;
 use sealpipe::format::{Iv, Mode, BLOCK};
 use std::path::PathBuf;
@@ -56,13 +57,17 @@ fn known_answer_vectors() {
             "gcm" => (Mode::Gcm, false),
             other => panic!("{name}: unknown mode {other}"),
         };
-        for chunk in [16, 32, DEFAULT_CHUNK] {
-            let ours = seal(mode, &key, &iv, chunk, &[1, 3], &pt);
-            let expect_prefix = if whole_blocks_only { &ours[..pt.len()] } else { &ours[..] };
-            assert_eq!(hex::encode(expect_prefix), hex::encode(&ct), "{name} chunk {chunk}");
-            let dk = DataKey::from_slice(&key).unwrap();
-            let back = open_to_vec(mode, &dk, &Iv::from_slice(&iv).unwrap(), chunk, &ours).unwrap();
-            assert_eq!(back, pt, "{name} decrypt chunk {chunk}");
+        for kernel in available_kernels() {
+            with_kernel(kernel, || {
+                for chunk in [16, 32, DEFAULT_CHUNK] {
+                    let ours = seal(mode, &key, &iv, chunk, &[1, 3], &pt);
+                    let expect_prefix = if whole_blocks_only { &ours[..pt.len()] } else { &ours[..] };
+                    assert_eq!(hex::encode(expect_prefix), hex::encode(&ct), "{name} chunk {chunk} kernel {kernel:?}");
+                    let dk = DataKey::from_slice(&key).unwrap();
+                    let back = open_to_vec(mode, &dk, &Iv::from_slice(&iv).unwrap(), chunk, &ours).unwrap();
+                    assert_eq!(back, pt, "{name} decrypt chunk {chunk} kernel {kernel:?}");
+                }
+            })
         }
         count += 1;
     }
@@ -92,36 +97,224 @@ fn parallel_equals_sequential_reference_for_every_mode_size_and_thread_count() {
         &unhex("ffffffffffffffffffffffffffffffff"), // 128-bit wrap
         &unhex("cafebabefacedbaddecaf888"),          // 12-byte IV (CTR: IV ‖ 0^32)
     ];
-    for threads in [1, 4] {
-        pool(threads).install(|| {
-            for chunk in [64, 64 * 1024] {
-                for len in edge_sizes(chunk) {
-                    let plain = data(len, len as u8);
-                    for mode in Mode::ALL {
-                        for key_len in [16, 24, 32] {
-                            let key = data(key_len, 7);
-                            for iv in ivs {
-                                if mode == Mode::Cbc && iv.len() != 16 {
+    for kernel in available_kernels() {
+        for threads in [1, 4] {
+            pool(threads).install(|| {
+                with_kernel(kernel, || {
+                    for chunk in [64, 64 * 1024] {
+                        for len in edge_sizes(chunk) {
+                            let plain = data(len, len as u8);
+                            for mode in Mode::ALL {
+                                // CBC does not depend on the CTR/GHASH kernel: once is enough.
+                                if mode == Mode::Cbc && kernel != available_kernels()[0] {
                                     continue;
                                 }
-                                let want = reference_seal(mode, &key, iv, &plain);
-                                for windows in [&[usize::MAX / 32][..], &[1, 5, 2]] {
-                                    let got = seal(mode, &key, iv, chunk, windows, &plain);
-                                    assert!(
-                                        got == want,
-                                        "{mode} len {len} chunk {chunk} threads {threads} key {key_len} iv {} windows {windows:?}",
-                                        hex::encode(iv)
-                                    );
+                                for key_len in [16, 24, 32] {
+                                    let key = data(key_len, 7);
+                                    for iv in ivs {
+                                        if mode == Mode::Cbc && iv.len() != 16 {
+                                            continue;
+                                        }
+                                        let want = reference_seal(mode, &key, iv, &plain);
+                                        for windows in [&[usize::MAX / 32][..], &[1, 5, 2]] {
+                                            let got = seal(mode, &key, iv, chunk, windows, &plain);
+                                            assert!(
+                                                got == want,
+                                                "{mode} len {len} chunk {chunk} threads {threads} key {key_len} iv {} windows {windows:?} kernel {kernel:?}",
+                                                hex::encode(iv)
+                                            );
+                                        }
+                                        let dk = DataKey::from_slice(&key).unwrap();
+                                        let back = open_to_vec(mode, &dk, &Iv::from_slice(iv).unwrap(), chunk, &want).unwrap();
+                                        assert!(back == plain, "{mode} decrypt len {len} chunk {chunk} threads {threads} kernel {kernel:?}");
+                                    }
                                 }
-                                let dk = DataKey::from_slice(&key).unwrap();
-                                let back = open_to_vec(mode, &dk, &Iv::from_slice(iv).unwrap(), chunk, &want).unwrap();
-                                assert!(back == plain, "{mode} decrypt len {len} chunk {chunk} threads {threads}");
                             }
                         }
                     }
+                })
+            });
+        }
+    }
+}
+
+/// `a·b` in GCM's field (GHASH keyed with `a` over the one block `b`).
+fn gf_mul(a: &[u8; 16], b: &[u8; 16]) -> [u8; 16] {
+    use ghash::universal_hash::UniversalHash;
+    let mut g = ghash::GHash::new(&(*a).into());
+    g.update(&[(*b).into()]);
+    g.finalize().into()
+}
+
+/// `a^-1 = a^(2^128 - 2)`, by square-and-multiply.
+fn gf_inv(a: &[u8; 16]) -> [u8; 16] {
+    let mut one = [0u8; 16];
+    one[0] = 0x80;
+    let (mut result, mut base) = (one, *a);
+    for bit in 0..128 {
+        if bit != 0 {
+            result = gf_mul(&result, &base);
+        }
+        base = gf_mul(&base, &base);
+    }
+    result
+}
+
+/// A 16-byte GCM IV whose J0 under `key` is `j0`. For a 16-byte IV,
+/// J0 = GHASH_H(IV ‖ L) = (IV·H ⊕ L)·H with L = [0]^64 ‖ [128]^64, so
+/// IV = (J0·H^-1 ⊕ L)·H^-1.
+fn gcm_iv_for_j0(key: &[u8], j0: [u8; 16]) -> Vec<u8> {
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    let mut h = aes::Block::default();
+    match key.len() {
+        16 => aes::Aes128::new_from_slice(key).unwrap().encrypt_block(&mut h),
+        24 => aes::Aes192::new_from_slice(key).unwrap().encrypt_block(&mut h),
+        _ => aes::Aes256::new_from_slice(key).unwrap().encrypt_block(&mut h),
+    }
+    let h: [u8; 16] = h.into();
+    let hinv = gf_inv(&h);
+    let mut lengths = [0u8; 16];
+    lengths[8..].copy_from_slice(&128u64.to_be_bytes());
+    let t = gf_mul(&j0, &hinv);
+    let iv = gf_mul(&std::array::from_fn(|i| t[i] ^ lengths[i]), &hinv);
+    // Check: GHASH(IV ‖ L) is the J0 we asked for.
+    let y = gf_mul(&gf_mul(&iv, &h).iter().zip(&lengths).map(|(a, b)| a ^ b).collect::<Vec<u8>>().try_into().unwrap(), &h);
+    assert_eq!(y, j0, "IV search");
+    iv.to_vec()
+}
+
+/// Counter edge cases on every kernel: CTR IVs a few blocks before the low
+/// 64 bits wrap (`…ff f0` and friends), with and without all-ones high
+/// halves, and the all-ones IV (2^128 wrap); GCM IVs whose J0 low word is
+/// 0xffffffff − k, so inc32 wraps (without carry) inside the message.
+#[test]
+fn counters_wrap_exactly_on_every_kernel() {
+    let mut ctr_ivs: Vec<Vec<u8>> = vec![unhex("ffffffffffffffffffffffffffffffff")];
+    for k in [0u64, 1, 5, 15, 16, 17, 63, 64] {
+        let mut iv = unhex("0123456789abcdef0000000000000000");
+        iv[8..].copy_from_slice(&(u64::MAX - k).to_be_bytes());
+        ctr_ivs.push(iv.clone());
+        iv[..8].copy_from_slice(&[0xff; 8]);
+        ctr_ivs.push(iv);
+    }
+    let plain = data(16 * 40 + 7, 5);
+    for key_len in [16, 24, 32] {
+        let key = data(key_len, 3);
+        let mut gcm_ivs: Vec<Vec<u8>> = vec![unhex("cafebabefacedbaddecaf888")];
+        for k in [0u32, 1, 2, 3, 15, 16, 17] {
+            let mut j0 = [0xabu8; 16];
+            j0[12..].copy_from_slice(&(u32::MAX - k).to_be_bytes());
+            gcm_ivs.push(gcm_iv_for_j0(&key, j0));
+        }
+        for kernel in available_kernels() {
+            with_kernel(kernel, || {
+                for (mode, ivs) in [(Mode::Ctr, &ctr_ivs), (Mode::Gcm, &gcm_ivs)] {
+                    for iv in ivs {
+                        let want = reference_seal(mode, &key, iv, &plain);
+                        for chunk in [16, 48, 4096] {
+                            for windows in [&[1][..], &[3, 1, 7], &[1000]] {
+                                let got = seal(mode, &key, iv, chunk, windows, &plain);
+                                assert!(got == want, "{mode} iv {} chunk {chunk} {windows:?} kernel {kernel:?}", hex::encode(iv));
+                            }
+                        }
+                        let dk = DataKey::from_slice(&key).unwrap();
+                        let back = open_to_vec(mode, &dk, &Iv::from_slice(iv).unwrap(), 48, &want).unwrap();
+                        assert!(back == plain, "{mode} decrypt iv {} kernel {kernel:?}", hex::encode(iv));
+                    }
                 }
+            })
+        }
+    }
+}
+
+/// GCM specification test cases 3 and 15 (McGrew & Viega; NIST SP 800-38D
+/// examples: AES-128 and AES-256, 96-bit IV, no AAD, 64 bytes), on every kernel.
+#[test]
+fn gcm_spec_vectors_on_every_kernel() {
+    let pt = "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255";
+    let cases = [
+        (
+            "feffe9928665731c6d6a8f9467308308",
+            "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+            "4d5c2af327cd64a62cf35abd2ba6fab4",
+        ),
+        (
+            "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+            "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+            "b094dac5d93471bdec1a502270e3cc6c",
+        ),
+    ];
+    let iv = unhex("cafebabefacedbaddecaf888");
+    for kernel in available_kernels() {
+        with_kernel(kernel, || {
+            for (key, ct, tag) in cases {
+                let got = seal(Mode::Gcm, &unhex(key), &iv, 32, &[1, 2], &unhex(pt));
+                assert_eq!(hex::encode(&got), format!("{ct}{tag}"), "key {key} kernel {kernel:?}");
             }
+        })
+    }
+}
+
+/// Fuzz-style: random modes, key sizes, IVs (many near a counter wrap),
+/// lengths, misaligned buffer offsets, chunk sizes and window splits, on a
+/// random kernel each time, against the one-pass reference. Fixed seed.
+#[test]
+fn random_lengths_offsets_and_windows_equal_the_reference() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n.max(1)
+    };
+    let kernels = available_kernels();
+    let pool = pool(2);
+    for round in 0..400 {
+        let kernel = kernels[next(kernels.len() as u64) as usize];
+        let mode = Mode::ALL[next(3) as usize];
+        let key = data([16, 24, 32][next(3) as usize], next(256) as u8);
+        let iv_len = if mode == Mode::Cbc || next(2) == 0 { 16 } else { 12 };
+        let mut iv = data(iv_len, next(256) as u8);
+        if iv_len == 16 && next(2) == 0 {
+            // A counter a few blocks before the 64- or 128-bit wrap.
+            let ones = if next(2) == 0 { 8 } else { 16 };
+            iv[16 - ones..].fill(0xff);
+            iv[15] = iv[15].wrapping_sub(next(40) as u8);
+        }
+        let len = match next(4) {
+            0 => next(64) as usize,
+            1 => next(1024) as usize,
+            _ => next(20_000) as usize,
+        };
+        let (in_off, out_off) = (next(64) as usize, next(64) as usize);
+        let buf = data(len + in_off, round as u8);
+        let plain = &buf[in_off..];
+        let chunk = 16 * (1 + next(300) as usize);
+        let windows: Vec<usize> = (0..1 + next(4)).map(|_| 1 + next(200) as usize).collect();
+        let want = reference_seal(mode, &key, &iv, plain);
+        let got = pool.install(|| {
+            with_kernel(kernel, || {
+                let dk = DataKey::from_slice(&key).unwrap();
+                let mut sealer = Sealer::new(mode, &dk, Iv::from_slice(&iv).unwrap(), chunk);
+                let whole = plain.len() - plain.len() % BLOCK;
+                let mut out = vec![0u8; whole + out_off];
+                let (mut at, mut w) = (0, 0);
+                while at < whole {
+                    let n = (windows[w % windows.len()] * BLOCK).min(whole - at);
+                    sealer.update(&plain[at..at + n], &mut out[out_off + at..out_off + at + n]);
+                    at += n;
+                    w += 1;
+                }
+                sealer.finish(&plain[whole..], &mut out);
+                out.split_off(out_off)
+            })
         });
+        let what = format!("round {round} {mode} kernel {kernel:?} len {len} iv {} chunk {chunk} windows {windows:?}", hex::encode(&iv));
+        assert!(got == want, "{what}");
+        let back = with_kernel(kernel, || {
+            open_to_vec(mode, &DataKey::from_slice(&key).unwrap(), &Iv::from_slice(&iv).unwrap(), chunk, &want)
+        });
+        assert!(back.as_deref() == Ok(plain), "decrypt {what}");
     }
 }
 

@@ -5,6 +5,9 @@
 //! counter block `first + (pos + i·chunk) / 16` (128-bit wrapping addition,
 //! done by `ctr::Ctr128BE`'s seek), so the output does not depend on the
 //! chunk size or the number of threads.
+//!
+//! With a hardware kernel bound ([`super::kernels::Aes`]), the keystream comes
+//! from it; otherwise from the RustCrypto crates (the `soft` kernel).
 
 use aes::cipher::typenum::Unsigned;
 use aes::cipher::{
@@ -15,17 +18,27 @@ use ctr::flavors::{Ctr128BE, Ctr32BE};
 use ctr::{CtrCore, CtrFlavor};
 use rayon::prelude::*;
 
+use super::kernels::Aes;
 use super::BlockCipher;
 use aes::cipher::consts::U16;
 
 /// XOR the keystream that starts at `first_counter` and is advanced by
 /// `byte_pos` bytes into `input`, writing `output`. `F` is the counter
 /// flavor: 128-bit (CTR mode) or 32-bit wrapping (GCM's inc32).
-pub(super) fn xor_keystream<C, F>(cipher: &C, first_counter: &[u8; 16], byte_pos: u64, input: &[u8], output: &mut [u8])
-where
+pub(super) fn xor_keystream<C, F>(
+    cipher: &C,
+    fast: Option<&Aes>,
+    first_counter: &[u8; 16],
+    byte_pos: u64,
+    input: &[u8],
+    output: &mut [u8],
+) where
     C: BlockCipher,
     F: CtrFlavor<U16> + Counter,
 {
+    if let (Some(aes), 0) = (fast, byte_pos % 16) {
+        return F::kernel_xor(aes, u128::from_be_bytes(*first_counter), byte_pos / 16, input, output);
+    }
     if byte_pos % 16 != 0 {
         let core = CtrCore::<C, F>::inner_iv_init(cipher.clone(), first_counter.into());
         let mut stream = StreamCipherCoreWrapper::from_core(core);
@@ -38,12 +51,17 @@ where
 /// How a counter flavor advances: the counter block `n` blocks after `first`.
 pub(super) trait Counter {
     fn block(first: u128, n: u64) -> u128;
+    /// The same keystream from a hardware kernel, from block `n` on.
+    fn kernel_xor(aes: &Aes, first: u128, n: u64, input: &[u8], output: &mut [u8]);
 }
 
 impl Counter for Ctr128BE {
     #[inline(always)]
     fn block(first: u128, n: u64) -> u128 {
         first.wrapping_add(n as u128)
+    }
+    fn kernel_xor(aes: &Aes, first: u128, n: u64, input: &[u8], output: &mut [u8]) {
+        aes.ctr128(first, n, input, output)
     }
 }
 
@@ -52,6 +70,9 @@ impl Counter for Ctr32BE {
     fn block(first: u128, n: u64) -> u128 {
         let low = (first as u32).wrapping_add(n as u32);
         (first & !0xffff_ffff) | low as u128
+    }
+    fn kernel_xor(aes: &Aes, first: u128, n: u64, input: &[u8], output: &mut [u8]) {
+        aes.ctr32(first, n, input, output)
     }
 }
 
@@ -120,19 +141,20 @@ fn xor_into(a: &[u8], b: &[u8], out: &mut [u8]) {
 /// Parallel CTR state for one message.
 pub(super) struct Ctr<C: BlockCipher> {
     cipher: C,
+    fast: Option<Aes>,
     first: [u8; 16],
     pos: u64,
     chunk: usize,
 }
 
 impl<C: BlockCipher> Ctr<C> {
-    pub(super) fn new(cipher: C, first: [u8; 16], chunk: usize) -> Self {
-        Ctr { cipher, first, pos: 0, chunk }
+    pub(super) fn new(cipher: C, fast: Option<Aes>, first: [u8; 16], chunk: usize) -> Self {
+        Ctr { cipher, fast, first, pos: 0, chunk }
     }
 
     /// Encrypt or decrypt (the same operation) the next bytes.
     pub(super) fn apply(&mut self, input: &[u8], output: &mut [u8]) {
-        par_xor::<C, Ctr128BE>(&self.cipher, &self.first, self.pos, input, output, self.chunk);
+        par_xor::<C, Ctr128BE>(&self.cipher, self.fast.as_ref(), &self.first, self.pos, input, output, self.chunk);
         self.pos += input.len() as u64;
     }
 }
@@ -140,6 +162,7 @@ impl<C: BlockCipher> Ctr<C> {
 /// `xor_keystream` over `chunk`-sized pieces on the rayon pool.
 pub(super) fn par_xor<C: BlockCipher, F: CtrFlavor<U16> + Counter>(
     cipher: &C,
+    fast: Option<&Aes>,
     first: &[u8; 16],
     pos: u64,
     input: &[u8],
@@ -147,14 +170,14 @@ pub(super) fn par_xor<C: BlockCipher, F: CtrFlavor<U16> + Counter>(
     chunk: usize,
 ) {
     if input.len() <= chunk {
-        return xor_keystream::<C, F>(cipher, first, pos, input, output);
+        return xor_keystream::<C, F>(cipher, fast, first, pos, input, output);
     }
     input
         .par_chunks(chunk)
         .zip(output.par_chunks_mut(chunk))
         .enumerate()
         .for_each(|(i, (inp, out))| {
-            xor_keystream::<C, F>(cipher, first, pos + (i * chunk) as u64, inp, out)
+            xor_keystream::<C, F>(cipher, fast, first, pos + (i * chunk) as u64, inp, out)
         });
 }
 

@@ -12,6 +12,10 @@
 //! but GHASH keyed with `a` over the single block `b` is exactly `a·b` in
 //! GCM's field, so the few multiplications of the fold use that instead of a
 //! hand-written carry-less multiply.
+//!
+//! With a hardware kernel bound ([`super::kernels`]), each cache-sized piece
+//! of a chunk is encrypted and hashed by it (CTR then GHASH over the piece
+//! while it is in L1/L2); the RustCrypto path stays for the `soft` kernel.
 
 use aes::cipher::Array;
 use ghash::universal_hash::UniversalHash;
@@ -19,6 +23,7 @@ use ghash::GHash;
 use rayon::prelude::*;
 
 use super::ctr::{par_xor, xor_keystream, GcmCounter};
+use super::kernels::{Aes, Ghash, Kernel};
 use super::BlockCipher;
 use crate::format::BLOCK;
 
@@ -56,6 +61,8 @@ const FUSE: usize = 16 * 1024;
 
 pub(super) struct Gcm<C: BlockCipher> {
     cipher: C,
+    /// The hardware kernel's AES and GHASH, unless the kernel is `soft`.
+    fast: Option<Box<(Aes, Ghash)>>,
     h: Block,
     /// `H^(chunk/16)`, the multiplier for every full chunk.
     h_chunk: Block,
@@ -68,7 +75,7 @@ pub(super) struct Gcm<C: BlockCipher> {
 }
 
 impl<C: BlockCipher> Gcm<C> {
-    pub(super) fn new(cipher: C, iv: &[u8], chunk: usize) -> Self {
+    pub(super) fn new(cipher: C, kernel: Kernel, key: &[u8], iv: &[u8], chunk: usize) -> Self {
         let mut h = Array::default();
         cipher.encrypt_block(&mut h);
         let h: Block = h.into();
@@ -91,7 +98,9 @@ impl<C: BlockCipher> Gcm<C> {
         let mut first = j0;
         let low = u32::from_be_bytes(j0[12..].try_into().expect("4 bytes")).wrapping_add(1);
         first[12..].copy_from_slice(&low.to_be_bytes());
+        let fast = Aes::new(kernel, key).zip(Ghash::new(kernel, &h)).map(Box::new);
         Gcm {
+            fast,
             h_chunk: gpow(&h, (chunk / BLOCK) as u64),
             cipher,
             h,
@@ -116,8 +125,44 @@ impl<C: BlockCipher> Gcm<C> {
         GHash::new(&Array::from(self.h))
     }
 
+    /// One chunk on the hardware kernel: encrypt (`seal`) or decrypt, and
+    /// hash the ciphertext, piece by cache-sized piece; the partial GHASH.
+    fn kernel_chunk(&self, aes: &Aes, gh: &Ghash, seal: bool, at: u64, inp: &[u8], out: &mut [u8]) -> Block {
+        let first = u128::from_be_bytes(self.first);
+        let mut acc = 0u128;
+        let mut block = at / BLOCK as u64;
+        for (pin, pout) in inp.chunks(FUSE).zip(out.chunks_mut(FUSE)) {
+            acc = if seal {
+                aes.gcm_seal(gh, acc, first, block, pin, pout)
+            } else {
+                aes.gcm_open(gh, acc, first, block, pin, pout)
+            };
+            block += (pin.len() / BLOCK) as u64;
+        }
+        acc.to_be_bytes()
+    }
+
+    /// Both directions on the hardware kernel, chunks in parallel.
+    fn kernel_update(&mut self, seal: bool, input: &[u8], output: &mut [u8]) -> bool {
+        let Some(fast) = &self.fast else { return false };
+        let (aes, gh) = (&fast.0, &fast.1);
+        let (pos, chunk) = (self.pos, self.chunk);
+        let partials: Vec<(usize, Block)> = input
+            .par_chunks(chunk)
+            .zip(output.par_chunks_mut(chunk))
+            .enumerate()
+            .map(|(i, (inp, out))| (inp.len(), self.kernel_chunk(aes, gh, seal, pos + (i * chunk) as u64, inp, out)))
+            .collect();
+        self.fold(partials);
+        self.pos += input.len() as u64;
+        true
+    }
+
     /// Encrypt the next bytes (whole blocks, or the final partial block).
     pub(super) fn seal(&mut self, input: &[u8], output: &mut [u8]) {
+        if self.kernel_update(true, input, output) {
+            return;
+        }
         let (cipher, first, pos, chunk) = (&self.cipher, &self.first, self.pos, self.chunk);
         let partials: Vec<(usize, Block)> = input
             .par_chunks(chunk)
@@ -127,7 +172,7 @@ impl<C: BlockCipher> Gcm<C> {
                 let mut g = self.ghash_from_zero();
                 let mut at = pos + (i * chunk) as u64;
                 for (pin, pout) in inp.chunks(FUSE).zip(out.chunks_mut(FUSE)) {
-                    xor_keystream::<C, GcmCounter>(cipher, first, at, pin, pout);
+                    xor_keystream::<C, GcmCounter>(cipher, None, first, at, pin, pout);
                     g.update_padded(pout);
                     at += pin.len() as u64;
                 }
@@ -140,6 +185,9 @@ impl<C: BlockCipher> Gcm<C> {
 
     /// Decrypt the next bytes: hash the ciphertext, then CTR-decrypt it.
     pub(super) fn open(&mut self, input: &[u8], output: &mut [u8]) {
+        if self.kernel_update(false, input, output) {
+            return;
+        }
         let partials: Vec<(usize, Block)> = input
             .par_chunks(self.chunk)
             .map(|inp| {
@@ -149,7 +197,7 @@ impl<C: BlockCipher> Gcm<C> {
             })
             .collect();
         self.fold(partials);
-        par_xor::<C, GcmCounter>(&self.cipher, &self.first, self.pos, input, output, self.chunk);
+        par_xor::<C, GcmCounter>(&self.cipher, None, &self.first, self.pos, input, output, self.chunk);
         self.pos += input.len() as u64;
     }
 

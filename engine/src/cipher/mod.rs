@@ -9,11 +9,19 @@
 //! encryption is inherently sequential and runs on the calling thread.
 //!
 //! The key schedule is expanded once per file and shared by every thread.
+//!
+//! CTR and GCM run on the fastest CTR/GHASH kernel this CPU has (VAES-512,
+//! VAES-256, AES-NI, or the portable RustCrypto crates), chosen once in
+//! `kernels` ([`kernel_name`] says which; `SEALPIPE_KERNEL` or
+//! [`with_kernel`] force one). CBC uses the RustCrypto `aes` crate.
 
 mod cbc;
 mod ctr;
 mod gcm;
+mod kernels;
 pub mod reference;
+
+pub use kernels::{available_kernels, kernel_name, override_note, with_kernel, Kernel};
 
 use aes::cipher::consts::U16;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, KeyInit};
@@ -61,9 +69,10 @@ macro_rules! with_state {
 
 fn new_state<C: BlockCipher + KeyInit>(mode: Mode, encrypt: bool, key: &[u8], iv: &Iv, chunk: usize) -> ModeState<C> {
     let aes = C::new_from_slice(key).expect("DataKey length matches the AES variant");
+    let kernel = kernels::selected(mode);
     match (mode, encrypt) {
-        (Mode::Ctr, _) => ModeState::Ctr(ctr::Ctr::new(aes, iv.ctr_block(), chunk)),
-        (Mode::Gcm, _) => ModeState::Gcm(gcm::Gcm::new(aes, iv.as_bytes(), chunk)),
+        (Mode::Ctr, _) => ModeState::Ctr(ctr::Ctr::new(aes, kernels::Aes::new(kernel, key), iv.ctr_block(), chunk)),
+        (Mode::Gcm, _) => ModeState::Gcm(gcm::Gcm::new(aes, kernel, key, iv.as_bytes(), chunk)),
         (Mode::Cbc, true) => ModeState::CbcEnc(cbc::CbcEncrypt::new(aes, iv.as_bytes())),
         (Mode::Cbc, false) => ModeState::CbcDec(cbc::CbcDecrypt::new(aes, iv.as_bytes(), chunk)),
     }
