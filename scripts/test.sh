@@ -21,7 +21,8 @@ cargo test --workspace --locked --no-fail-fast
 # Same cipher tests on the software backends (aes, polyval) selected at build time.
 RUSTFLAGS='--cfg aes_backend="soft" --cfg polyval_backend="soft"' CARGO_TARGET_DIR=target/soft \
   cargo test --locked -p sealpipe-engine --test modes
-# The CTR/GCM tests once more per CTR/GHASH kernel forced by SEALPIPE_KERNEL
-# (modes.rs also loops over every kernel via with_kernel; this checks the
-# environment route; a kernel this CPU lacks falls back, and says so).
-for k in vaes512 vaes256 aesni soft; do SEALPIPE_KERNEL=$k cargo test --locked -q -p sealpipe-engine --test modes; done
+# The known-answer vectors once more per CTR/GHASH kernel forced by
+# SEALPIPE_KERNEL: modes.rs already runs every test on every kernel through
+# with_kernel; this checks the environment route (a kernel this CPU lacks
+# falls back, and says so).
+for k in vaes512 vaes256 aesni soft; do SEALPIPE_KERNEL=$k cargo test --locked -q -p sealpipe-engine --test modes known_answer_vectors; done

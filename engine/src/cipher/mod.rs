@@ -17,11 +17,13 @@
 
 mod cbc;
 mod ctr;
+mod dispatch;
 mod gcm;
 mod kernels;
 pub mod reference;
 
-pub use kernels::{available_kernels, kernel_name, override_note, with_kernel, Kernel};
+pub use dispatch::{kernel_name, override_note, with_kernel};
+pub use kernels::{available_kernels, Kernel};
 
 use aes::cipher::consts::U16;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, KeyInit};
@@ -69,7 +71,7 @@ macro_rules! with_state {
 
 fn new_state<C: BlockCipher + KeyInit>(mode: Mode, encrypt: bool, key: &[u8], iv: &Iv, chunk: usize) -> ModeState<C> {
     let aes = C::new_from_slice(key).expect("DataKey length matches the AES variant");
-    let kernel = kernels::selected(mode);
+    let kernel = dispatch::selected(mode);
     match (mode, encrypt) {
         (Mode::Ctr, _) => ModeState::Ctr(ctr::Ctr::new(aes, kernels::Aes::new(kernel, key), iv.ctr_block(), chunk)),
         (Mode::Gcm, _) => ModeState::Gcm(gcm::Gcm::new(aes, kernel, key, iv.as_bytes(), chunk)),

@@ -1,0 +1,132 @@
+//! The one place a kernel is chosen: by measurement at first use (every
+//! kernel this CPU has, the RustCrypto path included, timed through the real
+//! CTR and GCM code), or as `SEALPIPE_KERNEL` forces it, or as a test forces
+//! it on one thread ([`with_kernel`]). It sits above `ctr` and `gcm`, which
+//! take the kernel they are given, so nothing below it calls back up.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use super::kernels::{available_kernels, Aes, Kernel};
+use crate::format::Mode;
+
+thread_local! {
+    static FORCED: Cell<Option<Kernel>> = const { Cell::new(None) };
+}
+
+/// Run `f` with every `Sealer`/`Opener` *created on this thread* inside it
+/// using `kernel` (for tests and benchmarks; the rayon workers they use
+/// follow the choice made at creation). Panics if the CPU lacks `kernel`.
+pub fn with_kernel<R>(kernel: Kernel, f: impl FnOnce() -> R) -> R {
+    assert!(kernel.is_available(), "this CPU cannot run the {} kernel", kernel.name());
+    let before = FORCED.with(|c| c.replace(Some(kernel)));
+    struct Restore(Option<Kernel>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+struct Choice {
+    ctr: Kernel,
+    gcm: Kernel,
+    note: Option<String>,
+}
+
+static CHOICE: OnceLock<Choice> = OnceLock::new();
+
+fn choice() -> &'static Choice {
+    CHOICE.get_or_init(|| {
+        let forced = std::env::var("SEALPIPE_KERNEL").ok().filter(|v| !v.trim().is_empty());
+        match forced.as_deref().map(|v| (v, Kernel::from_name(v))) {
+            Some((_, Some(k))) if k.is_available() => Choice { ctr: k, gcm: k, note: None },
+            Some((v, found)) => {
+                let (ctr, gcm) = (calibrate(Mode::Ctr), calibrate(Mode::Gcm));
+                let why = if found.is_some() { "this CPU lacks it" } else { "unknown kernel (vaes512, vaes256, aesni, soft)" };
+                let note = format!(
+                    "SEALPIPE_KERNEL={v} ignored: {why}; using ctr={} gcm={}",
+                    ctr.name(),
+                    gcm.name()
+                );
+                Choice { ctr, gcm, note: Some(note) }
+            }
+            None => Choice { ctr: calibrate(Mode::Ctr), gcm: calibrate(Mode::Gcm), note: None },
+        }
+    })
+}
+
+/// The kernel new sealers and openers of `mode` use on this thread.
+pub(crate) fn selected(mode: Mode) -> Kernel {
+    if let Some(k) = FORCED.with(|c| c.get()) {
+        return k;
+    }
+    match mode {
+        Mode::Ctr => choice().ctr,
+        Mode::Gcm => choice().gcm,
+        Mode::Cbc => Kernel::Soft,
+    }
+}
+
+/// The name of the kernel that encrypts `mode` (CBC always uses the
+/// RustCrypto `aes` crate: "soft").
+pub fn kernel_name(mode: Mode) -> &'static str {
+    selected(mode).name()
+}
+
+/// Why `SEALPIPE_KERNEL` was not honoured, if it was set and was not.
+pub fn override_note() -> Option<&'static str> {
+    choice().note.as_deref()
+}
+
+/// Time each kernel this CPU has, the RustCrypto path included, through the
+/// real CTR or GCM code on 64 KiB (best of 3); pick the fastest.
+fn calibrate(mode: Mode) -> Kernel {
+    use aes::cipher::KeyInit;
+    let candidates = available_kernels();
+    let key = [0x5au8; 32];
+    let Ok(cipher) = aes::Aes256::new_from_slice(&key) else { return Kernel::Soft };
+    let input = vec![0xa5u8; 64 << 10];
+    let mut output = vec![0u8; input.len()];
+    let mut best = (Kernel::Soft, f64::INFINITY);
+    for k in candidates {
+        let mut t = f64::INFINITY;
+        for _ in 0..3 {
+            let start = Instant::now();
+            match mode {
+                Mode::Gcm => {
+                    let mut g = super::gcm::Gcm::new(cipher.clone(), k, &key, &[7u8; 12], 1 << 20);
+                    g.seal(&input, &mut output);
+                }
+                _ => {
+                    let mut c = super::ctr::Ctr::new(cipher.clone(), Aes::new(k, &key), [0xff; 16], 1 << 20);
+                    c.apply(&input, &mut output);
+                }
+            }
+            t = t.min(start.elapsed().as_secs_f64());
+        }
+        if t < best.1 {
+            best = (k, t);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dispatcher_picks_a_kernel_this_cpu_has() {
+        for mode in [Mode::Ctr, Mode::Gcm] {
+            let k = Kernel::from_name(kernel_name(mode)).unwrap();
+            assert!(k.is_available(), "{mode}: {k:?}");
+        }
+        assert_eq!(kernel_name(Mode::Cbc), "soft");
+        assert_eq!(with_kernel(Kernel::Soft, || selected(Mode::Gcm)), Kernel::Soft);
+        assert_eq!(Kernel::from_name("nope"), None);
+    }
+}
