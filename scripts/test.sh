@@ -14,7 +14,8 @@ need_py cryptography cryptography
 python3 -c "import moto.server, boto3, sys; sys.exit(tuple(int(x) for x in moto.__version__.split('.')[:3]) < (5, 2, 5))" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --upgrade 'moto[server]>=5.2.5'
 
-cargo test --workspace --locked
+# --no-fail-fast: one failing test binary must not hide the results of the others (issue 10, finding 12).
+cargo test --workspace --locked --no-fail-fast
 # Same cipher tests on the software backends (aes, polyval) selected at build time.
 RUSTFLAGS='--cfg aes_backend="soft" --cfg polyval_backend="soft"' CARGO_TARGET_DIR=target/soft \
   cargo test --locked -p sealpipe-engine --test modes

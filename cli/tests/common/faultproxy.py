@@ -285,11 +285,11 @@ def make_handler(state, upstream):
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n else b""
 
-        def reply(self, status, headers, body, send_body=True):
+        def reply(self, status, headers, body, send_body=True, length=None):
             self.send_response(status)
             for k, v in headers:
                 self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body) if length is None else length))
             self.end_headers()
             if send_body and self.command != "HEAD":
                 self.wfile.write(body)
@@ -461,7 +461,9 @@ def make_handler(state, upstream):
                 entry["status"], entry["sent"] = status, len(cut)
                 return self.fin()
             entry["status"], entry["sent"] = status, (0 if self.command == "HEAD" else len(data))
-            self.reply(status, keep, data)
+            # A HEAD answer has no body but the Content-Length of the object: keep moto's.
+            length = next((v for k, v in headers if k.lower() == "content-length"), None) if self.command == "HEAD" else None
+            self.reply(status, keep, data, length=length)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
 
