@@ -14,15 +14,20 @@ need_py cryptography cryptography
 python3 -c "import moto.server, boto3, sys; sys.exit(tuple(int(x) for x in moto.__version__.split('.')[:3]) < (5, 2, 5))" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --upgrade 'moto[server]>=5.2.5'
 
+# Every step runs even when an earlier one fails; the script fails if any did.
+status=0
 # Engine modules import one way (no cycles, nothing pointing up the layers).
-python3 scripts/check-layers.py
-# Every test binary runs even when one fails.
-cargo test --workspace --locked --no-fail-fast
+python3 scripts/check-layers.py || status=1
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --locked --no-fail-fast || status=1
 # Same cipher tests on the software backends (aes, polyval) selected at build time.
 RUSTFLAGS='--cfg aes_backend="soft" --cfg polyval_backend="soft"' CARGO_TARGET_DIR=target/soft \
-  cargo test --locked -p sealpipe-engine --test modes
+  cargo test --locked -p sealpipe-engine --test modes || status=1
 # The known-answer vectors once more per CTR/GHASH kernel forced by
 # SEALPIPE_KERNEL: modes.rs already runs every test on every kernel through
 # with_kernel; this checks the environment route (a kernel this CPU lacks
 # falls back, and says so).
-for k in vaes512 vaes256 aesni soft; do SEALPIPE_KERNEL=$k cargo test --locked -q -p sealpipe-engine --test modes known_answer_vectors; done
+for k in vaes512 vaes256 aesni soft; do
+  SEALPIPE_KERNEL=$k cargo test --locked -q -p sealpipe-engine --test modes known_answer_vectors || status=1
+done
+exit $status

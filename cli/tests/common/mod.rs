@@ -264,3 +264,375 @@ pub fn request_log(log: &Path) -> std::collections::BTreeMap<String, usize> {
     }
     counts
 }
+
+// ---------------------------------------------------------------------------
+// The fault-injection harness (issue 10): `faultproxy.py` in front of moto,
+// driven by deterministic schedules, and audits of the bucket against the
+// manifest. See the docstring of `faultproxy.py` for the schedule format.
+
+/// The fault proxy's script, beside this file.
+pub const FAULTPROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/faultproxy.py");
+
+/// `faultproxy.py` in front of `upstream` (moto): S3 and KMS requests are
+/// classified, logged and faulted as its schedule says. Killed on drop.
+pub struct FaultProxy {
+    pub server: Server,
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (Connection: close): status and body.
+pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, all[split + 4..].to_vec())
+}
+
+impl FaultProxy {
+    /// Start in front of moto's `upstream` port with `schedule_json` (`"{}"`: no faults).
+    pub fn start(upstream_port: u16, schedule_json: &str) -> FaultProxy {
+        Self::start_with(upstream_port, schedule_json, None)
+    }
+
+    /// As [`FaultProxy::start`], also appending each finished request to `log` (JSONL).
+    pub fn start_with(upstream_port: u16, schedule_json: &str, log: Option<&Path>) -> FaultProxy {
+        let mut cmd = Command::new("python3");
+        cmd.arg(FAULTPROXY).args(["--upstream", &upstream_port.to_string(), "--schedule-json", schedule_json]);
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("python3 must be on PATH");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = match line.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()) {
+            Some(port) => port,
+            None => {
+                let _ = child.kill();
+                panic!("faultproxy.py did not start (bad schedule?): {line:?} {:?}", child.wait());
+            }
+        };
+        FaultProxy { server: Server { child, port } }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    fn control(&self, method: &str, what: &str, body: &str) -> serde_json::Value {
+        let (status, answer) = http_request(self.port(), method, &format!("/__fault/{what}"), body.as_bytes());
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!(status, 200, "fault proxy {what}: {answer}");
+        serde_json::from_str(&answer).unwrap()
+    }
+
+    /// Replace the schedule (the rules' counts start again from zero).
+    pub fn set_schedule(&self, schedule_json: &str) {
+        self.control("POST", "schedule", schedule_json);
+    }
+
+    /// Clear the log, the counts and the schedule; release held requests.
+    pub fn reset(&self) {
+        self.control("POST", "reset", "");
+    }
+
+    /// Release every held (`pause_until_released`) request; how many were held.
+    pub fn release(&self) -> usize {
+        self.control("POST", "release", "")["released"].as_u64().unwrap() as usize
+    }
+
+    /// Every request seen since the start (or the last reset), in arrival order.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        match self.control("GET", "log", "") {
+            serde_json::Value::Array(v) => v,
+            other => panic!("fault proxy log: {other}"),
+        }
+    }
+
+    /// Requests of operation `op` seen so far (any state, any action).
+    pub fn count(&self, op: &str) -> usize {
+        self.log().iter().filter(|e| e["op"] == op).count()
+    }
+
+    /// Requests of `op` to which `action` was applied.
+    pub fn count_action(&self, op: &str, action: &str) -> usize {
+        self.log().iter().filter(|e| e["op"] == op && e["action"] == action).count()
+    }
+
+    /// Wait (polling the log) until `n` requests of `op` arrived; panics after `timeout`.
+    pub fn wait_for(&self, op: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        self.wait_until(&format!("{n} x {op}"), timeout, |log| log.iter().filter(|e| e["op"] == op).count() >= n)
+    }
+
+    /// Wait until `n` requests are held by `pause_until_released`.
+    pub fn wait_held(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        self.wait_until(&format!("{n} held"), timeout, |log| log.iter().filter(|e| e["state"] == "held").count() >= n)
+    }
+
+    /// Wait until `done` holds for the log; the log then. Panics after `timeout`.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if done(&log) {
+                return log;
+            }
+            if Instant::now() > deadline {
+                panic!("fault proxy: waited {timeout:?} for {what}; log: {}", summarize_log(&log));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The requests to which a rule applied an action: (op, key, action, status).
+    pub fn faults(&self) -> Vec<(String, String, String, String)> {
+        self.log()
+            .iter()
+            .filter(|e| e["action"] != "forward")
+            .map(|e| {
+                let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                (s(&e["op"]), s(&e["key"]), s(&e["action"]), s(&e["status"]))
+            })
+            .collect()
+    }
+}
+
+/// One line per request: `op key action status`.
+pub fn summarize_log(log: &[serde_json::Value]) -> String {
+    log.iter()
+        .map(|e| format!("{} {} {} {}", e["op"], e["key"], e["action"], e["status"]))
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// `sealpipe ARGS --force-path-style` against `endpoint`, with fake
+/// credentials, no instance metadata, no keyring and no shard index or
+/// test hook inherited from this process.
+pub fn sealpipe_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).arg("--force-path-style");
+    aws_env(&mut cmd, endpoint);
+    cmd.env("SEALPIPE_KEYRING", "/nonexistent/sealpipe-test-keyring")
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .env_remove("AWS_RETRY_MODE")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env_remove("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS")
+        .env_remove("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS");
+    cmd
+}
+
+/// A child's output, and whether it had to be killed at the deadline.
+pub struct Bounded {
+    pub out: Output,
+    pub timed_out: bool,
+}
+
+impl Bounded {
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+    pub fn stderr(&self) -> String {
+        stderr(&self.out)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    /// Exited by itself (not killed at the deadline, not by a signal).
+    pub fn exited(&self) -> bool {
+        !self.timed_out && self.out.status.code().is_some()
+    }
+}
+
+/// Wait for `child` (stdout and stderr piped) at most `timeout`, then SIGKILL it.
+pub fn wait_bounded(mut child: Child, timeout: Duration) -> Bounded {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Bounded { out: Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }, timed_out }
+}
+
+/// Run `cmd` to the end, or SIGKILL it after `timeout` (a hang fails, never blocks).
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Bounded {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_bounded(child, timeout)
+}
+
+/// Open multipart uploads of `bucket` (key, upload id), read from moto directly.
+pub fn open_upload_list(moto: &Server, bucket: &str) -> Vec<(String, String)> {
+    let listed = py(
+        moto,
+        "p = s3.get_paginator('list_multipart_uploads')\n\
+         print(json.dumps([[u['Key'], u['UploadId']] for page in p.paginate(Bucket=sys.argv[1]) for u in page.get('Uploads', [])]))",
+        &[bucket],
+    );
+    serde_json::from_str(&listed).unwrap()
+}
+
+/// Keys of every object under `prefix` in `bucket`, sorted, read from moto directly.
+pub fn objects_under(moto: &Server, bucket: &str, prefix: &str) -> Vec<String> {
+    let listed = py(
+        moto,
+        "p = s3.get_paginator('list_objects_v2')\n\
+         print(json.dumps(sorted(o['Key'] for page in p.paginate(Bucket=sys.argv[1], Prefix=sys.argv[2]) for o in page.get('Contents', []))))",
+        &[bucket, prefix],
+    );
+    serde_json::from_str(&listed).unwrap()
+}
+
+/// What the convergence audit found (issue 10's table: lost, duplicated,
+/// open uploads, unrecorded objects must all be empty, verify must pass).
+#[derive(Debug, Default)]
+pub struct Convergence {
+    /// Sources with no record.
+    pub lost: Vec<String>,
+    /// Sources with more than one record.
+    pub duplicated: Vec<String>,
+    /// Records whose source is not one of the expected sources.
+    pub strangers: Vec<String>,
+    /// Manifest lines that are not a JSON record (torn or garbled).
+    pub torn_lines: usize,
+    /// Open multipart uploads in the bucket: (key, upload id).
+    pub open_uploads: Vec<(String, String)>,
+    /// Objects under the destination prefix that no record names.
+    pub unrecorded_objects: Vec<String>,
+    /// Records naming an object that is not there.
+    pub missing_objects: Vec<String>,
+    /// `sealpipe verify` exit code (None: killed by a signal or at the deadline) and its stderr.
+    pub verify: (Option<i32>, String),
+}
+
+impl Convergence {
+    pub fn ok(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.strangers.is_empty()
+            && self.torn_lines == 0
+            && self.open_uploads.is_empty()
+            && self.unrecorded_objects.is_empty()
+            && self.missing_objects.is_empty()
+            && self.verify.0 == Some(0)
+    }
+}
+
+/// The convergence audit of issue 10 for a run whose outputs go to
+/// `s3://bucket/prefix`: every one of `sources` (as the records name them:
+/// canonical local paths or s3:// URLs) has exactly one record in the local
+/// `manifest`, every object under the prefix has a record, every record's
+/// object exists, no multipart upload is open in the bucket, and
+/// `sealpipe verify` (straight to moto) exits 0.
+pub fn convergence(moto: &Server, manifest: &Path, bucket: &str, prefix: &str, sources: &[String]) -> Convergence {
+    let mut c = Convergence::default();
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut outputs = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(r) if r["source"].is_string() && r["output"].is_string() => {
+                *by_source.entry(r["source"].as_str().unwrap().to_string()).or_default() += 1;
+                outputs.insert(r["output"].as_str().unwrap().to_string());
+            }
+            _ => c.torn_lines += 1,
+        }
+    }
+    for s in sources {
+        match by_source.get(s) {
+            None => c.lost.push(s.clone()),
+            Some(&n) if n > 1 => c.duplicated.push(s.clone()),
+            _ => {}
+        }
+    }
+    c.strangers = by_source.keys().filter(|s| !sources.contains(*s)).cloned().collect();
+    let objects: std::collections::BTreeSet<String> =
+        objects_under(moto, bucket, prefix).into_iter().map(|k| format!("s3://{bucket}/{k}")).collect();
+    c.unrecorded_objects = objects.difference(&outputs).cloned().collect();
+    c.missing_objects = outputs.iter().filter(|o| o.starts_with(&format!("s3://{bucket}/")) && !objects.contains(*o)).cloned().collect();
+    c.open_uploads = open_upload_list(moto, bucket);
+    let v = run_bounded(
+        &mut sealpipe_command(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    c.verify = (if v.timed_out { None } else { v.code() }, v.stderr());
+    c
+}
+
+/// Panics with the whole audit unless the run converged.
+pub fn assert_converged(moto: &Server, manifest: &Path, bucket: &str, prefix: &str, sources: &[String]) {
+    let c = convergence(moto, manifest, bucket, prefix, sources);
+    assert!(c.ok(), "not converged: {c:#?}");
+}
+
+/// Canonical local path, as records name local sources.
+pub fn canonical_path(path: &Path) -> String {
+    path.canonicalize().unwrap().display().to_string()
+}
+
+/// Every regular file under `root` (recursively), canonical, sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                walk(&p, out);
+            } else if meta.is_file() {
+                out.push(canonical_path(&p));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out.sort();
+    out
+}
+
+/// A folder of `sizes.len()` files of pseudo-random bytes named `f00.ts`, `f01.ts`, ...
+/// (sizes over the part size go up in several parts); the folder and the tempdir guard.
+pub fn media_files(sizes: &[usize]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    for (i, &len) in sizes.iter().enumerate() {
+        std::fs::write(media.join(format!("f{i:02}.ts")), pattern(len, 100 + i as u64)).unwrap();
+    }
+    (dir, media)
+}

@@ -1,0 +1,405 @@
+//! Fault injection against moto (issue 10): sealpipe runs through
+//! `common/faultproxy.py`, which applies a deterministic schedule of faults
+//! (5xx, SlowDown, KMS throttling, resets, lost replies, delays, held
+//! requests) and logs every request; kills are timed on the proxy's log, not
+//! on sleeps. Every test ends with the convergence audit
+//! ([`common::convergence`]): each source recorded once, every object under
+//! the destination recorded, no open upload, `sealpipe verify` passing.
+//!
+//! These are the contract items the product already meets; the numbered
+//! findings of issue 10 that it does not meet yet are in `faults_findings.rs`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(25);
+
+/// Two multipart files (6 and 12 MiB: 2 and 3 parts of 5 MiB) and two small ones (PutObject).
+const SIZES: &[usize] = &[(6 << 20) + 17, (12 << 20) + 123, 100_000, 33];
+
+struct Job {
+    _dir: tempfile::TempDir,
+    media: std::path::PathBuf,
+    manifest: std::path::PathBuf,
+    sources: Vec<String>,
+    bucket: String,
+}
+
+impl Job {
+    fn new(moto: &Server, bucket: &str, sizes: &[usize]) -> Job {
+        setup(moto, bucket, &format!("alias/{bucket}"));
+        let (dir, media) = media_files(sizes);
+        let manifest = dir.path().join("run.jsonl");
+        let sources = files_under(&media);
+        Job { _dir: dir, media, manifest, sources, bucket: bucket.to_string() }
+    }
+
+    fn command(&self, endpoint: &str, extra: &[&str]) -> std::process::Command {
+        let to = format!("s3://{}/enc/", self.bucket);
+        let alias = format!("alias/{}", self.bucket);
+        let mut args = vec!["encrypt", self.media.to_str().unwrap(), "--to", &to, "--kms-key", &alias];
+        args.extend_from_slice(&["--part-size", "5M", "--manifest", self.manifest.to_str().unwrap(), "--json"]);
+        args.extend_from_slice(extra);
+        sealpipe_command(endpoint, &args)
+    }
+
+    fn run(&self, endpoint: &str, extra: &[&str]) -> Bounded {
+        run_bounded(&mut self.command(endpoint, extra), WAIT)
+    }
+
+    fn converged(&self, moto: &Server) {
+        assert_converged(moto, &self.manifest, &self.bucket, "enc/", &self.sources);
+    }
+}
+
+fn summary(b: &Bounded) -> Value {
+    let last = b.stdout().lines().last().map(|l| serde_json::from_str::<Value>(l).unwrap()).unwrap_or(Value::Null);
+    assert_eq!(last["event"], "summary", "the last line must be the summary; stderr: {}", b.stderr());
+    last
+}
+
+fn assert_ok(b: &Bounded, what: &str) {
+    assert!(!b.timed_out, "{what}: timed out; stderr: {}", b.stderr());
+    assert_eq!(b.code(), Some(0), "{what}: stderr: {}", b.stderr());
+}
+
+/// The proxy itself, driven by boto3: each S3 and KMS call is logged under
+/// its operation name with its bucket and key, and each action does what
+/// the schedule says (boto3 with one attempt, so every fault shows).
+#[test]
+fn proxy_classifies_requests_and_applies_its_actions() {
+    let moto = start_moto();
+    let proxy = FaultProxy::start(moto.port, "{}");
+    let client = "import botocore\n\
+        cfg = botocore.config.Config(retries={'total_max_attempts': 1, 'mode': 'standard'})\n\
+        s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'], config=cfg)\n\
+        kms = boto3.client('kms', endpoint_url=os.environ['AWS_ENDPOINT_URL'], config=cfg)\n";
+    py(
+        &proxy.server,
+        &format!(
+            "{client}\
+             s3.create_bucket(Bucket='cls')\n\
+             s3.head_bucket(Bucket='cls')\n\
+             s3.put_object(Bucket='cls', Key='a/x y.bin', Body=b'1' * 100)\n\
+             s3.get_object(Bucket='cls', Key='a/x y.bin')['Body'].read()\n\
+             s3.head_object(Bucket='cls', Key='a/x y.bin')\n\
+             u = s3.create_multipart_upload(Bucket='cls', Key='m')['UploadId']\n\
+             e = s3.upload_part(Bucket='cls', Key='m', UploadId=u, PartNumber=1, Body=b'2' * 100)['ETag']\n\
+             s3.list_parts(Bucket='cls', Key='m', UploadId=u)\n\
+             s3.list_multipart_uploads(Bucket='cls')\n\
+             s3.complete_multipart_upload(Bucket='cls', Key='m', UploadId=u, MultipartUpload={{'Parts': [{{'ETag': e, 'PartNumber': 1}}]}})\n\
+             u2 = s3.create_multipart_upload(Bucket='cls', Key='m2')['UploadId']\n\
+             s3.abort_multipart_upload(Bucket='cls', Key='m2', UploadId=u2)\n\
+             s3.list_objects_v2(Bucket='cls', Prefix='a/')\n\
+             s3.delete_object(Bucket='cls', Key='m')\n\
+             k = kms.create_key()['KeyMetadata']['KeyId']\n\
+             kms.describe_key(KeyId=k)\n\
+             d = kms.generate_data_key(KeyId=k, KeySpec='AES_256')\n\
+             kms.decrypt(CiphertextBlob=d['CiphertextBlob'])\n\
+             kms.encrypt(KeyId=k, Plaintext=b'x')"
+        ),
+        &[],
+    );
+    let log = proxy.log();
+    let ops: Vec<(&str, Option<&str>)> = log.iter().map(|e| (e["op"].as_str().unwrap(), e["key"].as_str())).collect();
+    assert_eq!(
+        ops,
+        [
+            ("CreateBucket", None),
+            ("HeadBucket", None),
+            ("PutObject", Some("a/x y.bin")),
+            ("GetObject", Some("a/x y.bin")),
+            ("HeadObject", Some("a/x y.bin")),
+            ("CreateMultipartUpload", Some("m")),
+            ("UploadPart", Some("m")),
+            ("ListParts", Some("m")),
+            ("ListMultipartUploads", None),
+            ("CompleteMultipartUpload", Some("m")),
+            ("CreateMultipartUpload", Some("m2")),
+            ("AbortMultipartUpload", Some("m2")),
+            ("ListObjectsV2", None),
+            ("DeleteObject", Some("m")),
+            ("CreateKey", None),
+            ("DescribeKey", None),
+            ("GenerateDataKey", None),
+            ("Decrypt", None),
+            ("Encrypt", None),
+        ]
+    );
+    assert!(log.iter().all(|e| e["state"] == "done" && e["action"] == "forward"), "{}", summarize_log(&log));
+    assert!(log.iter().filter(|e| e["service"] == "s3").all(|e| e["bucket"] == "cls"));
+    assert_eq!(log[6]["part"], 1);
+    assert_eq!(log[6]["upload_id"], log[7]["upload_id"]);
+    assert_eq!(log[16]["service"], "kms");
+
+    // moto dates every upload 2010-11-10; the proxy gives the real time (and an offset when asked).
+    let this_year = py(&moto, "import datetime; print(datetime.datetime.now(datetime.timezone.utc).year)", &[]);
+    let year = |s: &Server, key: &str| {
+        py(s, "s3.create_multipart_upload(Bucket='cls', Key=sys.argv[1])\n\
+               print([u for u in s3.list_multipart_uploads(Bucket='cls')['Uploads'] if u['Key'] == sys.argv[1]][0]['Initiated'].year)", &[key])
+    };
+    assert_eq!(year(&moto, "d1"), "2010", "moto's fixed date (if this changes, moto fixed it)");
+    assert_eq!(year(&proxy.server, "d2"), this_year);
+
+    // Every action, through boto3 with one attempt.
+    proxy.reset();
+    proxy.set_schedule(
+        r#"{"rules": [
+            {"op": "PutObject", "key": "p0", "action": "status", "status": 503},
+            {"op": "PutObject", "key": "p1", "action": "lose_reply_500"},
+            {"op": "PutObject", "key": "p2", "action": "lose_reply_reset"},
+            {"op": "PutObject", "key": "p3", "action": "reset"},
+            {"op": "PutObject", "key_regex": "^p4$", "action": "delay", "ms": 50},
+            {"op": "GetObject", "nth": 1, "action": "truncate", "bytes": 10},
+            {"op": "GenerateDataKey", "first": 1, "action": "status", "status": 400},
+            {"op": "Decrypt", "first": 1, "action": "status", "status": 500},
+            {"op": "HeadObject", "nth": 1, "action": "pause_until_released"}
+        ]}"#,
+    );
+    let answers = py(
+        &proxy.server,
+        &format!(
+            "{client}\
+             import threading\n\
+             out = {{}}\n\
+             def call(name, f):\n\
+             \x20   try: f(); out[name] = 'ok'\n\
+             \x20   except Exception as e: out[name] = (getattr(e, 'response', None) or {{}}).get('Error', {{}}).get('Code') or type(e).__name__\n\
+             for i in range(5): call('p%d' % i, lambda: s3.put_object(Bucket='cls', Key='p%d' % i, Body=b'z' * 100))\n\
+             call('get', lambda: s3.get_object(Bucket='cls', Key='p4')['Body'].read())\n\
+             k = kms.list_keys()['Keys'][0]['KeyId']\n\
+             call('gdk', lambda: kms.generate_data_key(KeyId=k, KeySpec='AES_256'))\n\
+             d = kms.generate_data_key(KeyId=k, KeySpec='AES_256')\n\
+             call('decrypt', lambda: kms.decrypt(CiphertextBlob=d['CiphertextBlob']))\n\
+             t = threading.Thread(target=call, args=('head', lambda: s3.head_object(Bucket='cls', Key='p4'))); t.start()\n\
+             import urllib.request\n\
+             ctl = lambda p, d=None: json.loads(urllib.request.urlopen(urllib.request.Request(os.environ['AWS_ENDPOINT_URL'] + '/__fault/' + p, data=d, method='POST' if d is not None else 'GET')).read())\n\
+             while not any(e['state'] == 'held' for e in ctl('log')): __import__('time').sleep(0.02)\n\
+             out['head_while_held'] = out.get('head', 'waiting')\n\
+             urllib.request.urlopen(urllib.request.Request(os.environ['AWS_ENDPOINT_URL'] + '/__fault/release', data=b'', method='POST')).read()\n\
+             t.join(10)\n\
+             out['objects'] = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='cls', Prefix='p')['Contents'])\n\
+             print(json.dumps(out, sort_keys=True))"
+        ),
+        &[],
+    );
+    let answers: Value = serde_json::from_str(&answers).unwrap();
+    assert_eq!(
+        answers,
+        serde_json::json!({
+            "p0": "SlowDown", "p1": "InternalError", "p2": "ConnectionClosedError", "p3": "ConnectionClosedError", "p4": "ok",
+            "get": "ResponseStreamingError", "gdk": "ThrottlingException", "decrypt": "KMSInternalException",
+            "head_while_held": "waiting", "head": "ok",
+            // Lost replies: the writes were applied; a status or a reset before forwarding: not.
+            "objects": ["p1", "p2", "p4"],
+        })
+    );
+    let faults = proxy.faults();
+    let acts: Vec<(&str, &str)> = faults.iter().map(|(op, _, a, _)| (op.as_str(), a.as_str())).collect();
+    assert_eq!(
+        acts,
+        [
+            ("PutObject", "status"),
+            ("PutObject", "lose_reply_500"),
+            ("PutObject", "lose_reply_reset"),
+            ("PutObject", "reset"),
+            ("PutObject", "delay"),
+            ("GetObject", "truncate"),
+            ("GenerateDataKey", "status"),
+            ("Decrypt", "status"),
+            ("HeadObject", "pause_until_released"),
+        ]
+    );
+    let trunc = proxy.log().into_iter().find(|e| e["action"] == "truncate").unwrap();
+    assert_eq!((trunc["status"].as_u64(), trunc["sent"].as_u64()), (Some(200), Some(10)));
+
+    // A bad schedule is refused with its reason, and the old one stays.
+    let (status, body) = http_request(proxy.port(), "POST", "/__fault/schedule", br#"{"rules": [{"action": "explode"}]}"#);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}
+
+/// 5xx and SlowDown on every S3 write call (not applied: S3 answered an
+/// error), with the default retries: the run exits 0 and converges.
+#[test]
+fn s3_5xx_and_slowdown_with_default_retries_converge() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-5xx", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [
+            {"op": "CreateMultipartUpload", "nth": 1, "action": "status", "status": 503},
+            {"op": "UploadPart", "first": 2, "action": "status", "status": 503, "code": "SlowDown"},
+            {"op": "UploadPart", "every": 3, "action": "status", "status": 500},
+            {"op": "PutObject", "first": 2, "action": "status", "status": 500},
+            {"op": "CompleteMultipartUpload", "nth": 1, "action": "status", "status": 503},
+            {"op": "CompleteMultipartUpload", "nth": 2, "action": "status", "status": 500}
+        ]}"#,
+    );
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "faulty run");
+    let s = summary(&out);
+    assert_eq!((s["files"].as_u64(), s["failed"].as_u64()), (Some(4), Some(0)), "{s}");
+    let faults = proxy.faults();
+    for op in ["CreateMultipartUpload", "UploadPart", "PutObject", "CompleteMultipartUpload"] {
+        assert!(faults.iter().any(|f| f.0 == op), "no fault on {op}: {faults:?}");
+    }
+    assert!(proxy.count_action("UploadPart", "status") >= 3, "{faults:?}");
+    job.converged(&moto);
+}
+
+/// SlowDown on every 5th S3 request of the run, whatever it is.
+#[test]
+fn slowdown_on_every_fifth_s3_request_converges() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-every5", SIZES);
+    let proxy = FaultProxy::start(moto.port, r#"{"rules": [{"service": "s3", "every": 5, "action": "status", "status": 503}]}"#);
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "faulty run");
+    assert!(proxy.faults().len() >= 2, "{:?}", proxy.faults());
+    job.converged(&moto);
+}
+
+/// KMS throttling (400 ThrottlingException) and KMSInternalException (500),
+/// on the key check and on data key requests: retried, the run converges.
+#[test]
+fn kms_throttling_and_internal_errors_are_retried() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-kms", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [
+            {"op": "DescribeKey", "nth": 1, "action": "status", "status": 500},
+            {"op": "GenerateDataKey", "first": 2, "action": "status", "status": 400, "code": "ThrottlingException"},
+            {"op": "GenerateDataKey", "nth": 4, "action": "status", "status": 500, "code": "KMSInternalException"}
+        ]}"#,
+    );
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "faulty run");
+    assert_eq!(proxy.count_action("GenerateDataKey", "status"), 3, "{:?}", proxy.faults());
+    assert_eq!(proxy.count_action("DescribeKey", "status"), 1);
+    assert_eq!(proxy.count_action("GenerateDataKey", "forward"), SIZES.len(), "one data key per file in the end");
+    job.converged(&moto);
+
+    // verify's KMS Decrypt throttled too.
+    proxy.set_schedule(r#"{"rules": [{"op": "Decrypt", "first": 2, "action": "status", "status": 400, "code": "ThrottlingException"}]}"#);
+    let v = run_bounded(&mut sealpipe_command(&proxy.url(), &["verify", "--manifest", job.manifest.to_str().unwrap()]), WAIT);
+    assert_ok(&v, "verify with throttled Decrypt");
+    assert_eq!(proxy.count_action("Decrypt", "status"), 2);
+}
+
+/// Connections reset before the request reaches S3, and slow responses: retried.
+#[test]
+fn connection_resets_and_delays_are_retried() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-reset", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [
+            {"op": "UploadPart", "nth": 3, "action": "reset"},
+            {"op": "PutObject", "nth": 1, "action": "reset"},
+            {"op": "CreateMultipartUpload", "nth": 2, "action": "reset"},
+            {"op": "GenerateDataKey", "nth": 2, "action": "reset"},
+            {"op": "UploadPart", "all": true, "action": "delay", "ms": 150},
+            {"op": "GenerateDataKey", "all": true, "action": "delay", "ms": 100}
+        ]}"#,
+    );
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "faulty run");
+    let faults = proxy.faults();
+    assert_eq!(faults.iter().filter(|f| f.2 == "reset").count(), 4, "{faults:?}");
+    assert!(faults.iter().filter(|f| f.2 == "delay").count() >= 5, "{faults:?}");
+    job.converged(&moto);
+}
+
+/// Replies lost after S3 applied an idempotent write (UploadPart: the retry
+/// overwrites the same part number; AbortMultipartUpload of a failed file).
+#[test]
+fn lost_replies_to_upload_part_converge() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-lostpart", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [
+            {"op": "UploadPart", "nth": 1, "action": "lose_reply_500"},
+            {"op": "UploadPart", "nth": 3, "action": "lose_reply_reset"},
+            {"op": "UploadPart", "nth": 5, "action": "lose_reply"}
+        ]}"#,
+    );
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "faulty run");
+    assert_eq!(proxy.faults().len(), 3, "{:?}", proxy.faults());
+    job.converged(&moto);
+}
+
+/// Where a file is held mid-part (its second UploadPart held by the proxy):
+/// the run is killed there; the held part is then let through to moto (as a
+/// request already on the wire would be), and a fault-free re-run converges.
+fn killed_mid_part(bucket: &str, signal: &str) -> (Server, Job, FaultProxy, Bounded) {
+    let moto = start_moto();
+    let job = Job::new(&moto, bucket, SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [{"op": "UploadPart", "key": "enc/f01.ts", "part": 2, "nth": 1, "action": "pause_until_released"}]}"#,
+    );
+    let child = job.command(&proxy.url(), &[]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    proxy.wait_held(1, WAIT);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    let killed = wait_bounded(child, WAIT);
+    assert!(!killed.timed_out, "the signalled run did not end: {}", killed.stderr());
+    (moto, job, proxy, killed)
+}
+
+fn rerun_converges(moto: &Server, job: &Job, proxy: &FaultProxy) {
+    proxy.set_schedule("{}");
+    proxy.release();
+    proxy.wait_until("the held part answered", WAIT, |log| log.iter().all(|e| e["state"] == "done"));
+    let out = job.run(&proxy.url(), &[]);
+    assert_ok(&out, "re-run");
+    let s = summary(&out);
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["files"].as_u64().unwrap() + s["skipped"].as_u64().unwrap(), SIZES.len() as u64, "{s}");
+    job.converged(moto);
+}
+
+#[test]
+fn sigkill_mid_part_then_clean_rerun_converges() {
+    let (moto, job, proxy, killed) = killed_mid_part("faults-kill", "-KILL");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&killed.out.status), Some(9));
+    assert!(!open_upload_list(&moto, "faults-kill").is_empty(), "SIGKILL runs no handler: the upload stays open");
+    assert!(Path::new(&format!("{}.inflight", job.manifest.display())).exists(), "the journal names what was in flight");
+    rerun_converges(&moto, &job, &proxy);
+}
+
+#[test]
+fn sigterm_mid_part_exits_130_and_rerun_converges() {
+    let (moto, job, proxy, killed) = killed_mid_part("faults-term", "-TERM");
+    assert_eq!(killed.code(), Some(130), "{}", killed.stderr());
+    assert!(proxy.count("AbortMultipartUpload") >= 1, "SIGTERM aborts the open upload: {}", summarize_log(&proxy.log()));
+    rerun_converges(&moto, &job, &proxy);
+}
+
+/// Killed while the last CompleteMultipartUpload is held (the upload is
+/// complete on S3 or not, depending on when the held request gets through):
+/// the re-run settles it either way.
+#[test]
+fn sigkill_during_complete_then_rerun_converges() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-killc", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [{"op": "CompleteMultipartUpload", "key": "enc/f01.ts", "nth": 1, "action": "pause_until_released"}]}"#,
+    );
+    let mut child = job.command(&proxy.url(), &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    proxy.wait_held(1, WAIT);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The held Complete reaches moto after the client died: the object exists, unrecorded.
+    rerun_converges(&moto, &job, &proxy);
+}
