@@ -98,8 +98,10 @@ pub struct MediaConvertDecryption {
     pub encrypted_decryption_key: String,
     /// Base64 of the 12 or 16 IV bytes.
     pub initialization_vector: String,
-    /// Region of the KMS key.
-    pub kms_key_region: String,
+    /// Region of the KMS key; absent where it does not apply (the local
+    /// keyring: the model allows 9-19 characters, so no placeholder).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kms_key_region: Option<String>,
 }
 
 /// Elastic Transcoder's job `Input` encryption settings.
@@ -172,7 +174,7 @@ impl Record {
                 decryption_mode: r.mode.mediaconvert_name().into(),
                 encrypted_decryption_key: b64(&w.blob),
                 initialization_vector: iv_b64.clone(),
-                kms_key_region: r.provider.region(),
+                kms_key_region: (r.provider.name() != "local-keyring").then(|| r.provider.region()),
             },
         });
         let elastictranscoder = find(Service::ElasticTranscoder)
