@@ -15,6 +15,7 @@
 //! errors are rendered as `<error code>: <message>` by [`describe`].
 
 pub mod kms;
+pub mod mediaconvert;
 pub mod s3;
 
 /// The S3 SDK, for callers that need its types (manifests kept in S3).
