@@ -118,6 +118,9 @@ def make_handler(state):
 
         def send(self, status, body, entry, error=None):
             data = json.dumps(body).encode()
+            # Logged before answering: a client that saw the answer finds the line.
+            entry.update(status=status, error=error)
+            state.note(entry)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -126,8 +129,6 @@ def make_handler(state):
                 self.send_header("x-amzn-ErrorType", error)
             self.end_headers()
             self.wfile.write(data)
-            entry.update(status=status, error=error)
-            state.note(entry)
 
         def fail(self, status, code, message, entry):
             self.send(status, {"__type": code, "message": message}, entry, error=code)
