@@ -1,11 +1,15 @@
 //! The format contract (`FORMAT.md`), as types: modes, key sizes, target
 //! services, IVs and encryption contexts here; the manifest [`record`] and
 //! one module per service's settings block ([`mediaconvert`],
-//! [`elastictranscoder`]), so a change on a service's side touches one file.
+//! [`elastictranscoder`]), so a change on a service's side touches one file;
+//! whole MediaConvert `CreateJob` requests ([`jobs`]) and the IAM policies the
+//! services' roles need ([`policy`]).
 //! This module depends on nothing else of the engine but its errors.
 
 pub mod elastictranscoder;
+pub mod jobs;
 pub mod mediaconvert;
+pub mod policy;
 pub mod record;
 
 use std::collections::BTreeMap;

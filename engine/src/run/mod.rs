@@ -22,4 +22,6 @@ pub mod reencrypt;
 pub mod report;
 pub mod schedule;
 pub mod shard;
+#[cfg(feature = "aws")]
+pub mod submit;
 pub mod verify;
