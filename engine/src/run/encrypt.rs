@@ -127,10 +127,13 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             return Err(Error::Usage("--iv-hex with --reuse-key would encrypt several files under the same (key, IV); omit --iv-hex".into()));
         }
     }
-    let ledger = Ledger::load(manifest.path())?;
+    let ledger = Arc::new(Ledger::load(manifest.path())?);
     let mut summary = Summary { dry_run: job.dry_run, ..Summary::default() };
     if !job.dry_run {
         summary.cleaned = ledger.clean_interrupted(job.destination)?;
+        report_warnings(&ledger, reporter);
+        // What the destination creates is journalled before it is created.
+        job.destination.set_journal(Some(ledger.clone() as Arc<dyn crate::store::Journal>));
     }
 
     let (tx, rx) = crossbeam_channel::bounded::<Listing>(1024);
@@ -201,12 +204,18 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         }
         Ok(())
     });
+    if !job.dry_run {
+        job.destination.set_journal(None);
+        report_warnings(&ledger, reporter);
+    }
     outcome?;
     if !job.dry_run {
         // Every record on disk before the journal that covers them goes.
         manifest.flush()?;
-        // Nothing is in flight any more: failed outputs were discarded, open uploads aborted.
-        ledger.finish();
+        // Nothing is in flight any more; what is still unsettled (outputs
+        // whose commit was not confirmed, uploads whose abort failed) stays
+        // in the journal for the next run.
+        ledger.finish()?;
         if ledger.superseded() > 0 {
             super::ledger::compact(manifest.path())?;
         }
@@ -214,6 +223,13 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     summary.failures.sort();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Say what the journal could not settle (aborts that failed), one note each.
+fn report_warnings(ledger: &Ledger, reporter: &dyn Reporter) {
+    for (location, message) in ledger.take_warnings() {
+        reporter.note(Path::new(&location), &message);
+    }
 }
 
 /// The state of one run shared by the workers.
@@ -232,7 +248,7 @@ pub(crate) struct Run<'r, 'a> {
 
 impl Run<'_, '_> {
     pub(crate) fn tally(&self) -> Tally<'_> {
-        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, ledger: self.ledger, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
+        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, ledger: self.ledger, destination: self.job.destination, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
     }
 
     fn fail(&self, path: PathBuf, err: Error) {
@@ -287,7 +303,7 @@ impl Run<'_, '_> {
         // The manifest exists once there is work (an unwritable one fails
         // the first file and stops the run); then the marker a later run
         // recognises our leftovers by, before anything else exists.
-        if let Err(e) = self.manifest.open().and_then(|()| self.ledger.intend(&output, &f.relative)) {
+        if let Err(e) = self.manifest.open().and_then(|()| self.ledger.intend(&output, &f.relative, f.replace)) {
             // Without a ledger nothing done could be recorded: stop the run.
             self.stop.store(true, Ordering::Relaxed);
             self.fatal.lock().unwrap().get_or_insert(e);
@@ -378,6 +394,7 @@ pub(crate) struct Tally<'a> {
     pub(crate) reporter: &'a dyn Reporter,
     manifest: &'a ManifestWriter,
     ledger: &'a Ledger,
+    destination: &'a dyn Destination,
     max_errors: Option<u64>,
     stop: &'a AtomicBool,
     shard: Option<Shard>,
@@ -393,6 +410,8 @@ impl Tally<'_> {
             let _ = self.ledger.recorded(&record.output);
             Ok(record.plaintext_size)
         });
+        // Aborts that failed while this file was discarded.
+        report_warnings(self.ledger, self.reporter);
         match result {
             // Plaintext bytes (a re-encrypted file's listing size is its old ciphertext's).
             Ok(bytes) => {
@@ -401,7 +420,16 @@ impl Tally<'_> {
                 s.bytes += bytes;
                 self.reporter.finished(&f.source, bytes);
             }
-            Err(err) => self.fail(f.source.clone(), err.for_file(&f.source)),
+            Err(err) => {
+                // Refused because the output existed before: nothing of ours
+                // is there. Any other failure keeps the journal's line: the
+                // commit may have been applied with its reply lost, and the
+                // next run settles the output (replaces it, saying so).
+                if matches!(err, Error::Exists { .. }) {
+                    self.ledger.dropped(&self.destination.location(&f.relative));
+                }
+                self.fail(f.source.clone(), err.for_file(&f.source))
+            }
         }
     }
 

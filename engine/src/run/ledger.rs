@@ -10,13 +10,21 @@
 //!
 //! Beside it, the journal (`<manifest>.inflight`) gets one line per file
 //! *before* its output is created: the marker by which a later run
-//! recognises what an interrupted run left behind (and a `done` line once
-//! its record is written). For each journalled output not marked done, the
-//! next run aborts the multipart uploads
-//! started for it and deletes its temporary files, and may replace the
-//! output if it was committed but never recorded (killed between the
-//! two), saying so, since that file is then encrypted under a new key.
-//! A run that ends with nothing in flight removes the journal.
+//! recognises what an earlier run left behind (and a `done` line once its
+//! record is written). The destination writes ahead to it too
+//! ([`crate::store::Journal`]): before a `CreateMultipartUpload`, the
+//! key's uploads already open (`creating`); right after it, the upload id
+//! (`upload`), before any part; then `closed` once completed or aborted,
+//! and `settled` once no duplicate upload can be left.
+//!
+//! The next run aborts every journalled upload not closed, by id, and any
+//! upload of a `creating` key that was not open before it (no clock
+//! decides what is ours); deletes temporary files; and replaces an output
+//! that was written but never recorded (killed between commit and record,
+//! or a commit whose reply was lost), saying so, since that file is then
+//! encrypted under a new key. A run ends by rewriting the journal with
+//! only what is still unsettled (failed files whose commit may have been
+//! applied, uploads whose abort failed), or removing it when nothing is.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -71,23 +79,99 @@ struct Intent {
     output: String,
     /// Its path below the destination.
     relative: PathBuf,
-    /// Unix seconds when it was started.
+    /// Unix seconds when it was started (for people reading it; no decision uses it).
     at: u64,
+    /// It replaces an output the manifest records (a later record, or none, says which is stored).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    replacing: bool,
 }
 
-/// A line of the journal: an output about to be written, or one recorded.
-#[derive(Deserialize)]
+/// A line of the journal. Each kind has its own key, so lines of any
+/// version parse; a torn last line (killed mid-write) parses as none.
+#[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum JournalLine {
     Intent(Intent),
+    /// The upload `upload` of `output` is open.
+    Upload { upload: String, output: String },
+    /// A multipart upload of `creating` is about to be created; `existing` were open before.
+    Creating { creating: String, existing: Vec<String> },
+    /// The output is recorded in the manifest.
     Done { done: String },
+    /// The upload is completed or aborted.
+    Closed { closed: String },
+    /// No upload of the output other than the journalled ones can be open.
+    Settled { settled: String },
+    /// The output was never ours (refused: it existed before): forget the intent.
+    Dropped { dropped: String },
+}
+
+/// What the journal says is unsettled.
+#[derive(Default, Clone)]
+struct Inflight {
+    /// Outputs started and not recorded: location → (relative, replacing).
+    outputs: HashMap<String, (PathBuf, bool)>,
+    /// Open uploads: id → output location.
+    uploads: HashMap<String, String>,
+    /// Creates whose duplicates are unchecked: location → uploads open before.
+    creating: HashMap<String, Vec<String>>,
+}
+
+impl Inflight {
+    fn apply(&mut self, line: JournalLine) {
+        match line {
+            JournalLine::Intent(i) => {
+                let replacing = i.replacing || self.outputs.get(&i.output).is_some_and(|o| o.1);
+                self.outputs.insert(i.output, (i.relative, replacing));
+            }
+            JournalLine::Upload { upload, output } => {
+                self.uploads.insert(upload, output);
+            }
+            JournalLine::Creating { creating, existing } => {
+                // Several creates of one key before it is settled: only the oldest list counts.
+                self.creating.entry(creating).or_insert(existing);
+            }
+            JournalLine::Done { done } | JournalLine::Dropped { dropped: done } => {
+                self.outputs.remove(&done);
+            }
+            JournalLine::Closed { closed } => {
+                self.uploads.remove(&closed);
+            }
+            JournalLine::Settled { settled } => {
+                self.creating.remove(&settled);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.outputs.is_empty() && self.uploads.is_empty() && self.creating.is_empty()
+    }
+
+    /// The lines that say this state.
+    fn lines(&self) -> Vec<JournalLine> {
+        let mut lines = Vec::new();
+        for (output, (relative, replacing)) in &self.outputs {
+            lines.push(JournalLine::Intent(Intent { output: output.clone(), relative: relative.clone(), at: now_unix(), replacing: *replacing }));
+        }
+        for (creating, existing) in &self.creating {
+            lines.push(JournalLine::Creating { creating: creating.clone(), existing: existing.clone() });
+        }
+        for (upload, output) in &self.uploads {
+            lines.push(JournalLine::Upload { upload: upload.clone(), output: output.clone() });
+        }
+        lines
+    }
 }
 
 /// The done files of earlier runs and the claims of this one.
 pub(crate) struct Ledger {
     entries: Mutex<HashMap<Key, Entry>>,
-    /// Outputs an interrupted run had started (location → started at).
-    interrupted: HashMap<String, u64>,
+    /// What earlier runs left unsettled, as their journal says.
+    interrupted: Inflight,
+    /// The same, kept up to date with this run's lines (what the journal will say at the end).
+    live: Mutex<Inflight>,
+    /// Things the user must hear about (abort failures): (location, message).
+    warnings: Mutex<Vec<(String, String)>>,
     journal_path: PathBuf,
     journal: Mutex<Option<File>>,
     /// Records in the manifest that a later record of this run replaces.
@@ -119,25 +203,21 @@ impl Ledger {
             Ok(())
         })?;
         let journal_path = journal_path(manifest);
-        let mut interrupted = HashMap::new();
+        let mut interrupted = Inflight::default();
         if let Ok(file) = File::open(&journal_path) {
             for line in BufReader::new(file).lines() {
                 let line = line.map_err(|e| Error::io(&journal_path, "read", e))?;
                 // A torn last line (killed mid-write) names nothing that was created.
-                match serde_json::from_str::<JournalLine>(&line) {
-                    Ok(JournalLine::Intent(intent)) => {
-                        interrupted.insert(intent.output, intent.at);
-                    }
-                    Ok(JournalLine::Done { done }) => {
-                        interrupted.remove(&done);
-                    }
-                    Err(_) => {}
+                if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
+                    interrupted.apply(line);
                 }
             }
         }
         Ok(Ledger {
             entries: Mutex::new(entries),
+            live: Mutex::new(interrupted.clone()),
             interrupted,
+            warnings: Mutex::default(),
             journal_path,
             journal: Mutex::new(None),
             superseded: Mutex::new(duplicates),
@@ -148,17 +228,49 @@ impl Ledger {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Clean up after an interrupted run: abort the uploads and delete the
-    /// temporary files of journalled outputs that have no record. Returns
-    /// how many things were cleaned.
+    /// Clean up after earlier runs: abort the journalled uploads not closed
+    /// (by id), the uploads of keys whose create was never settled that were
+    /// not open before it, and delete the temporary files of journalled
+    /// outputs that have no record. Returns how many things were cleaned;
+    /// what could not be done is in [`Ledger::take_warnings`] and stays journalled.
     pub(crate) fn clean_interrupted(&self, destination: &dyn Destination) -> Result<usize> {
         let mut cleaned = 0;
-        for (output, &at) in &self.interrupted {
+        for output in self.interrupted.outputs.keys() {
             if let Some(relative) = destination.relative(output) {
-                cleaned += destination.clean_interrupted(&relative, at)?;
+                cleaned += destination.clean_interrupted(&relative)?;
+            }
+        }
+        let mut by_output: HashMap<&str, Vec<String>> = HashMap::new();
+        for (id, output) in &self.interrupted.uploads {
+            by_output.entry(output.as_str()).or_default().push(id.clone());
+        }
+        for output in self.interrupted.creating.keys() {
+            by_output.entry(output.as_str()).or_default();
+        }
+        let mut outputs: Vec<_> = by_output.into_iter().collect();
+        outputs.sort();
+        for (output, mut ids) in outputs {
+            ids.sort();
+            let Some(relative) = destination.relative(output) else { continue };
+            let existing = self.interrupted.creating.get(output).map(Vec::as_slice);
+            let done = destination.abort_journalled(&relative, &ids, existing);
+            cleaned += done.aborted;
+            for id in &done.closed {
+                crate::store::Journal::closed(self, output, id);
+            }
+            if done.settled && existing.is_some() {
+                crate::store::Journal::settled(self, output);
+            }
+            for line in done.failed {
+                crate::store::Journal::warn(self, output, line);
             }
         }
         Ok(cleaned)
+    }
+
+    /// What the user must hear about (abort failures) since the last call: (location, message).
+    pub(crate) fn take_warnings(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Decide what to do with `source` → `output` (`relative` below
@@ -173,16 +285,20 @@ impl Ledger {
             e.claimed = true;
             *e
         };
+        let earlier = self.interrupted.outputs.get(output);
         if previous.records == 0 {
-            let claim = match self.interrupted.get(output) {
+            let claim = match earlier {
                 Some(_) if destination.stored_len(relative)?.is_some() => Claim::Redo {
-                    reason: "an interrupted run wrote this output but never recorded it; encrypting it again under a new key".into(),
+                    reason: "an earlier run wrote this output but never recorded it (interrupted, or its upload was not confirmed); encrypting it again under a new key".into(),
                 },
                 _ => Claim::Fresh,
             };
             return Ok(claim);
         }
-        let redo = if overwrite {
+        let redo = if earlier.is_some_and(|e| e.1) {
+            // An earlier run was replacing it and did not record the result: the stored object may be either.
+            Some("an earlier run was replacing this output and never recorded the result; encrypting it again under a new key".to_string())
+        } else if overwrite {
             Some("--force: encrypting it again under a new key".to_string())
         } else if previous.plain_size != plain_size {
             Some(format!("the source is {plain_size} bytes, the manifest recorded {}; encrypting it again under a new key", previous.plain_size))
@@ -198,20 +314,38 @@ impl Ledger {
                 *self.superseded.lock().unwrap_or_else(|p| p.into_inner()) += u64::from(previous.records);
                 Ok(Claim::Redo { reason })
             }
-            None => Ok(Claim::Skip { reason: "already done (recorded in the manifest)", bytes: plain_size }),
+            None => {
+                // Recorded: an intent an earlier run left for it (killed between record and `done`) is settled.
+                if earlier.is_some() {
+                    self.live.lock().unwrap_or_else(|p| p.into_inner()).outputs.remove(output);
+                }
+                Ok(Claim::Skip { reason: "already done (recorded in the manifest)", bytes: plain_size })
+            }
         }
     }
 
-    /// Journal `output` before it is created.
-    pub(crate) fn intend(&self, output: &str, relative: &Path) -> Result<()> {
-        let line = serde_json::to_vec(&Intent { output: output.to_string(), relative: relative.to_path_buf(), at: now_unix() }).expect("serializes");
-        self.journal_line(line)
+    /// Journal `output` before it is created (`replacing` an output the manifest records).
+    pub(crate) fn intend(&self, output: &str, relative: &Path, replacing: bool) -> Result<()> {
+        self.journal(JournalLine::Intent(Intent { output: output.to_string(), relative: relative.to_path_buf(), at: now_unix(), replacing }))
     }
 
     /// Journal that `output` is recorded in the manifest, so a later run
     /// need not look for leftovers of it (no listing of uploads per finished file).
     pub(crate) fn recorded(&self, output: &str) -> Result<()> {
-        self.journal_line(serde_json::to_vec(&serde_json::json!({ "done": output })).expect("serializes"))
+        self.journal(JournalLine::Done { done: output.to_string() })
+    }
+
+    /// Journal that `output` was refused before anything was written (it
+    /// existed, and is not ours): a later run must not take it for ours.
+    pub(crate) fn dropped(&self, output: &str) {
+        let _ = self.journal(JournalLine::Dropped { dropped: output.to_string() });
+    }
+
+    fn journal(&self, line: JournalLine) -> Result<()> {
+        let bytes = serde_json::to_vec(&line).expect("serializes");
+        // In memory even if the write fails: the end-of-run rewrite then says it.
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).apply(line);
+        self.journal_line(bytes)
     }
 
     fn journal_line(&self, mut line: Vec<u8>) -> Result<()> {
@@ -230,10 +364,59 @@ impl Ledger {
         *self.superseded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// End of a run with nothing left in flight: drop the journal.
-    pub(crate) fn finish(&self) {
-        self.journal.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let _ = fs::remove_file(&self.journal_path);
+    /// End of a run: remove the journal if nothing is unsettled, else
+    /// rewrite it with only what is (atomically: temporary file, fsync, rename).
+    pub(crate) fn finish(&self) -> Result<()> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.take();
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.is_empty() {
+            let _ = fs::remove_file(&self.journal_path);
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        for line in live.lines() {
+            text.extend(serde_json::to_vec(&line).expect("serializes"));
+            text.push(b'\n');
+        }
+        let tmp = self.journal_path.with_file_name(format!(
+            ".{}.sealpipe-tmp-{}",
+            self.journal_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            std::process::id()
+        ));
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, &self.journal_path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            // The appended journal is still there and says at least as much.
+            return Err(Error::io(&self.journal_path, "rewrite journal", e));
+        }
+        Ok(())
+    }
+}
+
+/// The destination writes ahead to the run's journal.
+impl crate::store::Journal for Ledger {
+    fn creating(&self, location: &str, existing: &[String]) -> Result<()> {
+        self.journal(JournalLine::Creating { creating: location.to_string(), existing: existing.to_vec() })
+    }
+
+    fn opened(&self, location: &str, upload_id: &str) -> Result<()> {
+        self.journal(JournalLine::Upload { upload: upload_id.to_string(), output: location.to_string() })
+    }
+
+    fn closed(&self, _location: &str, upload_id: &str) {
+        // Best effort: without this line a later run aborts an upload that is gone (NoSuchUpload).
+        let _ = self.journal(JournalLine::Closed { closed: upload_id.to_string() });
+    }
+
+    fn settled(&self, location: &str) {
+        let _ = self.journal(JournalLine::Settled { settled: location.to_string() });
+    }
+
+    fn warn(&self, location: &str, message: String) {
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push((location.to_string(), message));
     }
 }
 

@@ -162,7 +162,7 @@ impl Destination for LocalDir {
     }
 
     /// Deletes the temporary files (`.NAME.sealpipe-tmp-*`) beside the output.
-    fn clean_interrupted(&self, relative: &Path, _since_unix: u64) -> Result<usize> {
+    fn clean_interrupted(&self, relative: &Path) -> Result<usize> {
         let path = self.root.join(relative);
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(0) };
         let prefix = format!(".{}.sealpipe-tmp-", name.to_string_lossy());

@@ -256,15 +256,56 @@ pub trait Destination: Sync {
     fn stored_len(&self, relative: &Path) -> Result<Option<u64>>;
     /// The path below this destination of `location` (the inverse of [`Destination::location`]).
     fn relative(&self, location: &str) -> Option<PathBuf>;
-    /// Remove what an interrupted run left while writing `relative` (started
-    /// at `since_unix`): temporary files, open multipart uploads. Returns how many.
-    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize>;
+    /// Remove what an interrupted run left while writing `relative`:
+    /// temporary files. Returns how many.
+    fn clean_interrupted(&self, relative: &Path) -> Result<usize>;
+    /// Abort what a run's journal names for `relative`: the upload ids it
+    /// opened (`uploads`), and, where it sent a create whose duplicates were
+    /// never checked (`existing`: the uploads of that key open before it),
+    /// every other upload of exactly that key. By id only: no clock decides.
+    fn abort_journalled(&self, _relative: &Path, _uploads: &[String], _existing: Option<&[String]>) -> Cleaned {
+        Cleaned { settled: true, ..Cleaned::default() }
+    }
+    /// Write ahead to `journal` what this destination is about to create
+    /// (upload ids) from now on; `None` stops it.
+    fn set_journal(&self, _journal: Option<std::sync::Arc<dyn Journal>>) {}
     /// What to call when the process is interrupted (Ctrl-C, SIGTERM) so
     /// nothing stays open and billed: it aborts the destination's uploads in
     /// progress and returns how many. `None` where dropping is enough (local files).
     fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
         None
     }
+}
+
+/// What [`Destination::abort_journalled`] did.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    /// Uploads aborted now.
+    pub aborted: usize,
+    /// Upload ids that are closed (aborted now, or already gone).
+    pub closed: Vec<String>,
+    /// The key's uploads were listed and every one not open before the
+    /// create was aborted (nothing left to look for).
+    pub settled: bool,
+    /// What could not be done, one line each (said to the user; kept in the journal).
+    pub failed: Vec<String>,
+}
+
+/// The run's journal as a destination writes to it: what it is about to
+/// create, before the request that creates it, and what it closed.
+pub trait Journal: Send + Sync {
+    /// A create of a multipart upload of `location` is about to be sent;
+    /// `existing` are the ids of that key's uploads open before it.
+    fn creating(&self, location: &str, existing: &[String]) -> Result<()>;
+    /// The upload `upload_id` of `location` is open (before any part is sent).
+    fn opened(&self, location: &str, upload_id: &str) -> Result<()>;
+    /// The upload `upload_id` is completed or aborted.
+    fn closed(&self, location: &str, upload_id: &str);
+    /// Every upload of `location` other than the journalled ones is known
+    /// to be aborted (or never existed): no listing needed any more.
+    fn settled(&self, location: &str);
+    /// Something the user must hear about `location` (an abort that failed).
+    fn warn(&self, location: &str, message: String);
 }
 
 /// The checksum sent with every part (`--checksum`).

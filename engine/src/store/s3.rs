@@ -15,15 +15,33 @@
 //!
 //! An upload that is dropped without a successful commit (any error in the
 //! pipeline, a failed part, a failed completion) is aborted with
-//! `AbortMultipartUpload`, so no parts are left billed.
+//! `AbortMultipartUpload`, so no parts are left billed; an abort that fails
+//! is said (through the run's journal, [`Journal::warn`]) and stays journalled.
+//!
+//! ## Journal before network
+//! With a run's [`Journal`] set, what an upload is about to create is
+//! written ahead: before `CreateMultipartUpload`, the ids of the key's
+//! uploads already open ([`Journal::creating`]); right after it returns,
+//! the new upload id ([`Journal::opened`]), before any part; once completed
+//! or aborted, [`Journal::closed`]. A `CreateMultipartUpload` whose reply is
+//! lost opens an upload nobody knows the id of, and the SDK's retry opens
+//! another: so when the create took more than one attempt (or failed), the
+//! key's uploads are listed again once the upload is done, and every one
+//! that was not open before and is not ours is aborted ([`Journal::settled`]
+//! then). A crashed run's journal names the ids to abort and the uploads
+//! that were open before its creates: the next run aborts by id, no clock
+//! comparison ([`S3Destination::abort_journalled`]).
 //!
 //! ## Reads ([`S3Object`])
 //! `HeadObject` gives the size and ETag; each window is fetched by
 //! concurrent ranged `GetObject`s with `If-Match: <etag>`, so an object
 //! replaced while it is read fails with a clear error instead of mixing versions.
+//! A body that ends early or resets is read on from the byte where it
+//! stopped (a ranged GET pinned to the same ETag), up to [`MAX_RESUMES`] times.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -32,8 +50,8 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{ChecksumChoice, Committed, Destination, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
-use crate::aws::{describe, remote_error, status, Aws, Session};
+use super::{ChecksumChoice, Cleaned, Committed, Destination, Journal, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
+use crate::aws::{code, describe, remote_error, status, Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::b64;
 
@@ -53,6 +71,129 @@ pub const RANGE_SIZE: usize = 8 << 20;
 pub const READ_SPLIT: usize = 4;
 /// ... of at least this many bytes each.
 pub const MIN_RANGE_SIZE: usize = 1 << 20;
+/// A ranged GET whose body ends early is resumed at most this many times.
+pub const MAX_RESUMES: u32 = 5;
+
+/// Counts the attempts the SDK makes of one request (its retries included).
+#[derive(Debug, Clone, Default)]
+struct Attempts(Arc<AtomicU32>);
+
+impl aws_sdk_s3::config::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "sealpipe::Attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The multipart uploads of one key, as S3 lists them, and aborts by id.
+#[derive(Clone)]
+struct KeyUploads {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+}
+
+impl KeyUploads {
+    /// Ids of the open uploads of exactly this key (`ListMultipartUploads`, prefix = key, every page).
+    async fn list(&self) -> std::result::Result<Vec<String>, String> {
+        let mut ids = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let req = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&self.key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take());
+            let page = req.send().await.map_err(|e| format!("S3 ListMultipartUploads failed: {}", describe(&e)))?;
+            for upload in page.uploads() {
+                if upload.key() == Some(self.key.as_str()) {
+                    if let Some(id) = upload.upload_id() {
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Abort `id` (the SDK retries throttling, 5xx and resets): `Ok(true)`
+    /// aborted now, `Ok(false)` already gone (completed or aborted).
+    async fn abort(&self, id: &str) -> std::result::Result<bool, String> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some("NoSuchUpload") || status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// Abort `id`, noting the outcome in `cleaned`.
+    async fn abort_into(&self, id: &str, cleaned: &mut Cleaned) {
+        match self.abort(id).await {
+            Ok(now) => {
+                cleaned.aborted += usize::from(now);
+                cleaned.closed.push(id.to_string());
+            }
+            Err(cause) => cleaned.failed.push(format!(
+                "could not abort multipart upload {id} of s3://{}/{} ({cause}); it stays in the journal and the next run aborts it",
+                self.bucket, self.key
+            )),
+        }
+    }
+
+    /// List the key's uploads and abort every one not in `existing` (open
+    /// before our create) and not `keep` (the one we use, already closed or
+    /// to be closed by its owner). `settled` when all of them are gone.
+    async fn abort_others(&self, existing: &[String], keep: Option<&str>, cleaned: &mut Cleaned) {
+        let listed = match self.list().await {
+            Ok(ids) => ids,
+            Err(cause) => {
+                cleaned.failed.push(format!(
+                    "could not look for duplicate multipart uploads of s3://{}/{} ({cause}); the next run looks again",
+                    self.bucket, self.key
+                ));
+                return;
+            }
+        };
+        let failed_before = cleaned.failed.len();
+        for id in listed.iter().filter(|id| !existing.contains(id) && Some(id.as_str()) != keep) {
+            self.abort_into(id, cleaned).await;
+        }
+        cleaned.settled = cleaned.failed.len() == failed_before;
+    }
+}
+
+/// Tell `journal` what `cleaned` found about `location`.
+fn journal_cleaned(journal: Option<&Arc<dyn Journal>>, location: &str, cleaned: Cleaned) {
+    let Some(journal) = journal else { return };
+    for id in &cleaned.closed {
+        journal.closed(location, id);
+    }
+    if cleaned.settled {
+        journal.settled(location);
+    }
+    for line in cleaned.failed {
+        journal.warn(location, line);
+    }
+}
 
 /// The SDK's name of a checksum choice.
 fn algorithm(choice: ChecksumChoice) -> Option<ChecksumAlgorithm> {
@@ -145,12 +286,12 @@ pub fn part_size_for(len: u64, requested: u64) -> Result<u64> {
 #[derive(Clone)]
 pub struct OpenUploads {
     client: aws_sdk_s3::Client,
-    open: Arc<Mutex<HashMap<String, (String, String)>>>,
+    open: Arc<Mutex<HashMap<String, (String, String, Option<Arc<dyn Journal>>)>>>,
 }
 
 impl OpenUploads {
-    fn add(&self, upload_id: &str, bucket: &str, key: &str) {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(upload_id.into(), (bucket.into(), key.into()));
+    fn add(&self, upload_id: &str, bucket: &str, key: &str, journal: Option<Arc<dyn Journal>>) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(upload_id.into(), (bucket.into(), key.into(), journal));
     }
 
     fn remove(&self, upload_id: &str) {
@@ -162,9 +303,15 @@ impl OpenUploads {
     pub async fn abort_all(&self) -> usize {
         let open: Vec<_> = self.open.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         let mut aborted = 0;
-        for (upload_id, (bucket, key)) in open {
-            let sent = self.client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await;
-            aborted += usize::from(sent.is_ok());
+        for (upload_id, (bucket, key, journal)) in open {
+            let uploads = KeyUploads { client: self.client.clone(), bucket: bucket.clone(), key: key.clone() };
+            // A failed abort stays in the journal: the next run aborts it.
+            if let Ok(now) = uploads.abort(&upload_id).await {
+                aborted += usize::from(now);
+                if let Some(j) = journal {
+                    j.closed(&format!("s3://{bucket}/{key}"), &upload_id);
+                }
+            }
         }
         aborted
     }
@@ -178,6 +325,7 @@ pub struct S3Destination {
     prefix: String,
     settings: UploadSettings,
     open: OpenUploads,
+    journal: Mutex<Option<Arc<dyn Journal>>>,
 }
 
 impl S3Destination {
@@ -210,7 +358,7 @@ impl S3Destination {
             Error::Usage(format!("s3://{bucket}/: {cause}"))
         })?;
         let open = OpenUploads { client: client.clone(), open: Arc::default() };
-        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open })
+        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None) })
     }
 
     /// The uploads in progress, to abort them on a signal.
@@ -238,8 +386,34 @@ impl Destination for S3Destination {
         Some(key.split('/').collect())
     }
 
-    fn clean_interrupted(&self, relative: &Path, since_unix: u64) -> Result<usize> {
-        self.abort_stale(&self.key(relative), since_unix)
+    /// Nothing: S3 outputs have no temporary files (uploads: [`Destination::abort_journalled`]).
+    fn clean_interrupted(&self, _relative: &Path) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn abort_journalled(&self, relative: &Path, uploads: &[String], existing: Option<&[String]>) -> Cleaned {
+        let key_uploads = self.key_uploads(&self.key(relative));
+        self.handle.block_on(async {
+            let mut cleaned = Cleaned { settled: existing.is_none(), ..Cleaned::default() };
+            for id in uploads {
+                key_uploads.abort_into(id, &mut cleaned).await;
+            }
+            if let Some(existing) = existing {
+                // Uploads of the key opened by a create whose reply was lost (no id journalled).
+                let mut others = Cleaned::default();
+                let already: Vec<String> = existing.iter().chain(uploads).cloned().collect();
+                key_uploads.abort_others(&already, None, &mut others).await;
+                cleaned.aborted += others.aborted;
+                cleaned.closed.extend(others.closed);
+                cleaned.failed.extend(others.failed);
+                cleaned.settled = others.settled;
+            }
+            cleaned
+        })
+    }
+
+    fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
     }
 
     fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
@@ -275,8 +449,24 @@ impl Destination for S3Destination {
             multipart: None,
             whole_crc64: None,
             open: self.open.clone(),
+            journal: self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            duplicates: None,
         };
         if len > part_size {
+            let location = upload.url();
+            let key_uploads = self.key_uploads(&upload.key);
+            // Journal before network: the uploads open before ours, so that
+            // any other one a lost reply leaves can be told apart by id.
+            let existing = match self.handle.block_on(key_uploads.list()) {
+                Ok(ids) => {
+                    if let Some(j) = &upload.journal {
+                        j.creating(&location, &ids)?;
+                    }
+                    Some(ids)
+                }
+                // Without the right to list uploads, duplicates cannot be found (said below if any may exist).
+                Err(_) => None,
+            };
             let mut req = upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key);
             if let Some(alg) = algorithm(checksum) {
                 req = req.checksum_algorithm(alg);
@@ -285,14 +475,38 @@ impl Destination for S3Destination {
                 req = req.checksum_type(ChecksumType::FullObject);
                 upload.whole_crc64 = Some(crc64fast_nvme::Digest::new());
             }
-            let out = upload
-                .handle
-                .block_on(req.send())
-                .map_err(|e| remote_error(&upload.path, "S3 CreateMultipartUpload", &e))?;
-            let upload_id = out
-                .upload_id
-                .ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))?;
-            upload.open.add(&upload_id, &upload.bucket, &upload.key);
+            let attempts = Attempts::default();
+            let sent = upload.handle.block_on(req.customize().interceptor(attempts.clone()).send());
+            let retried = attempts.0.load(Ordering::Relaxed) > 1;
+            let upload_id = match sent.map_err(|e| remote_error(&upload.path, "S3 CreateMultipartUpload", &e)).and_then(|out| {
+                out.upload_id.ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))
+            }) {
+                Ok(id) => id,
+                Err(e) => {
+                    // Any attempt may have opened an upload whose reply was lost.
+                    upload.settle_duplicates(&key_uploads, existing, None);
+                    return Err(e);
+                }
+            };
+            upload.open.add(&upload_id, &upload.bucket, &upload.key, upload.journal.clone());
+            if let Some(j) = &upload.journal {
+                if let Err(e) = j.opened(&location, &upload_id) {
+                    // Not journalled: not sent a part to. Abort it now (the journal cannot say it).
+                    let _ = upload.handle.block_on(key_uploads.abort(&upload_id));
+                    upload.open.remove(&upload_id);
+                    return Err(e);
+                }
+            }
+            match (retried, existing) {
+                // One attempt, answered: no other upload was opened.
+                (false, Some(_)) => {
+                    if let Some(j) = &upload.journal {
+                        j.settled(&location);
+                    }
+                }
+                (true, existing) => upload.duplicates = Some(existing),
+                (false, None) => {}
+            }
             upload.multipart = Some(Multipart {
                 upload_id,
                 next_part: 1,
@@ -321,39 +535,8 @@ impl S3Destination {
         }
     }
 
-    /// Abort the multipart uploads to exactly `key` initiated at or after
-    /// `since_unix` (less a minute of clock skew): the ones an interrupted
-    /// run journalled before creating them.
-    fn abort_stale(&self, key: &str, since_unix: u64) -> Result<usize> {
-        let url = format!("s3://{}/{key}", self.bucket);
-        let since = since_unix.saturating_sub(60) as i64;
-        let mut aborted = 0;
-        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let req = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(key).set_key_marker(key_marker.take()).set_upload_id_marker(id_marker.take());
-            let page = self.handle.block_on(req.send()).map_err(|e| remote_error(&url, "S3 ListMultipartUploads", &e))?;
-            for upload in page.uploads() {
-                let started = upload.initiated().map(|t| t.secs()).unwrap_or(i64::MAX);
-                if upload.key() != Some(key) || started < since {
-                    continue;
-                }
-                let Some(id) = upload.upload_id() else { continue };
-                match self.handle.block_on(self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send()) {
-                    Ok(_) => aborted += 1,
-                    Err(e) if crate::aws::code(&e) == Some("NoSuchUpload") => {}
-                    Err(e) => return Err(remote_error(&url, "S3 AbortMultipartUpload", &e)),
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            id_marker = page.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() && id_marker.is_none() {
-                break;
-            }
-        }
-        Ok(aborted)
+    fn key_uploads(&self, key: &str) -> KeyUploads {
+        KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string() }
     }
 }
 
@@ -382,9 +565,29 @@ struct Upload {
     multipart: Option<Multipart>,
     whole_crc64: Option<crc64fast_nvme::Digest>,
     open: OpenUploads,
+    journal: Option<Arc<dyn Journal>>,
+    /// The create took more than one attempt: once this upload is closed,
+    /// abort the key's other uploads not among these (open before the
+    /// create; `None`: they could not be listed).
+    duplicates: Option<Option<Vec<String>>>,
 }
 
 impl Upload {
+    /// After a create that may have opened uploads we do not know the id of:
+    /// abort every upload of the key that was not open before (`existing`) and is not `keep`.
+    fn settle_duplicates(&self, key_uploads: &KeyUploads, existing: Option<Vec<String>>, keep: Option<&str>) {
+        let location = self.url();
+        let Some(existing) = existing else {
+            if let Some(j) = &self.journal {
+                j.warn(&location, format!("the uploads of {location} could not be listed after a CreateMultipartUpload that may have opened more than one: an upload may stay open"));
+            }
+            return;
+        };
+        let mut cleaned = Cleaned::default();
+        self.handle.block_on(key_uploads.abort_others(&existing, keep, &mut cleaned));
+        journal_cleaned(self.journal.as_ref(), &location, cleaned);
+    }
+
     fn fail(&self, op: &str, cause: &str) -> Error {
         Error::invalid(&self.path, format!("S3 {op} failed: {cause}"))
     }
@@ -524,6 +727,13 @@ impl Upload {
         // Completed: nothing to abort any more.
         self.open.remove(&upload_id);
         self.multipart = None;
+        if let Some(j) = &self.journal {
+            j.closed(&self.url(), &upload_id);
+        }
+        if let Some(existing) = self.duplicates.take() {
+            let key_uploads = KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: self.key.clone() };
+            self.settle_duplicates(&key_uploads, existing, Some(&upload_id));
+        }
         let checksum = out
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
@@ -588,15 +798,27 @@ impl Drop for Upload {
         for t in &mp.tasks {
             t.abort();
         }
-        let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&mp.upload_id);
+        let key_uploads = KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: self.key.clone() };
         let open = self.open.clone();
+        let journal = self.journal.clone();
+        let location = self.url();
+        let duplicates = self.duplicates.take();
         let fut = async move {
             for t in mp.tasks {
                 let _ = t.await;
             }
-            if abort.send().await.is_ok() {
-                open.remove(&mp.upload_id);
+            // Aborted or already gone: closed. A failure is said and stays journalled.
+            let mut cleaned = Cleaned::default();
+            key_uploads.abort_into(&mp.upload_id, &mut cleaned).await;
+            open.remove(&mp.upload_id);
+            match duplicates {
+                Some(Some(existing)) => key_uploads.abort_others(&existing, Some(&mp.upload_id), &mut cleaned).await,
+                Some(None) => cleaned.failed.push(format!(
+                    "the uploads of {location} could not be listed after a CreateMultipartUpload that may have opened more than one: an upload may stay open"
+                )),
+                None => {}
             }
+            journal_cleaned(journal.as_ref(), &location, cleaned);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             // Inside the runtime we cannot block: abort in the background.
@@ -697,27 +919,48 @@ impl Source for S3Object {
         while at < len {
             let n = range.min(len - at);
             let start = offset + at as u64;
-            let mut req = self
-                .client
-                .get_object()
-                .bucket(&self.url.bucket)
-                .key(&self.url.key)
-                .range(format!("bytes={}-{}", start, start + n as u64 - 1));
-            if !self.etag.is_empty() {
-                req = req.if_match(&self.etag);
-            }
+            let end = start + n as u64 - 1;
             let path = self.path.clone();
+            let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
+            let mut pin = self.etag.clone();
             tasks.push(self.handle.spawn(async move {
-                let out = req.send().await.map_err(|e| match status(&e) {
-                    Some(412) => Error::invalid(&path, changed),
-                    _ => remote_error(&path, "S3 GetObject", &e),
-                })?;
-                let body = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| Error::invalid(&path, format!("reading the object failed: {e}")))?;
-                Ok::<_, Error>(body.into_bytes())
+                let mut got: Vec<u8> = Vec::with_capacity(n);
+                let mut resumes = 0;
+                loop {
+                    // From the first byte not received yet, pinned to the ETag.
+                    let from = start + got.len() as u64;
+                    let mut req = client.get_object().bucket(&bucket).key(&key).range(format!("bytes={from}-{end}"));
+                    if !pin.is_empty() {
+                        req = req.if_match(&pin);
+                    }
+                    let mut out = req.send().await.map_err(|e| match status(&e) {
+                        Some(412) => Error::invalid(&path, changed),
+                        _ => remote_error(&path, "S3 GetObject", &e),
+                    })?;
+                    if pin.is_empty() {
+                        pin = out.e_tag().unwrap_or_default().to_string();
+                    }
+                    let cut = loop {
+                        match out.body.try_next().await {
+                            Ok(Some(chunk)) if got.len() + chunk.len() > n => {
+                                return Err(Error::invalid(&path, "the object changed while it was being read (a ranged read returned too many bytes)"));
+                            }
+                            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+                            Ok(None) => break "the body ended early".to_string(),
+                            Err(e) => break e.to_string(),
+                        }
+                    };
+                    if got.len() == n {
+                        return Ok::<_, Error>(Bytes::from(got));
+                    }
+                    resumes += 1;
+                    if resumes > MAX_RESUMES {
+                        return Err(Error::invalid(
+                            &path,
+                            format!("reading the object failed: {cut} ({} of {n} bytes of the range after {MAX_RESUMES} resumed reads)", got.len()),
+                        ));
+                    }
+                }
             }));
             at += n;
         }
