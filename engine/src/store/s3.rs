@@ -32,10 +32,32 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{ChecksumChoice, Committed, Destination, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
+use super::{ChecksumChoice, Committed, ObjectOptions, Destination, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
 use crate::aws::{describe, remote_error, status, Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::b64;
+
+/// The [`ObjectOptions`] on a `PutObject` or `CreateMultipartUpload` request builder
+/// (the two share these setters but no trait).
+macro_rules! object_options {
+    ($req:expr, $o:expr) => {{
+        let o: &ObjectOptions = $o;
+        let mut req = $req.content_type(o.content_type.as_deref().unwrap_or("application/octet-stream"));
+        if let Some(class) = &o.storage_class {
+            req = req.storage_class(aws_sdk_s3::types::StorageClass::from(class.as_str()));
+        }
+        if let Some(acl) = &o.acl {
+            req = req.acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()));
+        }
+        if let Some(owner) = &o.expected_bucket_owner {
+            req = req.expected_bucket_owner(owner);
+        }
+        for (k, v) in &o.metadata {
+            req = req.metadata(k, v);
+        }
+        req
+    }};
+}
 
 /// Smallest part S3 accepts (all but the last part).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -272,12 +294,13 @@ impl Destination for S3Destination {
             checksum,
             buf: Vec::new(),
             written: 0,
+            object: self.settings.object.clone(),
             multipart: None,
             whole_crc64: None,
             open: self.open.clone(),
         };
         if len > part_size {
-            let mut req = upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key);
+            let mut req = object_options!(upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key), &upload.object);
             if let Some(alg) = algorithm(checksum) {
                 req = req.checksum_algorithm(alg);
             }
@@ -382,6 +405,8 @@ struct Upload {
     multipart: Option<Multipart>,
     whole_crc64: Option<crc64fast_nvme::Digest>,
     open: OpenUploads,
+    /// Headers every object is created with.
+    object: ObjectOptions,
 }
 
 impl Upload {
@@ -466,7 +491,7 @@ impl Upload {
 
     fn complete_single(&mut self) -> Result<Committed> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
-        let mut req = self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64);
+        let mut req = object_options!(self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64), &self.object);
         match (self.checksum, checksum_of(self.checksum, &data)) {
             (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
             (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
