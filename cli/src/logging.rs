@@ -1,4 +1,4 @@
-//! Logging with `tracing`: warnings by default, `-q` errors only, `-v` info,
+//! Logging with `tracing`: warnings by default (the AWS SDK's own only from -v), `-q` errors only, `-v` info,
 //! `-vv` (or `--log-level debug`) debug, which includes the AWS SDK's own
 //! tracing. Never trace: at trace level the SDK logs whole requests and
 //! responses. At debug it logs request metadata; credentials are redacted by
@@ -31,10 +31,18 @@ pub fn level(o: &OutputArgs) -> LevelFilter {
     }
 }
 
-/// Install the subscriber. Our own events at `level`; the AWS SDK's at warn, or debug with debug.
+/// Install the subscriber. Our own events at `level`; the AWS SDK's only when asked for
+/// (warnings with -v, everything up to debug with -vv): sealpipe reports the failures that
+/// matter itself, one line each, and the SDK's warnings (a missing config file) are noise.
 pub fn init(o: &OutputArgs) -> anyhow::Result<()> {
     let level = level(o);
-    let others = if level >= LevelFilter::DEBUG { LevelFilter::DEBUG } else { level.min(LevelFilter::WARN) };
+    let others = if level >= LevelFilter::DEBUG {
+        LevelFilter::DEBUG
+    } else if level >= LevelFilter::INFO {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::OFF
+    };
     let filter = Targets::new().with_target("sealpipe", level).with_default(others);
     let layer = tracing_subscriber::fmt::layer().with_target(true);
     match &o.log_file {
