@@ -1495,6 +1495,28 @@ mod usability {
     }
 
     #[test]
+    fn debug_log_shows_the_sdk_but_no_credentials() {
+        let env = Env::new();
+        env.write("media/a.ts", &data(8, 2_000));
+        let log = env.p("debug.log");
+        let vars: [(&str, &OsStr); 6] = [
+            ("AWS_ENDPOINT_URL", OsStr::new("http://127.0.0.1:9")),
+            ("AWS_ACCESS_KEY_ID", OsStr::new("AKIASENTINEL0000")),
+            ("AWS_SECRET_ACCESS_KEY", OsStr::new("SECRETsentinelXYZ")),
+            ("AWS_SESSION_TOKEN", OsStr::new("TOKENsentinel")),
+            ("AWS_REGION", OsStr::new("us-east-1")),
+            ("AWS_MAX_ATTEMPTS", OsStr::new("1")),
+        ];
+        let run = env.sealpipe_with(args!["encrypt", env.p("media"), "--to", "s3://b/p/", "--manifest", env.p("r.jsonl"), "-vv", "--log-file", log], &vars);
+        run.fails_with(2, &["s3://b/", "cannot reach the endpoint"]);
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.contains("aws_smithy_runtime"), "the SDK's tracing at debug:\n{text}");
+        for secret in ["AKIASENTINEL", "SECRETsentinel", "TOKENsentinel"] {
+            assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+        }
+    }
+
+    #[test]
     fn default_manifest_of_to_goes_to_the_state_folder() {
         let env = Env::new();
         env.write("media/a.ts", &data(7, 2_000));
