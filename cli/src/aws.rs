@@ -3,10 +3,11 @@
 //! through, and the key providers. Everything behind them is in the engine.
 //!
 //! `--to s3://bucket/prefix/` uploads outputs instead of writing `--out`;
-//! the manifest then defaults to `./sealpipe-manifest.jsonl` (a local file
-//! in the current folder), unless `--manifest` names another.
+//! the manifest then defaults to a local file named after the destination
+//! in the user's state folder ([`default_s3_manifest`]), unless `--manifest`
+//! names another.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -15,29 +16,73 @@ use sealpipe::aws::{AwsOptions, Session};
 use sealpipe::keys::Providers;
 use sealpipe::store::{ChecksumChoice, Stores};
 
-/// Manifest written by `encrypt --to s3://...` when `--manifest` is not given.
-pub const DEFAULT_S3_MANIFEST: &str = "sealpipe-manifest.jsonl";
+/// The folder default manifests go to: `$XDG_STATE_HOME/sealpipe`, else `~/.local/state/sealpipe`
+/// (else `./.sealpipe-state` when neither is set).
+pub fn state_dir() -> PathBuf {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    match (std::env::var_os("XDG_STATE_HOME").and_then(non_empty), std::env::var_os("HOME").and_then(non_empty)) {
+        (Some(state), _) => state.join("sealpipe"),
+        (None, Some(home)) => home.join(".local/state/sealpipe"),
+        (None, None) => PathBuf::from(".sealpipe-state"),
+    }
+}
 
-/// AWS connection options, as with the AWS CLI (global: they apply to every command).
+/// Manifest written by `encrypt --to s3://bucket/prefix/` when `--manifest` is not given:
+/// `<state dir>/bucket_prefix.jsonl` (the folder is created).
+pub fn default_s3_manifest(to: &str) -> PathBuf {
+    let name: String = to
+        .split_once("://")
+        .map_or(to, |(_, rest)| rest)
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.chars().map(|ch| if ch.is_ascii_alphanumeric() || "-.=".contains(ch) { ch } else { '_' }).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("_");
+    let dir = state_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(format!("{}.jsonl", if name.is_empty() { "run" } else { &name }))
+}
+
+/// AWS connection options, as with the AWS CLI (for the commands that may reach AWS).
 #[derive(Args, Clone, Default)]
 pub struct AwsArgs {
-    /// Wrap data keys with this AWS KMS key (key id, key ARN, alias/NAME or alias ARN) instead of the
-    /// local keyring. decrypt/verify use KMS for records made with it (this flag then only overrides the key).
-    /// Example: --kms-key alias/media
-    #[arg(long, global = true, value_name = "KEY")]
-    pub kms_key: Option<String>,
     /// AWS region (default: AWS_REGION or the profile's). Example: --region eu-west-1
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", help_heading = "AWS")]
     pub region: Option<String>,
     /// Named profile from the shared AWS config/credentials files. Example: --profile media
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
     /// Endpoint for S3 and KMS (AWS_ENDPOINT_URL is honoured too). Example: --endpoint-url http://127.0.0.1:5000
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing (http://host/bucket/key), for S3-compatible stores.
-    #[arg(long, global = true)]
+    /// Path-style S3 addressing (http://host/bucket/key), for S3-compatible stores. Example: --force-path-style
+    #[arg(long, help_heading = "AWS")]
     pub force_path_style: bool,
+    /// Attempts per AWS request, the first included (throttling, 5xx, timeouts and lost connections
+    /// are retried with backoff, in the standard retry mode). Default: AWS_MAX_ATTEMPTS, else 6.
+    /// Example: --max-attempts 10
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "AWS")]
+    pub max_attempts: Option<u32>,
+    /// Seconds to wait for a connection (default 10; the AWS CLI's --cli-connect-timeout).
+    /// Example: --connect-timeout 30
+    #[arg(long, alias = "cli-connect-timeout", value_name = "SECONDS", help_heading = "AWS")]
+    pub connect_timeout: Option<f64>,
+    /// Seconds to wait for data on a connection (default 120; the AWS CLI's --cli-read-timeout).
+    /// Example: --read-timeout 300
+    #[arg(long, alias = "cli-read-timeout", value_name = "SECONDS", help_heading = "AWS")]
+    pub read_timeout: Option<f64>,
+    /// PEM bundle of the certificate authorities to trust for HTTPS (a private CA in front of an
+    /// S3-compatible store); sets SSL_CERT_FILE for the AWS clients. There is no --no-verify-ssl:
+    /// use an http:// --endpoint-url for a local test store instead. Example: --ca-bundle corp-ca.pem
+    #[arg(long, value_name = "PATH", help_heading = "AWS")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// A timeout flag as a duration.
+fn seconds(flag: &str, value: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    value
+        .map(|v| std::time::Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow!("{flag} must be a positive number of seconds, got {v}")))
+        .transpose()
 }
 
 /// `--checksum`.
@@ -65,19 +110,57 @@ impl From<ChecksumArg> for ChecksumChoice {
 #[derive(Args)]
 pub struct S3Args {
     /// Upload outputs to S3 under this prefix instead of writing --out (the manifest then defaults
-    /// to ./sealpipe-manifest.jsonl). Example: --to s3://media-in/2019/
-    #[arg(long, value_name = "S3_URL", conflicts_with = "out")]
+    /// to a file named after it under $XDG_STATE_HOME/sealpipe/). Example: --to s3://media-in/2019/
+    #[arg(long, value_name = "S3_URL", conflicts_with = "out", help_heading = "Output")]
     pub to: Option<String>,
     /// Multipart part size (5MiB to 5GiB; raised so a file fits in 10,000 parts). Example: --part-size 64MiB
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = sealpipe::size::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = sealpipe::size::parse_size, help_heading = "AWS")]
     pub part_size: u64,
     /// Part buffers per file (the one being filled and those uploading); the upload memory per file is
     /// part size x N. Example: --concurrency 16
-    #[arg(long, value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY)]
+    #[arg(long, value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY, help_heading = "AWS")]
     pub concurrency: usize,
     /// Checksum sent with every part and repeated at completion. Example: --checksum crc64nvme
-    #[arg(long, value_enum, default_value = "crc32c")]
+    #[arg(long, value_enum, default_value = "crc32c", help_heading = "AWS")]
     pub checksum: ChecksumArg,
+    /// Storage class of the uploaded objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR,
+    /// ...; default: the bucket's). Example: --storage-class INTELLIGENT_TIERING
+    #[arg(long, value_name = "CLASS", help_heading = "AWS")]
+    pub storage_class: Option<String>,
+    /// Content-Type of the uploaded objects. Example: --content-type video/mp4
+    #[arg(long, value_name = "TYPE", default_value = "application/octet-stream", help_heading = "AWS")]
+    pub content_type: String,
+    /// User metadata on every uploaded object (x-amz-meta-KEY); repeatable, or comma-separated.
+    /// Example: --metadata project=archive,year=2019
+    #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_metadata, help_heading = "AWS")]
+    pub metadata: Vec<(String, String)>,
+    /// Canned ACL of the uploaded objects (private, bucket-owner-full-control, ...).
+    /// Example: --acl bucket-owner-full-control
+    #[arg(long, value_name = "ACL", help_heading = "AWS")]
+    pub acl: Option<String>,
+    /// Fail the uploads unless the bucket belongs to this account. Example: --expected-bucket-owner 123456789012
+    #[arg(long, value_name = "ACCOUNT", help_heading = "AWS")]
+    pub expected_bucket_owner: Option<String>,
+}
+
+fn parse_metadata(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+impl S3Args {
+    /// The object headers these flags ask for.
+    pub fn object(&self) -> sealpipe::store::ObjectOptions {
+        sealpipe::store::ObjectOptions {
+            storage_class: self.storage_class.clone(),
+            content_type: Some(self.content_type.clone()),
+            metadata: self.metadata.clone(),
+            acl: self.acl.clone(),
+            expected_bucket_owner: self.expected_bucket_owner.clone(),
+        }
+    }
 }
 
 /// Whether a path or argument is a URL of a store (`s3://…`) rather than a local path.
@@ -99,6 +182,13 @@ pub struct Context {
 impl Context {
     /// The context of `args`, with the local keyring at `keyring` and `kms_key` as the KMS key.
     pub fn new(args: &AwsArgs, keyring: &Path, kms_key: Option<String>) -> anyhow::Result<Self> {
+        let connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
+        let read_timeout = seconds("--read-timeout", args.read_timeout)?;
+        if let Some(bundle) = &args.ca_bundle {
+            std::fs::metadata(bundle).map_err(|e| anyhow!("--ca-bundle {}: {e}", bundle.display()))?;
+            // Read by the HTTPS client's native certificate loader, when the first client is built.
+            std::env::set_var("SSL_CERT_FILE", bundle);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sealpipe-aws")
@@ -110,7 +200,9 @@ impl Context {
             profile: args.profile.clone(),
             endpoint_url: args.endpoint_url.clone(),
             force_path_style: args.force_path_style,
-            max_attempts: 0,
+            max_attempts: args.max_attempts.unwrap_or(0),
+            connect_timeout,
+            read_timeout,
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
         let providers = Providers { keyring: keyring.to_path_buf(), kms_key, session: session.clone() };

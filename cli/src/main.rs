@@ -8,7 +8,9 @@
 //! 3 stopped early at --max-errors; 130 interrupted.
 
 mod aws;
+mod docs;
 mod interrupt;
+mod logging;
 mod merge;
 mod reencrypt;
 mod report;
@@ -18,7 +20,8 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::builder::TypedValueParser as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use sealpipe::run::filter::{Filter, Rule};
 use sealpipe::cipher::DEFAULT_CHUNK;
 use sealpipe::format::record::{self, Record};
 use sealpipe::format::{Iv, KeyBits, Mode, Target};
@@ -39,37 +42,211 @@ const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM
 so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
 
 #[derive(Parser)]
-#[command(name = "sealpipe", version, about = ABOUT, after_help = "Exit codes: 0 all files done (or already done), 1 some files failed, 2 usage or configuration error, 3 stopped early at --max-errors, 130 interrupted (incomplete outputs discarded; a re-run resumes).")]
+#[command(name = "sealpipe", version, about = ABOUT, max_term_width = 100, after_help = "Exit codes: 0 all files done (or already done), 1 some files failed, 2 usage or configuration error, 3 stopped early at --max-errors, 130 interrupted (incomplete outputs discarded; a re-run resumes).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    global: Global,
 }
 
-#[derive(Args)]
+/// What the commands that do work are given, built from the flags each of them takes.
 struct Global {
-    /// Worker threads (default: all cores). Example: --threads 4
-    #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
-    /// Print a machine-readable JSON summary on stdout (files, bytes, seconds, GB/s, failures).
-    #[arg(long, global = true)]
     json: bool,
-    /// Local keyring file (created with mode 0600 on first use).
-    /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
-    /// Example: --keyring ./keyring.json
-    #[arg(long, global = true, value_name = "PATH")]
     keyring: Option<PathBuf>,
+    memory: Option<u64>,
+    chunk_size: u64,
+    kms_key: Option<String>,
+    aws: aws::AwsArgs,
+}
+
+/// Output, verbosity and logging: every command.
+#[derive(Args, Clone, Default)]
+struct OutputArgs {
+    /// Print one JSON event per line on stdout as files go (started, done, failed, skipped, note),
+    /// then a summary line last (files, bytes, seconds, GB/s, failures); everything else goes to
+    /// stderr. Example: --json | jq .
+    #[arg(long, help_heading = "Output")]
+    json: bool,
+    /// Draw progress bars on stderr even when it is not a terminal. Example: --progress
+    #[arg(long, help_heading = "Output", conflicts_with = "no_progress")]
+    progress: bool,
+    /// Never draw progress bars (default: drawn when stderr is a terminal). Example: --no-progress
+    #[arg(long, help_heading = "Output")]
+    no_progress: bool,
+    /// Print errors only: no progress, summary or notes on stderr (--json still prints). Example: -q
+    #[arg(short, long, help_heading = "Output", conflicts_with_all = ["verbose", "log_level"])]
+    quiet: bool,
+    /// More log detail on stderr: -v info, -vv debug (the AWS SDK's own requests, redacted).
+    /// Example: -vv
+    #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
+    verbose: u8,
+    /// Log level (default warn). debug includes the AWS SDK's tracing (no credentials or key
+    /// material). Example: --log-level debug
+    #[arg(long, value_enum, value_name = "LEVEL", help_heading = "Output")]
+    log_level: Option<LogLevel>,
+    /// Write the log to this file (appended) instead of stderr. Example: --log-file sealpipe.log
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// The parallel work unit (every command that encrypts or decrypts, bench too).
+#[derive(Args, Clone)]
+struct ChunkArg {
+    /// Parallel work unit (a multiple of 16 bytes). Example: --chunk-size 4MiB
+    #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_CHUNK as u64, value_parser = parse_size, help_heading = "Performance")]
+    chunk_size: u64,
+}
+
+/// Threads and memory of a run.
+#[derive(Args, Clone)]
+struct PerfArgs {
+    /// Worker threads (default: all cores). Example: --threads 4
+    #[arg(long, value_name = "N", help_heading = "Performance")]
+    threads: Option<usize>,
     /// Memory for buffers, the whole run's bound: files in flight x pipeline windows x upload part
     /// buffers are sized to fit it (default: 1GiB, or a quarter of RAM if less). Not counted: about 60
     /// bytes per finished file for the resume ledger. Example: --memory 512MiB
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Performance")]
     memory: Option<u64>,
-    /// Parallel work unit (a multiple of 16 bytes). Example: --chunk-size 4MiB
-    #[arg(long, global = true, value_name = "SIZE", default_value_t = DEFAULT_CHUNK as u64, value_parser = parse_size)]
-    chunk_size: u64,
+    #[command(flatten)]
+    chunk: ChunkArg,
+}
+
+/// The local keyring.
+#[derive(Args, Clone)]
+struct KeyringArg {
+    /// Local keyring file (created with mode 0600 on first use).
+    /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
+    /// Example: --keyring ./keyring.json
+    #[arg(long, value_name = "PATH", help_heading = "Keys")]
+    keyring: Option<PathBuf>,
+}
+
+/// `--kms-key` of the commands that make new data keys.
+#[derive(Args, Clone)]
+struct KmsWrapArg {
+    /// Wrap data keys with this AWS KMS key (key id, key ARN, alias/NAME or alias ARN) instead of the
+    /// local keyring. Example: --kms-key alias/media
+    #[arg(long, value_name = "KEY", help_heading = "Keys")]
+    kms_key: Option<String>,
+}
+
+/// `--kms-key` of the commands that only unwrap recorded keys.
+#[derive(Args, Clone)]
+struct KmsUnwrapArg {
+    /// KMS key to unwrap records made with KMS (default: the key each record names; records made
+    /// with the local keyring use it). Example: --kms-key alias/media
+    #[arg(long, value_name = "KEY", help_heading = "Keys")]
+    kms_key: Option<String>,
+}
+
+/// The flags of every command that reads or writes encrypted data.
+#[derive(Args, Clone)]
+struct WorkArgs {
+    #[command(flatten)]
+    keyring: KeyringArg,
     #[command(flatten)]
     aws: aws::AwsArgs,
+    #[command(flatten)]
+    perf: PerfArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl WorkArgs {
+    fn global(&self, kms_key: Option<String>) -> Global {
+        Global {
+            threads: self.perf.threads,
+            json: self.output.json,
+            keyring: self.keyring.keyring.clone(),
+            memory: self.perf.memory,
+            chunk_size: self.perf.chunk.chunk_size,
+            kms_key,
+            aws: self.aws.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct EncryptCmd {
+    #[command(flatten)]
+    args: EncryptArgs,
+    #[command(flatten)]
+    kms: KmsWrapArg,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+#[derive(Args)]
+struct ReencryptCmd {
+    #[command(flatten)]
+    args: reencrypt::ReencryptArgs,
+    #[command(flatten)]
+    kms: KmsWrapArg,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+#[derive(Args)]
+struct DecryptCmd {
+    #[command(flatten)]
+    args: DecryptArgs,
+    #[command(flatten)]
+    kms: KmsUnwrapArg,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+#[derive(Args)]
+struct VerifyCmd {
+    #[command(flatten)]
+    args: VerifyArgs,
+    #[command(flatten)]
+    kms: KmsUnwrapArg,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+/// `bench`: its own flags, plus the output flags and the chunk size it measures with.
+#[derive(Args)]
+struct BenchCmd {
+    #[command(flatten)]
+    args: BenchArgs,
+    #[command(flatten)]
+    chunk: ChunkArg,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct MergeCmd {
+    #[command(flatten)]
+    args: merge::MergeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// Shell to write completions for. Example: bash
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write sealpipe.1 and one page per command (sealpipe-encrypt.1, ...) into this folder instead
+    /// of printing sealpipe.1 on stdout. Example: --out-dir /usr/local/share/man/man1
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -78,43 +255,72 @@ enum Command {
     #[command(after_help = "Examples:
   sealpipe encrypt testdata/media --out /tmp/enc
   sealpipe encrypt big.mp4 --out /tmp/enc --mode gcm --target mediaconvert
-  sealpipe encrypt clip.ts --out /tmp/enc --mode cbc --data-key-file key.bin --iv-hex 00112233445566778899aabbccddeeff
-  sealpipe encrypt archive/ --out /tmp/enc --file-input-prefix s3://media-in/archive/
-  sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media --target mediaconvert --manifest run.jsonl
-  sealpipe encrypt s3://old-archive/raw/ --to s3://media-in/raw/ --kms-key alias/media --manifest s3://media-in/runs/raw.jsonl")]
-    Encrypt(EncryptArgs),
+  sealpipe encrypt clip.ts --out /tmp/enc --mode cbc --data-key-file key.bin \\
+      --iv-hex 00112233445566778899aabbccddeeff
+  sealpipe encrypt archive/ --out /tmp/enc \\
+      --file-input-prefix s3://media-in/archive/
+  sealpipe encrypt /archive/2019 --to s3://media-in/2019/ --kms-key alias/media \\
+      --target mediaconvert --manifest run.jsonl
+  sealpipe encrypt s3://old-archive/raw/ --to s3://media-in/raw/ \\
+      --kms-key alias/media --manifest s3://media-in/runs/raw.jsonl
+  sealpipe encrypt media/ --out /tmp/enc --exclude '*' --include '*.ts' --json | jq .")]
+    Encrypt(EncryptCmd),
     /// Re-encrypt legacy archives (Elastic Transcoder or older sealpipe runs) to a new mode and key in one
     /// streaming pass: the old GCM tag, CBC padding and recorded SHA-256 are verified before each new
     /// output is committed, and the plaintext never touches the disk. Takes every option of encrypt.
     #[command(after_help = "Examples:
-  sealpipe reencrypt s3://old-archive/2015/ --et-encryption et.json --to s3://media-in/2015/ --mode gcm --target mediaconvert --kms-key alias/media --manifest 2015.jsonl
-  sealpipe reencrypt s3://media-in/2019/ --from-manifest s3://media-in/runs/2019.jsonl --to s3://media-mc/2019/ --mode gcm --target mediaconvert --kms-key alias/media
-  sealpipe reencrypt /archive/enc-2019 --from-manifest runs/2019.jsonl --out /archive/gcm-2019 --mode gcm
+  sealpipe reencrypt s3://old-archive/2015/ --et-encryption et.json \\
+      --to s3://media-in/2015/ --mode gcm --target mediaconvert \\
+      --kms-key alias/media --manifest 2015.jsonl
+  sealpipe reencrypt s3://media-in/2019/ \\
+      --from-manifest s3://media-in/runs/2019.jsonl --to s3://media-mc/2019/ \\
+      --mode gcm --target mediaconvert --kms-key alias/media
+  sealpipe reencrypt /archive/enc-2019 --from-manifest runs/2019.jsonl \\
+      --out /archive/gcm-2019 --mode gcm
 
 An Encryption JSON for every input (the Input of an Elastic Transcoder job):
-  {\"Encryption\": {\"Mode\": \"aes-cbc-pkcs7\", \"Key\": \"<base64 KMS blob>\", \"KeyMd5\": \"...\", \"InitializationVector\": \"...\"}}
-or one per object: [{\"Input\": \"s3://old-archive/2015/a.mp4\", \"Encryption\": {...}}, ...]")]
-    Reencrypt(reencrypt::ReencryptArgs),
+  {\"Encryption\": {\"Mode\": \"aes-cbc-pkcs7\", \"Key\": \"<base64 KMS blob>\",
+                  \"KeyMd5\": \"...\", \"InitializationVector\": \"...\"}}
+or one per object:
+  [{\"Input\": \"s3://old-archive/2015/a.mp4\", \"Encryption\": {...}}, ...]")]
+    Reencrypt(ReencryptCmd),
     /// Decrypt one file, using its manifest record or an explicit key and IV.
     #[command(after_help = "Examples:
-  sealpipe decrypt /tmp/enc/big.mp4 --manifest /tmp/enc/manifest.jsonl --out /tmp/big.mp4
-  sealpipe decrypt x.enc --mode ctr --key-hex 603deb10...0914dff4 --iv-hex f0f1f2f3...fcfdfeff --out x")]
-    Decrypt(DecryptArgs),
+  sealpipe decrypt /tmp/enc/big.mp4 --manifest /tmp/enc/manifest.jsonl \\
+      --out /tmp/big.mp4
+  sealpipe decrypt x.enc --mode ctr --key-hex 603deb10...0914dff4 \\
+      --iv-hex f0f1f2f3...fcfdfeff --out x")]
+    Decrypt(DecryptCmd),
     /// Decrypt every file of a manifest and compare its plaintext SHA-256.
     #[command(after_help = "Example:
   sealpipe verify --manifest /tmp/enc/manifest.jsonl")]
-    Verify(VerifyArgs),
+    Verify(VerifyCmd),
     /// Measure throughput on this machine: per mode, key size and thread count, in memory and file to file.
     #[command(after_help = "Examples:
   sealpipe bench
-  sealpipe bench --modes ctr,gcm --key-bits 128,256 --memory-size 256M --file-size 2G --json")]
-    Bench(BenchArgs),
+  sealpipe bench --modes ctr,gcm --key-bits 128,256 --memory-size 256M \\
+      --file-size 2G --json")]
+    Bench(BenchCmd),
     /// Join the manifests of sharded runs; report duplicates and gaps.
     #[command(after_help = "Examples:
-  sealpipe merge-manifests run-0.jsonl run-1.jsonl run-2.jsonl run-3.jsonl --out run.jsonl
+  sealpipe merge-manifests run-0.jsonl run-1.jsonl run-2.jsonl run-3.jsonl \\
+      --out run.jsonl
   sealpipe merge-manifests shards/*.jsonl --expect-list sources.txt --json
+
 Exit codes: 0 no duplicates and no gaps, 1 duplicates or gaps found, 2 unreadable or malformed input.")]
-    MergeManifests(merge::MergeArgs),
+    MergeManifests(MergeCmd),
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "Examples:
+  sealpipe completions bash > ~/.local/share/bash-completion/completions/sealpipe
+  sealpipe completions zsh > ~/.zfunc/_sealpipe
+  sealpipe completions fish > ~/.config/fish/completions/sealpipe.fish
+  sealpipe completions powershell >> $PROFILE")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per command with --out-dir.
+    #[command(after_help = "Examples:
+  sealpipe man | man -l -
+  sealpipe man --out-dir /usr/local/share/man/man1")]
+    Man(ManArgs),
 }
 
 #[derive(Args)]
@@ -187,63 +393,77 @@ struct EncryptArgs {
     inputs: Vec<PathBuf>,
     /// A list file: one local path or s3:// URL per line (# comments; - for standard input).
     /// Outputs keep the path without its root, or the object key. Repeatable. Example: --from-list todo.txt
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Input")]
     from_list: Vec<PathBuf>,
     /// An S3 Inventory report: its manifest.json, or one CSV.gz data file (local or s3://); every
     /// current object it lists, read as a stream. Repeatable.
     /// Example: --inventory s3://inv/media-in/daily/2026-11-21T01-00Z/manifest.json
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Input")]
     inventory: Vec<PathBuf>,
+    /// Take files matching this pattern again after an --exclude (as the AWS CLI: every file is
+    /// taken by default, filters apply in order and the last match wins; * also matches /; matched
+    /// against the path below the input). Repeatable. Example: --exclude '*' --include '*.ts'
+    #[arg(long = "include", value_name = "PATTERN", help_heading = "Input")]
+    include_glob: Vec<String>,
+    /// Leave out files matching this pattern (see --include; counted in the summary as skipped).
+    /// Repeatable. Example: --exclude '*.tmp' --exclude 'cache/*'
+    #[arg(long = "exclude", value_name = "PATTERN", help_heading = "Input")]
+    exclude_glob: Vec<String>,
+    /// --include and --exclude in command-line order (filled from the matches).
+    #[arg(skip)]
+    filters: Vec<Rule>,
     /// Let one generated data key serve several files (each with its own random IV), within
     /// limits: max-files (default 1000, at most 1000000), max-bytes (default 64G), max-age
     /// (default 5m). Without it every file gets its own key. Example: --reuse-key max-files=500,max-age=10m
-    #[arg(long, value_name = "LIMITS", num_args = 0..=1, default_missing_value = "", value_parser = parse_reuse)]
+    #[arg(long, value_name = "LIMITS", num_args = 0..=1, default_missing_value = "", value_parser = parse_reuse, help_heading = "Keys")]
     reuse_key: Option<KeyReuse>,
     /// Take only shard I of N (a stable hash of each file's key); auto/N reads the index from
     /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch).
     /// The manifest name gets .shard-I-of-N (or put {shard} in --manifest). Example: --shard auto/16
-    #[arg(long, value_name = "I/N")]
+    #[arg(long, value_name = "I/N", help_heading = "Run control")]
     shard: Option<String>,
     /// Stop starting files after this many failures (exit code 3); a re-run resumes. Example: --max-errors 10
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Run control")]
     max_errors: Option<u64>,
     /// Show what would be done (files to encrypt, already done, bytes) without encrypting,
-    /// writing or asking for keys.
-    #[arg(long)]
+    /// writing or asking for keys. Example: --dry-run
+    #[arg(long, help_heading = "Run control")]
     dry_run: bool,
     /// Output folder; files keep their relative paths and names (or --to s3://...). Example: --out /tmp/enc
-    #[arg(long, value_name = "DIR", required_unless_present = "to")]
+    #[arg(long, value_name = "DIR", required_unless_present = "to", help_heading = "Output")]
     out: Option<PathBuf>,
     #[command(flatten)]
     s3: aws::S3Args,
     /// Cipher mode. Example: --mode gcm
-    #[arg(long, value_enum, default_value = "ctr")]
+    #[arg(long, value_enum, default_value = "ctr", help_heading = "Keys")]
     mode: ModeArg,
     /// Service(s) that will decrypt: sets IV length, encryption context and settings blocks.
     /// Example: --target mediaconvert
-    #[arg(long, value_enum, default_value = "any")]
+    #[arg(long, value_enum, default_value = "any", help_heading = "Keys")]
     target: TargetArg,
     /// Key size for generated data keys. Example: --key-bits 128
-    #[arg(long, default_value_t = 256, value_parser = clap::builder::PossibleValuesParser::new(["128", "192", "256"]).map(|s| s.parse::<u16>().expect("listed values parse")))]
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::PossibleValuesParser::new(["128", "192", "256"]).map(|s| s.parse::<u16>().expect("listed values parse")), help_heading = "Keys")]
     key_bits: u16,
     /// Use this raw data key (16, 24 or 32 bytes) for every file instead of a fresh key per file.
     /// Example: --data-key-file key.bin  (made with: openssl rand 32 > key.bin)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Keys")]
     data_key_file: Option<PathBuf>,
     /// Use this IV (hex; 16 bytes, or 12 for GCM; a 12-byte CTR IV is allowed with a warning). Refused when one key
     /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", help_heading = "Keys")]
     iv_hex: Option<String>,
     /// Manifest to append records to (an s3:// URL is uploaded at the end of the run, also after failures).
-    /// Default: OUT/manifest.jsonl, or ./sealpipe-manifest.jsonl with --to. Example: --manifest run.jsonl
-    #[arg(long, value_name = "PATH")]
+    /// Default: OUT/manifest.jsonl, or with --to a file named after the destination under
+    /// $XDG_STATE_HOME/sealpipe/ (~/.local/state/sealpipe/). Example: --manifest run.jsonl
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
     manifest: Option<PathBuf>,
     /// Prefix for each record's MediaConvert FileInput (relative path appended).
     /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Output")]
     file_input_prefix: Option<String>,
     /// Overwrite outputs that already exist, and encrypt again files the manifest records as done.
-    #[arg(long)]
+    /// Example: --force
+    #[arg(long, help_heading = "Run control")]
     force: bool,
 }
 
@@ -281,34 +501,34 @@ struct DecryptArgs {
     /// The encrypted file. Example: /tmp/enc/big.mp4
     #[arg(value_name = "INPUT")]
     input: PathBuf,
-    /// Where to write the plaintext. Example: --out /tmp/big.mp4
-    #[arg(long, value_name = "FILE")]
+    /// Where to write the plaintext: a file path (not a folder). Example: --out /tmp/big.mp4
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     out: PathBuf,
     /// Manifest holding the file's record (key, IV, mode, digest); a local file or s3://bucket/key. Example: --manifest /tmp/enc/manifest.jsonl
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["key_hex", "data_key_file"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["key_hex", "data_key_file"], help_heading = "Keys")]
     manifest: Option<PathBuf>,
     /// Cipher mode, without a manifest. Example: --mode ctr
-    #[arg(long, value_enum, required_unless_present = "manifest")]
+    #[arg(long, value_enum, required_unless_present = "manifest", help_heading = "Keys")]
     mode: Option<ModeArg>,
     /// Raw data key in hex, without a manifest. Example: --key-hex 603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4
-    #[arg(long, value_name = "HEX", conflicts_with = "data_key_file")]
+    #[arg(long, value_name = "HEX", conflicts_with = "data_key_file", help_heading = "Keys")]
     key_hex: Option<String>,
     /// Raw data key file (16, 24 or 32 bytes), without a manifest. Example: --data-key-file key.bin
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Keys")]
     data_key_file: Option<PathBuf>,
     /// IV in hex, without a manifest (12 or 16 bytes for CTR/GCM, 16 for CBC).
     /// Example: --iv-hex f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
-    #[arg(long, value_name = "HEX", required_unless_present = "manifest")]
+    #[arg(long, value_name = "HEX", required_unless_present = "manifest", help_heading = "Keys")]
     iv_hex: Option<String>,
-    /// Overwrite the output if it exists.
-    #[arg(long)]
+    /// Overwrite the output if it exists. Example: --force
+    #[arg(long, help_heading = "Run control")]
     force: bool,
 }
 
 #[derive(Args)]
 struct VerifyArgs {
     /// Manifest whose files to verify (a local file or s3://bucket/key). Example: --manifest /tmp/enc/manifest.jsonl
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Input")]
     manifest: PathBuf,
 }
 
@@ -321,8 +541,42 @@ impl<E: Into<anyhow::Error>> From<E> for UsageError {
     }
 }
 
+/// The `--include`/`--exclude` rules of `m` in the order they were given.
+fn filter_rules(m: &clap::ArgMatches) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for (id, include) in [("include_glob", true), ("exclude_glob", false)] {
+        if let (Some(at), Some(values)) = (m.indices_of(id), m.get_many::<String>(id)) {
+            for (i, v) in at.zip(values) {
+                rules.push((i, if include { Rule::Include(v.clone()) } else { Rule::Exclude(v.clone()) }));
+            }
+        }
+    }
+    rules.sort_by_key(|(i, _)| *i);
+    rules.into_iter().map(|(_, r)| r).collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Encrypt(c), Some((_, m))) => c.args.filters = filter_rules(m),
+        (Command::Reencrypt(c), Some((_, m))) => c.args.encrypt.filters = filter_rules(m),
+        _ => {}
+    }
+    let output = match &cli.command {
+        Command::Encrypt(c) => c.work.output.clone(),
+        Command::Reencrypt(c) => c.work.output.clone(),
+        Command::Decrypt(c) => c.work.output.clone(),
+        Command::Verify(c) => c.work.output.clone(),
+        Command::Bench(c) => c.output.clone(),
+        Command::MergeManifests(c) => c.output.clone(),
+        Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
+    };
+    if let Err(e) = logging::init(&output) {
+        eprintln!("sealpipe: error: {}", one_line(&e));
+        return ExitCode::from(2);
+    }
+    report::configure(&output);
     interrupt::install();
     match run(cli) {
         Ok(code) => code,
@@ -333,13 +587,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line, each cause once (a cause whose text an
+/// outer message already contains is not repeated).
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<ExitCode, UsageError> {
-    let g = &cli.global;
+    let g = match &cli.command {
+        Command::Encrypt(c) => c.work.global(c.kms.kms_key.clone()),
+        Command::Reencrypt(c) => c.work.global(c.kms.kms_key.clone()),
+        Command::Decrypt(c) => c.work.global(c.kms.kms_key.clone()),
+        Command::Verify(c) => c.work.global(c.kms.kms_key.clone()),
+        Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: aws::AwsArgs::default() },
+        Command::MergeManifests(c) => return merge::run(c.args.clone(), c.output.json).map_err(UsageError::from),
+        Command::Completions(c) => return docs::completions(Cli::command(), c.shell).map_err(UsageError::from),
+        Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
+    };
+    let g = &g;
     if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
         return Err(anyhow!("--chunk-size must be a positive multiple of 16 (at most 1GiB), got {}", g.chunk_size).into());
     }
@@ -357,12 +632,22 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     let tuning = MemoryPlan::new(budget, threads, chunk, None)?.tuning;
     let keyring_path = g.keyring.clone().unwrap_or_else(LocalKeyring::default_path);
     match cli.command {
-        Command::Encrypt(a) => encrypt(a, g, &keyring_path, tuning, None, Vec::new()),
-        Command::Reencrypt(a) => reencrypt::run(a, g, &keyring_path, tuning),
-        Command::Decrypt(a) => decrypt(a, g, &keyring_path, tuning),
-        Command::Verify(a) => verify(a, g, &keyring_path, tuning),
-        Command::Bench(a) => bench(a, g),
-        Command::MergeManifests(a) => merge::run(a, g.json).map_err(UsageError::from),
+        Command::Encrypt(c) => encrypt(c.args, g, &keyring_path, tuning, None, Vec::new()),
+        Command::Reencrypt(c) => reencrypt::run(c.args, g, &keyring_path, tuning),
+        Command::Decrypt(c) => decrypt(c.args, g, &keyring_path, tuning),
+        Command::Verify(c) => verify(c.args, g, &keyring_path, tuning),
+        Command::Bench(c) => bench(c.args, g),
+        Command::MergeManifests(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+    }
+}
+
+/// `--out DIR` must be a folder or creatable as one: said about the flag, not a path derived from it.
+fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    let existing = out.ancestors().find(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_ok());
+    match existing {
+        Some(p) if !p.is_dir() && p == out => Err(anyhow!("--out {}: not a directory (it is a file; give a folder)", out.display())),
+        Some(p) if !p.is_dir() => Err(anyhow!("--out {}: cannot create it: {} is not a directory", out.display(), p.display())),
+        _ => Ok(()),
     }
 }
 
@@ -390,7 +675,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
             let iv = parse_hex(h, "--iv-hex")?;
             target.check_iv_len(mode, iv.len())?;
             if let Some(warning) = Target::iv_warning(mode, iv.len()) {
-                eprintln!("sealpipe: warning: --iv-hex: {warning}");
+                report::info(&format!("sealpipe: warning: --iv-hex: {warning}"));
             }
             Some(iv)
         }
@@ -401,7 +686,20 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         return Err(anyhow!("--reuse-key caches generated keys; it cannot be combined with --data-key-file").into());
     }
     let shard = a.shard.as_deref().map(resolve_shard).transpose()?;
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    // Argument checks before any network or credential work.
+    if let Some(out) = &a.out {
+        check_out_dir(out)?;
+    }
+    if a.s3.to.is_some() {
+        use sealpipe::store::s3::{MAX_PART_SIZE, MIN_PART_SIZE};
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&a.s3.part_size) {
+            return Err(anyhow!("--part-size must be between 5MiB and 5GiB (S3's limits), got {}", a.s3.part_size).into());
+        }
+        if a.s3.concurrency == 0 {
+            return Err(anyhow!("--concurrency must be at least 1").into());
+        }
+    }
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
     let provider = ctx.providers.for_new_keys()?;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
     let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
@@ -411,9 +709,14 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     let manifest_path = match &remote_manifest {
         Some(m) => m.local.clone(),
         None => shard_manifest(
-            &a.manifest.clone().unwrap_or_else(|| match &a.out {
-                Some(out) => out.join("manifest.jsonl"),
-                None => PathBuf::from(aws::DEFAULT_S3_MANIFEST),
+            &a.manifest.clone().unwrap_or_else(|| match (&a.out, &a.s3.to) {
+                (Some(out), _) => out.join("manifest.jsonl"),
+                (None, Some(to)) => {
+                    let path = aws::default_s3_manifest(to);
+                    report::info(&format!("sealpipe: manifest: {} (the default for --to {to}; --manifest names another)", path.display()));
+                    path
+                }
+                (None, None) => PathBuf::from("manifest.jsonl"),
             }),
             shard,
         ),
@@ -424,7 +727,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     let budget = g.memory.unwrap_or_else(MemoryPlan::default_budget);
     let upload = a.s3.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
     let plan = MemoryPlan::new(budget, rayon::current_num_threads(), tuning.chunk, upload)?;
-    let settings = UploadSettings { part_size: a.s3.part_size, concurrency: if a.s3.concurrency == 0 { 0 } else { plan.upload_concurrency }, checksum: a.s3.checksum.into(), overwrite: a.force };
+    let settings = UploadSettings { part_size: a.s3.part_size, concurrency: if a.s3.concurrency == 0 { 0 } else { plan.upload_concurrency }, checksum: a.s3.checksum.into(), overwrite: a.force, object: a.s3.object() };
     let destination = match (&a.s3.to, &a.out) {
         (Some(to), _) if !Stores::is_url(to) => return Err(anyhow!("{to}: not an s3:// URL (expected s3://bucket/prefix/)").into()),
         (Some(to), _) => ctx.stores.destination(to, settings)?,
@@ -438,7 +741,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         });
     }
 
+    let filter = Filter::new(a.filters);
     let job = EncryptJob {
+        filter: (!filter.is_empty()).then_some(&filter),
         lists: a.from_list,
         inventories: a.inventory,
         mode,
@@ -477,17 +782,26 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         "mode": mode.to_string(),
         "threads": rayon::current_num_threads(),
         "shard": shard.map(|s| s.to_string()),
+        "filtered": filter.rejected(),
+        "filtered_by": filter.reasons().into_iter().map(|(rule, files)| serde_json::json!({"rule": rule, "files": files})).collect::<Vec<_>>(),
+        "contexts": target.services().iter().map(|s| match s {
+            sealpipe::format::Service::MediaConvert => "MediaConvert",
+            sealpipe::format::Service::ElasticTranscoder => "Elastic Transcoder",
+        }).collect::<Vec<_>>(),
     });
     let verb = if a.dry_run { "would encrypt" } else { verb };
     report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {
-        eprintln!("sealpipe: manifest: {}", manifest_path.display());
+        report::info(&format!("sealpipe: manifest: {}", manifest_path.display()));
     }
     Ok(exit_for(&summary))
 }
 
 fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    if a.out.is_dir() {
+        return Err(anyhow!("--out {}: is a directory; give the path of the plaintext file to write (e.g. --out {})", a.out.display(), a.out.join(a.input.file_name().unwrap_or_default()).display()).into());
+    }
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
@@ -521,13 +835,14 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     };
     let progress = report::Progress::new("decrypt", !g.json, false);
     let settings = verify::Decryption { mode, key: &key, iv: &iv, expected_sha256: expected.as_deref(), overwrite: a.force, tuning: &tuning };
+    let started = std::time::Instant::now();
     let result = ctx
         .stores
         .open(&a.input.to_string_lossy(), etag.as_deref().filter(|_| aws::is_url(&a.input)))
         .and_then(|source| verify::decrypt(source.as_ref(), &a.out, &settings, &progress));
     progress.clear();
     let summary = match result {
-        Ok(opened) => Summary { files: 1, bytes: opened.cipher_len, ..Default::default() },
+        Ok(opened) => Summary { files: 1, bytes: opened.cipher_len, seconds: started.elapsed().as_secs_f64(), ..Default::default() },
         Err(e) => {
             use sealpipe::run::report::Reporter;
             progress.failed(&a.input, &e);
@@ -546,7 +861,7 @@ fn fetch_manifest<'c>(ctx: &'c aws::Context, path: &Path, appending: bool) -> an
     let store = ctx.stores.remote(&url)?.ok_or_else(|| anyhow!("{url}: not a URL"))?;
     let copy = ManifestCopy::fetch(store, &url, appending)?;
     if copy.resumed {
-        eprintln!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", copy.local.display());
+        report::info(&format!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", copy.local.display()));
     }
     Ok(copy)
 }
@@ -567,7 +882,7 @@ fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
 }
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
     let records = read_manifest(&a.manifest, &ctx)?;
     if records.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());

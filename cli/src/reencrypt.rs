@@ -34,7 +34,7 @@ pub struct LegacyArgs {
     pub from: LegacyFrom,
     /// KMS key that wrapped the keys of --et-encryption (default: --kms-key; without either, the
     /// local keyring). Example: --legacy-kms-key alias/old-transcoder
-    #[arg(long, value_name = "KEY", conflicts_with = "from_manifest")]
+    #[arg(long, value_name = "KEY", conflicts_with = "from_manifest", help_heading = "Keys")]
     pub legacy_kms_key: Option<String>,
 }
 
@@ -45,12 +45,12 @@ pub struct LegacyFrom {
     /// Old sealpipe manifest of the legacy objects (a local file or s3://bucket/key); each record's key
     /// is unwrapped by the provider that made it (its KMS key, else the local keyring), and its
     /// plaintext SHA-256 is checked. Example: --from-manifest old-run.jsonl
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Input")]
     pub from_manifest: Option<PathBuf>,
     /// Elastic Transcoder Encryption JSON: {"Encryption": {"Mode": "aes-cbc-pkcs7", "Key": ..., "KeyMd5": ...,
     /// "InitializationVector": ...}} (or the bare inner object) for every input, or
     /// [{"Input": "s3://bucket/key", "Encryption": {...}}, ...] per object. Example: --et-encryption et.json
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Input")]
     pub et_encryption: Option<PathBuf>,
 }
 
@@ -82,7 +82,7 @@ impl LegacyKeys {
             return Ok(LegacyKeys::Manifest { records, open: Box::new(open) });
         }
         let path = a.from.et_encryption.clone().expect("clap requires --from-manifest or --et-encryption");
-        let kms_key = a.legacy_kms_key.clone().or_else(|| g.aws.kms_key.clone());
+        let kms_key = a.legacy_kms_key.clone().or_else(|| g.kms_key.clone());
         let ctx = aws::Context::new(&g.aws, keyring_path, kms_key)?;
         let provider = match &ctx.providers.kms_key {
             Some(_) => ctx.providers.for_new_keys()?,

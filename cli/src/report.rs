@@ -1,5 +1,7 @@
-//! Rendering a run for people and machines: indicatif bars on a terminal,
-//! one line per failure on stderr, and a summary (text, or JSON with `--json`).
+//! Rendering a run for people and machines: indicatif bars on stderr (when it
+//! is a terminal, or with `--progress`), one line per failure on stderr, and a
+//! summary (text on stderr, or JSON on stdout with `--json`). Stdout carries
+//! nothing but the JSON lines, so `sealpipe ... --json | jq` always parses.
 //!
 //! With `--json`, `encrypt` also prints one JSON object per line on stdout
 //! for every file as it happens (`"event"`: `started`, `done`, `failed`
@@ -8,13 +10,45 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sealpipe::run::report::{Reporter, Summary};
 use sealpipe::Error;
 
-/// Progress bars (bytes and files) when stdout is a terminal; nothing otherwise.
+/// `-q`: errors only.
+static QUIET: AtomicBool = AtomicBool::new(false);
+/// 0: bars when stderr is a terminal; 1: always (`--progress`); 2: never (`--no-progress`, `-q`).
+static BARS: AtomicU8 = AtomicU8::new(0);
+
+/// Take the output flags of the command line.
+pub fn configure(o: &crate::OutputArgs) {
+    QUIET.store(o.quiet, Ordering::Relaxed);
+    BARS.store(if o.no_progress || o.quiet { 2 } else if o.progress { 1 } else { 0 }, Ordering::Relaxed);
+}
+
+/// Whether only errors are printed (`-q`).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A line on stderr unless `-q` (notes, warnings, where the manifest went).
+pub fn info(line: &str) {
+    if !quiet() {
+        eprintln!("{line}");
+    }
+}
+
+/// Whether to draw bars: `--progress`, or stderr is a terminal (unless `--no-progress`/`-q`).
+fn draw_bars() -> bool {
+    match BARS.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => std::io::stderr().is_terminal(),
+    }
+}
+
+/// Progress bars (bytes and files, and the file being worked on) on stderr; nothing when not drawn.
 pub struct Progress {
     bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
     files_total: AtomicU64,
@@ -32,13 +66,18 @@ fn event(kind: &str, path: &Path, extra: serde_json::Value) {
 }
 
 impl Progress {
-    /// Bars when `enabled` and stdout is a terminal; JSON event lines when `events`.
-    pub fn new(verb: &str, enabled: bool, events: bool) -> Self {
-        let bars = (enabled && std::io::stdout().is_terminal()).then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+    /// Bars on stderr (see [`configure`]); JSON event lines on stdout when `events`.
+    /// Sizes are binary (KiB, MiB, GiB), as in the summary.
+    pub fn new(verb: &str, _enabled: bool, events: bool) -> Self {
+        let bars = draw_bars().then(|| {
+            let target = match BARS.load(Ordering::Relaxed) {
+                1 => ProgressDrawTarget::term_like(Box::new(console::Term::stderr())),
+                _ => ProgressDrawTarget::stderr(),
+            };
+            let multi = MultiProgress::with_draw_target(target);
             let bytes = multi.add(ProgressBar::new(0));
             bytes.set_style(
-                ProgressStyle::with_template("{prefix:>9} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                ProgressStyle::with_template("{prefix:>9} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}")
                     .expect("valid template")
                     .progress_chars("=> "),
             );
@@ -80,6 +119,9 @@ impl Reporter for Progress {
         if self.events {
             event("started", path, serde_json::Value::Null);
         }
+        if let Some((_, b, _)) = &self.bars {
+            b.set_message(path.display().to_string());
+        }
     }
 
     fn finished(&self, path: &Path, bytes: u64) {
@@ -102,6 +144,9 @@ impl Reporter for Progress {
             event("note", path, serde_json::json!({"message": message}));
         }
         let line = format!("sealpipe: note: {}: {message}", path.display());
+        if quiet() {
+            return;
+        }
         match &self.bars {
             Some((multi, _, _)) => {
                 let _ = multi.println(line);
@@ -125,17 +170,40 @@ impl Reporter for Progress {
     }
 }
 
-/// Print the summary of a run: JSON on stdout with `json`, text on stderr otherwise.
+/// The summary's sentence about key requests: how many wrapped keys, and why that many.
+/// `contexts` names the encryption contexts each data key is wrapped under.
+pub fn key_line(s: &Summary, contexts: &[&str]) -> Option<String> {
+    if s.key_requests == 0 {
+        return None;
+    }
+    let per = contexts.len().max(1) as u64;
+    let keys = s.key_requests / per;
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let why = match contexts {
+        [] => String::new(),
+        [one] => format!(" (1 per {}: {one} context)", if keys == s.files { "file" } else { "data key" }),
+        many => format!(
+            " ({} per {}: {} contexts)",
+            many.len(),
+            if keys == s.files { "file" } else { "data key" },
+            many.join(" and ")
+        ),
+    };
+    let reuse = if keys != s.files { format!(", {}", plural(keys, "data key")) } else { String::new() };
+    Some(format!("{}{reuse}, {}{why}", plural(s.files, "file"), plural(s.key_requests, "wrapped key")))
+}
+
+/// Print the summary of a run: JSON on stdout with `json`, text on stderr otherwise
+/// (only the failures with `-q`). A dry run has no throughput.
 pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value, json: bool) {
+    let contexts: Vec<String> = extra.get("contexts").and_then(|c| c.as_array()).map(|c| c.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let contexts: Vec<&str> = contexts.iter().map(String::as_str).collect();
     if json {
         let mut v = serde_json::json!({
             "event": "summary",
             "command": command,
             "files": s.files,
             "bytes": s.bytes,
-            "seconds": s.seconds,
-            "gb_per_s": s.gb_per_s(),
-            "files_per_s": if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 },
             "skipped": s.skipped,
             "skipped_bytes": s.skipped_bytes,
             "key_requests": s.key_requests,
@@ -145,36 +213,56 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "failed": s.failures.len(),
             "failures": s.failures.iter().map(|f| serde_json::json!({"path": f.path, "error": f.message, "stage": f.stage, "retry": f.retry})).collect::<Vec<_>>(),
         });
-        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
-            obj.extend(more);
+        if let Some(obj) = v.as_object_mut() {
+            if !s.dry_run {
+                obj.insert("seconds".into(), s.seconds.into());
+                obj.insert("gb_per_s".into(), s.gb_per_s().into());
+                obj.insert("files_per_s".into(), (if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }).into());
+            }
+            if let Some(line) = key_line(s, &contexts) {
+                obj.insert("keys".into(), line.into());
+            }
+            if let serde_json::Value::Object(more) = extra {
+                obj.extend(more);
+            }
         }
         println!("{v}");
         return;
     }
+    let say = |line: String| info(&line);
     if s.cleaned > 0 {
-        eprintln!("sealpipe: cleaned up {} leftover(s) of an interrupted run (open uploads aborted, temporary files deleted)", s.cleaned);
+        say(format!("sealpipe: cleaned up {} leftover(s) of an interrupted run (open uploads aborted, temporary files deleted)", s.cleaned));
     }
     if s.dry_run {
-        eprintln!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, sealpipe::size::human(s.bytes));
+        say(format!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, sealpipe::size::human(s.bytes)));
     } else {
-        eprintln!(
-            "sealpipe: {verb} {} file{} ({}) in {:.2} s, {:.2} GB/s, {:.0} files/s",
+        let per_s = if s.seconds > 0.0 { s.bytes as f64 / s.seconds } else { 0.0 };
+        say(format!(
+            "sealpipe: {verb} {} file{} ({}) in {:.2} s, {}/s, {:.0} files/s",
             s.files,
             if s.files == 1 { "" } else { "s" },
             sealpipe::size::human(s.bytes),
             s.seconds,
-            s.gb_per_s(),
+            sealpipe::size::human(per_s as u64),
             if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }
-        );
+        ));
     }
     if s.skipped > 0 {
-        eprintln!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::size::human(s.skipped_bytes));
+        say(format!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::size::human(s.skipped_bytes)));
     }
-    if s.key_requests > 0 {
-        eprintln!("sealpipe: {} key provider request{} (GenerateDataKey/Encrypt)", s.key_requests, if s.key_requests == 1 { "" } else { "s" });
+    let filtered = extra.get("filtered").and_then(|v| v.as_u64()).unwrap_or(0);
+    if filtered > 0 {
+        let by: Vec<String> = extra["filtered_by"]
+            .as_array()
+            .map(|a| a.iter().map(|r| format!("{} by {}", r["files"], r["rule"].as_str().unwrap_or(""))).collect())
+            .unwrap_or_default();
+        say(format!("sealpipe: skipped {filtered} file{} left out by filters ({})", if filtered == 1 { "" } else { "s" }, by.join(", ")));
+    }
+    if let Some(line) = key_line(s, &contexts) {
+        say(format!("sealpipe: {line} (key provider requests: GenerateDataKey/Encrypt)"));
     }
     if s.stopped_early() {
-        eprintln!("sealpipe: stopped after {} failures (--max-errors); {} file(s) not attempted; re-run to resume", s.failures.len(), s.not_attempted);
+        say(format!("sealpipe: stopped after {} failures (--max-errors); {} file(s) not attempted; re-run to resume", s.failures.len(), s.not_attempted));
     }
     if !s.failures.is_empty() {
         eprintln!("sealpipe: {} file{} failed:", s.failures.len(), if s.failures.len() == 1 { "" } else { "s" });

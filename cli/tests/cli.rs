@@ -146,6 +146,11 @@ impl Env {
     }
 
     fn sealpipe(&self, args: Vec<OsString>) -> Run {
+        self.sealpipe_with(args, &[])
+    }
+
+    /// `sealpipe` with these extra environment variables.
+    fn sealpipe_with(&self, args: Vec<OsString>, vars: &[(&str, &OsStr)]) -> Run {
         let home = self.p("home");
         fs::create_dir_all(&home).unwrap();
         let out = Command::new(BIN)
@@ -153,7 +158,10 @@ impl Env {
             .current_dir(self.root())
             .env("SEALPIPE_KEYRING", self.keyring())
             .env("HOME", &home)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .envs(vars.iter().map(|(k, v)| (*k, *v)))
             .output()
             .expect("run the sealpipe binary");
         Run {
@@ -1262,5 +1270,268 @@ mod roundtrip {
                 assert_same(&fs::read(&back).unwrap(), &fs::read(media.join(&name)).unwrap(), &format!("{mode} {len}"));
             }
         }
+    }
+}
+
+/// Issue 12: a CLI that fits the habits of AWS CLI, s5cmd and rclone users.
+mod usability {
+    use super::*;
+
+    const COMMANDS: [&str; 8] = ["encrypt", "reencrypt", "decrypt", "verify", "bench", "merge-manifests", "completions", "man"];
+
+    /// The `--help` of `command`: (flag, its help text) in order, and the whole text.
+    fn help(env: &Env, command: &str) -> (Vec<(String, String)>, String) {
+        let run = env.sealpipe(args![command, "--help"]).ok();
+        let mut flags: Vec<(String, String)> = Vec::new();
+        for line in run.stdout.lines().take_while(|l| !l.starts_with("Example")) {
+            let t = line.trim_start();
+            let indented = line.len() > t.len();
+            // Flags are indented 2 ("  -q, --quiet") or 6 ("      --json"); their help, 10.
+            if indented && line.len() - t.len() <= 6 && t.starts_with('-') {
+                let long = t.split([' ', ',', '=']).find(|w| w.starts_with("--")).unwrap_or(t).to_string();
+                flags.push((long, t.to_string()));
+            } else if !indented && !t.is_empty() {
+                // A heading ("Keys:") or the after-help: ends the flag before it.
+                flags.push((String::new(), String::new()));
+            } else if let Some((_, text)) = flags.last_mut() {
+                text.push(' ');
+                text.push_str(t);
+            }
+        }
+        flags.retain(|(f, _)| !f.is_empty());
+        (flags, run.stdout)
+    }
+
+    #[test]
+    fn help_shows_only_each_commands_flags_under_headings_with_examples() {
+        let env = Env::new();
+        let aws_and_keys = ["--kms-key", "--keyring", "--region", "--profile", "--endpoint-url", "--force-path-style"];
+        for command in COMMANDS {
+            let (flags, text) = help(&env, command);
+            let names: Vec<&str> = flags.iter().map(|(f, _)| f.as_str()).collect();
+            // Every flag has an example (--help and --version aside).
+            for (flag, help) in &flags {
+                if flag != "--help" && flag != "--version" {
+                    assert!(help.contains("Example"), "{command} {flag} has no example: {help}\n{text}");
+                }
+            }
+            // Examples are whole commands: a line that does not start one continues the one before (a trailing \).
+            if let Some(at) = text.find("\nExamples:\n").or_else(|| text.find("\nExample:\n")).map(|at| at + 1) {
+                let mut previous = "";
+                for line in text[at..].lines().skip(1).take_while(|l| !l.trim().is_empty()) {
+                    let starts = line.trim_start().starts_with("sealpipe ");
+                    assert!(starts || previous.ends_with('\\'), "{command}: example wrapped mid-command: {line:?}\n{text}");
+                    previous = line;
+                }
+            }
+            match command {
+                "merge-manifests" | "bench" | "completions" | "man" => {
+                    for f in aws_and_keys.iter().chain(&["--threads", "--memory", "--part-size"]) {
+                        assert!(!names.contains(f), "{command} --help lists {f}:\n{text}");
+                    }
+                }
+                _ => {
+                    for f in ["--kms-key", "--keyring", "--region", "--endpoint-url", "--threads", "--chunk-size", "--json", "--quiet", "--log-level"] {
+                        assert!(names.contains(&f), "{command} --help lacks {f}:\n{text}");
+                    }
+                    for heading in ["Keys:", "AWS:", "Performance:", "Output:"] {
+                        assert!(text.lines().any(|l| l == heading), "{command} --help has no {heading} heading:\n{text}");
+                    }
+                }
+            }
+            if ["decrypt", "verify"].contains(&command) {
+                let kms = &flags.iter().find(|(f, _)| f == "--kms-key").unwrap().1;
+                assert!(!kms.contains("Wrap data keys"), "{command} --kms-key: {kms}");
+                assert!(!names.contains(&"--part-size") && !names.contains(&"--include"), "{command}:\n{text}");
+            }
+        }
+        let (flags, text) = help(&env, "encrypt");
+        for heading in ["Input:", "Output:", "Keys:", "AWS:", "Performance:", "Run control:"] {
+            assert!(text.lines().any(|l| l == heading), "encrypt --help has no {heading} heading:\n{text}");
+        }
+        let json = &flags.iter().find(|(f, _)| f == "--json").unwrap().1;
+        assert!(json.contains("event") && json.contains("summary"), "--json help: {json}");
+        let (bench, _) = help(&env, "bench");
+        let bench: Vec<&str> = bench.iter().map(|(f, _)| f.as_str()).collect();
+        for f in ["--modes", "--key-bits", "--max-threads", "--memory-size", "--file-size", "--json"] {
+            assert!(bench.contains(&f), "bench lacks {f}: {bench:?}");
+        }
+    }
+
+    #[test]
+    fn every_size_flag_takes_every_spelling() {
+        let env = Env::new();
+        env.write("media/a.bin", &data(1, 5_000));
+        for size in ["8M", "8MB", "8MiB", "8mb", "8388608"] {
+            let out = env.p(&format!("out-{size}"));
+            let reuse = format!("max-bytes={size}");
+            let run = env.sealpipe(args![
+                "encrypt", env.p("media"), "--out", out, "--dry-run", "--json", "--chunk-size", size, "--memory", "1GiB", "--part-size", size,
+                "--reuse-key", reuse
+            ]);
+            assert_eq!(run.ok().json()["files"], 1);
+            let small = size.replace('8', "1");
+            env.sealpipe(args!["bench", "--modes", "ctr", "--max-threads", "1", "--seconds", "0", "--memory-size", small, "--file-size", "0", "--json"]).ok();
+        }
+        for (flag, bad) in [("--chunk-size", "8X"), ("--memory", "1.5G"), ("--part-size", "8 M B"), ("--memory-size", "M"), ("--file-size", "2GiBs")] {
+            let run = match flag {
+                "--memory-size" | "--file-size" => env.sealpipe(args!["bench", flag, bad]),
+                _ => env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("o"), flag, bad]),
+            };
+            assert_eq!(run.code, 2, "{run:?}");
+            assert!(run.stderr.contains(flag) && run.stderr.contains("not a size"), "{run:?}");
+        }
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("o"), "--reuse-key", "max-bytes=8X"]);
+        assert_eq!(run.code, 2, "{run:?}");
+    }
+
+    #[test]
+    fn json_on_stdout_everything_else_on_stderr() {
+        let env = Env::new();
+        env.write("media/a.ts", &data(2, 300_000));
+        env.write("media/b/c.ts", &data(3, 100_000));
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc"), "--json", "--progress", "-v"]).ok();
+        let events: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}:{run:?}"))).collect();
+        assert!(events.iter().any(|e| e["event"] == "done"), "{run:?}");
+        assert_eq!(run.json()["files"], 2);
+        assert!(!run.stderr.is_empty(), "forced progress is drawn on stderr:{run:?}");
+        // Without --json stdout stays empty; -q leaves stderr empty on success.
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc2"), "--progress"]).ok();
+        assert_eq!(run.stdout, "", "{run:?}");
+        assert!(run.stderr.contains("encrypted 2 files"), "{run:?}");
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc3"), "-q"]).ok();
+        assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""), "{run:?}");
+        // The log goes to --log-file, never a key.
+        let log = env.p("run.log");
+        env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc4"), "--log-level", "debug", "--log-file", log]).ok();
+        assert!(log.exists());
+        // decrypt --json: real seconds and throughput.
+        let rec = records(&env.p("enc/manifest.jsonl"));
+        let _ = rec;
+        let run = env.sealpipe(args!["decrypt", env.p("enc/a.ts"), "--manifest", env.p("enc/manifest.jsonl"), "--out", env.p("a.ts"), "--json"]).ok();
+        let v = run.json();
+        assert!(v["seconds"].as_f64().unwrap() > 0.0 && v["gb_per_s"].as_f64().unwrap() > 0.0, "{run:?}");
+    }
+
+    #[test]
+    fn completions_and_man_page() {
+        let env = Env::new();
+        for (shell, marker) in [("bash", "complete"), ("zsh", "#compdef sealpipe"), ("fish", "complete -c sealpipe"), ("powershell", "Register-ArgumentCompleter")] {
+            let run = env.sealpipe(args!["completions", shell]).ok();
+            assert!(run.stdout.contains(marker) && run.stdout.contains("encrypt") && run.stdout.contains("--kms-key"), "{shell}:{run:?}");
+        }
+        let run = env.sealpipe(args!["man"]).ok();
+        assert!(run.stdout.starts_with(".ie") || run.stdout.contains(".TH sealpipe"), "{run:?}");
+        assert!(run.stdout.contains("encrypt"), "{run:?}");
+        let dir = env.p("man1");
+        env.sealpipe(args!["man", "--out-dir", dir]).ok();
+        for page in ["sealpipe.1", "sealpipe-encrypt.1", "sealpipe-decrypt.1"] {
+            let text = fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+            assert!(text.contains(".TH"), "{page}");
+        }
+    }
+
+    #[test]
+    fn include_and_exclude_as_the_aws_cli() {
+        let env = Env::new();
+        for name in ["a.ts", "b.tmp", "sub/c.ts", "sub/d.m3u8", "cache/e.ts"] {
+            env.write(&format!("media/{name}"), &data(4, 1_000));
+        }
+        let taken = |out: &str, filters: &[&str]| -> (Vec<String>, Run) {
+            let mut a = args!["encrypt", env.p("media"), "--out", env.p(out), "--json"];
+            a.extend(filters.iter().map(OsString::from));
+            let run = env.sealpipe(a).ok();
+            let mut names: Vec<String> = records(&env.p(out).join("manifest.jsonl")).iter().map(|r| r["output"].as_str().unwrap().rsplit(out).next().unwrap().trim_start_matches('/').to_string()).collect();
+            names.sort();
+            (names, run)
+        };
+        let (names, run) = taken("o1", &["--exclude", "*", "--include", "*.ts"]);
+        assert_eq!(names, ["a.ts", "cache/e.ts", "sub/c.ts"], "{run:?}");
+        assert_eq!(run.json()["filtered"], 2, "{run:?}");
+        // Later filters win: the include first is undone by the exclude after it.
+        let (names, run) = taken("o2", &["--include", "*.ts", "--exclude", "cache/*", "--exclude", "*.tmp"]);
+        assert_eq!(names, ["a.ts", "sub/c.ts", "sub/d.m3u8"], "{run:?}");
+        let by = run.json()["filtered_by"].clone();
+        assert_eq!(by, serde_json::json!([{"rule": "--exclude 'cache/*'", "files": 1}, {"rule": "--exclude '*.tmp'", "files": 1}]), "{run:?}");
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("o3"), "--exclude", "sub/*"]).ok();
+        assert!(run.stderr.contains("skipped 2 files left out by filters (2 by --exclude 'sub/*')"), "{run:?}");
+        // A list file's entries are matched on their relative names too.
+        let list = env.write("list.txt", format!("{}\n{}\n", env.p("media/a.ts").display(), env.p("media/b.tmp").display()).as_bytes());
+        let run = env.sealpipe(args!["encrypt", "--from-list", list, "--out", env.p("o4"), "--exclude", "*.tmp", "--json"]).ok();
+        assert_eq!((run.json()["files"].clone(), run.json()["filtered"].clone()), (1.into(), 1.into()), "{run:?}");
+    }
+
+    #[test]
+    fn messages() {
+        let env = Env::new();
+        env.write("media/a.ts", &data(5, 2_000));
+        env.write("media/b.ts", &data(6, 2_000));
+        // Key requests explained.
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc")]).ok();
+        assert!(run.stderr.contains("2 files, 4 wrapped keys (2 per file: MediaConvert and Elastic Transcoder contexts)"), "{run:?}");
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc-mc"), "--target", "mediaconvert"]).ok();
+        assert!(run.stderr.contains("2 files, 2 wrapped keys (1 per file: MediaConvert context)"), "{run:?}");
+        // A dry run prints no throughput.
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("dry"), "--dry-run"]).ok();
+        assert!(!run.stderr.contains("/s"), "{run:?}");
+        let v = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("dry"), "--dry-run", "--json"]).ok().json();
+        assert!(v.get("gb_per_s").is_none(), "{v}");
+        // decrypt --out DIR says the output is a directory.
+        let run = env.sealpipe(args!["decrypt", env.p("enc/a.ts"), "--manifest", env.p("enc/manifest.jsonl"), "--out", env.p("media")]);
+        run.fails_with(2, &["--out", "is a directory"]);
+        // One cause once; the flag the user gave.
+        let file = env.write("plain-file", b"x");
+        let run = env.sealpipe(args!["encrypt", env.p("media"), "--out", file.join("sub")]);
+        run.fails_with(2, &["--out", "is not a directory"]);
+        for line in run.stderr.lines() {
+            let parts: Vec<&str> = line.split(": ").collect();
+            for w in parts.windows(2) {
+                assert_ne!(w[0], w[1], "a cause repeated: {line}");
+            }
+        }
+        // Argument checks before any network or credential work.
+        let run = env.sealpipe_with(args!["encrypt", env.p("media"), "--to", "s3://bucket/pre/", "--part-size", "1"], &[("AWS_ENDPOINT_URL", OsStr::new("http://127.0.0.1:9"))]);
+        run.fails_with(2, &["--part-size", "5MiB"]);
+    }
+
+    #[test]
+    fn debug_log_shows_the_sdk_but_no_credentials() {
+        let env = Env::new();
+        env.write("media/a.ts", &data(8, 2_000));
+        let log = env.p("debug.log");
+        let vars: [(&str, &OsStr); 6] = [
+            ("AWS_ENDPOINT_URL", OsStr::new("http://127.0.0.1:9")),
+            ("AWS_ACCESS_KEY_ID", OsStr::new("AKIASENTINEL0000")),
+            ("AWS_SECRET_ACCESS_KEY", OsStr::new("SECRETsentinelXYZ")),
+            ("AWS_SESSION_TOKEN", OsStr::new("TOKENsentinel")),
+            ("AWS_REGION", OsStr::new("us-east-1")),
+            ("AWS_MAX_ATTEMPTS", OsStr::new("1")),
+        ];
+        let run = env.sealpipe_with(args!["encrypt", env.p("media"), "--to", "s3://b/p/", "--manifest", env.p("r.jsonl"), "-vv", "--log-file", log], &vars);
+        run.fails_with(2, &["s3://b/", "cannot reach the endpoint"]);
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.contains("aws_smithy_runtime"), "the SDK's tracing at debug:\n{text}");
+        for secret in ["AKIASENTINEL", "SECRETsentinel", "TOKENsentinel"] {
+            assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+        }
+    }
+
+    #[test]
+    fn default_manifest_of_to_goes_to_the_state_folder() {
+        let env = Env::new();
+        env.write("media/a.ts", &data(7, 2_000));
+        let state = env.p("state");
+        let vars: [(&str, &OsStr); 6] = [
+            ("XDG_STATE_HOME", state.as_os_str()),
+            ("AWS_ENDPOINT_URL", OsStr::new("http://127.0.0.1:9")),
+            ("AWS_ACCESS_KEY_ID", OsStr::new("AKIDEXAMPLE")),
+            ("AWS_SECRET_ACCESS_KEY", OsStr::new("secret")),
+            ("AWS_REGION", OsStr::new("us-east-1")),
+            ("AWS_MAX_ATTEMPTS", OsStr::new("1")),
+        ];
+        let run = env.sealpipe_with(args!["encrypt", env.p("media"), "--to", "s3://media-in/2019/"], &vars);
+        let want = state.join("sealpipe/media-in_2019.jsonl");
+        assert!(run.stderr.contains(&format!("manifest: {}", want.display())), "{run:?}");
+        assert!(!env.p("sealpipe-manifest.jsonl").exists(), "{run:?}");
     }
 }

@@ -497,3 +497,40 @@ print(len(rows))
     assert!(verify.status.success(), "verify failed: {}", stderr(&verify));
     assert_eq!(open_uploads(&moto, "media-in"), 0);
 }
+
+/// Issue 12: object options as `aws s3 cp` spells them, on PutObject and on
+/// multipart uploads; without --manifest, the manifest goes to the state folder.
+#[test]
+fn object_options_and_the_default_manifest() {
+    let moto = start_moto();
+    setup(&moto, "media-in", "alias/media");
+    let tree = media_tree();
+    let state = tree.root.join("state");
+    let out = sealpipe_command(
+        &moto.url(),
+        &[
+            "encrypt", tree.media.to_str().unwrap(), "--to", "s3://media-in/opts/", "--kms-key", "alias/media", "--part-size", "5MiB",
+            "--storage-class", "STANDARD_IA", "--content-type", "video/mp2t", "--metadata", "project=archive,year=2019",
+            "--max-attempts", "2", "--connect-timeout", "5", "--read-timeout", "30",
+        ],
+    )
+    .env("XDG_STATE_HOME", &state)
+    .current_dir(&tree.root)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "encrypt failed: {}", stderr(&out));
+    let manifest = state.join("sealpipe/media-in_opts.jsonl");
+    assert!(stderr(&out).contains(&format!("manifest: {}", manifest.display())), "{}", stderr(&out));
+    assert_eq!(records(&manifest).len(), 4);
+    assert!(!tree.root.join("sealpipe-manifest.jsonl").exists());
+    for key in ["opts/big.ts", "opts/small.mp4"] {
+        let head = py(
+            &moto,
+            "h = s3.head_object(Bucket='media-in', Key=sys.argv[1])\n\
+             print(json.dumps([h.get('StorageClass'), h.get('ContentType'), h.get('Metadata')]))",
+            &[key],
+        );
+        let head: serde_json::Value = serde_json::from_str(&head).unwrap();
+        assert_eq!(head, serde_json::json!(["STANDARD_IA", "video/mp2t", {"project": "archive", "year": "2019"}]), "{key}");
+    }
+}

@@ -35,6 +35,10 @@ pub struct AwsOptions {
     /// Attempts per request (throttling, 5xx, timeouts, connection resets are retried with
     /// backoff); 0: `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
+    /// Connect timeout (`--connect-timeout`); `None`: 10 s.
+    pub connect_timeout: Option<Duration>,
+    /// Read timeout (`--read-timeout`); `None`: 120 s.
+    pub read_timeout: Option<Duration>,
 }
 
 /// Default attempts per AWS request.
@@ -71,8 +75,8 @@ impl Aws {
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(Duration::from_secs(120))
+                    .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(10)))
+                    .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(120)))
                     .build(),
             );
         if let Some(region) = &options.region {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 
+use super::filter::Filter;
 use super::keys::{KeyReuse, Keys, Material};
 use super::ledger::{Claim, Ledger};
 use super::manifest::ManifestWriter;
@@ -77,6 +78,8 @@ pub struct EncryptJob<'a> {
     /// Local files never to take as inputs, even inside an input folder: the
     /// run's own manifest and journal, a legacy manifest being read.
     pub exclude: Vec<PathBuf>,
+    /// `--include`/`--exclude` rules (see [`super::filter`]); files they leave out are counted there.
+    pub filter: Option<&'a Filter>,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -104,6 +107,7 @@ impl<'a> EncryptJob<'a> {
             max_errors: None,
             dry_run: false,
             exclude: Vec::new(),
+            filter: None,
         }
     }
 }
@@ -118,7 +122,7 @@ impl<'a> EncryptJob<'a> {
 /// resumes it. Inputs named by URL are listed and read through `job.stores`.
 pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
-    let inputs = Inputs { paths: &job.inputs, lists: &job.lists, inventories: &job.inventories, exclude: &job.exclude, shard: job.shard, stores: job.stores };
+    let inputs = Inputs { paths: &job.inputs, lists: &job.lists, inventories: &job.inventories, exclude: &job.exclude, shard: job.shard, filter: job.filter, stores: job.stores };
     let out_real = job.destination.local_root().map(resolve);
     check_output_outside_inputs(&inputs, out_real.as_deref())?;
     if let Some(iv) = &job.iv {

@@ -8,10 +8,12 @@
 //! * [`schedule`]: files over the workers (one per worker, or the multi-buffer CBC path);
 //! * [`encrypt`], [`verify`] (and `decrypt`), [`reencrypt`]: the commands' runs;
 //! * [`report`]: events and the summary, for the caller to render;
+//! * [`filter`]: `--include`/`--exclude`, as the AWS CLI evaluates them;
 //! * [`merge`]: joining the manifests of sharded runs; [`inputs`] and
 //!   [`shard`]: the readers and the split behind `plan`.
 
 pub mod encrypt;
+pub mod filter;
 pub mod inputs;
 pub mod keys;
 pub mod ledger;

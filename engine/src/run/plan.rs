@@ -6,6 +6,7 @@
 use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 
+use super::filter::Filter;
 use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::store::local::resolve;
@@ -58,6 +59,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) exclude: &'a [PathBuf],
     /// Only this shard.
     pub(crate) shard: Option<Shard>,
+    /// Only the files these `--include`/`--exclude` rules take (matched on the relative path).
+    pub(crate) filter: Option<&'a Filter>,
     /// Where URLs are listed and read.
     pub(crate) stores: &'a Stores,
 }
@@ -93,6 +96,7 @@ pub(crate) fn list(inputs: &Inputs<'_>, each: &mut dyn FnMut(Listing) -> Control
     let stores = inputs.stores;
     let mut shard_each = |item: Listing| match (&item, inputs.shard) {
         (Listing::File(f), Some(shard)) if !shard.takes(&f.relative) => ControlFlow::Continue(()),
+        (Listing::File(f), _) if inputs.filter.is_some_and(|filter| !filter.takes(&f.relative)) => ControlFlow::Continue(()),
         _ => each(item),
     };
     let exclude: Vec<PathBuf> = inputs.exclude.iter().map(|p| resolve(p)).collect();

@@ -321,7 +321,7 @@ pub enum ChecksumChoice {
 }
 
 /// How uploads are cut and sent.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct UploadSettings {
     /// Requested part size (raised where needed so a file fits in 10,000 parts).
     pub part_size: u64,
@@ -331,6 +331,23 @@ pub struct UploadSettings {
     pub checksum: ChecksumChoice,
     /// Replace existing objects.
     pub overwrite: bool,
+    /// Headers of every uploaded object (storage class, content type, metadata, ACL, owner check).
+    pub object: ObjectOptions,
+}
+
+/// What every uploaded object is created with, as `aws s3 cp` spells it.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectOptions {
+    /// `--storage-class` (`STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR`, ...); `None`: the bucket's default.
+    pub storage_class: Option<String>,
+    /// `--content-type`; `None`: `application/octet-stream` (ciphertext).
+    pub content_type: Option<String>,
+    /// `--metadata k=v`: user metadata (`x-amz-meta-k`).
+    pub metadata: Vec<(String, String)>,
+    /// `--acl` (a canned ACL: `private`, `bucket-owner-full-control`, ...).
+    pub acl: Option<String>,
+    /// `--expected-bucket-owner`: the account id the bucket must belong to.
+    pub expected_bucket_owner: Option<String>,
 }
 
 impl Default for UploadSettings {
@@ -340,6 +357,7 @@ impl Default for UploadSettings {
             concurrency: 8,
             checksum: ChecksumChoice::default(),
             overwrite: false,
+            object: ObjectOptions::default(),
         }
     }
 }

@@ -50,10 +50,32 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{ChecksumChoice, Cleaned, Committed, Destination, Journal, Listed, PendingOutput, Sink, Source, Store, UploadSettings, Window};
+use super::{ChecksumChoice, Cleaned, Committed, Destination, Journal, Listed, ObjectOptions, PendingOutput, Sink, Source, Store, UploadSettings, Window};
 use crate::aws::{code, describe, remote_error, status, Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::b64;
+
+/// The [`ObjectOptions`] on a `PutObject` or `CreateMultipartUpload` request builder
+/// (the two share these setters but no trait).
+macro_rules! object_options {
+    ($req:expr, $o:expr) => {{
+        let o: &ObjectOptions = $o;
+        let mut req = $req.content_type(o.content_type.as_deref().unwrap_or("application/octet-stream"));
+        if let Some(class) = &o.storage_class {
+            req = req.storage_class(aws_sdk_s3::types::StorageClass::from(class.as_str()));
+        }
+        if let Some(acl) = &o.acl {
+            req = req.acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()));
+        }
+        if let Some(owner) = &o.expected_bucket_owner {
+            req = req.expected_bucket_owner(owner);
+        }
+        for (k, v) in &o.metadata {
+            req = req.metadata(k, v);
+        }
+        req
+    }};
+}
 
 /// Smallest part S3 accepts (all but the last part).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -446,6 +468,7 @@ impl Destination for S3Destination {
             checksum,
             buf: Vec::new(),
             written: 0,
+            object: self.settings.object.clone(),
             multipart: None,
             whole_crc64: None,
             open: self.open.clone(),
@@ -467,7 +490,7 @@ impl Destination for S3Destination {
                 // Without the right to list uploads, duplicates cannot be found (said below if any may exist).
                 Err(_) => None,
             };
-            let mut req = upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key);
+            let mut req = object_options!(upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key), &upload.object);
             if let Some(alg) = algorithm(checksum) {
                 req = req.checksum_algorithm(alg);
             }
@@ -570,6 +593,8 @@ struct Upload {
     /// abort the key's other uploads not among these (open before the
     /// create; `None`: they could not be listed).
     duplicates: Option<Option<Vec<String>>>,
+    /// Headers every object is created with.
+    object: ObjectOptions,
 }
 
 impl Upload {
@@ -669,7 +694,7 @@ impl Upload {
 
     fn complete_single(&mut self) -> Result<Committed> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
-        let mut req = self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64);
+        let mut req = object_options!(self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64), &self.object);
         match (self.checksum, checksum_of(self.checksum, &data)) {
             (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
             (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
