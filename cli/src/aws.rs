@@ -113,7 +113,7 @@ impl Context {
             max_attempts: 0,
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
-        let providers = Providers { keyring: keyring.to_path_buf(), kms_key, session: session.clone() };
+        let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };
         Ok(Context { stores: Stores::new(session), providers, _runtime: runtime })
     }
 }

@@ -55,11 +55,15 @@ struct Global {
     /// Print a machine-readable JSON summary on stdout (files, bytes, seconds, GB/s, failures).
     #[arg(long, global = true)]
     json: bool,
-    /// Local keyring file (created with mode 0600 on first use).
+    /// Local keyring file. The default one is created (mode 0600) on first use; a --keyring path
+    /// that does not exist is an error unless --create-keyring is given.
     /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
     /// Example: --keyring ./keyring.json
     #[arg(long, global = true, value_name = "PATH")]
     keyring: Option<PathBuf>,
+    /// Create the --keyring file (mode 0600) if it does not exist.
+    #[arg(long, global = true)]
+    create_keyring: bool,
     /// Memory for buffers, the whole run's bound: files in flight x pipeline windows x upload part
     /// buffers are sized to fit it (default: 1GiB, or a quarter of RAM if less). Not counted: about 60
     /// bytes per finished file for the resume ledger. Example: --memory 512MiB
@@ -245,6 +249,10 @@ struct EncryptArgs {
     /// Overwrite outputs that already exist, and encrypt again files the manifest records as done.
     #[arg(long)]
     force: bool,
+    /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
+    /// files they point to, as `aws s3 cp --no-follow-symlinks` does.
+    #[arg(long)]
+    no_follow_symlinks: bool,
 }
 
 fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
@@ -401,8 +409,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         return Err(anyhow!("--reuse-key caches generated keys; it cannot be combined with --data-key-file").into());
     }
     let shard = a.shard.as_deref().map(resolve_shard).transpose()?;
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
-    let provider = ctx.providers.for_new_keys()?;
+    let ctx = context(g, keyring_path, g.aws.kms_key.clone())?;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
     let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
         Some(m) => Some(fetch_manifest(&ctx, m, true)?),
@@ -431,6 +438,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
+    // Only now, every check that can refuse the run done: the key provider
+    // (a dry run creates no keyring; the files' keys are asked for one by one).
+    let provider = if a.dry_run { ctx.providers.for_dry_run()? } else { ctx.providers.for_new_keys()? };
     if let Some(abort) = destination.on_interrupt() {
         interrupt::on_interrupt(move || {
             let n = abort();
@@ -457,6 +467,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         unseal,
         exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
         stores: &ctx.stores,
+        follow_symlinks: !a.no_follow_symlinks,
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
@@ -487,7 +498,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
 }
 
 fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
+    let ctx = context(g, keyring_path, g.aws.kms_key.clone())?;
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
@@ -561,19 +572,45 @@ fn read_manifest(path: &Path, ctx: &aws::Context) -> anyhow::Result<Vec<Record>>
     }
 }
 
+/// The records of a manifest, and its lines that are not records (torn or unparsable).
+fn read_manifest_lines(path: &Path, ctx: &aws::Context) -> anyhow::Result<(Vec<Record>, Vec<record::BadLine>)> {
+    if aws::is_url(path) {
+        let remote = fetch_manifest(ctx, path, false)?;
+        Ok(record::read_all(&remote.local).map_err(|e| anyhow!("{}: {e}", remote.url))?)
+    } else {
+        Ok(record::read_all(path)?)
+    }
+}
+
+/// The context of a command; the keyring is created on first use only at
+/// its default path or with --create-keyring.
+fn context(g: &Global, keyring_path: &Path, kms_key: Option<String>) -> anyhow::Result<aws::Context> {
+    let mut ctx = aws::Context::new(&g.aws, keyring_path, kms_key)?;
+    ctx.providers.create_keyring = g.create_keyring || g.keyring.is_none();
+    Ok(ctx)
+}
+
 /// Parse a hex key into memory that is zeroized when dropped.
 fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     Ok(zeroize::Zeroizing::new(parse_hex(h, "--key-hex")?))
 }
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.aws.kms_key.clone())?;
-    let records = read_manifest(&a.manifest, &ctx)?;
-    if records.is_empty() {
+    let ctx = context(g, keyring_path, g.aws.kms_key.clone())?;
+    let (records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
+    if records.is_empty() && bad_lines.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
     let progress = report::Progress::new("verify", !g.json, false);
-    let summary = verify::verify_all(&records, &|r: &Record| ctx.providers.for_record(r), &ctx.stores, &tuning, &progress)?;
+    let mut summary = verify::verify_all(&records, &|r: &Record| ctx.providers.for_record(r), &ctx.stores, &tuning, &progress)?;
+    // A line that is not a record (torn by a crash mid-append, or damaged) leaves a file unverified: a failure.
+    for bad in &bad_lines {
+        use sealpipe::run::report::Reporter;
+        let (what, err) = verify::unverified_line(&a.manifest, bad);
+        progress.failed(&what, &err);
+        summary.failures.push(sealpipe::error::Failure::new(&what, &err));
+    }
+    summary.failures.sort();
     progress.clear();
     report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);
     Ok(exit_for(&summary))
