@@ -205,7 +205,7 @@ impl Context {
             read_timeout,
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
-        let providers = Providers { keyring: keyring.to_path_buf(), kms_key, session: session.clone() };
+        let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };
         Ok(Context { stores: Stores::new(session), providers, _runtime: runtime })
     }
 }

@@ -53,6 +53,7 @@ struct Global {
     threads: Option<usize>,
     json: bool,
     keyring: Option<PathBuf>,
+    create_keyring: bool,
     memory: Option<u64>,
     chunk_size: u64,
     kms_key: Option<String>,
@@ -123,11 +124,15 @@ struct PerfArgs {
 /// The local keyring.
 #[derive(Args, Clone)]
 struct KeyringArg {
-    /// Local keyring file (created with mode 0600 on first use).
+    /// Local keyring file. The default one is created (mode 0600) on first use; a --keyring path
+    /// that does not exist is an error unless --create-keyring is given.
     /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
     /// Example: --keyring ./keyring.json
     #[arg(long, value_name = "PATH", help_heading = "Keys")]
     keyring: Option<PathBuf>,
+    /// Create the --keyring file (mode 0600) if it does not exist. Example: --create-keyring
+    #[arg(long, help_heading = "Keys")]
+    create_keyring: bool,
 }
 
 /// `--kms-key` of the commands that make new data keys.
@@ -167,6 +172,7 @@ impl WorkArgs {
             threads: self.perf.threads,
             json: self.output.json,
             keyring: self.keyring.keyring.clone(),
+            create_keyring: self.keyring.create_keyring,
             memory: self.perf.memory,
             chunk_size: self.perf.chunk.chunk_size,
             kms_key,
@@ -465,6 +471,10 @@ struct EncryptArgs {
     /// Example: --force
     #[arg(long, help_heading = "Run control")]
     force: bool,
+    /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
+    /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
+    #[arg(long, help_heading = "Input")]
+    no_follow_symlinks: bool,
 }
 
 fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
@@ -609,7 +619,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Reencrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Decrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Verify(c) => c.work.global(c.kms.kms_key.clone()),
-        Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: aws::AwsArgs::default() },
+        Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, create_keyring: false, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: aws::AwsArgs::default() },
         Command::MergeManifests(c) => return merge::run(c.args.clone(), c.output.json).map_err(UsageError::from),
         Command::Completions(c) => return docs::completions(Cli::command(), c.shell).map_err(UsageError::from),
         Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
@@ -699,8 +709,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
             return Err(anyhow!("--concurrency must be at least 1").into());
         }
     }
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
-    let provider = ctx.providers.for_new_keys()?;
+    let ctx = context(g, keyring_path, g.kms_key.clone())?;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
     let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
         Some(m) => Some(fetch_manifest(&ctx, m, true)?),
@@ -734,6 +743,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
+    // Only now, every check that can refuse the run done: the key provider
+    // (a dry run creates no keyring; the files' keys are asked for one by one).
+    let provider = if a.dry_run { ctx.providers.for_dry_run()? } else { ctx.providers.for_new_keys()? };
     if let Some(abort) = destination.on_interrupt() {
         interrupt::on_interrupt(move || {
             let n = abort();
@@ -762,6 +774,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         unseal,
         exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
         stores: &ctx.stores,
+        follow_symlinks: !a.no_follow_symlinks,
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
@@ -801,7 +814,7 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     if a.out.is_dir() {
         return Err(anyhow!("--out {}: is a directory; give the path of the plaintext file to write (e.g. --out {})", a.out.display(), a.out.join(a.input.file_name().unwrap_or_default()).display()).into());
     }
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
+    let ctx = context(g, keyring_path, g.kms_key.clone())?;
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
@@ -876,19 +889,45 @@ fn read_manifest(path: &Path, ctx: &aws::Context) -> anyhow::Result<Vec<Record>>
     }
 }
 
+/// The records of a manifest, and its lines that are not records (torn or unparsable).
+fn read_manifest_lines(path: &Path, ctx: &aws::Context) -> anyhow::Result<(Vec<Record>, Vec<record::BadLine>)> {
+    if aws::is_url(path) {
+        let remote = fetch_manifest(ctx, path, false)?;
+        Ok(record::read_all(&remote.local).map_err(|e| anyhow!("{}: {e}", remote.url))?)
+    } else {
+        Ok(record::read_all(path)?)
+    }
+}
+
+/// The context of a command; the keyring is created on first use only at
+/// its default path or with --create-keyring.
+fn context(g: &Global, keyring_path: &Path, kms_key: Option<String>) -> anyhow::Result<aws::Context> {
+    let mut ctx = aws::Context::new(&g.aws, keyring_path, kms_key)?;
+    ctx.providers.create_keyring = g.create_keyring || g.keyring.is_none();
+    Ok(ctx)
+}
+
 /// Parse a hex key into memory that is zeroized when dropped.
 fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     Ok(zeroize::Zeroizing::new(parse_hex(h, "--key-hex")?))
 }
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&g.aws, keyring_path, g.kms_key.clone())?;
-    let records = read_manifest(&a.manifest, &ctx)?;
-    if records.is_empty() {
+    let ctx = context(g, keyring_path, g.kms_key.clone())?;
+    let (records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
+    if records.is_empty() && bad_lines.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }
     let progress = report::Progress::new("verify", !g.json, false);
-    let summary = verify::verify_all(&records, &|r: &Record| ctx.providers.for_record(r), &ctx.stores, &tuning, &progress)?;
+    let mut summary = verify::verify_all(&records, &|r: &Record| ctx.providers.for_record(r), &ctx.stores, &tuning, &progress)?;
+    // A line that is not a record (torn by a crash mid-append, or damaged) leaves a file unverified: a failure.
+    for bad in &bad_lines {
+        use sealpipe::run::report::Reporter;
+        let (what, err) = verify::unverified_line(&a.manifest, bad);
+        progress.failed(&what, &err);
+        summary.failures.push(sealpipe::error::Failure::new(&what, &err));
+    }
+    summary.failures.sort();
     progress.clear();
     report::summary("verify", "verified", &summary, serde_json::json!({"manifest": a.manifest}), g.json);
     Ok(exit_for(&summary))

@@ -57,7 +57,8 @@ pub struct Progress {
 
 /// One JSON event line on stdout (whole lines: stdout is locked for each).
 fn event(kind: &str, path: &Path, extra: serde_json::Value) {
-    let mut v = serde_json::json!({"event": kind, "file": path});
+    // Lossy: serde refuses (panics on) a path that is not UTF-8; such a file is refused, and still reported.
+    let mut v = serde_json::json!({"event": kind, "file": path.to_string_lossy()});
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -211,7 +212,7 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "cleaned": s.cleaned,
             "dry_run": s.dry_run,
             "failed": s.failures.len(),
-            "failures": s.failures.iter().map(|f| serde_json::json!({"path": f.path, "error": f.message, "stage": f.stage, "retry": f.retry})).collect::<Vec<_>>(),
+            "failures": s.failures.iter().map(|f| serde_json::json!({"path": f.path.to_string_lossy(), "error": f.message, "stage": f.stage, "retry": f.retry})).collect::<Vec<_>>(),
         });
         if let Some(obj) = v.as_object_mut() {
             if !s.dry_run {

@@ -342,7 +342,6 @@ fn finding_05_truncated_get_bodies_do_not_fail_verify() {
 /// 2,000-byte key (over S3's 1,024-byte limit) beside a good object: both
 /// refused before any request, one line each; the good one is encrypted; exit 1.
 #[test]
-#[ignore = "issue 10 finding 6: fails today: panic (exit 101) on the 64 KiB key; every re-run crashes at the same entry"]
 fn finding_06_overlong_keys_in_a_list_fail_alone() {
     let moto = start_moto();
     setup(&moto, "f06-out", "alias/f06-out");
@@ -370,7 +369,6 @@ fn finding_06_overlong_keys_in_a_list_fail_alone() {
 /// files are encrypted; the odd one is encrypted and recorded losslessly
 /// (exit 0) or refused alone with one line (exit 1).
 #[test]
-#[ignore = "issue 10 finding 6: fails today: panic serialising the journal (ledger.rs) on a non-UTF-8 name; the good files are not encrypted either"]
 fn finding_06_non_utf8_name_fails_alone_or_is_encrypted() {
     use std::os::unix::ffi::OsStrExt;
     let moto = start_moto();
@@ -402,7 +400,6 @@ fn finding_06_non_utf8_name_fails_alone_or_is_encrypted() {
 /// proxy (one part buffer: nothing past part 1 has been read yet): the file
 /// fails as "changed while being read", exit 1, no signal, no open upload.
 #[test]
-#[ignore = "issue 10 finding 7: fails today: the process dies of SIGBUS reading the mapped window past the new end"]
 fn finding_07_source_shrinking_while_read_is_a_clean_failure() {
     let moto = start_moto();
     let job = Job::new(&moto, "f07-bus", &[(12 << 20) + 1]);
@@ -435,7 +432,6 @@ fn mkfifo(path: &Path) {
 
 /// A FIFO named as the input is refused before it is opened (no writer ever comes).
 #[test]
-#[ignore = "issue 10 finding 8: fails today: opening the FIFO blocks forever (killed at the test's deadline)"]
 fn finding_08_fifo_given_as_input_is_refused_not_hung() {
     let moto = start_moto();
     setup(&moto, "f08-fifo", "alias/f08-fifo");
@@ -455,7 +451,6 @@ fn finding_08_fifo_given_as_input_is_refused_not_hung() {
 /// Inside a folder: a symlinked file is followed (encrypted, as `aws s3 cp`
 /// does), a FIFO is reported skipped with its reason; nothing hangs.
 #[test]
-#[ignore = "issue 10 finding 8: fails today: the symlinked file and the FIFO are skipped without a word"]
 fn finding_08_fifo_and_symlink_in_a_folder_are_not_skipped_silently() {
     let moto = start_moto();
     let job = Job::new(&moto, "f08-dir", &[1000]);
@@ -480,7 +475,6 @@ fn finding_08_fifo_and_symlink_in_a_folder_are_not_skipped_silently() {
 /// reports the torn line and exits non-zero; the re-run treats that file's
 /// output as unrecorded, settles it and converges.
 #[test]
-#[ignore = "issue 10 finding 9: fails today: verify exits 0 having verified 1 of 2 files and said nothing"]
 fn finding_09_torn_manifest_is_never_verified() {
     let moto = start_moto();
     let job = Job::new(&moto, "f09-torn", &[1000, 2000]);
@@ -506,7 +500,6 @@ fn finding_09_torn_manifest_is_never_verified() {
 /// A record whose MediaConvert IV, Elastic Transcoder IV or `key_md5` was
 /// altered fails `verify`.
 #[test]
-#[ignore = "issue 10 finding 10: fails today: verify ignores the mediaconvert/elastictranscoder blocks and key_md5"]
 fn finding_10_verify_checks_the_whole_record() {
     let moto = start_moto();
     let job = Job::new(&moto, "f10-blocks", &[1000]);
@@ -536,7 +529,6 @@ fn finding_10_verify_checks_the_whole_record() {
 /// A run refused because the outputs exist (a fresh manifest over an
 /// already encrypted destination) asks KMS for nothing.
 #[test]
-#[ignore = "issue 10 finding 11: fails today: the refused run still calls KMS GenerateDataKey"]
 fn finding_11_refused_run_makes_no_key_requests() {
     let moto = start_moto();
     let job = Job::new(&moto, "f11-keys", &[1000, 2000]);
@@ -555,7 +547,6 @@ fn finding_11_refused_run_makes_no_key_requests() {
 /// `--dry-run` writes no keyring; an explicit `--keyring` path that does not
 /// exist is an error (no new keyring made silently).
 #[test]
-#[ignore = "issue 10 finding 11: fails today: --dry-run and a mistyped --keyring path both create a keyring file"]
 fn finding_11_dry_run_and_mistyped_keyring_create_nothing() {
     let (dir, media) = media_files(&[1000]);
     let keyring = dir.path().join("keyring-typo.json");

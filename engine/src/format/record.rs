@@ -179,7 +179,7 @@ impl Record {
     }
 }
 
-/// Read every record of a manifest.
+/// Read every record of a manifest (a torn last line is left out; see [`for_each_record`]).
 pub fn read(path: &Path) -> Result<Vec<Record>> {
     let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
     let mut records = Vec::new();
@@ -190,22 +190,141 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Call `each` with every record of the manifest `file` (at `path`) and its
-/// line index. A torn last line (a process killed while appending it, before
-/// its file counted as done) is not a record and is skipped; a bad line
-/// anywhere else is an error naming it.
-pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
-    let mut lines = BufReader::new(file).lines().enumerate().peekable();
-    while let Some((n, line)) = lines.next() {
-        let line = line.map_err(|e| Error::io(path, "read manifest", e))?;
+/// A manifest line that is not a record: torn (a process killed while
+/// appending it) or otherwise unparsable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// Its line number (1-based).
+    pub number: usize,
+    /// The `output` the line names, when the part that survived holds it whole.
+    pub output: Option<String>,
+    /// Why it is not a record.
+    pub reason: String,
+}
+
+/// One non-empty line of a manifest, as [`for_each_line`] hands it over.
+pub enum Line {
+    /// A record.
+    Record(Record),
+    /// A line that is not a record.
+    Bad(BadLine),
+}
+
+/// Every record of a manifest, and every line that is not one (anywhere,
+/// the last included): for `verify`, which reports each bad line as a failure.
+pub fn read_all(path: &Path) -> Result<(Vec<Record>, Vec<BadLine>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
+    let (mut records, mut bad) = (Vec::new(), Vec::new());
+    for_each_line(file, path, &mut |line, _| {
+        match line {
+            Line::Record(r) => records.push(r),
+            Line::Bad(b) => bad.push(b),
+        }
+        Ok(())
+    })?;
+    Ok((records, bad))
+}
+
+/// Call `each` with every non-empty line of the manifest `file` (at `path`)
+/// and its line index: a [`Line::Record`], or a [`Line::Bad`] for a line
+/// that does not parse as one, wherever it is. Only reading fails.
+pub(crate) fn for_each_line(file: File, path: &Path, each: &mut dyn FnMut(Line, usize) -> Result<()>) -> Result<()> {
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::new();
+    let mut n = 0;
+    loop {
+        bytes.clear();
+        if reader.read_until(b'\n', &mut bytes).map_err(|e| Error::io(path, "read manifest", e))? == 0 {
+            return Ok(());
+        }
+        n += 1;
+        // Bytes, not `lines()`: a line cut inside a UTF-8 sequence is a bad line, not a read error.
+        let text = String::from_utf8_lossy(&bytes);
+        let line = text.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(&line) {
-            Ok(r) => each(r, n)?,
-            Err(_) if lines.peek().is_none() => {}
-            Err(e) => return Err(Error::invalid(path, format!("line {}: not a sealpipe manifest record: {e}", n + 1))),
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => each(Line::Record(r), n - 1)?,
+            Err(e) => {
+                let reason = match e.classify() {
+                    serde_json::error::Category::Eof => "torn: the record ends before it is complete".to_string(),
+                    _ => format!("not a sealpipe manifest record: {e}"),
+                };
+                each(Line::Bad(BadLine { number: n, output: salvaged_output(line), reason }), n - 1)?
+            }
         }
     }
-    Ok(())
+}
+
+/// The `output` of a torn record line, when the part that survived holds
+/// the whole `"output":"..."` member (records write `source`, then `output`).
+fn salvaged_output(line: &str) -> Option<String> {
+    let at = line.find("\"output\":")? + "\"output\":".len();
+    let mut values = serde_json::Deserializer::from_str(line[at..].trim_start()).into_iter::<String>();
+    values.next()?.ok()
+}
+
+/// Call `each` with every record of the manifest `file` (at `path`) and its
+/// line index. A torn last line (a process killed while appending it, before
+/// its file counted as done) is not a record and is skipped; a bad line
+/// anywhere else is an error naming it. Readers that must account for the
+/// torn line too (`verify`; resume, which treats the output it names as
+/// written but unrecorded) use [`for_each_line`].
+pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    let mut pending: Option<BadLine> = None;
+    for_each_line(file, path, &mut |line, n| {
+        if let Some(bad) = pending.take() {
+            return Err(Error::invalid(path, format!("line {}: {}", bad.number, bad.reason)));
+        }
+        match line {
+            Line::Record(r) => each(r, n),
+            Line::Bad(bad) => {
+                pending = Some(bad);
+                Ok(())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn lines(text: &str) -> Vec<std::result::Result<String, BadLine>> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        for_each_line(f.reopen().unwrap(), f.path(), &mut |l, _| {
+            out.push(match l {
+                Line::Record(r) => Ok(r.output),
+                Line::Bad(b) => Err(b),
+            });
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_torn_line_is_reported_with_the_output_it_names() {
+        let got = lines("{\"source\":\"/a\",\"output\":\"s3://b/enc/a.ts\",\"etag\":\"x\n\n{\"source\":\"/b\",\"outp");
+        assert_eq!(got.len(), 2);
+        let first = got[0].clone().unwrap_err();
+        assert_eq!((first.number, first.output.as_deref()), (1, Some("s3://b/enc/a.ts")));
+        assert!(first.reason.starts_with("torn"), "{}", first.reason);
+        let second = got[1].clone().unwrap_err();
+        assert_eq!((second.number, second.output), (3, None));
+    }
+
+    #[test]
+    fn for_each_record_skips_only_a_torn_last_line() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"{\"source\":\"/a\",\"outp\n\n").unwrap();
+        assert!(for_each_record(f.reopen().unwrap(), f.path(), &mut |_, _| Ok(())).is_ok());
+        f.write_all(b"{}\n").unwrap();
+        let err = for_each_record(f.reopen().unwrap(), f.path(), &mut |_, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
 }

@@ -117,6 +117,11 @@ pub type ProviderFor<'a> = dyn Fn(&Record) -> Result<Box<dyn KeyProvider>> + Syn
 pub struct Providers {
     /// The local keyring file.
     pub keyring: PathBuf,
+    /// Create the keyring file when it does not exist (the default path, or
+    /// `--create-keyring`). Without, a missing keyring is an error: an
+    /// explicit `--keyring` path that does not exist is more likely a typo
+    /// than a wish for a new key-encryption key.
+    pub create_keyring: bool,
     /// `--kms-key`: wrap new keys with KMS; for records, it overrides their key id.
     pub kms_key: Option<String>,
     /// Where KMS is reached.
@@ -125,11 +130,34 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// The provider that wraps new data keys (creating the keyring on first use).
+    /// The provider that wraps new data keys (creating the keyring on first
+    /// use when [`Providers::create_keyring`]).
     pub fn for_new_keys(&self) -> Result<Box<dyn KeyProvider>> {
         match &self.kms_key {
             Some(key) => self.kms(key),
-            None => Ok(Box::new(LocalKeyring::open_or_create(&self.keyring)?)),
+            None if self.create_keyring => Ok(Box::new(LocalKeyring::open_or_create(&self.keyring)?)),
+            None => Ok(Box::new(self.existing_keyring()?)),
+        }
+    }
+
+    /// What [`Providers::for_new_keys`] would give, for a dry run: the same
+    /// checks, but nothing is created (a keyring still to be made is a
+    /// provider that refuses to wrap).
+    pub fn for_dry_run(&self) -> Result<Box<dyn KeyProvider>> {
+        match &self.kms_key {
+            Some(key) => self.kms(key),
+            None if self.create_keyring && !self.keyring.exists() => Ok(Box::new(NotCreated(self.keyring.clone()))),
+            None => self.for_new_keys(),
+        }
+    }
+
+    fn existing_keyring(&self) -> Result<LocalKeyring> {
+        match fs::metadata(&self.keyring) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Usage(format!(
+                "keyring {} does not exist: check --keyring, or add --create-keyring to make a new one there",
+                self.keyring.display()
+            ))),
+            _ => LocalKeyring::open(&self.keyring),
         }
     }
 
@@ -150,6 +178,27 @@ impl Providers {
     #[cfg(not(feature = "aws"))]
     fn kms(&self, key: &str) -> Result<Box<dyn KeyProvider>> {
         Err(Error::Usage(format!("KMS key {key}: this build has no AWS support")))
+    }
+}
+
+/// A keyring a dry run would create: never created, it wraps nothing.
+struct NotCreated(PathBuf);
+
+impl KeyProvider for NotCreated {
+    fn name(&self) -> &'static str {
+        "local-keyring"
+    }
+    fn key_id(&self) -> String {
+        format!("(not created: {})", self.0.display())
+    }
+    fn kms_region(&self) -> Option<String> {
+        None
+    }
+    fn wrap(&self, _: &DataKey, _: &EncryptionContext) -> Result<Vec<u8>> {
+        Err(Error::Key(format!("keyring {} is not created in a dry run", self.0.display())))
+    }
+    fn unwrap(&self, _: &[u8], _: &EncryptionContext) -> Result<DataKey> {
+        Err(Error::Key(format!("keyring {} is not created in a dry run", self.0.display())))
     }
 }
 

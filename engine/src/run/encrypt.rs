@@ -80,6 +80,8 @@ pub struct EncryptJob<'a> {
     pub exclude: Vec<PathBuf>,
     /// `--include`/`--exclude` rules (see [`super::filter`]); files they leave out are counted there.
     pub filter: Option<&'a Filter>,
+    /// Follow symbolic links inside input folders (default; `false`: report them skipped).
+    pub follow_symlinks: bool,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -108,6 +110,7 @@ impl<'a> EncryptJob<'a> {
             dry_run: false,
             exclude: Vec::new(),
             filter: None,
+            follow_symlinks: true,
         }
     }
 }
@@ -122,7 +125,16 @@ impl<'a> EncryptJob<'a> {
 /// resumes it. Inputs named by URL are listed and read through `job.stores`.
 pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
-    let inputs = Inputs { paths: &job.inputs, lists: &job.lists, inventories: &job.inventories, exclude: &job.exclude, shard: job.shard, filter: job.filter, stores: job.stores };
+    let inputs = Inputs {
+        paths: &job.inputs,
+        lists: &job.lists,
+        inventories: &job.inventories,
+        exclude: &job.exclude,
+        shard: job.shard,
+        filter: job.filter,
+        stores: job.stores,
+        follow_symlinks: job.follow_symlinks,
+    };
     let out_real = job.destination.local_root().map(resolve);
     check_output_outside_inputs(&inputs, out_real.as_deref())?;
     if let Some(iv) = &job.iv {
@@ -270,6 +282,11 @@ impl Run<'_, '_> {
                 self.fail(path, err);
                 return None;
             }
+            Listing::Skipped(path, reason) => {
+                self.reporter.skipped(&path, reason);
+                self.summary.lock().unwrap().skipped += 1;
+                return None;
+            }
             Listing::File(f) => f,
         };
         if let Err(reason) = self.job.mode.check_plaintext_len(f.size) {
@@ -330,12 +347,13 @@ impl Run<'_, '_> {
         let unsealing = job.unseal.map(|u| u.unsealing(input.as_ref())).transpose()?;
         let plain_len = unsealing.as_ref().map_or(input.len(), |u| u.plain_len);
         job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
-        let material: Arc<Material> = self.keys.expect("keys outside dry runs").for_file(plain_len)?;
+        // The output first: one that exists refuses the file before its key is asked for (no KMS call).
+        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
+        let material: Arc<Material> = self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))?.for_file(plain_len)?;
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
         };
-        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
         let sealer = Sealer::new(job.mode, &material.key, iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
         let progress = |n| self.reporter.progress(n);

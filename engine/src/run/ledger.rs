@@ -187,7 +187,10 @@ impl Ledger {
     pub(crate) fn load(manifest: &Path) -> Result<Ledger> {
         let mut entries: HashMap<Key, Entry> = HashMap::new();
         let mut duplicates = 0;
-        for_each_record(manifest, &mut |r, _| {
+        // The output a torn last record names was committed but is not
+        // recorded: like an interrupted run's, it may be replaced (settled).
+        let mut torn = None;
+        for_each_record_or_torn(manifest, &mut torn, &mut |r, _| {
             let e = entries.entry(key(&r.source, &r.output)).or_insert(Entry {
                 plain_size: r.plaintext_size,
                 cipher_size: r.ciphertext_size,
@@ -204,6 +207,10 @@ impl Ledger {
         })?;
         let journal_path = journal_path(manifest);
         let mut interrupted = Inflight::default();
+        // A torn last record names an output that may be stored but is not recorded: settle it as interrupted.
+        if let Some(output) = torn {
+            interrupted.outputs.insert(output, (PathBuf::new(), false));
+        }
         if let Ok(file) = File::open(&journal_path) {
             for line in BufReader::new(file).lines() {
                 let line = line.map_err(|e| Error::io(&journal_path, "read", e))?;
@@ -425,6 +432,32 @@ pub fn journal_path(manifest: &Path) -> PathBuf {
     let mut name = manifest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".inflight");
     manifest.with_file_name(name)
+}
+
+/// [`for_each_record`], and in `torn` the output a torn last line names, if it names one.
+fn for_each_record_or_torn(path: &Path, torn: &mut Option<String>, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    use crate::format::record::{for_each_line, Line};
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "open manifest", e)),
+    };
+    let mut pending = None;
+    for_each_line(file, path, &mut |line, n| {
+        if let Some(bad) = pending.take() {
+            let bad: crate::format::record::BadLine = bad;
+            return Err(Error::invalid(path, format!("line {}: {}", bad.number, bad.reason)));
+        }
+        match line {
+            Line::Record(r) => each(r, n),
+            Line::Bad(bad) => {
+                pending = Some(bad);
+                Ok(())
+            }
+        }
+    })?;
+    *torn = pending.and_then(|bad| bad.output);
+    Ok(())
 }
 
 /// Call `each` with every record of the manifest at `path` (none if it does not exist) and its line index.

@@ -41,10 +41,27 @@ impl Entry {
 }
 
 
-/// What listing hands over, one at a time.
+/// What listing hands over, one at a time: every entry under an input is
+/// one of these, so nothing is left out without a word.
 pub(crate) enum Listing {
     File(Entry),
+    /// An entry that cannot be encrypted (counted as a failure).
     Failed(PathBuf, Error),
+    /// An entry left out on purpose (`--no-follow-symlinks`), with the reason.
+    Skipped(PathBuf, &'static str),
+}
+
+/// S3's limit on the length of an object key, in bytes (UTF-8).
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
+
+/// `name` for a message: whole when short, else its start and its length
+/// (a 70,000-byte key is not repeated whole on a terminal line).
+pub(crate) fn shortened(name: &str) -> String {
+    const SHOWN: usize = 200;
+    match name.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &name[..cut], name.len()),
+        None => name.to_string(),
+    }
 }
 
 /// What a run takes as input.
@@ -61,6 +78,10 @@ pub(crate) struct Inputs<'a> {
     pub(crate) shard: Option<Shard>,
     /// Only the files these `--include`/`--exclude` rules take (matched on the relative path).
     pub(crate) filter: Option<&'a Filter>,
+    /// Follow symbolic links met inside input folders (the default, as
+    /// `aws s3 cp` does); without, they are reported skipped. Inputs named
+    /// on the command line or in a list are always followed.
+    pub(crate) follow_symlinks: bool,
     /// Where URLs are listed and read.
     pub(crate) stores: &'a Stores,
 }
@@ -103,7 +124,7 @@ pub(crate) fn list(inputs: &Inputs<'_>, each: &mut dyn FnMut(Listing) -> Control
     for input in inputs.paths {
         let flow = match stores.remote_path(input) {
             Ok(Some(store)) => list_remote(input, store, &mut shard_each),
-            Ok(None) => list_local(input, &exclude, &mut shard_each),
+            Ok(None) => list_local(input, &exclude, inputs.follow_symlinks, &mut shard_each),
             Err(e) => shard_each(Listing::Failed(input.clone(), e)),
         };
         if flow.is_break() {
@@ -143,36 +164,85 @@ fn list_remote(input: &Path, store: &dyn Store, each: &mut dyn FnMut(Listing) ->
     }
 }
 
-fn list_local(input: &Path, exclude: &[PathBuf], each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+/// Why a local path cannot be encrypted under its name, if it cannot.
+///
+/// Names must be UTF-8: S3 keys and manifest records are UTF-8 text, and a
+/// lossy rendering (U+FFFD) would name another file. Such a file is refused
+/// alone, with one line naming it; the files beside it go on.
+fn check_local_name(path: &Path) -> Result<()> {
+    if path.to_str().is_none() {
+        return Err(Error::invalid(
+            path,
+            "the file name is not valid UTF-8 (S3 keys and manifest records are UTF-8); rename it to encrypt it",
+        ));
+    }
+    Ok(())
+}
+
+fn list_local(input: &Path, exclude: &[PathBuf], follow_symlinks: bool, each: &mut dyn FnMut(Listing) -> ControlFlow<()>) -> ControlFlow<()> {
+    use crate::store::local::file_kind;
     let excluded = |path: &Path| exclude.iter().any(|x| x.file_name() == path.file_name()) && exclude.contains(&resolve(path));
     let meta = match std::fs::metadata(input) {
         Ok(m) => m,
         Err(e) => return each(Listing::Failed(input.to_path_buf(), Error::io(input, "open", e))),
     };
     if !meta.is_dir() {
+        if let Err(e) = check_local_name(input) {
+            return each(Listing::Failed(input.to_path_buf(), e));
+        }
+        if !meta.is_file() {
+            // Refused before it is opened: a FIFO would block the open forever.
+            let reason = format!("not a regular file ({}); refused", file_kind(&meta.file_type()));
+            return each(Listing::Failed(input.to_path_buf(), Error::invalid(input, reason)));
+        }
         let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| input.to_path_buf());
         return each(Listing::File(Entry::local(input.to_path_buf(), &resolve(input), name, meta.len())));
     }
     // Resolved once: entries below are the resolved root joined with their relative path.
     let root = resolve(input);
-    for entry in walkdir::WalkDir::new(input).sort_by_file_name() {
+    let mut found = 0u64;
+    // Following links, walkdir reports a link to one of its own ancestors as a loop error (listed as failed).
+    for entry in walkdir::WalkDir::new(input).follow_links(follow_symlinks).sort_by_file_name() {
         let item = match entry {
+            Ok(e) if e.file_type().is_dir() => continue,
             Ok(e) if e.file_type().is_file() && excluded(e.path()) => continue,
-            Ok(e) if e.file_type().is_file() => {
-                let relative = e.path().strip_prefix(input).expect("under its root").to_path_buf();
-                match e.metadata() {
-                    Ok(m) => Listing::File(Entry::local(e.path().to_path_buf(), &root.join(&relative), relative, m.len())),
-                    Err(err) => Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), err.to_string())),
+            Ok(e) => {
+                found += 1;
+                let Ok(relative) = e.path().strip_prefix(input).map(Path::to_path_buf) else {
+                    let path = e.path().to_path_buf();
+                    each(Listing::Failed(path.clone(), Error::invalid(&path, "listed outside its input folder")))?;
+                    continue;
+                };
+                if let Err(err) = check_local_name(e.path()) {
+                    Listing::Failed(e.path().to_path_buf(), err)
+                } else if e.file_type().is_symlink() {
+                    Listing::Skipped(e.path().to_path_buf(), "a symbolic link (--no-follow-symlinks)")
+                } else if !e.file_type().is_file() {
+                    let reason = format!("not a regular file ({}); refused", file_kind(&e.file_type()));
+                    Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), reason))
+                } else {
+                    match e.metadata() {
+                        Ok(m) => Listing::File(Entry::local(e.path().to_path_buf(), &root.join(&relative), relative, m.len())),
+                        Err(err) => Listing::Failed(e.path().to_path_buf(), Error::invalid(e.path(), err.to_string())),
+                    }
                 }
             }
-            Ok(_) => continue,
             Err(err) => {
+                found += 1;
                 let path = err.path().unwrap_or(input).to_path_buf();
-                let cause = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
+                let cause = match (err.loop_ancestor(), err.io_error()) {
+                    (Some(ancestor), _) => format!("a symbolic link loop (it leads back to {})", ancestor.display()),
+                    (None, Some(e)) if e.kind() == std::io::ErrorKind::NotFound => "a broken symbolic link (its target does not exist)".to_string(),
+                    (None, Some(e)) => e.to_string(),
+                    (None, None) => err.to_string(),
+                };
                 Listing::Failed(path.clone(), Error::invalid(&path, format!("cannot list: {cause}")))
             }
         };
         each(item)?;
+    }
+    if found == 0 {
+        return each(Listing::Failed(input.to_path_buf(), Error::invalid(input, "no files under this folder")));
     }
     ControlFlow::Continue(())
 }
@@ -192,6 +262,11 @@ fn relative_of(name: &str) -> PathBuf {
     }
 }
 
+/// The key of an `s3://bucket/key` URL (empty for other names).
+fn key_of(name: &str) -> &str {
+    name.strip_prefix("s3://").and_then(|rest| rest.split_once('/')).map(|(_, key)| key).unwrap_or("")
+}
+
 /// One named entry (from a list file or an inventory) as a listing.
 fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, stores: &Stores) -> Listing {
     let source = PathBuf::from(name);
@@ -200,6 +275,12 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, sto
         return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
     }
     match stores.remote(name) {
+        Ok(Some(_)) if key_of(name).len() > MAX_KEY_BYTES => {
+            // Refused before any request (the SDK cannot even build the URI of a 64 KiB key).
+            let shown = PathBuf::from(shortened(name));
+            let reason = format!("the key is {} bytes, over S3's limit of {MAX_KEY_BYTES}; refused", key_of(name).len());
+            Listing::Failed(shown.clone(), Error::invalid(&shown, reason))
+        }
         Ok(Some(store)) => {
             let listed = match (size, etag) {
                 (Some(size), Some(etag)) => Ok(Listed { url: name.to_string(), relative, size, etag }),
@@ -214,7 +295,10 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, sto
         Err(e) => Listing::Failed(source.clone(), Error::invalid(origin, e.to_string())),
         Ok(None) => match std::fs::metadata(&source) {
             Ok(m) if m.is_file() => Listing::File(Entry::local(source.clone(), &resolve(&source), relative, m.len())),
-            Ok(_) => Listing::Failed(source.clone(), Error::invalid(&source, "not a regular file")),
+            Ok(m) => {
+                let reason = format!("not a regular file ({}); refused", crate::store::local::file_kind(&m.file_type()));
+                Listing::Failed(source.clone(), Error::invalid(&source, reason))
+            }
             Err(e) => Listing::Failed(source.clone(), Error::io(&source, "open", e)),
         },
     }
@@ -232,6 +316,9 @@ fn list_file(path: &Path, stores: &Stores, each: &mut dyn FnMut(Listing) -> Cont
     };
     let mut flow = ControlFlow::Continue(());
     let read = super::inputs::read_list(reader, path, &mut |named| hand_over(named, path, stores, each, &mut flow));
+    if matches!(read, Ok(0)) && flow.is_continue() {
+        return each(Listing::Failed(path.to_path_buf(), Error::invalid(path, "the list names no files")));
+    }
     ended(path, read.map(|_| ()), flow, each)
 }
 

@@ -1,7 +1,10 @@
 //! Reading encrypted files back: [`decrypt`] one file to a local output,
 //! and [`verify`] every record of a manifest (decrypt, check the GCM tag or
 //! CBC padding, the size and the plaintext SHA-256), each distinct data key
-//! unwrapped once.
+//! unwrapped once. Verification checks the whole record ([`check_record`]):
+//! every wrapped copy of the key (the record's and each service block's)
+//! unwraps to one key whose MD5 is `key_md5`, and the blocks' IVs and modes
+//! are the record's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use super::report::{Reporter, Summary};
 use crate::cipher::Opener;
 use crate::error::{Error, Failure, Result};
 use crate::format::record::Record;
-use crate::format::{Iv, Mode};
+use crate::format::{EncryptionContext, Iv, Mode, Service};
 use crate::keys::{unwrap_record, DataKey, KeyProvider, ProviderFor};
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{resolve, Output};
@@ -125,11 +128,16 @@ type KeySlot = Arc<Mutex<Option<Arc<DataKey>>>>;
 
 impl UnwrappedKeys {
     fn get(&self, record: &Record, provider: &dyn KeyProvider) -> Result<Arc<DataKey>> {
+        self.get_copy(record, &record.encrypted_data_key, &record.encryption_context, provider)
+    }
+
+    /// The key `blob_b64` (one wrapped copy of `record`'s key, under `context`) unwraps to.
+    fn get_copy(&self, record: &Record, blob_b64: &str, context: &EncryptionContext, provider: &dyn KeyProvider) -> Result<Arc<DataKey>> {
         let id = (
             record.key_provider.clone(),
             record.key_id.clone(),
-            record.encrypted_data_key.clone(),
-            record.encryption_context.canonical(),
+            blob_b64.to_string(),
+            context.canonical(),
             u16::from(record.key_bits),
         );
         let slot = self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
@@ -138,7 +146,14 @@ impl UnwrappedKeys {
         if let Some(key) = slot.as_ref() {
             return Ok(key.clone());
         }
-        let key = Arc::new(unwrap_record(record, provider)?);
+        let key = match blob_b64 == record.encrypted_data_key && context == &record.encryption_context {
+            true => unwrap_record(record, provider)?,
+            false => {
+                let copy = Record { encrypted_data_key: blob_b64.to_string(), encryption_context: context.clone(), ..record.clone() };
+                unwrap_record(&copy, provider)?
+            }
+        };
+        let key = Arc::new(key);
         *slot = Some(key.clone());
         Ok(key)
     }
@@ -153,8 +168,64 @@ fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &U
         ));
     }
     let key = keys.get(record, provider)?;
+    check_record(record, path, &key, provider, keys)?;
     let iv = record.iv()?;
     let opener = Opener::new(record.mode, &key, &iv, tuning.chunk);
     let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, &|n| reporter.progress(n))?;
     check_digest(path, Some(&record.plaintext_sha256), &opened.sha256)
+}
+
+/// Check that `record` agrees with itself: the data key `key` (its
+/// `encrypted_data_key` unwrapped) has the MD5 `key_md5`; each service block
+/// holds the record's IV and mode, and its wrapped key unwraps (under that
+/// service's context) to the same key; Elastic Transcoder's `KeyMd5` is the
+/// record's. A block a service would decrypt with is as much the record as
+/// the fields `verify` decrypts with.
+fn check_record(record: &Record, path: &Path, key: &DataKey, provider: &dyn KeyProvider, keys: &UnwrappedKeys) -> Result<()> {
+    let bad = |what: String| Err(Error::invalid(path, format!("the manifest record does not agree with itself: {what}")));
+    let md5 = key.md5_base64();
+    if record.key_md5 != md5 {
+        return bad(format!("key_md5 is {}, the data key's MD5 is {md5}", record.key_md5));
+    }
+    let same_key = |service: Service, blob: &str| -> Result<bool> {
+        let copy = keys.get_copy(record, blob, &service.encryption_context(), provider)?;
+        Ok(copy.expose_secret() == key.expose_secret())
+    };
+    if let Some(mc) = &record.mediaconvert {
+        let d = &mc.decryption_settings;
+        if d.initialization_vector != record.iv {
+            return bad(format!("mediaconvert InitializationVector is {}, the record's iv is {}", d.initialization_vector, record.iv));
+        }
+        if d.decryption_mode != record.mode.mediaconvert_name() {
+            return bad(format!("mediaconvert DecryptionMode is {}, the record's mode is {}", d.decryption_mode, record.mode));
+        }
+        if !same_key(Service::MediaConvert, &d.encrypted_decryption_key).map_err(|e| e.for_file(path))? {
+            return bad("mediaconvert EncryptedDecryptionKey unwraps to another key".into());
+        }
+    }
+    if let Some(et) = &record.elastictranscoder {
+        let e = &et.encryption;
+        if e.initialization_vector != record.iv {
+            return bad(format!("elastictranscoder InitializationVector is {}, the record's iv is {}", e.initialization_vector, record.iv));
+        }
+        if e.mode != record.mode.elastictranscoder_name() {
+            return bad(format!("elastictranscoder Mode is {}, the record's mode is {}", e.mode, record.mode));
+        }
+        if e.key_md5 != md5 {
+            return bad(format!("elastictranscoder KeyMd5 is {}, the data key's MD5 is {md5}", e.key_md5));
+        }
+        if !same_key(Service::ElasticTranscoder, &e.key).map_err(|e| e.for_file(path))? {
+            return bad("elastictranscoder Key unwraps to another key".into());
+        }
+    }
+    Ok(())
+}
+
+/// The failure `verify` reports for a manifest line that is not a record
+/// (torn by a crash mid-append, or damaged): the file it would name is not
+/// verified. Named by the output the line still shows, else by the line.
+pub fn unverified_line(manifest: &Path, bad: &crate::format::record::BadLine) -> (PathBuf, Error) {
+    let what = PathBuf::from(bad.output.clone().unwrap_or_else(|| format!("{}: line {}", manifest.display(), bad.number)));
+    let reason = format!("manifest {} line {} is not a record ({}); its file is not verified", manifest.display(), bad.number, bad.reason);
+    (what.clone(), Error::invalid(&what, reason))
 }
