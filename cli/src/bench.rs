@@ -12,15 +12,8 @@ use sealpipe::size::{human, parse_size};
 use crate::{Global, ModeArg, UsageError};
 
 #[derive(Args)]
-#[command(after_help = "Examples:
-  sealpipe bench --report bench.html --json > bench.json     # everything, all cores, 5 repeats
-  sealpipe bench --modes ctr --file-size 0 --repeat 3         # quicker: CTR in memory only
-  sealpipe bench --compare m6i.json c7i.json --report cmp.html
-  sealpipe bench --plan bench.json --objects 10000000 --bytes 1000000000000000 --shards 200 --cores 16 --network-gbps 25
-
-Figures are GB/s (10^9 bytes/s of plaintext): the median of --repeat samples (each at least --seconds),
-with min-max; the samples of all cases are interleaved (round 1 of every case, then round 2, ...).
-Peers (openssl speed -evp, one thread; cp) run in the same rounds when on the PATH.")]
+// Examples for `sealpipe bench --help` live on the `Bench` variant in main.rs (its
+// after_help wins over one here): --report, --compare and --plan have theirs in their flag docs.
 pub(crate) struct BenchArgs {
     /// Modes to measure, comma-separated. Example: --modes ctr,gcm
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ctr,cbc,gcm")]
