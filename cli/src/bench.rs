@@ -1,0 +1,325 @@
+//! `sealpipe bench`: the arguments and the rendering of the engine's measurements.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use sealpipe::bench::{self, BenchPlan, Report};
+use sealpipe::format::{KeyBits, Mode};
+use sealpipe::size::{human, parse_size};
+
+use crate::{Global, ModeArg, UsageError};
+
+#[derive(Args)]
+// Examples for `sealpipe bench --help` live on the `Bench` variant in main.rs (its
+// after_help wins over one here): --report, --compare and --plan have theirs in their flag docs.
+pub(crate) struct BenchArgs {
+    /// Modes to measure, comma-separated. Example: --modes ctr,gcm
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ctr,cbc,gcm")]
+    modes: Vec<ModeArg>,
+    /// Key sizes, comma-separated. Example: --key-bits 128,256
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    key_bits: Vec<u16>,
+    /// Largest thread count; measured at 1, 2, 4, ... up to it (file rows at 1 and at it). Default: all cores. Example: --max-threads 16
+    #[arg(long, value_name = "N")]
+    max_threads: Option<usize>,
+    /// In-memory buffer that does not fit the caches. Example: --memory-size 512MiB
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    memory_size: u64,
+    /// In-memory buffer that fits the caches (default: half the last-level cache, 4-32 MiB; 0 skips;
+    /// not measured unless below --memory-size). Example: --cache-size 8MiB
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    cache_size: Option<u64>,
+    /// File size for file-to-file runs; 0 skips them. Example: --file-size 2G
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    file_size: u64,
+    /// Folder for the temporary bench files (default: the system temp folder). Example: --dir /mnt/nvme
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Minimum seconds per sample (operations repeat until it has passed). Example: --seconds 2
+    #[arg(long, value_name = "S", default_value_t = 0.5)]
+    seconds: f64,
+    /// Samples per case, interleaved across cases. Example: --repeat 9
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    repeat: usize,
+    /// Do not run the peers (openssl speed, cp): no ratios.
+    #[arg(long)]
+    no_peers: bool,
+    /// Write a self-contained HTML report (charts, tables, machine, command, raw JSON). Example: --report bench.html
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Set bench JSON files (from --json) side by side, matched by case, with ratios to the first. Example: --compare a.json b.json
+    #[arg(long, value_name = "JSON", num_args = 2.., conflicts_with = "plan")]
+    compare: Vec<PathBuf>,
+    /// Capacity plan from a bench JSON: per-shard wall time, KMS and S3 requests, memory. Example: --plan bench.json
+    #[arg(long, value_name = "JSON", requires_all = ["objects", "bytes"])]
+    plan: Option<PathBuf>,
+    /// Plan: objects in the archive. Example: --objects 10000000
+    #[arg(long, value_name = "N")]
+    objects: Option<u64>,
+    /// Plan: bytes in the archive (a size, or plain bytes). Example: --bytes 1000000000000000
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    bytes: Option<u64>,
+    /// Plan: shards (machines or pods). Example: --shards 200
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    shards: u64,
+    /// Plan: cores per shard (default: this machine's). Example: --cores 16
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// Plan: network per shard, Gbit/s. Example: --network-gbps 25
+    #[arg(long, value_name = "GBPS", default_value_t = 10.0)]
+    network_gbps: f64,
+    /// Plan: the mode the archive is encrypted in.
+    #[arg(long, value_enum, default_value = "ctr")]
+    plan_mode: ModeArg,
+    /// Plan: key size.
+    #[arg(long, default_value_t = 256)]
+    plan_key_bits: u16,
+    /// Plan: multipart part size (as encrypt's --part-size).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    part_size: u64,
+    /// Plan: part buffers per upload (as encrypt's --concurrency).
+    #[arg(long, value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Plan: files per cached key with --reuse-key (its max-files).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    reuse_max_files: u64,
+    /// Plan: the source is an inventory or list file (no LIST requests) rather than an s3:// prefix.
+    #[arg(long)]
+    from_inventory: bool,
+    /// Plan: the source is local (no GET requests) rather than in S3.
+    #[arg(long)]
+    local_source: bool,
+    /// Plan: KMS symmetric requests per second for the account and region (default quota 10,000; adjustable).
+    #[arg(long, value_name = "N", default_value_t = 10_000.0)]
+    kms_quota: f64,
+}
+
+/// The command line as typed (arguments with spaces quoted).
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') { format!("'{}'", a.replace('\'', "'\\''")) } else { a })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn write_report(path: &Path, html: &str) -> anyhow::Result<()> {
+    std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("sealpipe: bench: report written to {}", path.display());
+    Ok(())
+}
+
+fn read_report(path: &Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let r: Report = serde_json::from_str(&text).with_context(|| format!("{}: not a sealpipe bench JSON (--json output)", path.display()))?;
+    if r.schema != bench::SCHEMA {
+        bail!("{}: schema {:?}, this sealpipe reads {:?}", path.display(), r.schema, bench::SCHEMA);
+    }
+    Ok(r)
+}
+
+/// Half the last-level cache, 4-32 MiB, whole MiB.
+fn default_cache_size(machine: &bench::Machine) -> u64 {
+    let llc = machine.cache.as_deref().and_then(|c| {
+        let c = c.trim();
+        let (num, mult) = match c.chars().last() {
+            Some('K') => (&c[..c.len() - 1], 1u64 << 10),
+            Some('M') => (&c[..c.len() - 1], 1 << 20),
+            _ => (c, 1),
+        };
+        num.parse::<u64>().ok().map(|n| n * mult)
+    });
+    (llc.unwrap_or(32 << 20) / 2).clamp(4 << 20, 32 << 20) >> 20 << 20
+}
+
+pub(crate) fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
+    if !a.compare.is_empty() {
+        return compare(&a, g);
+    }
+    if a.plan.is_some() {
+        return plan(&a, g);
+    }
+    let max = a.max_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let key_bits = a.key_bits.iter().map(|&b| KeyBits::try_from(b).map_err(|e| anyhow!(e))).collect::<anyhow::Result<Vec<_>>>()?;
+    if !(a.seconds >= 0.0 && a.seconds.is_finite()) {
+        return Err(anyhow!("--seconds must be a number of seconds, at least 0").into());
+    }
+    if a.memory_size < 16 {
+        return Err(anyhow!("--memory-size must be at least 16 bytes").into());
+    }
+    let dir = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = bench::describe_machine(&dir);
+    let cache = a.cache_size.unwrap_or_else(|| default_cache_size(&machine));
+    let plan = BenchPlan {
+        modes: a.modes.iter().map(|&m| Mode::from(m)).collect(),
+        key_bits,
+        threads: bench::thread_ladder(max),
+        cache_bytes: cache as usize,
+        memory_bytes: a.memory_size as usize,
+        file_bytes: a.file_size,
+        dir: &dir,
+        min_time: std::time::Duration::from_secs_f64(a.seconds),
+        repeat: a.repeat.max(1),
+        chunk: g.chunk_size as usize,
+        peers: !a.no_peers,
+        command: command_line(),
+    };
+    if !g.json {
+        let feats: Vec<String> = machine.features.iter().map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" })).collect();
+        println!("cpu: {} ({} logical CPUs)", machine.cpu_model, machine.cpus);
+        println!("features: {}", feats.join(" "));
+    }
+    let started = std::time::Instant::now();
+    let report = bench::run(&plan, |p| {
+        let left = p.total - p.done;
+        eprintln!("sealpipe: bench: round {}/{}, case {}/{} ({left} left, {:.0} s so far): {}", p.round, p.rounds, p.done + 1, p.total, started.elapsed().as_secs_f64(), p.id);
+    })?;
+    let json = serde_json::to_string(&report).context("cannot serialize the report")?;
+    if let Some(path) = &a.report {
+        write_report(path, &bench::html::report(&report, &json))?;
+    }
+    if g.json {
+        println!("{json}");
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &Report) {
+    let m = &r.machine;
+    println!(
+        "memory: {}; kernel: {}; governor: {}; bench folder: {} ({})",
+        m.memory_bytes.map_or("unknown".into(), human),
+        m.kernel.as_deref().unwrap_or("unknown"),
+        m.governor.as_deref().unwrap_or("not readable"),
+        m.dir,
+        m.dir_filesystem.as_deref().unwrap_or("unknown filesystem")
+    );
+    println!(
+        "in memory: {} (fits the caches) and {}; file -> file: {}; median of {} repeats (min-max), >= {} s each; GB/s = 10^9 B/s",
+        if r.settings.cache_bytes > 0 { human(r.settings.cache_bytes) } else { "-".into() },
+        human(r.settings.memory_bytes),
+        if r.settings.file_bytes > 0 { human(r.settings.file_bytes) } else { "not measured".into() },
+        r.settings.repeat,
+        r.settings.seconds
+    );
+    println!(
+        "{:<12} {:<6} {:<8} {:<7} {:>7} {:<22} {:<9} {:>8} {:>15} {:>6} {:>6} {:>8}  peer",
+        "scope", "buffer", "mode", "dir", "threads", "layout", "kernel", "GB/s", "min-max", "spread", "eff", "x peer"
+    );
+    for x in r.rows.iter().chain(r.peers.iter()) {
+        println!(
+            "{:<12} {:<6} {:<8} {:<7} {:>7} {:<22} {:<9} {:>8.2} {:>15} {:>5.0}%{} {:>6} {:>8}  {}",
+            x.scope,
+            x.buffer,
+            if x.key_bits > 0 { format!("{}-{}", x.mode, x.key_bits) } else { x.mode.clone() },
+            x.direction,
+            x.threads,
+            x.layout,
+            x.kernel.split(' ').next().unwrap_or(""),
+            x.gb_per_s.median,
+            format!("{:.2}-{:.2}", x.gb_per_s.min, x.gb_per_s.max),
+            x.spread * 100.0,
+            if x.wide_spread { "!" } else { " " },
+            x.efficiency.map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
+            x.ratio_to_peer.map_or("-".into(), |v| format!("{v:.2}")),
+            x.peer.as_deref().unwrap_or("")
+        );
+    }
+    println!("S3 rows (--to s3://...) are not measured by this version.");
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+}
+
+fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
+    let runs = a.compare.iter().map(|p| Ok((p.display().to_string(), read_report(p)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    let c = bench::compare(&runs);
+    let json = serde_json::to_string(&c).context("cannot serialize the comparison")?;
+    if let Some(path) = &a.report {
+        write_report(path, &bench::html::comparison(&c, &json))?;
+    }
+    if g.json {
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (i, r) in c.runs.iter().enumerate() {
+        println!("run {}: {} ({}, {} CPUs)", i + 1, r.label, r.cpu_model, r.cpus);
+    }
+    let mut header = format!("{:<48}", "case");
+    for i in 0..c.runs.len() {
+        header.push_str(&format!(" {:>9}", format!("{} GB/s", i + 1)));
+        if i > 0 {
+            header.push_str(&format!(" {:>7}", format!("{}/1", i + 1)));
+        }
+    }
+    println!("{header}");
+    for row in &c.rows {
+        let mut line = format!("{:<48}", row.id);
+        for (i, m) in row.medians.iter().enumerate() {
+            line.push_str(&format!(" {:>9}", m.map_or("-".into(), |v| format!("{v:.2}"))));
+            if i > 0 {
+                line.push_str(&format!(" {:>7}", row.ratios[i].map_or("-".into(), |v| format!("{v:.2}"))));
+            }
+        }
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
+    use sealpipe::bench::capacity::{estimate, PlanInput};
+    let report = read_report(a.plan.as_deref().expect("--plan given"))?;
+    let cores = a.cores.unwrap_or(report.machine.cpus);
+    let input = PlanInput {
+        objects: a.objects.expect("clap requires --objects"),
+        bytes: a.bytes.expect("clap requires --bytes"),
+        shards: a.shards,
+        cores,
+        network_gbps: a.network_gbps,
+        mode: Mode::from(a.plan_mode).to_string(),
+        key_bits: a.plan_key_bits,
+        part_size: a.part_size,
+        concurrency: a.concurrency,
+        memory: g.memory.unwrap_or(1 << 30),
+        chunk: g.chunk_size as usize,
+        reuse_max_files: a.reuse_max_files,
+        reuse_max_bytes: 64 << 30,
+        reuse_max_age_s: 300.0,
+        source_listed: !a.from_inventory && !a.local_source,
+        source_s3: !a.local_source,
+        kms_quota: a.kms_quota,
+    };
+    let e = estimate(&report, &input)?;
+    if g.json {
+        println!("{}", serde_json::to_string(&e).context("cannot serialize the plan")?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hours = e.wall_seconds / 3600.0;
+    println!("per shard ({} shards, {} cores, {} Gbit/s each): {} objects, {} ({} each on average)", input.shards, cores, input.network_gbps, e.objects, human(e.bytes), human(e.object_bytes));
+    for r in &e.rates {
+        println!("  {:<8} {:>8.2} GB/s  {}", r.name, r.gb_per_s, r.source);
+    }
+    println!("wall time: {:.0} s ({hours:.1} h), bound by {}", e.wall_seconds, e.bottleneck);
+    println!(
+        "KMS GenerateDataKey: {} per shard without --reuse-key (fleet {:.0}/s = {:.1}% of {} /s), {} with it (fleet {:.2}/s = {:.3}%)",
+        e.data_keys,
+        e.fleet_kms_per_s,
+        e.kms_quota_share * 100.0,
+        input.kms_quota,
+        e.data_keys_reused,
+        e.fleet_kms_per_s_reused,
+        e.kms_quota_share_reused * 100.0
+    );
+    println!(
+        "S3 requests per shard: PutObject {}, CreateMultipartUpload {}, UploadPart {} ({} parts), CompleteMultipartUpload {}, HeadObject {}, ListObjectsV2 pages {}, ranged GetObject {}",
+        e.s3_put, e.s3_create_multipart, e.s3_upload_part, human(e.part_size), e.s3_complete_multipart, e.s3_head, e.s3_list_pages, e.s3_get
+    );
+    println!("memory: at most {} of buffers ({} files in flight)", human(e.memory_bytes), e.files_in_flight);
+    for n in &e.notes {
+        println!("note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,338 @@
+//! The HTML reports: one self-contained file each (inline SVG, no scripts,
+//! no fonts or styles from the network), written as XHTML so an XML parser
+//! reads it. Every drawn value carries its case id and value as attributes
+//! (`data-case`, `data-value`, `data-min`, `data-max`), and every plot its
+//! scale (`data-y0`, `data-px-per-unit`), so a test can check each mark
+//! against the JSON embedded in `<script type="application/json" id="bench-json">`.
+
+use std::fmt::Write as _;
+
+use super::{group_of, Comparison, Report, Row};
+
+/// Escape text for XML/HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+/// JSON made safe inside a `<script>` element of an XHTML document: no `<`, `>` or `&`.
+fn script_json(json: &str) -> String {
+    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:72em}\
+table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
+td.l,th.l{text-align:left}.warn{color:#a40}svg{background:#fcfcfc;border:1px solid #ddd;margin:0.5em 1em 0.5em 0}\
+svg text{font-size:11px;font-family:system-ui,sans-serif}code{background:#f3f3f3;padding:0 3px}";
+
+fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        esc(title)
+    )
+}
+
+const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+
+/// One series of a chart: points at thread counts.
+struct Series {
+    name: String,
+    /// (threads, case id, value, min, max)
+    points: Vec<(usize, String, f64, f64, f64)>,
+}
+
+/// A horizontal reference line (a peer).
+struct HLine {
+    name: String,
+    id: String,
+    value: f64,
+}
+
+/// Throughput (or efficiency) vs threads, x on a log2 scale of the ladder.
+fn chart(title: &str, unit: &str, ladder: &[usize], series: &[Series], hlines: &[HLine], field: &str, bars: bool) -> String {
+    let (w, h, left, right, top, bottom) = (620.0, 300.0, 56.0, 170.0, 28.0, 40.0);
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let mut ymax = 0.0f64;
+    for s in series {
+        for p in &s.points {
+            ymax = ymax.max(p.4).max(p.2);
+        }
+    }
+    for l in hlines {
+        ymax = ymax.max(l.value);
+    }
+    let ymax = nice_ceiling(ymax);
+    let scale = ph / ymax;
+    let y0 = top + ph;
+    let xs: Vec<f64> = ladder
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if ladder.len() == 1 { left + pw / 2.0 } else { left + pw * i as f64 / (ladder.len() - 1) as f64 })
+        .collect();
+    let x_of = |t: usize| ladder.iter().position(|&l| l == t).map(|i| xs[i]).unwrap_or(left);
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\">\n<title>{}</title>\n<text x=\"{left}\" y=\"16\" font-weight=\"bold\">{}</text>\n",
+        esc(title),
+        esc(title)
+    );
+    let _ = writeln!(o, "<g class=\"plot\" data-field=\"{field}\" data-y0=\"{y0:.2}\" data-px-per-unit=\"{scale}\">");
+    // Axes and grid.
+    for i in 0..=4 {
+        let v = ymax * i as f64 / 4.0;
+        let y = y0 - v * scale;
+        let _ = writeln!(
+            o,
+            "<line x1=\"{left}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"#e4e4e4\"/><text class=\"tick\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\">{}</text>",
+            left + pw,
+            left - 4.0,
+            y + 4.0,
+            trim_num(v)
+        );
+    }
+    let _ = writeln!(o, "<text x=\"12\" y=\"{:.2}\" transform=\"rotate(-90 12 {:.2})\" text-anchor=\"middle\">{}</text>", top + ph / 2.0, top + ph / 2.0, esc(unit));
+    for (i, t) in ladder.iter().enumerate() {
+        let _ = writeln!(o, "<text class=\"tick\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">{t}</text>", xs[i], y0 + 16.0);
+    }
+    let _ = writeln!(o, "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">threads</text>", left + pw / 2.0, h - 6.0);
+    for (k, l) in hlines.iter().enumerate() {
+        let y = y0 - l.value * scale;
+        let _ = writeln!(
+            o,
+            "<line class=\"peer\" data-case=\"{}\" data-value=\"{}\" x1=\"{left}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"#555\" stroke-dasharray=\"{}\"/>",
+            esc(&l.id),
+            l.value,
+            left + pw,
+            if k % 2 == 0 { "6 3" } else { "2 3" }
+        );
+        let _ = writeln!(o, "<text x=\"{:.2}\" y=\"{:.2}\" fill=\"#555\">{}</text>", left + pw + 6.0, y + 4.0, esc(&l.name));
+    }
+    for (k, s) in series.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = s.points.iter().map(|p| format!("{:.2},{:.2}", x_of(p.0), y0 - p.2 * scale)).collect();
+        if pts.len() > 1 {
+            let _ = writeln!(o, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>", pts.join(" "));
+        }
+        for p in &s.points {
+            let x = x_of(p.0);
+            if bars {
+            let _ = writeln!(
+                o,
+                "<line class=\"err\" data-case=\"{}\" data-min=\"{}\" data-max=\"{}\" x1=\"{x:.2}\" y1=\"{:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"{c}\"/>",
+                esc(&p.1),
+                p.3,
+                p.4,
+                y0 - p.3 * scale,
+                y0 - p.4 * scale
+            );
+            }
+            let _ = writeln!(
+                o,
+                "<circle class=\"point\" data-case=\"{}\" data-value=\"{}\" cx=\"{x:.2}\" cy=\"{:.2}\" r=\"3\" fill=\"{c}\"><title>{}: {:.2}</title></circle>",
+                esc(&p.1),
+                p.2,
+                y0 - p.2 * scale,
+                esc(&p.1),
+                p.2
+            );
+        }
+        let ly = top + 14.0 * k as f64 + 4.0 + 14.0 * hlines.len() as f64;
+        let _ = writeln!(
+            o,
+            "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"10\" height=\"3\" fill=\"{c}\"/><text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
+            left + pw + 6.0,
+            ly + 10.0,
+            left + pw + 20.0,
+            ly + 14.0,
+            esc(&s.name)
+        );
+    }
+    o.push_str("</g>\n</svg>\n");
+    o
+}
+
+fn nice_ceiling(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
+fn trim_num(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A row's GB/s cells: median, min, max with their data attributes.
+fn gbps_cells(r: &Row) -> String {
+    format!(
+        "<td data-case=\"{id}\" data-field=\"median\">{:.2}</td><td data-case=\"{id}\" data-field=\"min\">{:.2}</td><td data-case=\"{id}\" data-field=\"max\">{:.2}</td><td data-case=\"{id}\" data-field=\"spread\" class=\"{}\">{:.0}%</td>",
+        r.gb_per_s.median,
+        r.gb_per_s.min,
+        r.gb_per_s.max,
+        if r.wide_spread { "warn" } else { "" },
+        r.spread * 100.0,
+        id = esc(&r.id)
+    )
+}
+
+fn opt_cell(id: &str, field: &str, v: Option<f64>, percent: bool) -> String {
+    match v {
+        Some(v) if percent => format!("<td data-case=\"{}\" data-field=\"{field}\">{:.0}%</td>", esc(id), v * 100.0),
+        Some(v) => format!("<td data-case=\"{}\" data-field=\"{field}\">{:.2}</td>", esc(id), v),
+        None => "<td>–</td>".into(),
+    }
+}
+
+/// The report of one run; `json` is the run's JSON, embedded verbatim.
+pub fn report(r: &Report, json: &str) -> String {
+    let mut o = head("sealpipe bench");
+    let m = &r.machine;
+    let _ = writeln!(o, "<h1>sealpipe bench</h1>");
+    let _ = writeln!(o, "<p>Command: <code>{}</code><br/>sealpipe {}, {} repeat(s) per case interleaved across cases, at least {} s per sample; run took {:.0} s.</p>", esc(&r.command), esc(&r.version), r.settings.repeat, r.settings.seconds, r.wall_seconds);
+    let feats: Vec<String> = m.features.iter().map(|(k, v)| format!("{k}{}", if *v { "+" } else { "−" })).collect();
+    let _ = writeln!(
+        o,
+        "<table class=\"machine\"><tr><th class=\"l\">CPU</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">logical CPUs</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">features</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">last-level cache</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">memory</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">kernel</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">governor</th><td class=\"l\">{}</td></tr><tr><th class=\"l\">bench folder</th><td class=\"l\">{} ({})</td></tr></table>",
+        esc(&m.cpu_model),
+        m.cpus,
+        esc(&feats.join(" ")),
+        esc(m.cache.as_deref().unwrap_or("unknown")),
+        m.memory_bytes.map_or("unknown".into(), crate::size::human),
+        esc(m.kernel.as_deref().unwrap_or("unknown")),
+        esc(m.governor.as_deref().unwrap_or("not readable")),
+        esc(&m.dir),
+        esc(m.dir_filesystem.as_deref().unwrap_or("unknown filesystem"))
+    );
+    for w in &r.warnings {
+        let _ = writeln!(o, "<p class=\"warn\">Warning: {}</p>", esc(w));
+    }
+    let _ = writeln!(
+        o,
+        "<p>Figures are GB/s (10<sup>9</sup> bytes/s of plaintext): the median of the repeats, error bars from the slowest to the fastest. \
+In memory: the cipher alone on one buffer ({} fits the caches, {} does not); CBC encryption is sequential per file, so it is shown as one file (one thread) and as N files interleaved (multi-buffer, 8 per thread, one key). \
+File → file: read, encrypt/decrypt + SHA-256, write through the page cache (warm), and with the output fsynced. \
+openssl lines: <code>openssl speed -evp</code>, one thread, 16 KiB blocks; ratios are to that one-thread figure. Efficiency: median / (threads × the 1-thread median).</p>",
+        if r.settings.cache_bytes > 0 { crate::size::human(r.settings.cache_bytes) } else { "(not measured)".into() },
+        crate::size::human(r.settings.memory_bytes)
+    );
+    // Charts per mode.
+    let ladder = &r.settings.threads;
+    let mut modes: Vec<&str> = Vec::new();
+    for row in r.rows.iter().filter(|x| x.scope == "memory") {
+        if !modes.contains(&row.mode.as_str()) {
+            modes.push(&row.mode);
+        }
+    }
+    for mode in &modes {
+        let mut groups: Vec<String> = Vec::new();
+        for row in r.rows.iter().filter(|x| x.scope == "memory" && x.mode == *mode) {
+            let g = group_of(&row.id).to_string();
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        let mut series = Vec::new();
+        let mut eff = Vec::new();
+        for g in &groups {
+            let rows: Vec<&Row> = r.rows.iter().filter(|x| x.scope == "memory" && group_of(&x.id) == g.as_str()).collect();
+            let f = rows[0];
+            let layout = if f.layout == "one file" { "one file".to_string() } else { "interleaved".to_string() };
+            let name = format!("{} {}-{} {} {}", f.buffer, f.mode, f.key_bits, f.direction, layout);
+            series.push(Series { name: name.clone(), points: rows.iter().map(|x| (x.threads, x.id.clone(), x.gb_per_s.median, x.gb_per_s.min, x.gb_per_s.max)).collect() });
+            let e: Vec<_> = rows.iter().filter_map(|x| x.efficiency.map(|v| (x.threads, x.id.clone(), v, v, v))).collect();
+            if !e.is_empty() {
+                eff.push(Series { name, points: e });
+            }
+        }
+        let hlines: Vec<HLine> = r
+            .peers
+            .iter()
+            .filter(|p| p.scope == "openssl" && p.mode == *mode)
+            .map(|p| HLine { name: format!("openssl {}-{} {}", p.mode, p.key_bits, p.direction), id: p.id.clone(), value: p.gb_per_s.median })
+            .collect();
+        let _ = writeln!(o, "<h2>{} in memory</h2>\n<div>", esc(&mode.to_uppercase()));
+        o.push_str(&chart(&format!("{} throughput vs threads (GB/s)", mode.to_uppercase()), "GB/s", ladder, &series, &hlines, "gb_per_s", true));
+        o.push_str(&chart(&format!("{} scaling efficiency", mode.to_uppercase()), "efficiency", ladder, &eff, &[], "efficiency", false));
+        o.push_str("</div>\n");
+    }
+    // Tables.
+    let _ = writeln!(o, "<h2>All rows</h2>");
+    o.push_str("<table class=\"rows\"><tr><th class=\"l\">case</th><th class=\"l\">scope</th><th class=\"l\">mode</th><th>key</th><th class=\"l\">direction</th><th class=\"l\">layout</th><th>threads</th><th class=\"l\">kernel</th><th>median GB/s</th><th>min</th><th>max</th><th>spread</th><th>efficiency</th><th class=\"l\">peer</th><th>× peer</th></tr>\n");
+    for row in &r.rows {
+        let _ = writeln!(
+            o,
+            "<tr data-case=\"{id}\"><td class=\"l\">{id}</td><td class=\"l\">{} ({})</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>{}{}<td class=\"l\">{}</td>{}</tr>",
+            esc(&row.scope),
+            esc(&row.buffer),
+            esc(&row.mode),
+            row.key_bits,
+            esc(&row.direction),
+            esc(&row.layout),
+            row.threads,
+            esc(&row.kernel),
+            gbps_cells(row),
+            opt_cell(&row.id, "efficiency", row.efficiency, true),
+            esc(row.peer.as_deref().unwrap_or("none")),
+            opt_cell(&row.id, "ratio_to_peer", row.ratio_to_peer, false),
+            id = esc(&row.id)
+        );
+    }
+    o.push_str("</table>\n<h2>Peers</h2>\n<table class=\"peers\"><tr><th class=\"l\">case</th><th class=\"l\">program</th><th>median GB/s</th><th>min</th><th>max</th><th>spread</th></tr>\n");
+    for p in &r.peers {
+        let _ = writeln!(o, "<tr data-case=\"{id}\"><td class=\"l\">{id}</td><td class=\"l\">{}</td>{}</tr>", esc(&p.kernel), gbps_cells(p), id = esc(&p.id));
+    }
+    if r.peers.is_empty() {
+        o.push_str("<tr><td class=\"l\" colspan=\"6\">none run</td></tr>\n");
+    }
+    o.push_str("</table>\n<p>S3 rows (<code>--to s3://…</code>) are not measured by this version.</p>\n<h2>Raw JSON</h2>\n<p>Embedded below in <code>script#bench-json</code>; <code>sealpipe bench --compare</code> and <code>--plan</code> read the same JSON (<code>--json</code>).</p>\n");
+    let _ = writeln!(o, "<script type=\"application/json\" id=\"bench-json\">{}</script>\n</body>\n</html>", script_json(json));
+    o
+}
+
+/// Runs side by side; `json` is the comparison's JSON, embedded.
+pub fn comparison(c: &Comparison, json: &str) -> String {
+    let mut o = head("sealpipe bench --compare");
+    o.push_str("<h1>sealpipe bench: comparison</h1>\n<table class=\"runs\"><tr><th>#</th><th class=\"l\">run</th><th class=\"l\">CPU</th><th>CPUs</th><th class=\"l\">command</th></tr>\n");
+    for (i, r) in c.runs.iter().enumerate() {
+        let _ = writeln!(o, "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>", i + 1, esc(&r.label), esc(&r.cpu_model), r.cpus, esc(&r.command));
+    }
+    o.push_str("</table>\n<p>Median GB/s per case; ratio = the run's median / run 1's. Cases are matched by id; – where a run lacks the case.</p>\n<table class=\"compare\"><tr><th class=\"l\">case</th>");
+    for i in 0..c.runs.len() {
+        let _ = write!(o, "<th>run {} GB/s</th>", i + 1);
+        if i > 0 {
+            let _ = write!(o, "<th>run {} / run 1</th>", i + 1);
+        }
+    }
+    o.push_str("</tr>\n");
+    for row in &c.rows {
+        let _ = write!(o, "<tr data-case=\"{id}\"><td class=\"l\">{id}</td>", id = esc(&row.id));
+        for (i, m) in row.medians.iter().enumerate() {
+            o.push_str(&opt_cell(&row.id, &format!("median-{i}"), *m, false));
+            if i > 0 {
+                o.push_str(&opt_cell(&row.id, &format!("ratio-{i}"), row.ratios[i], false));
+            }
+        }
+        o.push_str("</tr>\n");
+    }
+    let _ = writeln!(o, "</table>\n<script type=\"application/json\" id=\"bench-json\">{}</script>\n</body>\n</html>", script_json(json));
+    o
+}
