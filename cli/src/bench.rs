@@ -43,7 +43,7 @@ pub(crate) struct BenchArgs {
     /// Samples per case, interleaved across cases. Example: --repeat 9
     #[arg(long, value_name = "N", default_value_t = 5)]
     repeat: usize,
-    /// Do not run the peers (openssl speed, cp): no ratios.
+    /// Do not run the peers (openssl speed, cp): no ratios. Example: --no-peers
     #[arg(long)]
     no_peers: bool,
     /// Write a self-contained HTML report (charts, tables, machine, command, raw JSON). Example: --report bench.html
@@ -70,28 +70,30 @@ pub(crate) struct BenchArgs {
     /// Plan: network per shard, Gbit/s. Example: --network-gbps 25
     #[arg(long, value_name = "GBPS", default_value_t = 10.0)]
     network_gbps: f64,
-    /// Plan: the mode the archive is encrypted in.
+    /// Plan: the mode the archive is encrypted in. Example: --plan-mode gcm
     #[arg(long, value_enum, default_value = "ctr")]
     plan_mode: ModeArg,
-    /// Plan: key size.
+    /// Plan: key size. Example: --plan-key-bits 128
     #[arg(long, default_value_t = 256)]
     plan_key_bits: u16,
-    /// Plan: multipart part size (as encrypt's --part-size).
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    /// Plan: multipart part size (as encrypt's --part-size). Example: --plan-part-size 64MiB
+    #[arg(long = "plan-part-size", value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     part_size: u64,
-    /// Plan: part buffers per upload (as encrypt's --concurrency).
-    #[arg(long, value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY)]
+    /// Plan: part buffers per upload (as encrypt's --concurrency). Example: --plan-concurrency 16
+    #[arg(long = "plan-concurrency", value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY)]
     concurrency: usize,
-    /// Plan: files per cached key with --reuse-key (its max-files).
+    /// Plan: files per cached key with --reuse-key (its max-files). Example: --reuse-max-files 1000
     #[arg(long, value_name = "N", default_value_t = 1000)]
     reuse_max_files: u64,
     /// Plan: the source is an inventory or list file (no LIST requests) rather than an s3:// prefix.
+    /// Example: --from-inventory
     #[arg(long)]
     from_inventory: bool,
-    /// Plan: the source is local (no GET requests) rather than in S3.
+    /// Plan: the source is local (no GET requests) rather than in S3. Example: --local-source
     #[arg(long)]
     local_source: bool,
     /// Plan: KMS symmetric requests per second for the account and region (default quota 10,000; adjustable).
+    /// Example: --kms-quota 50000
     #[arg(long, value_name = "N", default_value_t = 10_000.0)]
     kms_quota: f64,
 }

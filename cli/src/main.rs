@@ -686,6 +686,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         }
     }
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
+    let mut default_manifest_note = None;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
     let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
         Some(m) => Some(fetch_manifest(&ctx, m, true)?),
@@ -698,7 +699,8 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
                 (Some(out), _) => out.join("manifest.jsonl"),
                 (None, Some(to)) => {
                     let path = aws::default_s3_manifest(to);
-                    report::info(&format!("sealpipe: manifest: {} (the default for --to {to}; --manifest names another)", path.display()));
+                    // Said once the run is sure to start (after every check that can refuse it).
+                    default_manifest_note = Some(format!("sealpipe: manifest: {} (the default for --to {to}; --manifest names another)", path.display()));
                     path
                 }
                 (None, None) => PathBuf::from("manifest.jsonl"),
@@ -722,6 +724,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     // Only now, every check that can refuse the run done: the key provider
     // (a dry run creates no keyring; the files' keys are asked for one by one).
     let provider = if a.dry_run { ctx.providers.for_dry_run()? } else { ctx.providers.for_new_keys()? };
+    if let Some(note) = &default_manifest_note {
+        report::info(note);
+    }
     if let Some(abort) = destination.on_interrupt() {
         interrupt::on_interrupt(move || {
             let n = abort();
