@@ -272,6 +272,11 @@ fn salvaged_output(line: &str) -> Option<String> {
 /// torn line too (`verify`; resume, which treats the output it names as
 /// written but unrecorded) use [`for_each_line`].
 pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
+    for_each_record_torn(file, path, each).map(|_| ())
+}
+
+/// [`for_each_record`], returning the torn last line, if there is one.
+pub(crate) fn for_each_record_torn(file: File, path: &Path, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<Option<BadLine>> {
     let mut pending: Option<BadLine> = None;
     for_each_line(file, path, &mut |line, n| {
         if let Some(bad) = pending.take() {
@@ -284,7 +289,8 @@ pub(crate) fn for_each_record(file: File, path: &Path, each: &mut dyn FnMut(Reco
                 Ok(())
             }
         }
-    })
+    })?;
+    Ok(pending)
 }
 
 #[cfg(test)]

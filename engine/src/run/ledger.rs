@@ -436,27 +436,12 @@ pub fn journal_path(manifest: &Path) -> PathBuf {
 
 /// [`for_each_record`], and in `torn` the output a torn last line names, if it names one.
 fn for_each_record_or_torn(path: &Path, torn: &mut Option<String>, each: &mut dyn FnMut(Record, usize) -> Result<()>) -> Result<()> {
-    use crate::format::record::{for_each_line, Line};
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(path, "open manifest", e)),
     };
-    let mut pending = None;
-    for_each_line(file, path, &mut |line, n| {
-        if let Some(bad) = pending.take() {
-            let bad: crate::format::record::BadLine = bad;
-            return Err(Error::invalid(path, format!("line {}: {}", bad.number, bad.reason)));
-        }
-        match line {
-            Line::Record(r) => each(r, n),
-            Line::Bad(bad) => {
-                pending = Some(bad);
-                Ok(())
-            }
-        }
-    })?;
-    *torn = pending.and_then(|bad| bad.output);
+    *torn = crate::format::record::for_each_record_torn(file, path, each)?.and_then(|bad| bad.output);
     Ok(())
 }
 
