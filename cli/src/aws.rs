@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use sealpipe::aws::{AwsOptions, Session};
 use sealpipe::keys::Providers;
-use sealpipe::store::{ChecksumChoice, Stores};
+use sealpipe::store::{ChecksumChoice, ServerSide, Stores};
 
 /// The folder default manifests go to: `$XDG_STATE_HOME/sealpipe`, else `~/.local/state/sealpipe`
 /// (else `./.sealpipe-state` when neither is set).
@@ -141,6 +141,19 @@ pub struct S3Args {
     /// Fail the uploads unless the bucket belongs to this account. Example: --expected-bucket-owner 123456789012
     #[arg(long, value_name = "ACCOUNT", help_heading = "AWS")]
     pub expected_bucket_owner: Option<String>,
+    /// Server-side encryption of the uploaded objects and of an s3:// manifest, on top of sealpipe's
+    /// own (as the AWS CLI spells it; --sse alone is AES256). Recorded in the manifest as S3 reports
+    /// it. Example: --sse aws:kms
+    #[arg(long, value_name = "ALGORITHM", num_args = 0..=1, default_missing_value = "AES256",
+          value_parser = ["AES256", "aws:kms", "aws:kms:dsse"], help_heading = "AWS")]
+    pub sse: Option<String>,
+    /// KMS key S3 encrypts the objects with, for --sse aws:kms or aws:kms:dsse (default: the
+    /// account's aws/s3 key). Example: --sse-kms-key-id alias/s3-media
+    #[arg(long, value_name = "KEY", help_heading = "AWS")]
+    pub sse_kms_key_id: Option<String>,
+    /// Use an S3 Bucket Key for --sse aws:kms (fewer KMS requests by S3). Example: --bucket-key-enabled
+    #[arg(long, help_heading = "AWS")]
+    pub bucket_key_enabled: bool,
 }
 
 fn parse_metadata(text: &str) -> Result<(String, String), String> {
@@ -151,15 +164,32 @@ fn parse_metadata(text: &str) -> Result<(String, String), String> {
 }
 
 impl S3Args {
+    /// The server-side encryption these flags ask for; refuses KMS options without a KMS algorithm.
+    pub fn sse(&self) -> anyhow::Result<Option<ServerSide>> {
+        let kms = self.sse.as_deref().is_some_and(|a| a.starts_with("aws:kms"));
+        if self.sse_kms_key_id.is_some() && !kms {
+            return Err(anyhow!("--sse-kms-key-id needs --sse aws:kms or --sse aws:kms:dsse"));
+        }
+        if self.bucket_key_enabled && self.sse.as_deref() != Some("aws:kms") {
+            return Err(anyhow!("--bucket-key-enabled needs --sse aws:kms"));
+        }
+        Ok(self.sse.as_ref().map(|algorithm| ServerSide {
+            algorithm: algorithm.clone(),
+            kms_key_id: self.sse_kms_key_id.clone(),
+            bucket_key_enabled: self.bucket_key_enabled.then_some(true),
+        }))
+    }
+
     /// The object headers these flags ask for.
-    pub fn object(&self) -> sealpipe::store::ObjectOptions {
-        sealpipe::store::ObjectOptions {
+    pub fn object(&self) -> anyhow::Result<sealpipe::store::ObjectOptions> {
+        Ok(sealpipe::store::ObjectOptions {
             storage_class: self.storage_class.clone(),
             content_type: Some(self.content_type.clone()),
             metadata: self.metadata.clone(),
             acl: self.acl.clone(),
             expected_bucket_owner: self.expected_bucket_owner.clone(),
-        }
+            sse: self.sse()?,
+        })
     }
 }
 

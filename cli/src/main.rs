@@ -11,6 +11,7 @@ mod aws;
 mod bench;
 mod docs;
 mod interrupt;
+mod jobs;
 mod logging;
 mod merge;
 mod reencrypt;
@@ -316,6 +317,25 @@ or one per object:
 
 Exit codes: 0 no duplicates and no gaps, 1 duplicates or gaps found, 2 unreadable or malformed input.")]
     MergeManifests(MergeCmd),
+    /// MediaConvert CreateJob requests for the files of a manifest: printed, written one file per job,
+    /// or submitted (a re-run submits only what is missing).
+    #[command(after_help = "Examples:
+  sealpipe jobs --manifest run.jsonl --template create-job.json --region eu-west-1
+  sealpipe jobs --manifest run.jsonl --job-template System-Ott_Hls_Ts_Avc_Aac \\
+      --role arn:aws:iam::123456789012:role/MediaConvert --region eu-west-1 --out-dir jobs/
+  sealpipe jobs --manifest s3://media-in/runs/2019.jsonl --template create-job.json \\
+      --region eu-west-1 --submit --max-rps 5 --json
+
+Records whose key the local keyring wraps are refused, one line each (MediaConvert cannot unwrap them).
+Exit codes: 0 every record has its request (or job), 1 some were refused or failed, 2 usage or configuration error.")]
+    Jobs(jobs::JobsCmd),
+    /// Print the IAM policies the MediaConvert / Elastic Transcoder role and the encrypting principal
+    /// need for a manifest's KMS key (JSON).
+    #[command(after_help = "Examples:
+  sealpipe policy --manifest run.jsonl --to s3://media-in/2019/
+  sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \\
+      --target mediaconvert --to s3://media-in/2019/ | jq .service_roles.mediaconvert")]
+    Policy(jobs::PolicyCmd),
     /// Print a shell completion script on stdout.
     #[command(after_help = "Examples:
   sealpipe completions bash > ~/.local/share/bash-completion/completions/sealpipe
@@ -556,6 +576,8 @@ fn main() -> ExitCode {
         Command::Verify(c) => c.work.output.clone(),
         Command::Bench(c) => c.output.clone(),
         Command::MergeManifests(c) => c.output.clone(),
+        Command::Jobs(c) => c.output.clone(),
+        Command::Policy(c) => c.output.clone(),
         Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
     };
     if let Err(e) = logging::init(&output) {
@@ -599,6 +621,8 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::MergeManifests(c) => return merge::run(c.args.clone(), c.output.json).map_err(UsageError::from),
         Command::Completions(c) => return docs::completions(Cli::command(), c.shell).map_err(UsageError::from),
         Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
+        Command::Jobs(c) => return jobs::run_jobs(c),
+        Command::Policy(c) => return jobs::run_policy(c),
     };
     let g = &g;
     if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
@@ -623,7 +647,9 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Decrypt(c) => decrypt(c.args, g, &keyring_path, tuning),
         Command::Verify(c) => verify(c.args, g, &keyring_path, tuning),
         Command::Bench(c) => bench::run(c.args, g),
-        Command::MergeManifests(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -685,6 +711,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
             return Err(anyhow!("--concurrency must be at least 1").into());
         }
     }
+    // Objects and an s3:// manifest are stored with the same server-side encryption.
+    let object = a.s3.object()?;
+    let manifest_sse = object.sse.clone();
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
     let mut default_manifest_note = None;
     // An s3:// manifest is written to a local temporary file and uploaded at the end.
@@ -714,7 +743,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     let budget = g.memory.unwrap_or_else(MemoryPlan::default_budget);
     let upload = a.s3.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
     let plan = MemoryPlan::new(budget, rayon::current_num_threads(), tuning.chunk, upload)?;
-    let settings = UploadSettings { part_size: a.s3.part_size, concurrency: if a.s3.concurrency == 0 { 0 } else { plan.upload_concurrency }, checksum: a.s3.checksum.into(), overwrite: a.force, object: a.s3.object() };
+    let settings = UploadSettings { part_size: a.s3.part_size, concurrency: if a.s3.concurrency == 0 { 0 } else { plan.upload_concurrency }, checksum: a.s3.checksum.into(), overwrite: a.force, object };
     let destination = match (&a.s3.to, &a.out) {
         (Some(to), _) if !Stores::is_url(to) => return Err(anyhow!("{to}: not an s3:// URL (expected s3://bucket/prefix/)").into()),
         (Some(to), _) => ctx.stores.destination(to, settings)?,
@@ -765,7 +794,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     // Also after a partial failure: the records of the files that did finish.
     let manifest_path = match remote_manifest.as_mut() {
         Some(m) if !a.dry_run => {
-            m.upload()?;
+            m.upload(manifest_sse.as_ref())?;
             PathBuf::from(&m.url)
         }
         Some(m) => PathBuf::from(&m.url),

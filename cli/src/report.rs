@@ -272,3 +272,13 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
         }
     }
 }
+
+/// A bar counting `len` items (jobs submitted) on stderr, when bars are drawn.
+pub fn counter(prefix: &str, len: u64) -> Option<ProgressBar> {
+    draw_bars().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {wide_msg}").expect("valid template").progress_chars("=> "));
+        bar.set_prefix(prefix.to_string());
+        bar
+    })
+}

@@ -141,15 +141,18 @@ impl Session {
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
+    R: std::fmt::Debug + HasStatus + 'static,
 {
     let text = match err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            match (e.code(), e.message()) {
-                (Some(code), Some(msg)) if !msg.is_empty() => format!("{code}: {msg}"),
-                (Some(code), _) => code.to_string(),
-                _ => chain(e),
+            match (e.code(), e.message(), service.raw().status_code()) {
+                (Some(code), Some(msg), _) if !msg.is_empty() => format!("{code}: {msg}"),
+                (Some(code), _, _) => code.to_string(),
+                // An answer without an error body (HEAD requests): its status says what it was.
+                (None, _, 403) => "AccessDenied (HTTP 403)".to_string(),
+                (None, _, 404) => "NotFound (HTTP 404)".to_string(),
+                (None, _, status) => format!("HTTP {status} without an error code"),
             }
         }
         SdkError::TimeoutError(_) => "the request timed out".to_string(),

@@ -6,45 +6,17 @@
 //! The real service is not reachable from the test machines.
 #![cfg(feature = "aws")]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+#[path = "../../cli/tests/common/mediaconvert.rs"]
+mod mediaconvert_endpoint;
+use mediaconvert_endpoint::start_mock;
+
 use sealpipe::run::submit::{self as mediaconvert, aws_sdk_mediaconvert as mc, Backoff};
 use sealpipe::format::jobs::{self, JobOptions, JobTemplate};
 use sealpipe::format::record::Record;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-struct Mock {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mock(args: &[&str]) -> Mock {
-    let mut child = Command::new("python3")
-        .arg(repo().join("cli/tests/common/mediaconvert_mock.py"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 must be on PATH");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("mock said {line:?}")).to_string();
-    Mock { child, url }
-}
 
 /// A KMS-wrapped record as a manifest holds it.
 fn record(n: usize, mode: &str, iv: &str) -> Record {

@@ -4,6 +4,7 @@ reachable from the test machines).
 
     python3 mediaconvert_mock.py [--port 0] [--log FILE] [--region R]
                                  [--throttle-every N] [--throttle-at 1,4]
+                                 [--token-window SECONDS] [--hold-at 2,5]
 
 Answers as the API does (REST-JSON, botocore's own service model):
 
@@ -12,11 +13,18 @@ Answers as the API does (REST-JSON, botocore's own service model):
   with `scripts/mediaconvert_model.py` (botocore's ParamValidator plus max
   lengths, enums and patterns); an invalid request gets 400
   `BadRequestException`; a valid one 201 `{"job": {...}}`. A repeated
-  `clientRequestToken` returns the job first made with it (no new job).
+  `clientRequestToken` within `--token-window` seconds (default 60, as the
+  service documents) returns the job first made with it (no new job); after
+  it, or always with `--token-window 0`, a new job (what a re-run long after
+  an interrupted one meets).
   Requests picked by the throttle schedule (every Nth CreateJob, and/or the
   listed CreateJob numbers, counting from 1) get 429
-  `TooManyRequestsException` and make no job.
+  `TooManyRequestsException` and make no job. CreateJob requests picked by
+  `--hold-at` (counting as above) make their job, log it, and are never
+  answered: the client is killed waiting, as between a job and its record.
 * `GET /2017-08-29/jobs/{id}` (GetJob): 200 `{"job": {...}}` or 404.
+* `GET /2017-08-29/jobs` (ListJobs): newest first (or `order=ASCENDING`),
+  `maxResults` (default 20) per page, `nextToken`.
 * anything else: 404 `NotFoundException`.
 
 Errors carry the code in the `x-amzn-ErrorType` header and `__type`, the
@@ -32,6 +40,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -93,6 +102,9 @@ class State:
         self.region = args.region
         self.every = args.throttle_every
         self.at = {int(x) for x in args.throttle_at.split(",") if x.strip()} if args.throttle_at else set()
+        self.hold = {int(x) for x in args.hold_at.split(",") if x.strip()} if args.hold_at else set()
+        self.window = args.token_window
+        self.order = []
         self.log = args.log
         self.creates = 0
         self.requests = 0
@@ -158,6 +170,8 @@ def make_handler(state):
             entry["token"] = token
             with state.lock:
                 job = state.by_token.get(token)
+                if job is not None and time.time() - job["CreatedAt"] >= state.window:
+                    job = None
                 if job is None:
                     now = int(time.time())
                     job_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
@@ -183,10 +197,15 @@ def make_handler(state):
                         job["JobEngineVersionRequested"] = params["JobEngineVersion"]
                     state.jobs[job_id] = job
                     state.by_token[token] = job
+                    state.order.append(job_id)
                     entry["new"] = True
                 else:
                     entry["new"] = False
             entry["job_id"] = job["Id"]
+            if n in state.hold:
+                entry.update(status=None, error=None, held=True)
+                state.note(entry)
+                threading.Event().wait()  # never answered
             self.send(201, {"job": to_wire(job, job_shape)}, entry)
 
         def do_GET(self):
@@ -194,7 +213,21 @@ def make_handler(state):
                 state.requests += 1
                 entry = {"n": state.requests, "method": "GET", "path": self.path}
             prefix = "/2017-08-29/jobs/"
-            path = self.path.split("?")[0]
+            path, _, query = self.path.partition("?")
+            if path.rstrip("/") == "/2017-08-29/jobs":
+                q = urllib.parse.parse_qs(query)
+                with state.lock:
+                    ids = list(state.order)
+                if q.get("order", ["DESCENDING"])[0] != "ASCENDING":
+                    ids.reverse()
+                start = int(q.get("nextToken", ["0"])[0])
+                size = int(q.get("maxResults", ["20"])[0])
+                page = [to_wire(state.jobs[i], job_shape) for i in ids[start:start + size]]
+                body = {"jobs": page}
+                if start + size < len(ids):
+                    body["nextToken"] = str(start + size)
+                entry["listed"] = len(page)
+                return self.send(200, body, entry)
             if not path.startswith(prefix):
                 return self.fail(404, "NotFoundException", f"no route for GET {self.path}", entry)
             job = state.jobs.get(path[len(prefix):])
@@ -213,6 +246,8 @@ def main():
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--throttle-every", type=int, default=0)
     ap.add_argument("--throttle-at", default="")
+    ap.add_argument("--hold-at", default="")
+    ap.add_argument("--token-window", type=float, default=60.0)
     args = ap.parse_args()
     state = State(args)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+pub mod mediaconvert;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sealpipe");
 
 /// The binary under test: `$SEALPIPE_BIN` when set (a copy taken right
@@ -57,9 +59,15 @@ impl Drop for Server {
 }
 
 pub fn start_moto() -> Server {
+    start_moto_with(&[])
+}
+
+/// A moto server with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`, which turns on its IAM enforcement).
+pub fn start_moto_with(env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = Command::new("python3")
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -34,7 +34,7 @@ pub const META_SOURCE: &str = "sealpipe-source";
 pub const META_RECORD: &str = "sealpipe-record";
 
 /// The key provider whose keys MediaConvert can unwrap.
-const KMS_PROVIDER: &str = "aws-kms";
+pub const KMS_PROVIDER: &str = "aws-kms";
 
 /// Members of a `CreateJob` request (botocore's `CreateJobRequest` shape).
 const REQUEST_MEMBERS: &[&str] = &[
@@ -135,6 +135,15 @@ impl JobTemplate {
         }
         base.remove("ClientRequestToken");
         Ok(JobTemplate { base })
+    }
+
+    /// Run every job as `role` instead of the template's role (`--role`).
+    pub fn set_role(&mut self, role: &str) -> Result<()> {
+        if !role.starts_with("arn:") {
+            return Err(Error::Usage(format!("--role {role}: not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")));
+        }
+        self.base.insert("Role".into(), Value::String(role.into()));
+        Ok(())
     }
 
     /// A job template stored in MediaConvert, by name, with the role each job runs as.
@@ -338,6 +347,7 @@ mod tests {
             output: "s3://media-in/archive/clip.mp4".into(),
             etag: None,
             checksum: None,
+            server_side_encryption: None,
             plaintext_size: 10,
             ciphertext_size: 10,
             mode: Mode::Ctr,

@@ -151,6 +151,14 @@ pub enum Service {
 }
 
 impl Service {
+    /// The service's name in sealpipe's JSON (`mediaconvert`, `elastictranscoder`), as `--target` spells it.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Service::MediaConvert => "mediaconvert",
+            Service::ElasticTranscoder => "elastictranscoder",
+        }
+    }
+
     /// The KMS encryption context the service passes to `Decrypt`.
     pub fn encryption_context(self) -> EncryptionContext {
         let value = match self {

@@ -26,6 +26,21 @@ pub enum KeySource {
     Supplied,
 }
 
+/// Server-side encryption of a stored object, as S3 names it (`--sse`):
+/// what was asked for on upload, and what S3 said it applied. The ciphertext
+/// is then encrypted twice: by sealpipe (client side) and by S3 at rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSide {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse` (`x-amz-server-side-encryption`).
+    pub algorithm: String,
+    /// The KMS key S3 used (`aws:kms*`), as S3 reports it (a key ARN).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kms_key_id: Option<String>,
+    /// Whether an S3 Bucket Key was used (`aws:kms`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bucket_key_enabled: Option<bool>,
+}
+
 /// One encrypted file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
@@ -39,6 +54,9 @@ pub struct Record {
     /// The whole-object checksum the store reported, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub checksum: Option<String>,
+    /// The object's server-side encryption (S3 outputs), as S3 reported it on upload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub server_side_encryption: Option<ServerSide>,
     /// Plaintext size in bytes.
     pub plaintext_size: u64,
     /// Ciphertext size in bytes (with CBC padding or the GCM tag).
@@ -98,6 +116,8 @@ pub struct RecordInput<'a> {
     pub etag: Option<String>,
     /// The store's whole-object checksum, if any.
     pub checksum: Option<String>,
+    /// The store's server-side encryption of the output, if any.
+    pub server_side_encryption: Option<ServerSide>,
     /// URL or path to put in `FileInput`.
     pub file_input: String,
     /// Mode.
@@ -145,6 +165,7 @@ impl Record {
             output: r.output,
             etag: r.etag,
             checksum: r.checksum,
+            server_side_encryption: r.server_side_encryption,
             plaintext_size: r.plain_len,
             ciphertext_size: r.cipher_len,
             mode: r.mode,

@@ -84,7 +84,7 @@ impl KmsProvider {
 fn kms_error<E, R>(err: &SdkError<E, R>, what: &str, op: &str) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
+    R: std::fmt::Debug + crate::aws::HasStatus + 'static,
 {
     let code = crate::aws::code(err).unwrap_or("");
     let hint = match code {

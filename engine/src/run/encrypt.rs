@@ -477,6 +477,7 @@ fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, se
         output: committed.location,
         etag: committed.etag,
         checksum: committed.checksum,
+        server_side_encryption: committed.server_side_encryption,
         file_input,
         mode: job.mode,
         key_bits: material.key.bits(),

@@ -170,10 +170,234 @@ pub async fn submit(client: &aws_sdk_mediaconvert::Client, request: &Value, back
     }
 }
 
+/// One job to submit: the record it is for and its `CreateJob` request.
+#[derive(Clone, Debug)]
+pub struct JobRequest {
+    /// [`crate::format::jobs::record_id`] of the record.
+    pub record: String,
+    /// The record's source (for messages and events).
+    pub source: String,
+    /// The request's `ClientRequestToken`.
+    pub token: String,
+    /// The request, as [`crate::format::jobs::build_request`] made it.
+    pub request: Value,
+}
+
+/// What the jobs ledger says of a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ledgered {
+    /// Its `CreateJob` was about to be sent (Unix seconds, this machine's clock) and
+    /// its answer never recorded: the job may exist.
+    Sending(u64),
+    /// Submitted: the job id.
+    Submitted(String),
+}
+
+/// The jobs ledger (`<manifest>.jobs.jsonl`): journal before network, one
+/// JSON line per step, synced. `{"token", "record", "state": "sending",
+/// "unix"}` is written before a `CreateJob` is sent, `{"token", "record",
+/// "job_id"}` once its answer is in. A run killed between the two leaves a
+/// `sending` line; the next run looks for that token's job before sending
+/// anything again ([`find_jobs`]), because MediaConvert returns the first job
+/// for a repeated `ClientRequestToken` only within a minute of it.
+pub struct JobsLedger {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl JobsLedger {
+    /// Open (creating) the ledger at `path`, and what it says per token. A
+    /// torn last line (a crash mid-write) is skipped: its token reads as never sent.
+    pub fn open(path: &std::path::Path) -> Result<(Self, std::collections::HashMap<String, Ledgered>)> {
+        let mut seen = std::collections::HashMap::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+                    let Some(token) = v["token"].as_str() else { continue };
+                    if let Some(job) = v["job_id"].as_str() {
+                        seen.insert(token.to_string(), Ledgered::Submitted(job.to_string()));
+                    } else if v["state"] == "sending" {
+                        // A later `sending` line for a submitted token does not undo it.
+                        seen.entry(token.to_string()).or_insert(Ledgered::Sending(v["unix"].as_u64().unwrap_or(0)));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, "read the jobs ledger", e)),
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "open the jobs ledger", e))?;
+        Ok((JobsLedger { path: path.to_path_buf(), file }, seen))
+    }
+
+    fn append(&mut self, line: Value) -> Result<()> {
+        use std::io::Write as _;
+        let text = format!("{line}\n");
+        self.file.write_all(text.as_bytes()).map_err(|e| Error::io(&self.path, "append to the jobs ledger", e))?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, "sync the jobs ledger", e))
+    }
+
+    /// Record that `job`'s request is about to be sent.
+    pub fn sending(&mut self, job: &JobRequest) -> Result<()> {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.append(serde_json::json!({"token": job.token, "record": job.record, "state": "sending", "unix": unix}))
+    }
+
+    /// Record `job`'s job id.
+    pub fn submitted(&mut self, job: &JobRequest, job_id: &str) -> Result<()> {
+        self.append(serde_json::json!({"token": job.token, "record": job.record, "job_id": job_id}))
+    }
+}
+
+/// How far back [`find_jobs`] looks before the earliest `sending` line:
+/// a bound on the listing only (jobs are matched by token, not by time),
+/// wide enough for a client clock a day off the service's.
+pub const FIND_SLACK_SECONDS: u64 = 24 * 3600;
+
+/// The jobs whose `ClientRequestToken` is in `tokens`, by token: MediaConvert's
+/// jobs listed newest first (`ListJobs`), until one was created more than
+/// [`FIND_SLACK_SECONDS`] before `since` (Unix seconds) or the list ends.
+pub async fn find_jobs(
+    client: &aws_sdk_mediaconvert::Client,
+    tokens: &std::collections::HashSet<String>,
+    since: u64,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut found = std::collections::HashMap::new();
+    let horizon = since.saturating_sub(FIND_SLACK_SECONDS) as i64;
+    let mut next: Option<String> = None;
+    loop {
+        let page = client
+            .list_jobs()
+            .order(aws_sdk_mediaconvert::types::Order::Descending)
+            .max_results(20)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| Error::Usage(format!("MediaConvert ListJobs failed (looking for jobs an interrupted run may have made): {}", describe(&e))))?;
+        let mut older = false;
+        for job in page.jobs() {
+            if let (Some(token), Some(id)) = (job.client_request_token(), job.id()) {
+                if tokens.contains(token) {
+                    found.entry(token.to_string()).or_insert_with(|| id.to_string());
+                }
+            }
+            older |= job.created_at().is_some_and(|t| t.secs() < horizon);
+        }
+        next = page.next_token().map(str::to_string);
+        if older || next.is_none() || found.len() == tokens.len() {
+            return Ok(found);
+        }
+    }
+}
+
+/// What became of one job of [`submit_all`].
+#[derive(Clone, Debug)]
+pub enum JobOutcome {
+    /// Sent now; its job id.
+    Submitted(String),
+    /// The ledger already had its job id.
+    AlreadySubmitted(String),
+    /// An interrupted run had sent it: its job was found by token (no second job).
+    Found(String),
+    /// Not submitted: why (one line).
+    Failed(String),
+}
+
+/// How [`submit_all`] sends.
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    /// Most `CreateJob` requests started per second.
+    pub max_rps: f64,
+    /// Most requests in flight at once.
+    pub in_flight: usize,
+    /// Throttling retries after the SDK's own.
+    pub backoff: Backoff,
+}
+
+/// Submit every request the ledger at `ledger` does not already have a job for,
+/// at most `options.max_rps` a second, calling `each` once per request (in the
+/// order they finish) with its outcome. Requests an interrupted run left as
+/// `sending` are first looked for by token ([`find_jobs`]) and sent again only
+/// if no job has it. Errors: the ledger cannot be read or written, or the
+/// listing fails (then nothing is sent).
+pub fn submit_all(
+    aws: &Aws,
+    requests: &[JobRequest],
+    ledger: &std::path::Path,
+    options: &SubmitOptions,
+    each: &mut dyn FnMut(&JobRequest, &JobOutcome),
+) -> Result<()> {
+    let (mut book, seen) = JobsLedger::open(ledger)?;
+    let client = client(aws);
+    let pending: std::collections::HashSet<String> = requests
+        .iter()
+        .filter(|r| matches!(seen.get(&r.token), Some(Ledgered::Sending(_))))
+        .map(|r| r.token.clone())
+        .collect();
+    let found = if pending.is_empty() {
+        Default::default()
+    } else {
+        let since = seen.values().filter_map(|l| if let Ledgered::Sending(t) = l { Some(*t) } else { None }).min().unwrap_or(0);
+        aws.handle.block_on(find_jobs(&client, &pending, since))?
+    };
+    let mut to_send = Vec::new();
+    for r in requests {
+        match (seen.get(&r.token), found.get(&r.token)) {
+            (Some(Ledgered::Submitted(id)), _) => each(r, &JobOutcome::AlreadySubmitted(id.clone())),
+            (_, Some(id)) => {
+                book.submitted(r, id)?;
+                each(r, &JobOutcome::Found(id.clone()));
+            }
+            _ => to_send.push(r),
+        }
+    }
+    if to_send.is_empty() {
+        return Ok(());
+    }
+    let interval = Duration::from_secs_f64(1.0 / options.max_rps.max(1e-3));
+    aws.handle.block_on(async {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut running = tokio::task::JoinSet::new();
+        let mut queue = to_send.iter().enumerate();
+        let mut finish = |book: &mut JobsLedger, (i, out): (usize, Result<String>)| -> Result<()> {
+            let r: &JobRequest = to_send[i];
+            match out {
+                Ok(id) => {
+                    book.submitted(r, &id)?;
+                    each(r, &JobOutcome::Submitted(id));
+                }
+                Err(e) => each(r, &JobOutcome::Failed(e.to_string())),
+            }
+            Ok(())
+        };
+        loop {
+            if running.len() < options.in_flight.max(1) {
+                if let Some((i, r)) = queue.next() {
+                    ticks.tick().await;
+                    book.sending(r)?;
+                    let (client, request, backoff) = (client.clone(), r.request.clone(), options.backoff.clone());
+                    running.spawn(async move { (i, submit(&client, &request, &backoff).await) });
+                    continue;
+                }
+            }
+            match running.join_next().await {
+                Some(done) => finish(&mut book, done.map_err(|e| Error::Usage(format!("a CreateJob task failed: {e}")))?)?,
+                None => return Ok(()),
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::io::Write as _;
 
     #[test]
     fn wire_names_lower_the_first_letter_but_not_map_keys() {
@@ -199,6 +423,29 @@ mod tests {
         assert_eq!(input["audioSelectors"]["Audio Selector 1"], json!({"defaultSelection": "DEFAULT", "tracks": [1]}));
         assert_eq!(input["captionSelectors"]["Captions Selector 1"]["sourceSettings"]["sourceType"], "EMBEDDED");
         assert_eq!(input["decryptionSettings"], json!({"decryptionMode": "AES_CTR", "kmsKeyRegion": "eu-west-1"}));
+    }
+
+    #[test]
+    fn ledger_reads_sending_and_submitted_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl.jobs.jsonl");
+        let job = |t: &str| JobRequest { record: format!("r-{t}"), source: format!("/m/{t}.mp4"), token: t.into(), request: json!({}) };
+        {
+            let (mut book, seen) = JobsLedger::open(&path).unwrap();
+            assert!(seen.is_empty());
+            book.sending(&job("a")).unwrap();
+            book.submitted(&job("a"), "job-a").unwrap();
+            book.sending(&job("b")).unwrap();
+            book.submitted(&job("c"), "job-c").unwrap();
+            book.sending(&job("c")).unwrap(); // a later `sending` does not undo a job id
+        }
+        // A crash mid-append leaves a torn last line.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"token": "d", "job_"#).unwrap();
+        let (_, seen) = JobsLedger::open(&path).unwrap();
+        assert_eq!(seen.get("a"), Some(&Ledgered::Submitted("job-a".into())));
+        assert!(matches!(seen.get("b"), Some(Ledgered::Sending(t)) if *t > 1_700_000_000));
+        assert_eq!(seen.get("c"), Some(&Ledgered::Submitted("job-c".into())));
+        assert_eq!(seen.get("d"), None);
     }
 
     #[test]

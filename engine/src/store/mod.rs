@@ -17,6 +17,7 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+pub use crate::format::record::ServerSide;
 
 /// A window of a source: a memory map or a borrowed buffer.
 pub enum Window<'a> {
@@ -83,7 +84,7 @@ pub trait Store: Sync {
     /// Copy the object `url` into the new local file `local`; `Ok(false)` if there is no such object.
     fn download(&self, url: &str, local: &Path) -> Result<bool>;
     /// Store the local file `local` as the object `url`.
-    fn upload(&self, local: &Path, url: &str) -> Result<()>;
+    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()>;
 }
 
 /// Every store a run can reach, chosen by URL scheme; plain paths are local.
@@ -188,11 +189,11 @@ impl<'s> ManifestCopy<'s> {
     }
 
     /// Write the local copy back (if the run wrote one). On failure the copy is kept and named in the error.
-    pub fn upload(&mut self) -> Result<bool> {
+    pub fn upload(&mut self, sse: Option<&ServerSide>) -> Result<bool> {
         if !self.local.exists() {
             return Ok(false);
         }
-        self.store.upload(&self.local, &self.url).map_err(|e| {
+        self.store.upload(&self.local, &self.url, sse).map_err(|e| {
             self.keep = true;
             Error::invalid(Path::new(&self.url), format!("cannot upload the manifest ({e}); its records are kept in {}", self.local.display()))
         })?;
@@ -232,6 +233,8 @@ pub struct Committed {
     pub etag: Option<String>,
     /// The whole-object checksum the store reported, where it does.
     pub checksum: Option<String>,
+    /// The server-side encryption the store reported applying, where it does (S3).
+    pub server_side_encryption: Option<ServerSide>,
 }
 
 /// An output being written; invisible under its final name until committed,
@@ -348,6 +351,9 @@ pub struct ObjectOptions {
     pub acl: Option<String>,
     /// `--expected-bucket-owner`: the account id the bucket must belong to.
     pub expected_bucket_owner: Option<String>,
+    /// `--sse`, `--sse-kms-key-id`, `--bucket-key-enabled`: server-side
+    /// encryption asked for (on objects and on manifests written to the store).
+    pub sse: Option<ServerSide>,
 }
 
 impl Default for UploadSettings {

@@ -50,7 +50,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{ChecksumChoice, Cleaned, Committed, Destination, Journal, Listed, ObjectOptions, PendingOutput, Sink, Source, Store, UploadSettings, Window};
+use super::{ChecksumChoice, Cleaned, Committed, Destination, Journal, Listed, ObjectOptions, PendingOutput, ServerSide, Sink, Source, Store, UploadSettings, Window};
 use crate::aws::{code, describe, remote_error, status, Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::b64;
@@ -73,8 +73,57 @@ macro_rules! object_options {
         for (k, v) in &o.metadata {
             req = req.metadata(k, v);
         }
+        sse!(req, o.sse.as_ref())
+    }};
+}
+
+/// A [`ServerSide`] on a request builder (`PutObject`, `CreateMultipartUpload`):
+/// the `x-amz-server-side-encryption*` headers.
+macro_rules! sse {
+    ($req:expr, $sse:expr) => {{
+        let mut req = $req;
+        if let Some(s) = $sse {
+            let s: &ServerSide = s;
+            req = req.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::from(s.algorithm.as_str()));
+            if let Some(key) = &s.kms_key_id {
+                req = req.ssekms_key_id(key);
+            }
+            if let Some(on) = s.bucket_key_enabled {
+                req = req.bucket_key_enabled(on);
+            }
+        }
         req
     }};
+}
+
+/// The server-side encryption S3 says it applied (a `PutObject` or
+/// `CompleteMultipartUpload` answer).
+macro_rules! applied_sse {
+    ($out:expr) => {{
+        let out = &$out;
+        out.server_side_encryption().map(|a| ServerSide {
+            algorithm: a.as_str().to_string(),
+            kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key_enabled: out.bucket_key_enabled(),
+        })
+    }};
+}
+
+/// The error of a `PutObject` or `CreateMultipartUpload` (`op`) that created
+/// nothing. A bucket whose policy refuses unencrypted uploads answers
+/// `AccessDenied`: without `--sse`, the line says so.
+fn create_error<E, R>(path: &Path, op: &str, err: &aws_sdk_s3::error::SdkError<E, R>, object: &ObjectOptions) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + crate::aws::HasStatus + 'static,
+{
+    let mut e = remote_error(path, op, err);
+    if let Error::Remote { reason, .. } = &mut e {
+        if object.sse.is_none() && code(err) == Some("AccessDenied") {
+            reason.push_str(" (if the bucket policy requires server-side encryption, give --sse AES256 or --sse aws:kms)");
+        }
+    }
+    e
 }
 
 /// Smallest part S3 accepts (all but the last part).
@@ -501,7 +550,7 @@ impl Destination for S3Destination {
             let attempts = Attempts::default();
             let sent = upload.handle.block_on(req.customize().interceptor(attempts.clone()).send());
             let retried = attempts.0.load(Ordering::Relaxed) > 1;
-            let upload_id = match sent.map_err(|e| remote_error(&upload.path, "S3 CreateMultipartUpload", &e)).and_then(|out| {
+            let upload_id = match sent.map_err(|e| create_error(&upload.path, "S3 CreateMultipartUpload", &e, &upload.object)).and_then(|out| {
                 out.upload_id.ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))
             }) {
                 Ok(id) => id,
@@ -703,12 +752,12 @@ impl Upload {
         let out = self
             .handle
             .block_on(req.body(ByteStream::from(data)).send())
-            .map_err(|e| remote_error(&self.path, "S3 PutObject", &e))?;
+            .map_err(|e| create_error(&self.path, "S3 PutObject", &e, &self.object))?;
         let checksum = out
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
-        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum })
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
     }
 
     fn complete_multipart(&mut self) -> Result<Committed> {
@@ -763,7 +812,7 @@ impl Upload {
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
-        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum })
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
     }
 
     fn url(&self) -> String {
@@ -1155,15 +1204,12 @@ impl Store for S3Store {
         Ok(true)
     }
 
-    fn upload(&self, local: &Path, url: &str) -> Result<()> {
+    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
         let parsed = S3Url::parse(url)?;
         let (aws, client) = self.client()?;
         aws.handle.block_on(async {
             let body = ByteStream::from_path(local).await.map_err(|e| Error::invalid(local, e.to_string()))?;
-            client
-                .put_object()
-                .bucket(&parsed.bucket)
-                .key(&parsed.key)
+            sse!(client.put_object().bucket(&parsed.bucket).key(&parsed.key), sse)
                 .body(body)
                 .send()
                 .await
