@@ -53,14 +53,21 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "JSON", num_args = 2.., conflicts_with = "plan")]
     compare: Vec<PathBuf>,
     /// Capacity plan from a bench JSON: per-shard wall time, KMS and S3 requests, memory. Example: --plan bench.json
-    #[arg(long, value_name = "JSON", requires_all = ["objects", "bytes"])]
+    #[arg(long, value_name = "JSON")]
     plan: Option<PathBuf>,
-    /// Plan: objects in the archive. Example: --objects 10000000
-    #[arg(long, value_name = "N")]
+    /// Plan: objects in the archive (or --plan-inventory). Example: --objects 10000000
+    #[arg(long, value_name = "N", requires = "bytes", conflicts_with = "plan_inventory")]
     objects: Option<u64>,
     /// Plan: bytes in the archive (a size, or plain bytes). Example: --bytes 1000000000000000
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "objects")]
     bytes: Option<u64>,
+    /// Plan: the archive's shape from an S3 Inventory report instead of --objects/--bytes: its
+    /// manifest.json (the CSV data files it lists are read from the same folder, by file name) or
+    /// the .csv.gz data files themselves (then every row counts: without the manifest's schema,
+    /// delete markers and older versions cannot be told apart); implies --from-inventory. Example:
+    /// --plan-inventory inv/manifest.json
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    plan_inventory: Vec<PathBuf>,
     /// Plan: shards (machines or pods). Example: --shards 200
     #[arg(long, value_name = "N", default_value_t = 1)]
     shards: u64,
@@ -275,9 +282,14 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     use sealpipe::bench::capacity::{estimate, PlanInput};
     let report = read_report(a.plan.as_deref().expect("--plan given"))?;
     let cores = a.cores.unwrap_or(report.machine.cpus);
+    let (objects, bytes) = match (a.objects, a.bytes) {
+        (Some(objects), Some(bytes)) => (objects, bytes),
+        _ if !a.plan_inventory.is_empty() => inventory_shape(&a.plan_inventory)?,
+        _ => return Err(anyhow!("--plan needs the archive's shape: --objects N --bytes SIZE, or --plan-inventory").into()),
+    };
     let input = PlanInput {
-        objects: a.objects.expect("clap requires --objects"),
-        bytes: a.bytes.expect("clap requires --bytes"),
+        objects,
+        bytes,
         shards: a.shards,
         cores,
         network_gbps: a.network_gbps,
@@ -290,7 +302,7 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         reuse_max_files: a.reuse_max_files,
         reuse_max_bytes: 64 << 30,
         reuse_max_age_s: 300.0,
-        source_listed: !a.from_inventory && !a.local_source,
+        source_listed: !a.from_inventory && a.plan_inventory.is_empty() && !a.local_source,
         source_s3: !a.local_source,
         kms_quota: a.kms_quota,
     };
@@ -324,4 +336,46 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         println!("note: {n}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Objects and bytes of an S3 Inventory report: a `manifest.json` (its CSV
+/// data files read from beside it, by file name, and checked against the
+/// sizes it gives) or `.csv.gz` data files.
+fn inventory_shape(paths: &[PathBuf]) -> anyhow::Result<(u64, u64)> {
+    use sealpipe::run::inputs::{parse_inventory_manifest, read_inventory_csv_gz};
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut count = |path: &Path, schema: Option<&[String]>| -> anyhow::Result<()> {
+        let file = std::fs::File::open(path).with_context(|| format!("--plan-inventory {}", path.display()))?;
+        read_inventory_csv_gz(std::io::BufReader::new(file), path, schema, &mut |named| {
+            let size = named.size.ok_or_else(|| sealpipe::Error::Usage(format!("{}: {}: no Size column (the plan needs object sizes)", path.display(), named.name)))?;
+            objects += 1;
+            bytes += size;
+            Ok(())
+        })?;
+        Ok(())
+    };
+    for path in paths {
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read(path).with_context(|| format!("--plan-inventory {}", path.display()))?;
+            let manifest = parse_inventory_manifest(&text, path)?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            for f in &manifest.files {
+                let name = f.key.rsplit('/').next().unwrap_or(&f.key);
+                let local = dir.join(name);
+                let len = std::fs::metadata(&local)
+                    .with_context(|| format!("{}: its data file {name} should be beside it (download the report's files with it)", path.display()))?
+                    .len();
+                if len != f.size {
+                    return Err(anyhow!("{}: {} is {len} bytes, the manifest says {} (a partial download?)", path.display(), local.display(), f.size));
+                }
+                count(&local, Some(&manifest.file_schema))?;
+            }
+        } else {
+            count(path, None)?;
+        }
+    }
+    if objects == 0 {
+        return Err(anyhow!("--plan-inventory: the report lists no objects"));
+    }
+    Ok((objects, bytes))
 }

@@ -313,3 +313,60 @@ fn plan_arithmetic_on_a_known_input() {
     assert_eq!(e["memory_bytes"], (5u64 * 4 + 8 * 16) << 20);
     assert_eq!(e["files_in_flight"], 1);
 }
+
+/// `--plan-inventory`: the archive's shape read from an S3 Inventory report
+/// (manifest.json and its gzipped CSV files, written by Python's csv and gzip),
+/// the same plan as --objects/--bytes with the listing's numbers, and without LISTs.
+#[test]
+fn plan_from_an_inventory_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = tiny_run(dir.path(), &["--file-size", "0", "--no-peers"]);
+    let bench = dir.path().join("bench.json");
+    let inv = dir.path().join("inv");
+    std::fs::create_dir(&inv).unwrap();
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import csv, gzip, io, json, os, sys
+d = sys.argv[1]
+rows = [['archive', 'shows/%d.ts' % i, str(1000 * (i + 1)), 'e%d' % i, 'true', 'false'] for i in range(7)]
+rows.append(['archive', 'shows/gone.ts', '5', 'x', 'true', 'true'])  # a delete marker: not an object
+files = []
+for n, part in enumerate([rows[:4], rows[4:]]):
+    buf = io.StringIO(); csv.writer(buf, quoting=csv.QUOTE_ALL).writerows(part)
+    data = gzip.compress(buf.getvalue().encode())
+    open(os.path.join(d, 'part-%d.csv.gz' % n), 'wb').write(data)
+    files.append({'key': 'archive/daily/data/part-%d.csv.gz' % n, 'size': len(data)})
+json.dump({'sourceBucket': 'archive', 'destinationBucket': 'arn:aws:s3:::inv', 'fileFormat': 'CSV',
+           'fileSchema': 'Bucket, Key, Size, ETag, IsLatest, IsDeleteMarker', 'files': files},
+          open(os.path.join(d, 'manifest.json'), 'w'))
+"#,
+        )
+        .arg(&inv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let plan = |shape: &[&str]| -> Value {
+        let mut args = vec!["bench", "--plan", bench.to_str().unwrap(), "--cores", "1", "--json"];
+        args.extend_from_slice(shape);
+        serde_json::from_str(sealpipe(&args, dir.path()).0.trim()).unwrap()
+    };
+    let manifest = inv.join("manifest.json");
+    let from_report = plan(&["--plan-inventory", manifest.to_str().unwrap()]);
+    assert_eq!((from_report["objects"].as_u64(), from_report["bytes"].as_u64()), (Some(7), Some(28_000)));
+    assert_eq!(from_report["s3_list_pages"], 0, "an inventory replaces the listing");
+    let given = plan(&["--objects", "7", "--bytes", "28000", "--from-inventory"]);
+    assert_eq!(from_report, given);
+    // The data files alone: without the manifest's schema, every row counts (the delete marker too).
+    let parts = [inv.join("part-0.csv.gz"), inv.join("part-1.csv.gz")];
+    let direct = plan(&["--plan-inventory", parts[0].to_str().unwrap(), parts[1].to_str().unwrap()]);
+    assert_eq!((direct["objects"].as_u64(), direct["bytes"].as_u64()), (Some(8), Some(28_005)));
+    // A data file cut short: one line naming it, exit 2.
+    let data = std::fs::read(&parts[1]).unwrap();
+    std::fs::write(&parts[1], &data[..data.len() - 3]).unwrap();
+    let out = Command::new(BIN).args(["bench", "--plan", bench.to_str().unwrap(), "--plan-inventory", manifest.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("part-1.csv.gz") && err.contains("partial download") && err.lines().count() == 1, "{err}");
+}
