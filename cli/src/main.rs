@@ -223,13 +223,16 @@ struct VerifyCmd {
     work: WorkArgs,
 }
 
-/// `bench`: its own flags, plus the output flags and the chunk size it measures with.
+/// `bench`: its own flags, plus the output flags, the chunk size it measures with, and the AWS flags of `--to`.
 #[derive(Args)]
 struct BenchCmd {
     #[command(flatten)]
     args: bench::BenchArgs,
     #[command(flatten)]
     chunk: ChunkArg,
+    /// For the file -> S3 rows (--to).
+    #[command(flatten)]
+    aws: aws::AwsArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -617,7 +620,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Reencrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Decrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Verify(c) => c.work.global(c.kms.kms_key.clone()),
-        Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, create_keyring: false, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: aws::AwsArgs::default() },
+        Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, create_keyring: false, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: c.aws.clone() },
         Command::MergeManifests(c) => return merge::run(c.args.clone(), c.output.json).map_err(UsageError::from),
         Command::Completions(c) => return docs::completions(Cli::command(), c.shell).map_err(UsageError::from),
         Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),

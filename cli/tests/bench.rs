@@ -1,6 +1,8 @@
 //! `sealpipe bench`: a tiny run end to end (JSON, HTML report checked with
 //! an XML parser against the JSON), `--compare` and `--plan`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -369,4 +371,43 @@ json.dump({'sourceBucket': 'archive', 'destinationBucket': 'arn:aws:s3:::inv', '
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("part-1.csv.gz") && err.contains("partial download") && err.lines().count() == 1, "{err}");
+}
+
+/// `--to s3://…` against moto: one row per part size × concurrency, in the
+/// JSON and the report; afterwards no scratch object and no open upload.
+#[test]
+fn s3_rows_upload_through_the_store_and_leave_nothing() {
+    let moto = common::start_moto();
+    common::setup(&moto, "bench", "alias/bench");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.html");
+    let d = dir.path().display().to_string();
+    let mut cmd = common::sealpipe_command(
+        &moto.url(),
+        &["bench", "--modes", "gcm", "--memory-size", "64KiB", "--cache-size", "0", "--seconds", "0", "--repeat", "2", "--max-threads", "2",
+          "--file-size", "6MiB", "--no-peers", "--dir", &d, "--to", "s3://bench/runs/", "--s3-part-sizes", "5MiB,6MiB", "--s3-concurrency", "1,3",
+          "--json", "--report", report.to_str().unwrap()],
+    );
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let s3: Vec<&Value> = rows(&v).into_iter().filter(|r| r["scope"] == "s3").collect();
+    let ids: Vec<&str> = s3.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s3/5MiBx1/gcm-256/encrypt/one/2t", "s3/5MiBx3/gcm-256/encrypt/one/2t", "s3/6MiBx1/gcm-256/encrypt/one/2t", "s3/6MiBx3/gcm-256/encrypt/one/2t"]);
+    for r in &s3 {
+        assert_eq!(r["samples"].as_array().unwrap().len(), 2);
+        assert!(f(&r["gb_per_s"]["median"]) > 0.0, "{r}");
+        assert_eq!(r["bytes"], 6u64 << 20);
+    }
+    let json = dir.path().join("b.json");
+    std::fs::write(&json, &stdout).unwrap();
+    check_report(&report, &json);
+    assert_eq!(common::py(&moto, "print(s3.list_objects_v2(Bucket='bench').get('KeyCount', 0))", &[]), "0", "the scratch object is deleted");
+    assert_eq!(common::open_uploads(&moto, "bench"), 0);
+    // Part sizes S3 refuses: one line, exit 2, before any upload.
+    let mut cmd = common::sealpipe_command(&moto.url(), &["bench", "--file-size", "6MiB", "--to", "s3://bench/runs/", "--s3-part-sizes", "1MiB"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--s3-part-sizes"));
 }

@@ -303,7 +303,11 @@ openssl lines: <code>openssl speed -evp</code>, one thread, 16 KiB blocks; ratio
     if r.peers.is_empty() {
         o.push_str("<tr><td class=\"l\" colspan=\"6\">none run</td></tr>\n");
     }
-    o.push_str("</table>\n<p>S3 rows (<code>--to s3://…</code>) are not measured by this version.</p>\n<h2>Raw JSON</h2>\n<p>Embedded below in <code>script#bench-json</code>; <code>sealpipe bench --compare</code> and <code>--plan</code> read the same JSON (<code>--json</code>).</p>\n");
+    o.push_str("</table>\n");
+    if !r.rows.iter().any(|x| x.scope == "s3") {
+        o.push_str("<p>S3 rows: not measured (<code>--to s3://bucket/prefix/</code> measures them).</p>\n");
+    }
+    o.push_str("<h2>Raw JSON</h2>\n<p>Embedded below in <code>script#bench-json</code>; <code>sealpipe bench --compare</code> and <code>--plan</code> read the same JSON (<code>--json</code>).</p>\n");
     let _ = writeln!(o, "<script type=\"application/json\" id=\"bench-json\">{}</script>\n</body>\n</html>", script_json(json));
     o
 }

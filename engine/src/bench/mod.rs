@@ -9,6 +9,10 @@
 //! * file → file through the one data path (read, cipher + SHA-256, write),
 //!   page cache warm, and with the output synced to disk;
 //! * SHA-256 alone (the digest every file pays, on one core);
+//! * with [`S3Plan`] (`--to s3://…`), file → S3: the bench file encrypted
+//!   and uploaded through the same store as `encrypt --to`, per part size
+//!   and part concurrency, at the most threads (the scratch object is
+//!   deleted at the end);
 //! * peers in the same run: `openssl speed -evp` per mode and `cp` for
 //!   file → file ([`peers`]).
 //!
@@ -41,6 +45,7 @@ use crate::format::{Iv, KeyBits, Mode};
 use crate::keys::DataKey;
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{Input, Output};
+use crate::store::{Source as _, Stores, UploadSettings};
 
 /// The `schema` of a report this version writes.
 pub const SCHEMA: &str = "sealpipe-bench/1";
@@ -196,6 +201,21 @@ pub struct BenchPlan<'a> {
     pub peers: bool,
     /// The command line, for the report.
     pub command: String,
+    /// File → S3 rows, if asked for.
+    pub s3: Option<S3Plan<'a>>,
+}
+
+/// File → S3 rows (`--to s3://bucket/prefix/`): the first mode and key size,
+/// encrypt, at the most threads, per part size × concurrency.
+pub struct S3Plan<'a> {
+    /// The prefix the scratch object is written under.
+    pub url: String,
+    /// Where `url` is reached.
+    pub stores: &'a Stores,
+    /// Part sizes (each at least S3's 5 MiB).
+    pub part_sizes: Vec<u64>,
+    /// Parts in flight per upload.
+    pub concurrency: Vec<usize>,
 }
 
 /// The thread counts 1, 2, 4, … up to and including `max`.
@@ -247,6 +267,8 @@ enum Op {
     OpenSslDigest,
     /// `cp` of the input file.
     Cp { synced: bool },
+    /// File → S3 encryption and upload.
+    S3Seal { part_size: u64, concurrency: usize },
 }
 
 struct Case {
@@ -260,6 +282,7 @@ struct Keyed {
     key: DataKey,
     iv: Iv,
     cipher_file: Option<PathBuf>,
+    mode: Mode,
 }
 
 fn row(id: String, scope: &str, buffer: &str, mode: &str, key_bits: u16, direction: &str, threads: usize, files: usize, kernel: String, bytes: u64) -> Row {
@@ -344,7 +367,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 None
             };
             let k = keys.len();
-            keys.push(Keyed { key, iv, cipher_file });
+            keys.push(Keyed { key, iv, cipher_file, mode });
             let kernel = kernel_name(mode).to_string();
             let m = mode.to_string();
             let mut add = |row: Row, op: Op| cases.push(Case { row, op, mode: Some(mode), key: k });
@@ -384,6 +407,30 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let whole = (plan.memory_bytes - plan.memory_bytes % 16) as u64;
     let sha_kernel = if machine.features.get("sha-ni").copied().unwrap_or(false) || machine.features.get("sha2").copied().unwrap_or(false) { "sha2 (sha extensions)" } else { "sha2 (portable)" };
     cases.push(Case { row: row("digest/large/sha256/hash/one/1t".into(), "digest", "large", "sha256", 0, "hash", 1, 1, sha_kernel.into(), whole), op: Op::Digest, mode: None, key: 0 });
+    let scratch = format!("sealpipe-bench-{}.bin", std::process::id());
+    let mut s3_destinations: BTreeMap<(u64, usize), Box<dyn crate::store::Destination>> = BTreeMap::new();
+    if let (Some(s3), Some(&mode), Some(&bits)) = (&plan.s3, plan.modes.first(), plan.key_bits.first()) {
+        if plan.file_bytes == 0 {
+            return Err(Error::Usage("S3 rows upload the bench file: give a --file-size above 0".into()));
+        }
+        let b = u16::from(bits);
+        for &part_size in &s3.part_sizes {
+            for &concurrency in &s3.concurrency {
+                let settings = UploadSettings { part_size, concurrency, overwrite: true, ..UploadSettings::default() };
+                s3_destinations.insert((part_size, concurrency), s3.stores.destination(&s3.url, settings)?);
+                // Part sizes as they are typed (`16MiB`), so ids are stable and readable.
+                let part = match part_size {
+                    p if p % (1 << 30) == 0 => format!("{}GiB", p >> 30),
+                    p if p % (1 << 20) == 0 => format!("{}MiB", p >> 20),
+                    p => p.to_string(),
+                };
+                let buffer = format!("{part}x{concurrency}");
+                let id = format!("s3/{buffer}/{mode}-{b}/encrypt/one/{max_threads}t");
+                let k = keys.iter().position(|k| k.key.bits() == bits && k.mode == mode).expect("a key per mode and size");
+                cases.push(Case { row: row(id, "s3", &buffer, &mode.to_string(), b, "encrypt", max_threads, 1, kernel_name(mode).to_string(), plan.file_bytes), op: Op::S3Seal { part_size, concurrency }, mode: Some(mode), key: k });
+            }
+        }
+    }
 
     // Peers.
     let mut peer_cases: Vec<Case> = Vec::new();
@@ -496,6 +543,16 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 }
                                 out.commit()
                             }
+                            Op::S3Seal { part_size, concurrency } => {
+                                let m = mode.expect("cipher case");
+                                let dest = &s3_destinations[&(part_size, concurrency)];
+                                let src = Input::open(&file_path)?;
+                                let mut out = dest.create(Path::new(&scratch), m.sealed_len(src.len()), true)?;
+                                let tuning = Tuning::for_threads(threads, plan.chunk);
+                                let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
+                                pipeline::seal(&src, sealer, &mut *out, &tuning, &|_| {})?;
+                                out.commit().map(drop)
+                            }
                             Op::OpenSsl { .. } | Op::OpenSslDigest | Op::Cp { .. } => unreachable!("peers run above"),
                         })
                     })?;
@@ -509,6 +566,11 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     for k in &keys {
         if let Some(p) = &k.cipher_file {
             let _ = std::fs::remove_file(p);
+        }
+    }
+    if let Some(dest) = s3_destinations.values().next() {
+        if let Err(e) = dest.remove(Path::new(&scratch)) {
+            warnings.push(format!("the scratch object {} is left: {e}", dest.location(Path::new(&scratch))));
         }
     }
 

@@ -235,6 +235,14 @@ impl Destination for LocalDir {
         }
         Ok(removed)
     }
+
+    fn remove(&self, relative: &Path) -> Result<()> {
+        let path = self.root.join(relative);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, "remove", e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An output file being written under a temporary name.

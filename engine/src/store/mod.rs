@@ -262,6 +262,9 @@ pub trait Destination: Sync {
     /// Remove what an interrupted run left while writing `relative`:
     /// temporary files. Returns how many.
     fn clean_interrupted(&self, relative: &Path) -> Result<usize>;
+    /// Delete the committed output `relative` (`bench` removes its scratch
+    /// object; runs never delete). Nothing there is not an error.
+    fn remove(&self, relative: &Path) -> Result<()>;
     /// Abort what a run's journal names for `relative`: the upload ids it
     /// opened (`uploads`), and, where it sent a create whose duplicates were
     /// never checked (`existing`: the uploads of that key open before it),

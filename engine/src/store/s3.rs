@@ -462,6 +462,14 @@ impl Destination for S3Destination {
         Ok(0)
     }
 
+    fn remove(&self, relative: &Path) -> Result<()> {
+        let key = self.key(relative);
+        self.handle
+            .block_on(self.client.delete_object().bucket(&self.bucket).key(&key).send())
+            .map_err(|e| remote_error(format!("s3://{}/{key}", self.bucket), "S3 DeleteObject", &e))?;
+        Ok(())
+    }
+
     fn abort_journalled(&self, relative: &Path, uploads: &[String], existing: Option<&[String]>) -> Cleaned {
         let key_uploads = self.key_uploads(&self.key(relative));
         self.handle.block_on(async {
