@@ -183,7 +183,7 @@ fn peers_run_in_the_same_rounds_and_every_row_has_its_ratio() {
     let d = dir.path().display().to_string();
     let r = dir.path().join("bench.html").display().to_string();
     let (stdout, _) = sealpipe(
-        &["bench", "--modes", "ctr", "--memory-size", "64KiB", "--file-size", "64KiB", "--seconds", "0.01", "--repeat", "1", "--max-threads", "1", "--dir", &d, "--json", "--report", &r],
+        &["bench", "--modes", "ctr", "--memory-size", "64KiB", "--file-size", "64KiB", "--seconds", "0.01", "--repeat", "1", "--max-threads", "2", "--dir", &d, "--json", "--report", &r],
         dir.path(),
     );
     std::fs::write(dir.path().join("bench.json"), &stdout).unwrap();
@@ -196,6 +196,8 @@ fn peers_run_in_the_same_rounds_and_every_row_has_its_ratio() {
         let want = f(&r["gb_per_s"]["median"]) / f(&p["gb_per_s"]["median"]);
         assert!((f(&r["ratio_to_peer"]) - want).abs() < 1e-12, "{id}");
         let expected_peer = match r["scope"].as_str().unwrap() {
+            // The 2-thread rows against `openssl speed -multi 2`.
+            "memory" if r["threads"] == 2 => format!("openssl/ctr-256/{}/2t", r["direction"].as_str().unwrap()),
             "memory" => format!("openssl/ctr-256/{}", r["direction"].as_str().unwrap()),
             "digest" => "openssl/sha256/hash".into(),
             _ => format!("cp/{}", r["buffer"].as_str().unwrap()),
@@ -203,6 +205,8 @@ fn peers_run_in_the_same_rounds_and_every_row_has_its_ratio() {
         assert_eq!(r["peer"], expected_peer.as_str(), "{id}");
     }
     assert!(peer("openssl/ctr-256/encrypt")["kernel"].as_str().unwrap().starts_with("openssl speed"));
+    assert_eq!(peer("openssl/ctr-256/encrypt/2t")["kernel"], "openssl speed -multi 2 -evp");
+    assert_eq!(peer("openssl/ctr-256/encrypt/2t")["threads"], 2);
     check_report(&dir.path().join("bench.html"), &dir.path().join("bench.json"));
 }
 

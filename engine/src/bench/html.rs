@@ -230,7 +230,7 @@ pub fn report(r: &Report, json: &str) -> String {
         "<p>Figures are GB/s (10<sup>9</sup> bytes/s of plaintext): the median of the repeats, error bars from the slowest to the fastest. \
 In memory: the cipher alone on one buffer ({} fits the caches, {} does not); CBC encryption is sequential per file, so it is shown as one file (one thread) and as N files interleaved (multi-buffer, 8 per thread, one key). \
 File → file: read, encrypt/decrypt + SHA-256, write through the page cache (warm), and with the output fsynced. \
-openssl lines: <code>openssl speed -evp</code>, one thread, 16 KiB blocks; ratios are to that one-thread figure. Efficiency: median / (threads × the 1-thread median).</p>",
+openssl lines: <code>openssl speed -evp</code>, 16 KiB blocks, one thread and (<code>-multi N</code>) the most threads; a row's ratio is to openssl at its own thread count where that ran, else to one thread. Efficiency: median / (threads × the 1-thread median).</p>",
         if r.settings.cache_bytes > 0 { crate::size::human(r.settings.cache_bytes) } else { "(not measured)".into() },
         crate::size::human(r.settings.memory_bytes)
     );
@@ -267,7 +267,7 @@ openssl lines: <code>openssl speed -evp</code>, one thread, 16 KiB blocks; ratio
             .peers
             .iter()
             .filter(|p| p.scope == "openssl" && p.mode == *mode)
-            .map(|p| HLine { name: format!("openssl {}-{} {}", p.mode, p.key_bits, p.direction), id: p.id.clone(), value: p.gb_per_s.median })
+            .map(|p| HLine { name: format!("openssl {}-{} {} {}t", p.mode, p.key_bits, p.direction, p.threads), id: p.id.clone(), value: p.gb_per_s.median })
             .collect();
         let _ = writeln!(o, "<h2>{} in memory</h2>\n<div>", esc(&mode.to_uppercase()));
         o.push_str(&chart(&format!("{} throughput vs threads (GB/s)", mode.to_uppercase()), "GB/s", ladder, &series, &hlines, "gb_per_s", true));

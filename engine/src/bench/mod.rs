@@ -441,7 +441,13 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                     let b = u16::from(bits);
                     for (dir, decrypt) in [("encrypt", false), ("decrypt", true)] {
                         let id = format!("openssl/{mode}-{b}/{dir}");
-                        peer_cases.push(Case { row: row(id, "openssl", "16KiB", &mode.to_string(), b, dir, 1, 1, "openssl speed -evp".into(), 16384), op: Op::OpenSsl { decrypt }, mode: Some(mode), key: 0 });
+                        peer_cases.push(Case { row: row(id.clone(), "openssl", "16KiB", &mode.to_string(), b, dir, 1, 1, "openssl speed -evp".into(), 16384), op: Op::OpenSsl { decrypt }, mode: Some(mode), key: 0 });
+                        // The same at the most threads (`-multi N`: N processes), the peer of sealpipe's N-thread rows.
+                        if max_threads > 1 {
+                            let kernel = format!("openssl speed -multi {max_threads} -evp");
+                            let r = row(format!("{id}/{max_threads}t"), "openssl", "16KiB", &mode.to_string(), b, dir, max_threads, 1, kernel, 16384);
+                            peer_cases.push(Case { row: r, op: Op::OpenSsl { decrypt }, mode: Some(mode), key: 0 });
+                        }
                     }
                 }
             }
@@ -484,9 +490,9 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
             let gbps = match case.op {
                 Op::OpenSsl { decrypt } => {
                     let cipher = format!("aes-{}-{}", case.row.key_bits, case.row.mode);
-                    peers::openssl_speed(&cipher, decrypt, openssl_seconds).map_err(|e| Error::Usage(format!("openssl speed {cipher}: {e}")))?
+                    peers::openssl_speed(&cipher, decrypt, openssl_seconds, threads).map_err(|e| Error::Usage(format!("openssl speed {cipher}: {e}")))?
                 }
-                Op::OpenSslDigest => peers::openssl_speed("sha256", false, openssl_seconds).map_err(|e| Error::Usage(format!("openssl speed sha256: {e}")))?,
+                Op::OpenSslDigest => peers::openssl_speed("sha256", false, openssl_seconds, 1).map_err(|e| Error::Usage(format!("openssl speed sha256: {e}")))?,
                 Op::Cp { synced } => {
                     let secs = timed(plan.min_time, || peers::cp(&file_path, &cp_path, synced))?;
                     bytes as f64 / secs / 1e9
@@ -638,7 +644,10 @@ fn finish_rows(rows: &mut [Row], peers: &[Row]) {
     let singles: BTreeMap<String, f64> = rows.iter().filter(|r| r.threads == 1).map(|r| (group_of(&r.id).to_string(), r.gb_per_s.median)).collect();
     for r in rows.iter_mut() {
         r.efficiency = singles.get(group_of(&r.id)).filter(|&&b| b > 0.0).map(|b| r.gb_per_s.median / (b * r.threads as f64));
-        if let Some(p) = peer_id(r).and_then(|id| peers.iter().find(|p| p.id == id)) {
+        // openssl at the row's own thread count where it ran (`-multi N`), else its one thread.
+        let same_threads = peer_id(r).filter(|_| r.scope == "memory" && r.threads > 1).map(|id| format!("{id}/{}t", r.threads));
+        let peer = same_threads.and_then(|id| peers.iter().find(|p| p.id == id)).or_else(|| peer_id(r).and_then(|id| peers.iter().find(|p| p.id == id)));
+        if let Some(p) = peer {
             r.peer = Some(p.id.clone());
             r.ratio_to_peer = (p.gb_per_s.median > 0.0).then(|| r.gb_per_s.median / p.gb_per_s.median);
         }

@@ -17,10 +17,14 @@ pub fn cp_available() -> bool {
     Command::new("cp").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
-/// GB/s of `openssl speed -mr -seconds S -bytes 16384 [-decrypt] -evp CIPHER`.
-pub fn openssl_speed(cipher: &str, decrypt: bool, seconds: u32) -> std::result::Result<f64, String> {
+/// GB/s of `openssl speed -mr -seconds S -bytes 16384 [-multi N] [-decrypt] -evp CIPHER`
+/// (with `-multi`, the sum over its N processes).
+pub fn openssl_speed(cipher: &str, decrypt: bool, seconds: u32, threads: usize) -> std::result::Result<f64, String> {
     let mut cmd = Command::new("openssl");
     cmd.args(["speed", "-mr", "-seconds", &seconds.to_string(), "-bytes", "16384"]);
+    if threads > 1 {
+        cmd.args(["-multi", &threads.to_string()]);
+    }
     if decrypt {
         cmd.arg("-decrypt");
     }
@@ -32,7 +36,8 @@ pub fn openssl_speed(cipher: &str, decrypt: bool, seconds: u32) -> std::result::
     parse_mr(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| "no +F: line in its output".into())
 }
 
-/// The bytes/s of the one block size in `openssl speed -mr` output, in GB/s.
+/// The bytes/s of the one block size in `openssl speed -mr` output, in GB/s
+/// (with `-multi`, the total line: each process's own lines start `Got:`).
 pub fn parse_mr(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("+F:"))?;
     let v: f64 = line.rsplit(':').next()?.trim().parse().ok()?;
@@ -58,5 +63,7 @@ mod tests {
     fn reads_machine_readable_speed() {
         let out = "+H:16384\n+F:25:AES-256-CTR:8162859885.71\n";
         assert!((super::parse_mr(out).unwrap() - 8.16285988571).abs() < 1e-9);
+        let multi = "Got: +H:16384 from 0\nGot: +F:25:AES-256-CTR:2686681088.00 from 0\nGot: +H:16384 from 1\nGot: +F:25:AES-256-CTR:3401498624.00 from 1\n+F:25:AES-256-CTR:6088179712.00\n";
+        assert!((super::parse_mr(multi).unwrap() - 6.088179712).abs() < 1e-9);
     }
 }
