@@ -28,14 +28,20 @@ pub fn state_dir() -> PathBuf {
 }
 
 /// Manifest written by `encrypt --to s3://bucket/prefix/` when `--manifest` is not given:
-/// `<state dir>/bucket_prefix.jsonl` (the folder is created).
+/// `<state dir>/bucket_prefix.jsonl` (the folder is created). The name is one-to-one with
+/// the URL's path segments: `_` joins them, and any other byte than `A-Za-z0-9-.=` is written
+/// `%XX`, so `s3://a/b_c/` and `s3://a/b/c/` never share a manifest (a ledger).
 pub fn default_s3_manifest(to: &str) -> PathBuf {
     let name: String = to
         .split_once("://")
         .map_or(to, |(_, rest)| rest)
         .split('/')
         .filter(|c| !c.is_empty())
-        .map(|c| c.chars().map(|ch| if ch.is_ascii_alphanumeric() || "-.=".contains(ch) { ch } else { '_' }).collect::<String>())
+        .map(|c| {
+            c.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-.=".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("_");
     let dir = state_dir();
@@ -237,5 +243,24 @@ impl Context {
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
         let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };
         Ok(Context { stores: Stores::new(session), providers, _runtime: runtime })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_s3_manifest;
+
+    fn name(url: &str) -> String {
+        default_s3_manifest(url).file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn default_manifest_names_are_one_to_one_with_the_url() {
+        assert_eq!(name("s3://media-in/2019/"), "media-in_2019.jsonl");
+        assert_eq!(name("s3://media-in/2019"), "media-in_2019.jsonl", "a trailing slash names the same prefix");
+        assert_ne!(name("s3://a/b_c/"), name("s3://a/b/c/"));
+        assert_ne!(name("s3://a/b c/"), name("s3://a/b_c/"));
+        assert_eq!(name("s3://a/b_c/"), "a_b%5Fc.jsonl");
+        assert_eq!(name("s3://a/été/"), "a_%C3%A9t%C3%A9.jsonl");
     }
 }
