@@ -527,21 +527,42 @@ fn finding_10_verify_checks_the_whole_record() {
 // Finding 11: things written and asked for before they are needed.
 
 /// A run refused because the outputs exist (a fresh manifest over an
-/// already encrypted destination) asks KMS for nothing.
+/// already encrypted destination) asks KMS for nothing at all: no
+/// `DescribeKey` either, with generated keys, with `--data-key-file` (whose
+/// `Encrypt` used to come first), and on the multi-buffer CBC path.
 #[test]
-fn finding_11_refused_run_makes_no_key_requests() {
+fn finding_11_refused_run_makes_no_kms_request() {
     let moto = start_moto();
     let job = Job::new(&moto, "f11-keys", &[1000, 2000]);
-    assert_ok(&job.run(&moto.url(), &[]), "clean run");
     let proxy = FaultProxy::start(moto.port, "{}");
-    let other = job.dir.path().join("other.jsonl");
-    let to = format!("s3://{}/enc/", job.bucket);
-    let alias = format!("alias/{}", job.bucket);
-    let args = ["encrypt", job.media.to_str().unwrap(), "--to", &to, "--kms-key", &alias, "--manifest", other.to_str().unwrap()];
-    let out = run_bounded(&mut sealpipe_command(&proxy.url(), &args), WAIT);
-    assert_no_crash(&out, "refused run");
-    assert!(out.stderr().contains("already exists"), "{}", out.stderr());
-    assert_eq!(proxy.count("GenerateDataKey") + proxy.count("Encrypt"), 0, "{}", summarize_log(&proxy.log()));
+    // The control: a run that does work resolves the key once and asks for keys.
+    assert_ok(&job.run(&proxy.url(), &[]), "clean run");
+    assert_eq!(proxy.count("DescribeKey"), 1, "{}", summarize_log(&proxy.log()));
+    assert_eq!(proxy.count("GenerateDataKey"), 2, "{}", summarize_log(&proxy.log()));
+    let key = job.dir.path().join("key.bin");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let refusals: [&[&str]; 3] = [&[], &["--data-key-file", key], &["--data-key-file", key, "--mode", "cbc"]];
+    for (i, extra) in refusals.into_iter().enumerate() {
+        proxy.reset();
+        let other = job.dir.path().join(format!("other-{i}.jsonl"));
+        let to = format!("s3://{}/enc/", job.bucket);
+        let alias = format!("alias/{}", job.bucket);
+        let mut args = vec!["encrypt", job.media.to_str().unwrap(), "--to", &to, "--kms-key", &alias, "--manifest", other.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run_bounded(&mut sealpipe_command(&proxy.url(), &args), WAIT);
+        assert_no_crash(&out, "refused run");
+        assert_eq!(out.code(), Some(1), "{extra:?}: {}", out.stderr());
+        for name in ["f00.ts", "f01.ts"] {
+            assert!(out.stderr().contains(&format!("enc/{name}: output already exists")), "{extra:?}: {}", out.stderr());
+        }
+        assert_eq!(proxy.count_service("kms"), 0, "{extra:?}: {}", summarize_log(&proxy.log()));
+    }
+    // A run that does work with a supplied key wraps it: once per service (`--target any`).
+    proxy.reset();
+    let out = job.run(&proxy.url(), &["--force", "--data-key-file", key]);
+    assert_ok(&out, "run with a supplied key");
+    assert_eq!((proxy.count("DescribeKey"), proxy.count("Encrypt"), proxy.count("GenerateDataKey")), (1, 2, 0), "{}", summarize_log(&proxy.log()));
 }
 
 /// `--dry-run` writes no keyring; an explicit `--keyring` path that does not

@@ -367,6 +367,11 @@ impl FaultProxy {
         self.log().iter().filter(|e| e["op"] == op).count()
     }
 
+    /// Requests to `service` ("s3" or "kms") seen so far, any operation.
+    pub fn count_service(&self, service: &str) -> usize {
+        self.log().iter().filter(|e| e["service"] == service).count()
+    }
+
     /// Requests of `op` to which `action` was applied.
     pub fn count_action(&self, op: &str, action: &str) -> usize {
         self.log().iter().filter(|e| e["op"] == op && e["action"] == action).count()

@@ -205,7 +205,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
                             let next = admitted.lock().unwrap_or_else(|p| p.into_inner()).next();
                             let Some(f) = next else { break };
                             let result = run.encrypt_one(&f);
-                            run.tally().record(&f, result);
+                            run.settle(&f, result);
                         });
                     }
                 });
@@ -224,7 +224,15 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         job.destination.set_journal(None);
         report_warnings(&ledger, reporter);
     }
-    outcome?;
+    if let Err(e) = outcome {
+        if !job.dry_run {
+            // Stopped (an unusable key-encryption key): what was discarded is
+            // settled, what is not stays journalled for the next run.
+            let _ = ledger.finish();
+            manifest.discard_if_unused();
+        }
+        return Err(e);
+    }
     if !job.dry_run {
         // Every record on disk before the journal that covers them goes.
         manifest.flush()?;
@@ -269,6 +277,18 @@ impl Run<'_, '_> {
 
     fn fail(&self, path: PathBuf, err: Error) {
         self.tally().fail(path, err);
+    }
+
+    /// Record a file's outcome; a key-encryption key that cannot be used at
+    /// all would fail every file the same way, so it ends the run instead.
+    fn settle(&self, f: &Entry, result: Result<Record>) {
+        match result {
+            Err(e @ Error::KeyProvider(_)) => {
+                self.stop.store(true, Ordering::Relaxed);
+                self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            }
+            other => self.tally().record(f, other),
+        }
     }
 
     /// Decide what to do with a listed file; `Some` when it is to be encrypted now.
@@ -349,7 +369,9 @@ impl Run<'_, '_> {
         job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
         // The output first: one that exists refuses the file before its key is asked for (no KMS call).
         let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
-        let material: Arc<Material> = self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))?.for_file(plain_len)?;
+        let keys = self.keys()?;
+        let material: Arc<Material> = keys.for_file(plain_len)?;
+        keys.wrapped(&material)?;
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
@@ -367,7 +389,11 @@ impl Run<'_, '_> {
         };
         let committed = output.commit()?;
         crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
-        Ok(file_record(job, f, &material, &iv, &sealed, committed))
+        file_record(job, keys, f, &material, &iv, &sealed, committed)
+    }
+
+    fn keys(&self) -> Result<&Keys<'_>> {
+        self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))
     }
 }
 
@@ -381,16 +407,18 @@ impl schedule::Files for Run<'_, '_> {
             None => material.fresh_iv(BLOCK)?,
         };
         let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
+        // Only with the output created: a supplied key is wrapped by the first file that gets this far.
+        self.keys()?.wrapped(material)?;
         Ok((Box::new(input), output, iv))
     }
 
     fn done(&self, file: &Entry, material: &Material, result: Result<(pipeline::Sealed, Committed, Iv)>) {
-        let record = result.map(|(sealed, committed, iv)| file_record(self.job, file, material, &iv, &sealed, committed));
-        self.tally().record(file, record);
+        let record = result.and_then(|(sealed, committed, iv)| file_record(self.job, self.keys()?, file, material, &iv, &sealed, committed));
+        self.settle(file, record);
     }
 
     fn failed(&self, file: &Entry, error: Error) {
-        self.tally().record(file, Err(error));
+        self.settle(file, Err(error));
     }
 
     fn progress(&self, bytes: u64) {
@@ -467,12 +495,12 @@ impl Tally<'_> {
 }
 
 /// The manifest record of a file sealed and committed.
-fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Record {
+fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Result<Record> {
     let file_input = match &job.file_input_prefix {
         Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
         None => committed.location.clone(),
     };
-    Record::new(RecordInput {
+    Ok(Record::new(RecordInput {
         source: &f.name,
         output: committed.location,
         etag: committed.etag,
@@ -483,13 +511,13 @@ fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, se
         key_md5: material.key.md5_base64(),
         key_source: material.source,
         key_provider: job.provider.name(),
-        key_id: job.provider.key_id(),
-        kms_region: job.provider.kms_region(),
+        key_id: job.provider.key_id()?,
+        kms_region: job.provider.kms_region()?,
         target: job.target,
-        wrapped: &material.wrapped,
+        wrapped: keys.wrapped(material)?,
         iv,
         plain_len: sealed.plain_len,
         cipher_len: sealed.cipher_len,
         sha256: sealed.sha256,
-    })
+    }))
 }
