@@ -365,6 +365,30 @@ fn finding_06_overlong_keys_in_a_list_fail_alone() {
     assert_converged(&moto, &manifest, "f06-out", "enc/", &["s3://f06-src/raw/good.ts".to_string()]);
 }
 
+/// A local file whose output key (`enc/` and its 1,260-byte path below the
+/// input folder) is over S3's 1,024-byte limit, beside good files: refused
+/// alone, one line naming it, before any request about it; the others go.
+#[test]
+fn finding_06_overlong_output_key_from_a_local_path_fails_alone() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "f06-deep", &[1000, 2000]);
+    let segment = "d".repeat(250);
+    let deep_dir = (0..5).fold(job.media.clone(), |dir, _| dir.join(&segment));
+    std::fs::create_dir_all(&deep_dir).unwrap();
+    std::fs::write(deep_dir.join("deep.ts"), pattern(3000, 9)).unwrap();
+    let proxy = FaultProxy::start(moto.port, "{}");
+    let out = job.run(&proxy.url(), &[]);
+    assert_no_crash(&out, "run with an overlong output key");
+    let err = out.stderr();
+    assert_eq!(out.code(), Some(1), "the deep file fails alone: {err}");
+    let refused = lines_naming(&err, "deep.ts");
+    assert!(!refused.is_empty(), "a line names the deep file: {err}");
+    assert!(refused.iter().all(|l| l.contains("key longer than S3's 1024-byte limit")), "{err}");
+    let about_it: Vec<Value> = proxy.log().into_iter().filter(|e| e["key"].as_str().is_some_and(|k| k.contains(&segment))).collect();
+    assert!(about_it.is_empty(), "no request about the deep file: {}", summarize_log(&about_it));
+    job.converged(&moto);
+}
+
 /// A file whose name is not UTF-8 beside good files: no panic; the good
 /// files are encrypted; the odd one is encrypted and recorded losslessly
 /// (exit 0) or refused alone with one line (exit 1).

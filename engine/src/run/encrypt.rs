@@ -313,6 +313,12 @@ impl Run<'_, '_> {
             self.fail(f.source.clone(), Error::invalid(&f.source, reason));
             return None;
         }
+        // Before any request about it (the ledger may ask whether the output is stored).
+        if let Some(reason) = self.job.destination.refuses_name(&f.relative) {
+            let source = PathBuf::from(super::plan::shortened(&f.source.to_string_lossy()));
+            self.fail(source.clone(), Error::invalid(&source, reason));
+            return None;
+        }
         let output = self.job.destination.location(&f.relative);
         let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
         match claim {

@@ -399,6 +399,10 @@ impl Destination for S3Destination {
         format!("s3://{}/{}", self.bucket, self.key(relative))
     }
 
+    fn refuses_name(&self, relative: &Path) -> Option<String> {
+        super::key_too_long(&self.key(relative)).map(|reason| format!("output {reason}"))
+    }
+
     fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
         self.head_len(&self.key(relative))
     }
