@@ -178,7 +178,16 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             ));
         }
         if first.is_empty() {
-            return Ok(());
+            // Every file listed was left out by the filters: the run would do nothing, silently.
+            // (A shard may rightly get no file: only a whole job is refused.)
+            return match job.filter.filter(|f| f.rejected() > 0 && job.shard.is_none()) {
+                Some(filter) => Err(Error::Usage(format!(
+                    "no file matches the --include/--exclude filters ({} left out: {})",
+                    filter.rejected(),
+                    filter.reasons().iter().map(|(rule, n)| format!("{n} by {rule}")).collect::<Vec<_>>().join(", ")
+                ))),
+                None => Ok(()),
+            };
         }
         let keys = match job.dry_run {
             true => None,
@@ -303,8 +312,8 @@ impl Run<'_, '_> {
                 return None;
             }
             Listing::Skipped(path, reason) => {
-                self.reporter.skipped(&path, reason);
-                self.summary.lock().unwrap().skipped += 1;
+                self.reporter.left_out(&path, reason);
+                self.summary.lock().unwrap().left_out += 1;
                 return None;
             }
             Listing::File(f) => f,
