@@ -354,6 +354,11 @@ impl FaultProxy {
         self.control("POST", "release", "")["released"].as_u64().unwrap() as usize
     }
 
+    /// Release the `n` oldest held requests; how many were released.
+    pub fn release_oldest(&self, n: usize) -> usize {
+        self.control("POST", &format!("release?n={n}"), "")["released"].as_u64().unwrap() as usize
+    }
+
     /// Every request seen since the start (or the last reset), in arrival order.
     pub fn log(&self) -> Vec<serde_json::Value> {
         match self.control("GET", "log", "") {

@@ -346,6 +346,7 @@ impl Run<'_, '_> {
                 self.reporter.note(&f.source, &reason);
                 f.replace = true;
             }
+            Ok(Claim::Journalled) => f.replace = true,
             Ok(Claim::Fresh) => {}
         }
         if self.job.dry_run {
