@@ -101,6 +101,21 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A line on stderr above the progress bars (not with `-q`).
+    fn say(&self, line: String) {
+        if quiet() {
+            return;
+        }
+        match &self.bars {
+            Some((multi, _, _)) => {
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
 impl Reporter for Progress {
     fn planned(&self, files: u64, bytes: u64) {
         self.files_total.fetch_add(files, Ordering::Relaxed);
@@ -140,20 +155,16 @@ impl Reporter for Progress {
         }
     }
 
+    fn left_out(&self, path: &Path, reason: &str) {
+        self.skipped(path, reason);
+        self.say(format!("sealpipe: skipped: {}: {reason}", path.display()));
+    }
+
     fn note(&self, path: &Path, message: &str) {
         if self.events {
             event("note", path, serde_json::json!({"message": message}));
         }
-        let line = format!("sealpipe: note: {}: {message}", path.display());
-        if quiet() {
-            return;
-        }
-        match &self.bars {
-            Some((multi, _, _)) => {
-                let _ = multi.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
+        self.say(format!("sealpipe: note: {}: {message}", path.display()));
     }
 
     fn failed(&self, path: &Path, error: &Error) {
@@ -207,6 +218,7 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "bytes": s.bytes,
             "skipped": s.skipped,
             "skipped_bytes": s.skipped_bytes,
+            "skipped_symlinks": s.left_out,
             "key_requests": s.key_requests,
             "not_attempted": s.not_attempted,
             "cleaned": s.cleaned,
@@ -250,6 +262,9 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     }
     if s.skipped > 0 {
         say(format!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::size::human(s.skipped_bytes)));
+    }
+    if s.left_out > 0 {
+        say(format!("sealpipe: skipped {} symbolic link{} (--no-follow-symlinks)", s.left_out, if s.left_out == 1 { "" } else { "s" }));
     }
     let filtered = extra.get("filtered").and_then(|v| v.as_u64()).unwrap_or(0);
     if filtered > 0 {

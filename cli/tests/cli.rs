@@ -151,9 +151,24 @@ impl Env {
 
     /// `sealpipe` with these extra environment variables.
     fn sealpipe_with(&self, args: Vec<OsString>, vars: &[(&str, &OsStr)]) -> Run {
+        self.run(Command::new(BIN), args, vars)
+    }
+
+    /// `sealpipe`, killed after 30 s: a run that would hang (a FIFO opened,
+    /// a link loop walked forever) fails the test instead of blocking it.
+    #[track_caller]
+    fn sealpipe_bounded(&self, args: Vec<OsString>) -> Run {
+        let mut timeout = Command::new("timeout");
+        timeout.args(["--signal=KILL", "30", BIN]);
+        let run = self.run(timeout, args, &[]);
+        assert_ne!(run.code, 137, "still running after 30 s (a hang):{run:?}");
+        run
+    }
+
+    fn run(&self, mut command: Command, args: Vec<OsString>, vars: &[(&str, &OsStr)]) -> Run {
         let home = self.p("home");
         fs::create_dir_all(&home).unwrap();
-        let out = Command::new(BIN)
+        let out = command
             .args(&args)
             .current_dir(self.root())
             .env("SEALPIPE_KEYRING", self.keyring())
@@ -1537,5 +1552,103 @@ mod usability {
         assert_eq!(run.stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{run:?}");
         assert!(!want.exists(), "{run:?}");
         assert!(!env.p("sealpipe-manifest.jsonl").exists(), "{run:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Nothing skipped silently (issue 10, finding 8): every entry under an input
+// is encrypted or reported, and nothing hangs.
+
+mod nothing_skipped_silently {
+    use super::*;
+
+    /// `in/` with a regular file and a symbolic link to a file outside it.
+    fn folder_with_a_link(env: &Env) -> (PathBuf, Vec<u8>) {
+        env.write("in/a.ts", &data(1, 3000));
+        let target = data(2, 5000);
+        let outside = env.write("outside.ts", &target);
+        std::os::unix::fs::symlink(&outside, env.p("in/link.ts")).unwrap();
+        (env.p("in"), target)
+    }
+
+    #[test]
+    fn symlinked_file_in_a_folder_is_followed_encrypted_and_recorded() {
+        let env = Env::new();
+        let (input, target) = folder_with_a_link(&env);
+        let out = env.p("out");
+        env.sealpipe(args!["encrypt", input, "--out", out]).ok();
+        let records = records(&out.join("manifest.jsonl"));
+        assert_eq!(records.len(), 2, "{records:?}");
+        record_for(&records, "link.ts");
+        let plain = env.p("link.plain");
+        env.sealpipe(args!["decrypt", out.join("link.ts"), "--manifest", out.join("manifest.jsonl"), "--out", plain]).ok();
+        assert_same(&fs::read(&plain).unwrap(), &target, "the linked file's content");
+    }
+
+    #[test]
+    fn no_follow_symlinks_reports_the_link_skipped_with_its_reason() {
+        let env = Env::new();
+        let (input, _) = folder_with_a_link(&env);
+        let out = env.p("out");
+        let run = env.sealpipe(args!["encrypt", input, "--out", out, "--no-follow-symlinks", "--json"]).ok();
+        let skipped: Vec<Value> = run.stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|e| e["event"] == "skipped").collect();
+        assert_eq!(skipped.len(), 1, "{run:?}");
+        assert!(skipped[0]["file"].as_str().unwrap().ends_with("link.ts"), "{run:?}");
+        assert_eq!(skipped[0]["reason"], "a symbolic link (--no-follow-symlinks)", "{run:?}");
+        let summary = run.json();
+        assert_eq!((summary["files"].as_u64(), summary["skipped_symlinks"].as_u64(), summary["skipped"].as_u64()), (Some(1), Some(1), Some(0)), "{run:?}");
+        assert!(!out.join("link.ts").exists());
+        // Without --json: one line names it and says why, and the summary does not call it done.
+        let run = env.sealpipe(args!["encrypt", input, "--out", env.p("out2"), "--no-follow-symlinks"]).ok();
+        let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("link.ts")).collect();
+        assert_eq!(said.len(), 1, "{run:?}");
+        assert!(said[0].starts_with("sealpipe: skipped: ") && said[0].ends_with("a symbolic link (--no-follow-symlinks)"), "{run:?}");
+        assert!(run.stderr.contains("skipped 1 symbolic link (--no-follow-symlinks)") && !run.stderr.contains("already done"), "{run:?}");
+    }
+
+    #[test]
+    fn symlink_loop_is_reported_once_and_the_rest_is_encrypted() {
+        let env = Env::new();
+        env.write("in/sub/a.ts", &data(3, 1000));
+        std::os::unix::fs::symlink("..", env.p("in/sub/up")).unwrap();
+        let out = env.p("out");
+        let run = env.sealpipe_bounded(args!["encrypt", env.p("in"), "--out", out, "--json"]);
+        run.fails_with(1, &["in/sub/up", "a symbolic link loop (it leads back to"]);
+        assert_eq!(run.json()["files"], 1, "{run:?}");
+        assert!(out.join("sub/a.ts").exists());
+    }
+
+    #[test]
+    fn fifo_and_socket_in_a_folder_are_refused_before_being_opened() {
+        let env = Env::new();
+        env.write("in/a.ts", &data(4, 1000));
+        let fifo = env.p("in/pipe.ts");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
+        // Nobody ever writes to the FIFO: opening it would block the run for good.
+        let _socket = std::os::unix::net::UnixListener::bind(env.p("in/sock.ts")).unwrap();
+        let out = env.p("out");
+        let run = env.sealpipe_bounded(args!["encrypt", env.p("in"), "--out", out, "--json"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        let errors = run.error_lines();
+        assert_eq!(errors.len(), 2, "{run:?}");
+        assert!(errors.iter().any(|l| l.contains("pipe.ts: not a regular file (a FIFO); refused")), "{run:?}");
+        assert!(errors.iter().any(|l| l.contains("sock.ts: not a regular file (a socket); refused")), "{run:?}");
+        assert_eq!(run.json()["files"], 1, "{run:?}");
+        assert!(!out.join("pipe.ts").exists() && !out.join("sock.ts").exists());
+    }
+
+    #[test]
+    fn inputs_that_match_no_file_say_so() {
+        let env = Env::new();
+        fs::create_dir_all(env.p("empty")).unwrap();
+        let out = env.p("out");
+        env.sealpipe(args!["encrypt", env.p("empty"), "--out", out, "--json"]).fails_with(1, &["empty", "no files under this folder"]);
+        let list = env.write("list.txt", b"\n");
+        env.sealpipe(args!["encrypt", "--from-list", list, "--out", out, "--json"]).fails_with(1, &["list.txt", "the list names no files"]);
+        env.write("in/a.ts", &data(5, 100));
+        env.write("in/b.mp4", &data(6, 100));
+        env.sealpipe(args!["encrypt", env.p("in"), "--out", out, "--exclude", "*", "--include", "*.mov"])
+            .fails_with(2, &["no file matches the --include/--exclude filters", "2 left out"]);
+        assert_nothing_under(&out);
     }
 }

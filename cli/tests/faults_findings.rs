@@ -365,6 +365,30 @@ fn finding_06_overlong_keys_in_a_list_fail_alone() {
     assert_converged(&moto, &manifest, "f06-out", "enc/", &["s3://f06-src/raw/good.ts".to_string()]);
 }
 
+/// A local file whose output key (`enc/` and its 1,260-byte path below the
+/// input folder) is over S3's 1,024-byte limit, beside good files: refused
+/// alone, one line naming it, before any request about it; the others go.
+#[test]
+fn finding_06_overlong_output_key_from_a_local_path_fails_alone() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "f06-deep", &[1000, 2000]);
+    let segment = "d".repeat(250);
+    let deep_dir = (0..5).fold(job.media.clone(), |dir, _| dir.join(&segment));
+    std::fs::create_dir_all(&deep_dir).unwrap();
+    std::fs::write(deep_dir.join("deep.ts"), pattern(3000, 9)).unwrap();
+    let proxy = FaultProxy::start(moto.port, "{}");
+    let out = job.run(&proxy.url(), &[]);
+    assert_no_crash(&out, "run with an overlong output key");
+    let err = out.stderr();
+    assert_eq!(out.code(), Some(1), "the deep file fails alone: {err}");
+    let refused = lines_naming(&err, "deep.ts");
+    assert!(!refused.is_empty(), "a line names the deep file: {err}");
+    assert!(refused.iter().all(|l| l.contains("key longer than S3's 1024-byte limit")), "{err}");
+    let about_it: Vec<Value> = proxy.log().into_iter().filter(|e| e["key"].as_str().is_some_and(|k| k.contains(&segment))).collect();
+    assert!(about_it.is_empty(), "no request about the deep file: {}", summarize_log(&about_it));
+    job.converged(&moto);
+}
+
 /// A file whose name is not UTF-8 beside good files: no panic; the good
 /// files are encrypted; the odd one is encrypted and recorded losslessly
 /// (exit 0) or refused alone with one line (exit 1).
@@ -527,21 +551,42 @@ fn finding_10_verify_checks_the_whole_record() {
 // Finding 11: things written and asked for before they are needed.
 
 /// A run refused because the outputs exist (a fresh manifest over an
-/// already encrypted destination) asks KMS for nothing.
+/// already encrypted destination) asks KMS for nothing at all: no
+/// `DescribeKey` either, with generated keys, with `--data-key-file` (whose
+/// `Encrypt` used to come first), and on the multi-buffer CBC path.
 #[test]
-fn finding_11_refused_run_makes_no_key_requests() {
+fn finding_11_refused_run_makes_no_kms_request() {
     let moto = start_moto();
     let job = Job::new(&moto, "f11-keys", &[1000, 2000]);
-    assert_ok(&job.run(&moto.url(), &[]), "clean run");
     let proxy = FaultProxy::start(moto.port, "{}");
-    let other = job.dir.path().join("other.jsonl");
-    let to = format!("s3://{}/enc/", job.bucket);
-    let alias = format!("alias/{}", job.bucket);
-    let args = ["encrypt", job.media.to_str().unwrap(), "--to", &to, "--kms-key", &alias, "--manifest", other.to_str().unwrap()];
-    let out = run_bounded(&mut sealpipe_command(&proxy.url(), &args), WAIT);
-    assert_no_crash(&out, "refused run");
-    assert!(out.stderr().contains("already exists"), "{}", out.stderr());
-    assert_eq!(proxy.count("GenerateDataKey") + proxy.count("Encrypt"), 0, "{}", summarize_log(&proxy.log()));
+    // The control: a run that does work resolves the key once and asks for keys.
+    assert_ok(&job.run(&proxy.url(), &[]), "clean run");
+    assert_eq!(proxy.count("DescribeKey"), 1, "{}", summarize_log(&proxy.log()));
+    assert_eq!(proxy.count("GenerateDataKey"), 2, "{}", summarize_log(&proxy.log()));
+    let key = job.dir.path().join("key.bin");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let refusals: [&[&str]; 3] = [&[], &["--data-key-file", key], &["--data-key-file", key, "--mode", "cbc"]];
+    for (i, extra) in refusals.into_iter().enumerate() {
+        proxy.reset();
+        let other = job.dir.path().join(format!("other-{i}.jsonl"));
+        let to = format!("s3://{}/enc/", job.bucket);
+        let alias = format!("alias/{}", job.bucket);
+        let mut args = vec!["encrypt", job.media.to_str().unwrap(), "--to", &to, "--kms-key", &alias, "--manifest", other.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run_bounded(&mut sealpipe_command(&proxy.url(), &args), WAIT);
+        assert_no_crash(&out, "refused run");
+        assert_eq!(out.code(), Some(1), "{extra:?}: {}", out.stderr());
+        for name in ["f00.ts", "f01.ts"] {
+            assert!(out.stderr().contains(&format!("enc/{name}: output already exists")), "{extra:?}: {}", out.stderr());
+        }
+        assert_eq!(proxy.count_service("kms"), 0, "{extra:?}: {}", summarize_log(&proxy.log()));
+    }
+    // A run that does work with a supplied key wraps it: once per service (`--target any`).
+    proxy.reset();
+    let out = job.run(&proxy.url(), &["--force", "--data-key-file", key]);
+    assert_ok(&out, "run with a supplied key");
+    assert_eq!((proxy.count("DescribeKey"), proxy.count("Encrypt"), proxy.count("GenerateDataKey")), (1, 2, 0), "{}", summarize_log(&proxy.log()));
 }
 
 /// `--dry-run` writes no keyring; an explicit `--keyring` path that does not

@@ -60,6 +60,10 @@ pub enum Error {
     /// A key, IV or key-provider problem not tied to one input file
     /// (keyring unreadable, wrong key length, wrapped key does not unwrap, ...).
     Key(String),
+    /// The key-encryption key cannot be used at all (it does not exist, is
+    /// disabled, is not for encryption, or the caller may not use it). Every
+    /// file would fail the same way, so a run stops at the first one.
+    KeyProvider(String),
     /// Parameters that contradict each other or the format contract.
     Usage(String),
     /// A request to a remote service (S3, KMS) failed.
@@ -152,7 +156,7 @@ impl Error {
             | Error::Digest { path, .. }
             | Error::Exists { path }
             | Error::Remote { path, .. } => Some(path),
-            Error::Key(_) | Error::Usage(_) => None,
+            Error::Key(_) | Error::KeyProvider(_) | Error::Usage(_) => None,
         }
     }
 
@@ -186,7 +190,7 @@ impl Error {
             Error::Remote { op, .. } if op.contains("GetObject") || op.contains("HeadObject") || op.contains("List") => Stage::Read,
             Error::Remote { .. } | Error::Exists { .. } => Stage::Write,
             Error::Authentication { .. } | Error::Padding { .. } | Error::Digest { .. } => Stage::Verify,
-            Error::Key(_) => Stage::Key,
+            Error::Key(_) | Error::KeyProvider(_) => Stage::Key,
             Error::Invalid { .. } | Error::Usage(_) => Stage::Plan,
         }
     }
@@ -230,7 +234,7 @@ impl fmt::Display for Error {
             Error::Exists { path } => {
                 write!(f, "{}: output already exists (use --force to overwrite)", path.display())
             }
-            Error::Key(reason) => write!(f, "{reason}"),
+            Error::Key(reason) | Error::KeyProvider(reason) => write!(f, "{reason}"),
             Error::Usage(reason) => write!(f, "{reason}"),
             Error::Remote { path, op, reason, .. } => write!(f, "{}: {op} failed: {reason}", path.display()),
         }

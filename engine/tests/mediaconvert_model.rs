@@ -57,11 +57,11 @@ impl KeyProvider for FakeKms {
     fn name(&self) -> &'static str {
         "aws-kms"
     }
-    fn key_id(&self) -> String {
-        format!("arn:aws:kms:{}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", self.region)
+    fn key_id(&self) -> sealpipe::Result<String> {
+        Ok(format!("arn:aws:kms:{}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", self.region))
     }
-    fn kms_region(&self) -> Option<String> {
-        Some(self.region.clone())
+    fn kms_region(&self) -> sealpipe::Result<Option<String>> {
+        Ok(Some(self.region.clone()))
     }
     fn wrap(&self, key: &DataKey, _context: &EncryptionContext) -> sealpipe::Result<Vec<u8>> {
         // A KMS CiphertextBlob for a 32-byte key is about 184 bytes.
@@ -98,8 +98,8 @@ fn record(provider: &dyn KeyProvider, mode: Mode, iv_len: usize, target: Target,
         key_md5: key.md5_base64(),
         key_source: KeySource::Generated,
         key_provider: provider.name(),
-        key_id: provider.key_id(),
-        kms_region: provider.kms_region(),
+        key_id: provider.key_id().unwrap(),
+        kms_region: provider.kms_region().unwrap(),
         target,
         wrapped: &wrapped,
         iv: &iv,

@@ -362,6 +362,11 @@ impl FaultProxy {
         self.control("POST", "release", "")["released"].as_u64().unwrap() as usize
     }
 
+    /// Release the `n` oldest held requests; how many were released.
+    pub fn release_oldest(&self, n: usize) -> usize {
+        self.control("POST", &format!("release?n={n}"), "")["released"].as_u64().unwrap() as usize
+    }
+
     /// Every request seen since the start (or the last reset), in arrival order.
     pub fn log(&self) -> Vec<serde_json::Value> {
         match self.control("GET", "log", "") {
@@ -373,6 +378,11 @@ impl FaultProxy {
     /// Requests of operation `op` seen so far (any state, any action).
     pub fn count(&self, op: &str) -> usize {
         self.log().iter().filter(|e| e["op"] == op).count()
+    }
+
+    /// Requests to `service` ("s3" or "kms") seen so far, any operation.
+    pub fn count_service(&self, service: &str) -> usize {
+        self.log().iter().filter(|e| e["service"] == service).count()
     }
 
     /// Requests of `op` to which `action` was applied.

@@ -15,6 +15,8 @@
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState};
+use std::sync::OnceLock;
+
 use zeroize::Zeroize;
 
 use crate::aws::{describe, Aws};
@@ -25,22 +27,59 @@ use crate::keys::{DataKey, KeyProvider};
 /// Provider name recorded in manifests.
 pub const NAME: &str = super::KMS_NAME;
 
-/// A customer managed KMS key, resolved to its ARN.
+/// A customer managed KMS key. It is resolved to its ARN (and checked) by
+/// `DescribeKey` on the first request that needs it, not when the provider
+/// is made: a run refused before any file's key is asked for (an output
+/// that exists, a bad flag) makes no KMS request at all.
 pub struct KmsProvider {
     client: aws_sdk_kms::Client,
     handle: tokio::runtime::Handle,
+    /// The key as the user named it (`--kms-key`, or a record's key id).
+    key: String,
+    /// The region used when the key's ARN names none.
+    default_region: Option<String>,
+    /// `DescribeKey`'s answer, asked once: the first caller asks, the others
+    /// wait for it; a refusal is kept and repeated, never asked again.
+    resolved: OnceLock<std::result::Result<Resolved, String>>,
+}
+
+/// What `DescribeKey` says about the key.
+struct Resolved {
     arn: String,
     region: String,
 }
 
 impl KmsProvider {
-    /// Resolve `key` (key id, key ARN, alias name `alias/...` or alias ARN)
-    /// with `DescribeKey`, refusing a missing, disabled or non-symmetric key.
-    pub fn new(aws: &Aws, key: &str) -> Result<Self> {
-        let client = aws_sdk_kms::Client::new(&aws.config);
-        let described = aws
+    /// A provider for `key` (key id, key ARN, alias name `alias/...` or alias
+    /// ARN). Nothing is asked of KMS here; see [`KmsProvider::resolve`].
+    pub fn new(aws: &Aws, key: &str) -> Self {
+        KmsProvider {
+            client: aws_sdk_kms::Client::new(&aws.config),
+            handle: aws.handle.clone(),
+            key: key.to_string(),
+            default_region: aws.region().ok(),
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// The key ARN, resolved (once per provider) with `DescribeKey`, which
+    /// refuses a missing, disabled or non-symmetric key.
+    pub fn arn(&self) -> Result<&str> {
+        self.resolve().map(|r| r.arn.as_str())
+    }
+
+    fn resolve(&self) -> Result<&Resolved> {
+        self.resolved
+            .get_or_init(|| self.describe().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::KeyProvider(e.clone()))
+    }
+
+    fn describe(&self) -> Result<Resolved> {
+        let key = &self.key;
+        let described = self
             .handle
-            .block_on(client.describe_key().key_id(key).send())
+            .block_on(self.client.describe_key().key_id(key).send())
             .map_err(|e| kms_error(&e, &format!("KMS key {key}"), "DescribeKey"))?;
         let meta = described
             .key_metadata()
@@ -70,13 +109,9 @@ impl KmsProvider {
             .nth(3)
             .filter(|r| !r.is_empty())
             .map(str::to_string)
-            .map_or_else(|| aws.region(), Ok)?;
-        Ok(KmsProvider { client, handle: aws.handle.clone(), arn, region })
-    }
-
-    /// The key ARN.
-    pub fn arn(&self) -> &str {
-        &self.arn
+            .or_else(|| self.default_region.clone())
+            .ok_or_else(|| Error::Usage("no AWS region configured: pass --region, or set AWS_REGION or a region in the profile".into()))?;
+        Ok(Resolved { arn, region })
     }
 }
 
@@ -119,16 +154,17 @@ impl KeyProvider for KmsProvider {
         NAME
     }
 
-    fn key_id(&self) -> String {
-        self.arn.clone()
+    fn key_id(&self) -> Result<String> {
+        self.arn().map(str::to_string)
     }
 
-    fn kms_region(&self) -> Option<String> {
-        Some(self.region.clone())
+    fn kms_region(&self) -> Result<Option<String>> {
+        self.resolve().map(|r| Some(r.region.clone()))
     }
 
     fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {
-        let mut req = self.client.generate_data_key().key_id(&self.arn);
+        let arn = self.arn()?;
+        let mut req = self.client.generate_data_key().key_id(arn);
         for (k, v) in context_pairs(context) {
             req = req.encryption_context(k, v);
         }
@@ -140,47 +176,49 @@ impl KeyProvider for KmsProvider {
         let out = self
             .handle
             .block_on(req.send())
-            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "GenerateDataKey"))?;
+            .map_err(|e| kms_error(&e, &format!("KMS key {arn}"), "GenerateDataKey"))?;
         let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
         let key = DataKey::from_slice(&plain);
         plain.zeroize();
         let key = key?;
         if key.bits() != bits {
-            return Err(Error::Key(format!("KMS key {}: GenerateDataKey returned a key of the wrong size", self.arn)));
+            return Err(Error::Key(format!("KMS key {arn}: GenerateDataKey returned a key of the wrong size")));
         }
         let wrapped = out
             .ciphertext_blob
             .map(Blob::into_inner)
-            .ok_or_else(|| Error::Key(format!("KMS key {}: GenerateDataKey returned no CiphertextBlob", self.arn)))?;
+            .ok_or_else(|| Error::Key(format!("KMS key {arn}: GenerateDataKey returned no CiphertextBlob")))?;
         Ok((key, wrapped))
     }
 
     fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
-        let mut req = self.client.encrypt().key_id(&self.arn).plaintext(Blob::new(key.expose_secret().to_vec()));
+        let arn = self.arn()?;
+        let mut req = self.client.encrypt().key_id(arn).plaintext(Blob::new(key.expose_secret().to_vec()));
         for (k, v) in context_pairs(context) {
             req = req.encryption_context(k, v);
         }
         let out = self
             .handle
             .block_on(req.send())
-            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "Encrypt"))?;
+            .map_err(|e| kms_error(&e, &format!("KMS key {arn}"), "Encrypt"))?;
         out.ciphertext_blob
             .map(Blob::into_inner)
-            .ok_or_else(|| Error::Key(format!("KMS key {}: Encrypt returned no CiphertextBlob", self.arn)))
+            .ok_or_else(|| Error::Key(format!("KMS key {arn}: Encrypt returned no CiphertextBlob")))
     }
 
     fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey> {
-        let mut req = self.client.decrypt().key_id(&self.arn).ciphertext_blob(Blob::new(wrapped.to_vec()));
+        let arn = self.arn()?;
+        let mut req = self.client.decrypt().key_id(arn).ciphertext_blob(Blob::new(wrapped.to_vec()));
         for (k, v) in context_pairs(context) {
             req = req.encryption_context(k, v);
         }
         let out = self
             .handle
             .block_on(req.send())
-            .map_err(|e| kms_error(&e, &format!("KMS key {}", self.arn), "Decrypt"))?;
+            .map_err(|e| kms_error(&e, &format!("KMS key {arn}"), "Decrypt"))?;
         let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
         let key = DataKey::from_slice(&plain);
         plain.zeroize();
-        key.map_err(|_| Error::Key(format!("KMS key {}: Decrypt returned a key that is not 16, 24 or 32 bytes", self.arn)))
+        key.map_err(|_| Error::Key(format!("KMS key {arn}: Decrypt returned a key that is not 16, 24 or 32 bytes")))
     }
 }

@@ -91,10 +91,12 @@ pub trait KeyProvider: Send + Sync {
     /// Provider name recorded in manifests ("local-keyring", "aws-kms").
     fn name(&self) -> &'static str;
     /// Identifier of the key-encryption key (keyring fingerprint, KMS ARN).
-    fn key_id(&self) -> String;
+    /// A provider that resolves its key lazily (KMS) resolves it here, so
+    /// this may fail as a key request does.
+    fn key_id(&self) -> Result<String>;
     /// The region of a KMS key, written as MediaConvert's `KmsKeyRegion`;
     /// `None` for providers outside KMS (the local keyring).
-    fn kms_region(&self) -> Option<String>;
+    fn kms_region(&self) -> Result<Option<String>>;
     /// A fresh data key and its wrapped copy under `context`.
     fn generate(&self, bits: KeyBits, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>)> {
         let key = DataKey::random(bits)?;
@@ -172,7 +174,7 @@ impl Providers {
 
     #[cfg(feature = "aws")]
     fn kms(&self, key: &str) -> Result<Box<dyn KeyProvider>> {
-        Ok(Box::new(kms::KmsProvider::new(self.session.aws()?, key)?))
+        Ok(Box::new(kms::KmsProvider::new(self.session.aws()?, key)))
     }
 
     #[cfg(not(feature = "aws"))]
@@ -188,11 +190,11 @@ impl KeyProvider for NotCreated {
     fn name(&self) -> &'static str {
         "local-keyring"
     }
-    fn key_id(&self) -> String {
-        format!("(not created: {})", self.0.display())
+    fn key_id(&self) -> Result<String> {
+        Ok(format!("(not created: {})", self.0.display()))
     }
-    fn kms_region(&self) -> Option<String> {
-        None
+    fn kms_region(&self) -> Result<Option<String>> {
+        Ok(None)
     }
     fn wrap(&self, _: &DataKey, _: &EncryptionContext) -> Result<Vec<u8>> {
         Err(Error::Key(format!("keyring {} is not created in a dry run", self.0.display())))
@@ -207,14 +209,14 @@ pub const KMS_NAME: &str = "aws-kms";
 
 /// Unwrap `record`'s data key with `provider`, which must be the one that wrapped it.
 pub fn unwrap_record(record: &Record, provider: &dyn KeyProvider) -> Result<DataKey> {
-    if record.key_provider != provider.name() || record.key_id != provider.key_id() {
+    let key_id = provider.key_id()?;
+    if record.key_provider != provider.name() || record.key_id != key_id {
         return Err(Error::Key(format!(
-            "the data key of {} was wrapped by {} {}, not by {} {}",
+            "the data key of {} was wrapped by {} {}, not by {} {key_id}",
             record.output,
             record.key_provider,
             record.key_id,
             provider.name(),
-            provider.key_id()
         )));
     }
     let key = provider.unwrap(&record.wrapped_key()?, &record.encryption_context)?;
@@ -350,6 +352,11 @@ impl LocalKeyring {
         LocalKeyring { kek, fingerprint, path: path.to_path_buf() }
     }
 
+    /// `local:` and the key-encryption key's fingerprint.
+    pub fn id(&self) -> String {
+        format!("local:{}", hex::encode(self.fingerprint))
+    }
+
     fn aead(&self) -> Aes256Gcm {
         Aes256Gcm::new(&(*self.kek).into())
     }
@@ -360,12 +367,12 @@ impl KeyProvider for LocalKeyring {
         "local-keyring"
     }
 
-    fn key_id(&self) -> String {
-        format!("local:{}", hex::encode(self.fingerprint))
+    fn key_id(&self) -> Result<String> {
+        Ok(self.id())
     }
 
-    fn kms_region(&self) -> Option<String> {
-        None
+    fn kms_region(&self) -> Result<Option<String>> {
+        Ok(None)
     }
 
     fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
@@ -396,7 +403,7 @@ impl KeyProvider for LocalKeyring {
             return Err(Error::Key(format!(
                 "encrypted data key was wrapped by keyring local:{}, not by {} ({})",
                 hex::encode(&wrapped[4..4 + KEK_ID_LEN]),
-                self.key_id(),
+                self.id(),
                 self.path.display()
             )));
         }
@@ -436,7 +443,7 @@ mod tests {
         let (key, blob) = ring.generate(KeyBits::B256, &mc).unwrap();
         // Reopening reads the same KEK.
         let again = LocalKeyring::open(&path).unwrap();
-        assert_eq!(again.key_id(), ring.key_id());
+        assert_eq!(again.id(), ring.id());
         let back = again.unwrap(&blob, &mc).unwrap();
         assert_eq!(back.expose_secret(), key.expose_secret());
         let err = again.unwrap(&blob, &et).err().expect("wrong context must fail");

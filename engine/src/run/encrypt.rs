@@ -178,7 +178,16 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             ));
         }
         if first.is_empty() {
-            return Ok(());
+            // Every file listed was left out by the filters: the run would do nothing, silently.
+            // (A shard may rightly get no file: only a whole job is refused.)
+            return match job.filter.filter(|f| f.rejected() > 0 && job.shard.is_none()) {
+                Some(filter) => Err(Error::Usage(format!(
+                    "no file matches the --include/--exclude filters ({} left out: {})",
+                    filter.rejected(),
+                    filter.reasons().iter().map(|(rule, n)| format!("{n} by {rule}")).collect::<Vec<_>>().join(", ")
+                ))),
+                None => Ok(()),
+            };
         }
         let keys = match job.dry_run {
             true => None,
@@ -205,7 +214,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
                             let next = admitted.lock().unwrap_or_else(|p| p.into_inner()).next();
                             let Some(f) = next else { break };
                             let result = run.encrypt_one(&f);
-                            run.tally().record(&f, result);
+                            run.settle(&f, result);
                         });
                     }
                 });
@@ -224,7 +233,15 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         job.destination.set_journal(None);
         report_warnings(&ledger, reporter);
     }
-    outcome?;
+    if let Err(e) = outcome {
+        if !job.dry_run {
+            // Stopped (an unusable key-encryption key): what was discarded is
+            // settled, what is not stays journalled for the next run.
+            let _ = ledger.finish();
+            manifest.discard_if_unused();
+        }
+        return Err(e);
+    }
     if !job.dry_run {
         // Every record on disk before the journal that covers them goes.
         manifest.flush()?;
@@ -271,6 +288,18 @@ impl Run<'_, '_> {
         self.tally().fail(path, err);
     }
 
+    /// Record a file's outcome; a key-encryption key that cannot be used at
+    /// all would fail every file the same way, so it ends the run instead.
+    fn settle(&self, f: &Entry, result: Result<Record>) {
+        match result {
+            Err(e @ Error::KeyProvider(_)) => {
+                self.stop.store(true, Ordering::Relaxed);
+                self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            }
+            other => self.tally().record(f, other),
+        }
+    }
+
     /// Decide what to do with a listed file; `Some` when it is to be encrypted now.
     fn admit(&self, item: Listing) -> Option<Entry> {
         if self.stop.load(Ordering::Relaxed) {
@@ -283,14 +312,20 @@ impl Run<'_, '_> {
                 return None;
             }
             Listing::Skipped(path, reason) => {
-                self.reporter.skipped(&path, reason);
-                self.summary.lock().unwrap().skipped += 1;
+                self.reporter.left_out(&path, reason);
+                self.summary.lock().unwrap().left_out += 1;
                 return None;
             }
             Listing::File(f) => f,
         };
         if let Err(reason) = self.job.mode.check_plaintext_len(f.size) {
             self.fail(f.source.clone(), Error::invalid(&f.source, reason));
+            return None;
+        }
+        // Before any request about it (the ledger may ask whether the output is stored).
+        if let Some(reason) = self.job.destination.refuses_name(&f.relative) {
+            let source = PathBuf::from(super::plan::shortened(&f.source.to_string_lossy()));
+            self.fail(source.clone(), Error::invalid(&source, reason));
             return None;
         }
         let output = self.job.destination.location(&f.relative);
@@ -311,6 +346,7 @@ impl Run<'_, '_> {
                 self.reporter.note(&f.source, &reason);
                 f.replace = true;
             }
+            Ok(Claim::Journalled) => f.replace = true,
             Ok(Claim::Fresh) => {}
         }
         if self.job.dry_run {
@@ -349,7 +385,9 @@ impl Run<'_, '_> {
         job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
         // The output first: one that exists refuses the file before its key is asked for (no KMS call).
         let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
-        let material: Arc<Material> = self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))?.for_file(plain_len)?;
+        let keys = self.keys()?;
+        let material: Arc<Material> = keys.for_file(plain_len)?;
+        keys.wrapped(&material)?;
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
@@ -367,7 +405,11 @@ impl Run<'_, '_> {
         };
         let committed = output.commit()?;
         crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
-        Ok(file_record(job, f, &material, &iv, &sealed, committed))
+        file_record(job, keys, f, &material, &iv, &sealed, committed)
+    }
+
+    fn keys(&self) -> Result<&Keys<'_>> {
+        self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))
     }
 }
 
@@ -381,16 +423,18 @@ impl schedule::Files for Run<'_, '_> {
             None => material.fresh_iv(BLOCK)?,
         };
         let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
+        // Only with the output created: a supplied key is wrapped by the first file that gets this far.
+        self.keys()?.wrapped(material)?;
         Ok((Box::new(input), output, iv))
     }
 
     fn done(&self, file: &Entry, material: &Material, result: Result<(pipeline::Sealed, Committed, Iv)>) {
-        let record = result.map(|(sealed, committed, iv)| file_record(self.job, file, material, &iv, &sealed, committed));
-        self.tally().record(file, record);
+        let record = result.and_then(|(sealed, committed, iv)| file_record(self.job, self.keys()?, file, material, &iv, &sealed, committed));
+        self.settle(file, record);
     }
 
     fn failed(&self, file: &Entry, error: Error) {
-        self.tally().record(file, Err(error));
+        self.settle(file, Err(error));
     }
 
     fn progress(&self, bytes: u64) {
@@ -467,12 +511,12 @@ impl Tally<'_> {
 }
 
 /// The manifest record of a file sealed and committed.
-fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Record {
+fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Result<Record> {
     let file_input = match &job.file_input_prefix {
         Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
         None => committed.location.clone(),
     };
-    Record::new(RecordInput {
+    Ok(Record::new(RecordInput {
         source: &f.name,
         output: committed.location,
         etag: committed.etag,
@@ -484,13 +528,13 @@ fn file_record(job: &EncryptJob<'_>, f: &Entry, material: &Material, iv: &Iv, se
         key_md5: material.key.md5_base64(),
         key_source: material.source,
         key_provider: job.provider.name(),
-        key_id: job.provider.key_id(),
-        kms_region: job.provider.kms_region(),
+        key_id: job.provider.key_id()?,
+        kms_region: job.provider.kms_region()?,
         target: job.target,
-        wrapped: &material.wrapped,
+        wrapped: keys.wrapped(material)?,
         iv,
         plain_len: sealed.plain_len,
         cipher_len: sealed.cipher_len,
         sha256: sealed.sha256,
-    })
+    }))
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -82,7 +82,11 @@ fn parse_age(text: &str) -> Option<Duration> {
 /// A data key with its wrapped copies, as one or more files use it.
 pub(crate) struct Material {
     pub(crate) key: DataKey,
-    pub(crate) wrapped: Vec<WrappedFor>,
+    /// The wrapped copies: made with a generated key, and for a supplied key
+    /// by the first file whose output was created ([`Keys::wrapped`]).
+    wrapped: OnceLock<Vec<WrappedFor>>,
+    /// Held while a supplied key is being wrapped: one file asks, the others wait.
+    wrapping: Mutex<()>,
     pub(crate) source: KeySource,
     /// IVs used under this key (only tracked for keys that serve several files).
     used_ivs: Option<Mutex<HashSet<Vec<u8>>>>,
@@ -116,27 +120,43 @@ pub(crate) struct Keys<'a> {
     target: Target,
     bits: KeyBits,
     reuse: Option<KeyReuse>,
+    /// A supplied key: its copy, wrapped only when a file needs it.
     supplied: Option<Arc<Material>>,
     current: Mutex<Option<Cached>>,
     requests: AtomicU64,
 }
 
 impl<'a> Keys<'a> {
-    /// Keys for a run. A supplied key is wrapped here, once per service.
+    /// Keys for a run. Nothing is asked of the provider here: a supplied key
+    /// is wrapped (once per service) when the first file's output exists.
     pub(crate) fn new(provider: &'a dyn KeyProvider, target: Target, mode: Mode, bits: KeyBits, reuse: Option<KeyReuse>, supplied: Option<&DataKey>) -> Result<Self> {
         if mode == Mode::Gcm && reuse.is_some_and(|r| r.max_files > 1 << 32) {
             return Err(Error::Usage("one GCM data key may encrypt at most 2^32 files with random IVs".into()));
         }
-        let keys = Keys { provider, target, bits, reuse, supplied: None, current: Mutex::new(None), requests: AtomicU64::new(0) };
         let supplied = match supplied {
             Some(key) => {
                 let copy = DataKey::from_slice(key.expose_secret())?;
-                let wrapped = keys.wrap_all(&copy, None)?;
-                Some(Arc::new(Material { key: copy, wrapped, source: KeySource::Supplied, used_ivs: Some(Mutex::default()) }))
+                Some(Arc::new(Material { key: copy, wrapped: OnceLock::new(), wrapping: Mutex::default(), source: KeySource::Supplied, used_ivs: Some(Mutex::default()) }))
             }
             None => None,
         };
-        Ok(Keys { supplied, ..keys })
+        Ok(Keys { provider, target, bits, reuse, supplied, current: Mutex::new(None), requests: AtomicU64::new(0) })
+    }
+
+    /// The wrapped copies of `material`'s key, wrapping it now if no file
+    /// needed them before (a supplied key). Call it once the file's output
+    /// is created, so a refused output asks the provider for nothing.
+    /// A refusal is not kept: the next file asks again.
+    pub(crate) fn wrapped<'m>(&self, material: &'m Material) -> Result<&'m [WrappedFor]> {
+        if let Some(wrapped) = material.wrapped.get() {
+            return Ok(wrapped);
+        }
+        let _one = material.wrapping.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wrapped) = material.wrapped.get() {
+            return Ok(wrapped);
+        }
+        let wrapped = self.wrap_all(&material.key, None)?;
+        Ok(material.wrapped.get_or_init(|| wrapped))
     }
 
     /// Requests made to the key provider so far (GenerateDataKey, Encrypt).
@@ -174,8 +194,8 @@ impl<'a> Keys<'a> {
         let services = self.target.services();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let (key, primary) = self.provider.generate(self.bits, &services[0].encryption_context())?;
-        let wrapped = self.wrap_all(&key, Some(primary))?;
-        Ok(Material { key, wrapped, source: KeySource::Generated, used_ivs: shared.then(Mutex::default) })
+        let wrapped = OnceLock::from(self.wrap_all(&key, Some(primary))?);
+        Ok(Material { key, wrapped, wrapping: Mutex::default(), source: KeySource::Generated, used_ivs: shared.then(Mutex::default) })
     }
 
     /// Wrap `key` for every service of the target (the first already wrapped when `primary`).

@@ -66,6 +66,10 @@ struct Entry {
 pub(crate) enum Claim {
     /// Encrypt it.
     Fresh,
+    /// Encrypt it, replacing what may appear at its output meanwhile: an
+    /// earlier run journalled the output and was interrupted before it was
+    /// seen stored, so a write of that run may still land there, late.
+    Journalled,
     /// Encrypt it again, replacing its output; `reason` tells the user why.
     Redo { reason: String },
     /// Leave it; `reason` says why.
@@ -298,7 +302,8 @@ impl Ledger {
                 Some(_) if destination.stored_len(relative)?.is_some() => Claim::Redo {
                     reason: "an earlier run wrote this output but never recorded it (interrupted, or its upload was not confirmed); encrypting it again under a new key".into(),
                 },
-                _ => Claim::Fresh,
+                Some(_) => Claim::Journalled,
+                None => Claim::Fresh,
             };
             return Ok(claim);
         }

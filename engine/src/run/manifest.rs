@@ -25,6 +25,8 @@ use crate::format::record::Record;
 /// and the next sync only costs a redo: its output is in the journal.
 pub struct ManifestWriter {
     file: Mutex<Option<Arc<File>>>,
+    /// [`ManifestWriter::open`] made the file (it was not there before).
+    created: std::sync::atomic::AtomicBool,
     path: PathBuf,
     durable: bool,
     sync: Arc<(Mutex<SyncState>, Condvar)>,
@@ -55,7 +57,7 @@ impl ManifestWriter {
     }
 
     fn new(path: &Path, durable: bool) -> Self {
-        ManifestWriter { file: Mutex::new(None), path: path.to_path_buf(), durable, sync: Arc::default(), syncer: Mutex::new(None) }
+        ManifestWriter { file: Mutex::new(None), created: Default::default(), path: path.to_path_buf(), durable, sync: Arc::default(), syncer: Mutex::new(None) }
     }
 
     /// Create or open the manifest for appending, if not done yet. Call it
@@ -70,11 +72,12 @@ impl ManifestWriter {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
             }
-            let opened = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| Error::io(&self.path, "open manifest", e))?;
+            let (opened, created) = match OpenOptions::new().create_new(true).append(true).open(&self.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (OpenOptions::new().append(true).open(&self.path), false),
+                other => (other, true),
+            };
+            let opened = opened.map_err(|e| Error::io(&self.path, "open manifest", e))?;
+            self.created.store(created, std::sync::atomic::Ordering::Relaxed);
             drop_torn_tail(&opened, &self.path)?;
             let opened = Arc::new(opened);
             if self.durable {
@@ -84,6 +87,16 @@ impl ManifestWriter {
             *file = Some(opened);
         }
         Ok(file.as_ref().expect("opened above").clone())
+    }
+
+    /// Remove the manifest if this writer created it and wrote no record:
+    /// a run stopped before any file finished leaves no manifest behind.
+    pub fn discard_if_unused(&self) {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let written = self.sync.0.lock().unwrap_or_else(|p| p.into_inner()).written;
+        if file.is_some() && written == 0 && self.created.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 
     /// The manifest path.

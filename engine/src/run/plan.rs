@@ -10,7 +10,7 @@ use super::filter::Filter;
 use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::store::local::resolve;
-use crate::store::{Listed, Store, Stores};
+use crate::store::{key_too_long, Listed, Store, Stores};
 
 /// One input entry: a file or object to encrypt, as listing found it.
 #[derive(Debug)]
@@ -51,17 +51,18 @@ pub(crate) enum Listing {
     Skipped(PathBuf, &'static str),
 }
 
-/// S3's limit on the length of an object key, in bytes (UTF-8).
-pub(crate) const MAX_KEY_BYTES: usize = 1024;
-
-/// `name` for a message: whole when short, else its start and its length
-/// (a 70,000-byte key is not repeated whole on a terminal line).
+/// `name` for a message: whole when short, else its start, its end (the
+/// file's own name) and its length (a 70,000-byte key is not repeated whole
+/// on a terminal line).
 pub(crate) fn shortened(name: &str) -> String {
-    const SHOWN: usize = 200;
-    match name.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!("{}… ({} bytes)", &name[..cut], name.len()),
-        None => name.to_string(),
+    const SHOWN: usize = 100;
+    let chars = name.chars().count();
+    if chars <= 2 * SHOWN {
+        return name.to_string();
     }
+    let head: String = name.chars().take(SHOWN).collect();
+    let tail: String = name.chars().skip(chars - SHOWN).collect();
+    format!("{head}…{tail} ({} bytes)", name.len())
 }
 
 /// What a run takes as input.
@@ -274,14 +275,12 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, sto
     if !safe_relative(&relative) || Path::new(name).components().any(|c| c == Component::ParentDir) {
         return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
     }
-    match stores.remote(name) {
-        Ok(Some(_)) if key_of(name).len() > MAX_KEY_BYTES => {
-            // Refused before any request (the SDK cannot even build the URI of a 64 KiB key).
+    match (stores.remote(name), key_too_long(key_of(name))) {
+        (Ok(Some(_)), Some(reason)) => {
             let shown = PathBuf::from(shortened(name));
-            let reason = format!("the key is {} bytes, over S3's limit of {MAX_KEY_BYTES}; refused", key_of(name).len());
             Listing::Failed(shown.clone(), Error::invalid(&shown, reason))
         }
-        Ok(Some(store)) => {
+        (Ok(Some(store)), None) => {
             let listed = match (size, etag) {
                 (Some(size), Some(etag)) => Ok(Listed { url: name.to_string(), relative, size, etag }),
                 // Without both, one HEAD request gives the size and the ETag to pin reads to.
@@ -292,8 +291,8 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, sto
                 Err(e) => Listing::Failed(source.clone(), e.for_file(&source)),
             }
         }
-        Err(e) => Listing::Failed(source.clone(), Error::invalid(origin, e.to_string())),
-        Ok(None) => match std::fs::metadata(&source) {
+        (Err(e), _) => Listing::Failed(source.clone(), Error::invalid(origin, e.to_string())),
+        (Ok(None), _) => match std::fs::metadata(&source) {
             Ok(m) if m.is_file() => Listing::File(Entry::local(source.clone(), &resolve(&source), relative, m.len())),
             Ok(m) => {
                 let reason = format!("not a regular file ({}); refused", crate::store::local::file_kind(&m.file_type()));

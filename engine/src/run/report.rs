@@ -20,6 +20,12 @@ pub trait Reporter: Sync {
     fn failed(&self, _path: &Path, _error: &Error) {}
     /// A file is left alone (already done, …), for `reason`.
     fn skipped(&self, _path: &Path, _reason: &str) {}
+    /// An entry under an input is left out on purpose (a symbolic link with
+    /// `--no-follow-symlinks`), for `reason`: unlike a file already done, the
+    /// user is told of each one. By default, reported as [`Reporter::skipped`].
+    fn left_out(&self, path: &Path, reason: &str) {
+        self.skipped(path, reason);
+    }
     /// Something the user must know about a file (e.g. encrypted again under a new key).
     fn note(&self, _path: &Path, _message: &str) {}
 }
@@ -43,6 +49,9 @@ pub struct Summary {
     pub skipped: u64,
     /// Their bytes.
     pub skipped_bytes: u64,
+    /// Entries under input folders left out on purpose (symbolic links with
+    /// `--no-follow-symlinks`), each reported with [`Reporter::left_out`].
+    pub left_out: u64,
     /// Requests to the key provider (GenerateDataKey, Encrypt).
     pub key_requests: u64,
     /// Files listed but not attempted because `max_errors` stopped the run.

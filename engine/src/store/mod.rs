@@ -244,10 +244,24 @@ pub trait PendingOutput: Sink {
     fn commit(self: Box<Self>) -> Result<Committed>;
 }
 
+/// S3's limit on the length of an object key, in bytes (UTF-8).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Why `key` cannot be an S3 object key, if it is too long: refused before
+/// any request (the SDK cannot even build the URI of a 64 KiB key).
+pub fn key_too_long(key: &str) -> Option<String> {
+    (key.len() > MAX_KEY_BYTES).then(|| format!("key longer than S3's {MAX_KEY_BYTES}-byte limit ({} bytes); refused", key.len()))
+}
+
 /// Where a run's outputs go.
 pub trait Destination: Sync {
     /// The final location of `relative` (a path or URL).
     fn location(&self, relative: &Path) -> String;
+    /// Why `relative` cannot be stored here under its name, if it cannot
+    /// (an S3 key over [`MAX_KEY_BYTES`]): asked before any request about it.
+    fn refuses_name(&self, _relative: &Path) -> Option<String> {
+        None
+    }
     /// Start writing `relative`, which will be `len` bytes long. An
     /// existing output is refused unless the destination overwrites or `replace`.
     fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>>;

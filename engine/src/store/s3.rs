@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -448,6 +448,10 @@ impl Destination for S3Destination {
         format!("s3://{}/{}", self.bucket, self.key(relative))
     }
 
+    fn refuses_name(&self, relative: &Path) -> Option<String> {
+        super::key_too_long(&self.key(relative)).map(|reason| format!("output {reason}"))
+    }
+
     fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
         self.head_len(&self.key(relative))
     }
@@ -505,7 +509,8 @@ impl Destination for S3Destination {
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
         let path = PathBuf::from(&url);
-        if !self.settings.overwrite && !replace {
+        let fresh = !self.settings.overwrite && !replace;
+        if fresh {
             match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
                 Ok(_) => return Err(Error::Exists { path }),
                 Err(e) if status(&e) == Some(404) => {}
@@ -531,6 +536,7 @@ impl Destination for S3Destination {
             open: self.open.clone(),
             journal: self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             duplicates: None,
+            fresh,
         };
         if len > part_size {
             let location = upload.url();
@@ -652,6 +658,12 @@ struct Upload {
     duplicates: Option<Option<Vec<String>>>,
     /// Headers every object is created with.
     object: ObjectOptions,
+    /// Created where no object was (no `--force`, not replacing an output
+    /// of ours): a single `PutObject` is then conditional (`If-None-Match: *`),
+    /// so if this run is killed with it on the wire and it lands late, after
+    /// the next run wrote the object again under a new key, it is refused
+    /// instead of replacing that object with one no record can decrypt.
+    fresh: bool,
 }
 
 impl Upload {
@@ -752,20 +764,53 @@ impl Upload {
     fn complete_single(&mut self) -> Result<Committed> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
         let mut req = object_options!(self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64), &self.object);
-        match (self.checksum, checksum_of(self.checksum, &data)) {
+        let sent = checksum_of(self.checksum, &data);
+        match (self.checksum, sent.clone()) {
             (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
             (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
             _ => {}
         }
-        let out = self
-            .handle
-            .block_on(req.body(ByteStream::from(data)).send())
-            .map_err(|e| create_error(&self.path, "S3 PutObject", &e, &self.object))?;
+        if self.fresh {
+            req = req.if_none_match("*");
+        }
+        let out = match self.handle.block_on(req.body(ByteStream::from(data.clone())).send()) {
+            Ok(out) => out,
+            // The object exists: ours when an attempt whose reply was lost
+            // was applied before this retry, another writer's otherwise.
+            Err(e) if self.fresh && status(&e) == Some(412) => return self.ours_already(&data, sent.as_deref()),
+            Err(e) => return Err(create_error(&self.path, "S3 PutObject", &e, &self.object)),
+        };
         let checksum = out
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
         Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
+    }
+
+    /// After a conditional `PutObject` refused because the object exists:
+    /// the object as committed if it is the one we sent (same length, and
+    /// the same checksum, or with `--checksum none` an ETag that is the
+    /// MD5 of what we sent), else [`Error::Exists`].
+    fn ours_already(&self, data: &[u8], sent: Option<&str>) -> Result<Committed> {
+        let head = self
+            .handle
+            .block_on(self.client.head_object().bucket(&self.bucket).key(&self.key).checksum_mode(ChecksumMode::Enabled).send())
+            .map_err(|e| Error::invalid(&self.path, format!("PutObject was refused (the object exists) and the object cannot be read back: {}", describe(&e))))?;
+        let stored = head.checksum_crc32_c().or(head.checksum_crc64_nvme());
+        let etag = head.e_tag().map(|t| t.trim_matches('"').to_string());
+        let same = head.content_length() == Some(data.len() as i64)
+            && match sent {
+                Some(sum) => stored == Some(sum),
+                None => etag.as_deref() == Some(hex::encode(<md5::Md5 as md5::Digest>::digest(data)).as_str()),
+            };
+        if !same {
+            return Err(Error::Exists { path: self.path.clone() });
+        }
+        let checksum = head
+            .checksum_crc32_c()
+            .map(|c| format!("CRC32C:{c}"))
+            .or_else(|| head.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
+        Ok(Committed { location: self.url(), etag: head.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(head) })
     }
 
     fn complete_multipart(&mut self) -> Result<Committed> {
