@@ -813,7 +813,8 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
             let provider = ctx.providers.for_record(record)?;
             let key = unwrap_record(record, provider.as_ref()).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
             etag = record.etag.clone();
-            (record.mode, key, record.iv()?, Some(record.plaintext_sha256.clone()))
+            let digest = record.digest().map_err(|e| anyhow!("{}: its record in {}: {e}", a.input.display(), m.display()))?;
+            (record.mode, key, record.iv()?, Some(digest))
         }
         None => {
             let mode = Mode::from(a.mode.expect("clap requires --mode without --manifest"));
@@ -828,7 +829,7 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         }
     };
     let progress = report::Progress::new("decrypt", !g.json, false);
-    let settings = verify::Decryption { mode, key: &key, iv: &iv, expected_sha256: expected.as_deref(), overwrite: a.force, tuning: &tuning };
+    let settings = verify::Decryption { mode, key: &key, iv: &iv, expected: expected.as_ref(), overwrite: a.force, tuning: &tuning };
     let started = std::time::Instant::now();
     let result = ctx
         .stores

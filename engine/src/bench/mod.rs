@@ -35,6 +35,7 @@ use sha2::Digest;
 
 pub use machine::{describe_machine, Machine};
 
+use crate::format::digest::DigestAlg;
 use crate::cipher::{kernel_name, CbcBatch, Opener, Sealer, CBC_LANES};
 use crate::error::{Error, Result};
 use crate::format::{Iv, KeyBits, Mode};
@@ -337,7 +338,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 let p = plan.dir.join(format!(".sealpipe-bench-{mode}-{b}-{}", std::process::id()));
                 let input = Input::open(&file_path)?;
                 let mut out = Output::create(&p, true)?;
-                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), &|_| {})?;
+                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), DigestAlg::Sha256, &|_| {})?;
                 out.commit()?;
                 Some(p)
             } else {
@@ -478,7 +479,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(mode.expect("cipher case"), &keyed.key, Iv::random(16)?, plan.chunk);
-                                pipeline::seal(&src, sealer, &mut out, &tuning, &|_| {})?;
+                                pipeline::seal(&src, sealer, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 if synced {
                                     out.sync()?;
                                 }
@@ -490,7 +491,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let opener = Opener::new(m, &keyed.key, &keyed.iv, plan.chunk);
-                                pipeline::open(&src, m, opener, &mut out, &tuning, &|_| {})?;
+                                pipeline::open(&src, m, opener, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 if synced {
                                     out.sync()?;
                                 }
