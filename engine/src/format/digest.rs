@@ -55,7 +55,7 @@ impl DigestAlg {
     }
 
     /// Bytes of a value (0 for `none`).
-    pub fn len(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             DigestAlg::Sha256 | DigestAlg::Blake3 => 32,
             DigestAlg::Crc64Nvme => 8,
@@ -90,15 +90,15 @@ pub struct Digest {
 impl Digest {
     /// A digest of `alg` with these bytes (their length must be the algorithm's).
     pub fn new(alg: DigestAlg, value: Vec<u8>) -> Digest {
-        assert_eq!(value.len(), alg.len(), "a {alg} digest is {} bytes", alg.len());
+        assert_eq!(value.len(), alg.size(), "a {alg} digest is {} bytes", alg.size());
         Digest { alg, value }
     }
 
     /// Parse a hex value of `alg`, as records write it.
     pub fn from_hex(alg: DigestAlg, text: &str) -> Result<Digest, String> {
         let value = hex::decode(text.trim()).map_err(|e| format!("{alg} digest {text:?} is not hex: {e}"))?;
-        if value.len() != alg.len() {
-            return Err(format!("{alg} digest {text:?} is {} bytes, expected {}", value.len(), alg.len()));
+        if value.len() != alg.size() {
+            return Err(format!("{alg} digest {text:?} is {} bytes, expected {}", value.len(), alg.size()));
         }
         Ok(Digest { alg, value })
     }
@@ -182,7 +182,7 @@ mod tests {
     fn records_spell_each_algorithm_and_read_it_back() {
         for alg in DigestAlg::ALL {
             assert_eq!(alg.name().parse::<DigestAlg>(), Ok(alg));
-            let d = Digest::new(alg, (0..alg.len() as u8).collect());
+            let d = Digest::new(alg, (0..alg.size() as u8).collect());
             let (sha, member) = RecordDigest::split(&d);
             assert_eq!(sha.is_some(), alg == DigestAlg::Sha256, "{alg}");
             assert_eq!(RecordDigest::join(sha.as_deref(), member.as_ref()), Ok(d.clone()), "{alg}");

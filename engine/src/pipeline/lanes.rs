@@ -119,7 +119,7 @@ fn step_lanes<L: LaneFiles>(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_, L
             let Lane { input, scratch, out, hasher, at, .. } = lane;
             match input.window(*at, step, scratch) {
                 Ok(w) => {
-                    hasher.update(&*w);
+                    hasher.update(&w);
                     out.resize(step, 0);
                     ids.push(i);
                     windows.push(w);
