@@ -47,6 +47,8 @@ pub enum Error {
     Digest {
         /// The file concerned.
         path: PathBuf,
+        /// The algorithm ("SHA-256", "BLAKE3", "CRC-64/NVME").
+        alg: &'static str,
         /// Digest recorded in the manifest (hex).
         expected: String,
         /// Digest of what was decrypted (hex).
@@ -226,9 +228,9 @@ impl fmt::Display for Error {
                 "{}: bad CBC padding after decryption (wrong key or IV, or corrupted ciphertext)",
                 path.display()
             ),
-            Error::Digest { path, expected, actual } => write!(
+            Error::Digest { path, alg, expected, actual } => write!(
                 f,
-                "{}: plaintext SHA-256 mismatch: manifest has {expected}, decrypted data has {actual}",
+                "{}: plaintext {alg} mismatch: manifest has {expected}, decrypted data has {actual}",
                 path.display()
             ),
             Error::Exists { path } => {

@@ -13,7 +13,7 @@
 //! * [`keys`]: data keys and the providers that wrap them (local keyring, KMS);
 //! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM;
 //! * [`store`]: where bytes come from and go (local files, S3), chosen by URL scheme;
-//! * [`pipeline`]: the one data path: source → cipher + SHA-256 → sink;
+//! * [`pipeline`]: the one data path: source → cipher + plaintext digest → sink;
 //! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report;
 //! * [`bench`]: throughput measurement on the target hardware.
 //!

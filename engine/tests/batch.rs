@@ -12,11 +12,23 @@ use sealpipe::keys::{DataKey, LocalKeyring};
 use sealpipe::format::record::{self as manifest};
 use sealpipe::run::manifest::ManifestWriter;
 use sealpipe::format::Mode;
+use sealpipe::format::digest::DigestAlg;
 use sealpipe::pipeline::Tuning;
 use sha2::Digest;
 
 #[test]
 fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
+    cbc_folder(DigestAlg::Sha256);
+}
+
+#[test]
+fn the_multi_buffer_runner_records_each_digest() {
+    cbc_folder(DigestAlg::Blake3);
+    cbc_folder(DigestAlg::Crc64Nvme);
+    cbc_folder(DigestAlg::None);
+}
+
+fn cbc_folder(digest: DigestAlg) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("media");
     std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -36,6 +48,7 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
     let manifest_writer = ManifestWriter::append(&manifest_path).unwrap();
     let job = EncryptJob {
         mode: Mode::Cbc,
+        digest,
         supplied_key: Some(DataKey::from_slice(&key_bytes).unwrap()),
         tuning: Tuning::for_threads(2, 1 << 20),
         ..EncryptJob::new(vec![src.clone()], &destination, &keyring)
@@ -53,9 +66,17 @@ fn cbc_folder_under_one_key_matches_one_pass_cbc_for_every_file() {
         assert!(ivs.insert(iv.clone()), "IV reused under one key");
         let want = reference::cbc_encrypt(&key_bytes, &iv, &plain);
         assert!(std::fs::read(&r.output).unwrap() == want, "{}", r.source);
-        assert_eq!(r.plaintext_sha256, hex::encode(sha2::Sha256::digest(&plain)));
+        let digest_want = match digest {
+            DigestAlg::Sha256 => sha2::Sha256::digest(&plain).to_vec(),
+            DigestAlg::Blake3 => blake3::hash(&plain).as_bytes().to_vec(),
+            DigestAlg::Crc64Nvme => crc_fast::crc64_nvme(&plain).to_be_bytes().to_vec(),
+            DigestAlg::None => Vec::new(),
+        };
+        assert_eq!(r.plaintext_sha256.is_some(), digest == DigestAlg::Sha256);
+        assert_eq!(r.digest().unwrap().bytes(), &digest_want[..], "{digest} {}", r.source);
         assert_eq!(r.ciphertext_size, want.len() as u64);
     }
     let verified = verify(&records, &keyring, &job.tuning, &Silent);
     assert!(verified.failures.is_empty(), "{:?}", verified.failures);
+    assert_eq!(verified.unchecked_content, if digest == DigestAlg::None { sizes.len() as u64 } else { 0 });
 }

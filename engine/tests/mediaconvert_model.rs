@@ -105,7 +105,7 @@ fn record(provider: &dyn KeyProvider, mode: Mode, iv_len: usize, target: Target,
         iv: &iv,
         plain_len: 1000,
         cipher_len: mode.sealed_len(1000),
-        sha256: [7; 32],
+        digest: &sealpipe::format::digest::Digest::new(sealpipe::format::digest::DigestAlg::Sha256, vec![7; 32]),
     })
 }
 

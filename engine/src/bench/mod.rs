@@ -39,6 +39,7 @@ use sha2::Digest;
 
 pub use machine::{describe_machine, Machine};
 
+use crate::format::digest::DigestAlg;
 use crate::cipher::{kernel_name, CbcBatch, Opener, Sealer, CBC_LANES};
 use crate::error::{Error, Result};
 use crate::format::{Iv, KeyBits, Mode};
@@ -360,7 +361,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 let p = plan.dir.join(format!(".sealpipe-bench-{mode}-{b}-{}", std::process::id()));
                 let input = Input::open(&file_path)?;
                 let mut out = Output::create(&p, true)?;
-                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), &|_| {})?;
+                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), DigestAlg::Sha256, &|_| {})?;
                 out.commit()?;
                 Some(p)
             } else {
@@ -531,7 +532,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(mode.expect("cipher case"), &keyed.key, Iv::random(16)?, plan.chunk);
-                                pipeline::seal(&src, sealer, &mut out, &tuning, &|_| {})?;
+                                pipeline::seal(&src, sealer, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 if synced {
                                     out.sync()?;
                                 }
@@ -543,7 +544,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let opener = Opener::new(m, &keyed.key, &keyed.iv, plan.chunk);
-                                pipeline::open(&src, m, opener, &mut out, &tuning, &|_| {})?;
+                                pipeline::open(&src, m, opener, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 if synced {
                                     out.sync()?;
                                 }
@@ -556,7 +557,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = dest.create(Path::new(&scratch), m.sealed_len(src.len()), true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
-                                pipeline::seal(&src, sealer, &mut *out, &tuning, &|_| {})?;
+                                pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 out.commit().map(drop)
                             }
                             Op::OpenSsl { .. } | Op::OpenSslDigest | Op::Cp { .. } => unreachable!("peers run above"),

@@ -298,7 +298,11 @@ fn identity_digest(record: &Record) -> [u8; 32] {
     field(&mut h, record.key_id.as_bytes());
     field(&mut h, record.encrypted_data_key.as_bytes());
     field(&mut h, record.iv.as_bytes());
-    field(&mut h, record.plaintext_sha256.as_bytes());
+    // SHA-256 records (every record before `--digest`) hash as they always have.
+    field(&mut h, record.plaintext_sha256.as_deref().unwrap_or_default().as_bytes());
+    if let Some(d) = &record.digest {
+        field(&mut h, format!("{}:{}", d.alg, d.value.as_deref().unwrap_or_default()).as_bytes());
+    }
     if let Some(mc) = &record.mediaconvert {
         field(&mut h, mc.file_input.as_bytes());
         field(&mut h, mc.decryption_settings.encrypted_decryption_key.as_bytes());
@@ -360,7 +364,8 @@ mod tests {
             encrypted_data_key: "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB".into(),
             iv: "AAECAwQFBgcICQoLDA0ODw==".into(),
             key_md5: "AAAAAAAAAAAAAAAAAAAAAA==".into(),
-            plaintext_sha256: "00".repeat(32),
+            plaintext_sha256: Some("00".repeat(32)),
+            digest: None,
             mediaconvert: Some(MediaConvertInput {
                 file_input: "s3://media-in/archive/clip.mp4".into(),
                 decryption_settings: MediaConvertDecryption {

@@ -6,6 +6,7 @@
 //! services' roles need ([`policy`]).
 //! This module depends on nothing else of the engine but its errors.
 
+pub mod digest;
 pub mod elastictranscoder;
 pub mod jobs;
 pub mod mediaconvert;

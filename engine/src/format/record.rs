@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::{Digest, RecordDigest};
 use super::elastictranscoder::ElasticTranscoderInput;
 use super::mediaconvert::MediaConvertInput;
 use super::{b64, unb64, EncryptionContext, Iv, KeyBits, Mode, Service, Target};
@@ -81,8 +82,13 @@ pub struct Record {
     pub iv: String,
     /// Base64 MD5 of the plaintext data key (Elastic Transcoder's `KeyMd5`).
     pub key_md5: String,
-    /// SHA-256 of the plaintext (hex).
-    pub plaintext_sha256: String,
+    /// SHA-256 of the plaintext (hex), for records made with `--digest sha256`
+    /// (the default, and every record before `--digest`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plaintext_sha256: Option<String>,
+    /// Any other plaintext digest, or `{"alg": "none"}` (see [`super::digest`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub digest: Option<RecordDigest>,
     /// MediaConvert input settings, if the key was wrapped for MediaConvert.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mediaconvert: Option<MediaConvertInput>,
@@ -144,8 +150,8 @@ pub struct RecordInput<'a> {
     pub plain_len: u64,
     /// Ciphertext bytes.
     pub cipher_len: u64,
-    /// SHA-256 of the plaintext.
-    pub sha256: [u8; 32],
+    /// The plaintext digest.
+    pub digest: &'a Digest,
 }
 
 impl Record {
@@ -160,6 +166,7 @@ impl Record {
         let elastictranscoder = find(Service::ElasticTranscoder)
             .filter(|_| r.iv.as_bytes().len() == 16)
             .map(|w| ElasticTranscoderInput::new(r.mode, b64(&w.blob), r.key_md5.clone(), iv_b64.clone()));
+        let (plaintext_sha256, digest) = RecordDigest::split(r.digest);
         Record {
             source: r.source.to_string(),
             output: r.output,
@@ -178,7 +185,8 @@ impl Record {
             encrypted_data_key: b64(&primary.blob),
             iv: iv_b64,
             key_md5: r.key_md5,
-            plaintext_sha256: hex::encode(r.sha256),
+            plaintext_sha256,
+            digest,
             mediaconvert,
             elastictranscoder,
             finished_unix: std::time::SystemTime::now()
@@ -192,6 +200,22 @@ impl Record {
     /// The IV.
     pub fn iv(&self) -> Result<Iv> {
         Iv::from_slice(&unb64(&self.iv, "manifest iv")?)
+    }
+
+    /// The plaintext digest the record carries (its algorithm may be `none`).
+    /// Records that [`Record::from_json`] read always have one.
+    pub fn digest(&self) -> std::result::Result<Digest, String> {
+        RecordDigest::join(self.plaintext_sha256.as_deref(), self.digest.as_ref())
+    }
+
+    /// Parse one manifest line: a record whose digest members agree
+    /// ([`Record::digest`]); anything else is a `serde_json` data error.
+    pub fn from_json(line: &str) -> serde_json::Result<Record> {
+        let record: Record = serde_json::from_str(line)?;
+        match record.digest() {
+            Ok(_) => Ok(record),
+            Err(reason) => Err(<serde_json::Error as serde::de::Error>::custom(reason)),
+        }
     }
 
     /// The wrapped data key's blob.
@@ -265,7 +289,7 @@ pub(crate) fn for_each_line(file: File, path: &Path, each: &mut dyn FnMut(Line, 
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        match Record::from_json(line) {
             Ok(r) => each(Line::Record(r), n - 1)?,
             Err(e) => {
                 let reason = match e.classify() {

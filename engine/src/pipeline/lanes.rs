@@ -1,20 +1,20 @@
 //! The multi-buffer CBC path: files sharing one data key, encrypted
 //! [`CBC_LANES`] at a time per thread so their CBC chains overlap in the CPU
-//! (see [`crate::cipher::CbcBatch`]). The same source → cipher + SHA-256 →
+//! (see [`crate::cipher::CbcBatch`]). The same source → cipher + digest →
 //! sink path as [`super::seal`], with one cipher call over many files.
 //!
 //! Each worker keeps up to `CBC_LANES` files open. Every step it reads the
 //! next window of each (the same length for all: the least any of them has
-//! left, at most [`STEP`]), hashes each plaintext, encrypts all windows in
+//! left, at most [`STEP`]), hashes each plaintext (any `--digest`), encrypts all windows in
 //! lockstep, and writes each to its own pending output. A file whose whole
 //! blocks are done is padded, committed and recorded, and its lane takes the
 //! next file of the batch. A failure ends only that file.
 
-use sha2::{Digest, Sha256};
-
+use super::hasher::Hasher;
 use super::Sealed;
 use crate::cipher::{CbcBatch, CBC_LANES};
 use crate::error::Result;
+use crate::format::digest::DigestAlg;
 use crate::format::{Iv, Mode, BLOCK};
 use crate::keys::DataKey;
 use crate::store::{Committed, PendingOutput, Source};
@@ -45,7 +45,7 @@ struct Lane<'f, F> {
     file: &'f F,
     input: Box<dyn Source>,
     output: Box<dyn PendingOutput>,
-    hasher: Sha256,
+    hasher: Hasher,
     iv: Iv,
     at: u64,
     whole: u64,
@@ -55,17 +55,17 @@ struct Lane<'f, F> {
 
 /// Encrypt every file `files` hands out (CBC, all under `key`), with
 /// `CBC_LANES` files per thread of the current rayon pool, holding at most
-/// `window` bytes of buffers per thread.
-pub fn seal_cbc<L: LaneFiles>(key: &DataKey, files: &L, window: usize) {
+/// `window` bytes of buffers per thread, each plaintext's `digest` made as it is read.
+pub fn seal_cbc<L: LaneFiles>(key: &DataKey, files: &L, window: usize, digest: DigestAlg) {
     let step = step_for(window);
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| worker(key, files, step));
+            scope.spawn(|_| worker(key, files, step, digest));
         }
     });
 }
 
-fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize) {
+fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize, digest: DigestAlg) {
     let mut batch = CbcBatch::new(key);
     let mut lanes: Vec<Option<Lane<'_, L::File>>> = (0..CBC_LANES).map(|_| None).collect();
     loop {
@@ -77,7 +77,7 @@ fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize) {
                     Ok((input, output, iv)) => {
                         let len = input.len();
                         batch.start(i, Iv::from_slice(iv.as_bytes()).expect("an IV's own bytes make a valid IV"));
-                        *slot = Some(Lane { file, input, output, hasher: Sha256::new(), iv, at: 0, whole: len - len % BLOCK as u64, scratch: Vec::new(), out: Vec::new() });
+                        *slot = Some(Lane { file, input, output, hasher: Hasher::new(digest), iv, at: 0, whole: len - len % BLOCK as u64, scratch: Vec::new(), out: Vec::new() });
                     }
                     Err(e) => files.done(file, Err(e)),
                 }
@@ -119,7 +119,7 @@ fn step_lanes<L: LaneFiles>(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_, L
             let Lane { input, scratch, out, hasher, at, .. } = lane;
             match input.window(*at, step, scratch) {
                 Ok(w) => {
-                    hasher.update(&*w);
+                    hasher.update(&w);
                     out.resize(step, 0);
                     ids.push(i);
                     windows.push(w);
@@ -159,6 +159,6 @@ fn finish_lane<F>(batch: &mut CbcBatch, i: usize, mut lane: Lane<'_, F>) -> Resu
     lane.output.write(&last)?;
     lane.input.finish()?;
     let committed = lane.output.commit()?;
-    let sealed = Sealed { plain_len: len, cipher_len: Mode::Cbc.sealed_len(len), sha256: lane.hasher.finalize().into() };
+    let sealed = Sealed { plain_len: len, cipher_len: Mode::Cbc.sealed_len(len), digests: lane.hasher.finalize() };
     Ok((sealed, committed, lane.iv))
 }

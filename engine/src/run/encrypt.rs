@@ -26,6 +26,7 @@ use super::schedule;
 use super::shard::Shard;
 use crate::cipher::Sealer;
 use crate::error::{Error, Failure, Result};
+use crate::format::digest::DigestAlg;
 use crate::format::record::{Record, RecordInput};
 use crate::format::{Iv, KeyBits, Mode, Target, BLOCK};
 use crate::keys::{DataKey, KeyProvider};
@@ -47,6 +48,8 @@ pub struct EncryptJob<'a> {
     pub stores: &'a Stores,
     /// Cipher mode.
     pub mode: Mode,
+    /// The plaintext digest each record carries (re-encryption: of the plaintext in the middle).
+    pub digest: DigestAlg,
     /// Key size of generated keys (ignored with a supplied key).
     pub key_bits: KeyBits,
     /// Services to prepare settings for.
@@ -94,6 +97,7 @@ impl<'a> EncryptJob<'a> {
             destination,
             stores: &LOCAL_ONLY,
             mode: Mode::Ctr,
+            digest: DigestAlg::Sha256,
             key_bits: KeyBits::B256,
             target: Target::Any,
             provider,
@@ -397,11 +401,12 @@ impl Run<'_, '_> {
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
             Some(u) => {
-                let sealed = pipeline::reseal(input.as_ref(), u.mode, u.opener, u.plain_len, sealer, output.as_mut(), &job.tuning, &progress)?;
-                check_digest(input.path(), u.expected_sha256.as_deref(), &sealed.sha256)?;
+                let check = u.expected.as_ref().map(|d| d.alg());
+                let sealed = pipeline::reseal(input.as_ref(), u.mode, u.opener, u.plain_len, sealer, output.as_mut(), &job.tuning, job.digest, check, &progress)?;
+                check_digest(input.path(), u.expected.as_ref(), &sealed.digests)?;
                 sealed
             }
-            None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, &progress)?,
+            None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, job.digest, &progress)?,
         };
         let committed = output.commit()?;
         crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
@@ -443,6 +448,10 @@ impl schedule::Files for Run<'_, '_> {
 
     fn window(&self) -> usize {
         self.job.tuning.window
+    }
+
+    fn digest(&self) -> DigestAlg {
+        self.job.digest
     }
 }
 
@@ -535,6 +544,6 @@ fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Mate
         iv,
         plain_len: sealed.plain_len,
         cipher_len: sealed.cipher_len,
-        sha256: sealed.sha256,
+        digest: sealed.digest(),
     }))
 }

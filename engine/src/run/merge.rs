@@ -139,7 +139,7 @@ pub fn merge(
     let mut join = Join::default();
     for (m, path) in manifests.iter().enumerate() {
         for_each_line(path, &mut |line, text| {
-            let record: Record = serde_json::from_str(text)
+            let record = Record::from_json(text)
                 .map_err(|e| Error::invalid(path, format!("line {line}: not a sealpipe manifest record: {e}")))?;
             join.add(manifests, Loc { manifest: m as u32, line }, record)
         })?;

@@ -10,23 +10,22 @@
 //! encrypts each window in memory (the plaintext never touches the disk).
 //! Whatever the old mode promised is checked before the new output is
 //! committed: the recorded plaintext size when the unsealing is made, the
-//! GCM tag and CBC padding at the end of the pass, the recorded SHA-256
-//! after it. A check that fails fails that object alone, and its new output
+//! GCM tag and CBC padding at the end of the pass, the recorded plaintext
+//! digest (SHA-256, or the record's `--digest`) after it. A check that fails fails that object alone, and its new output
 //! is discarded (uncommitted outputs are deleted / aborted).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-#[cfg(test)]
-use sha2::{Digest, Sha256};
-
 use crate::cipher::{Opener, DEFAULT_CHUNK};
 use crate::error::{Error, Result};
+use crate::format::digest::{Digest, DigestAlg};
 use crate::format::elastictranscoder::ElasticTranscoderEncryption;
 use crate::format::record::{self, Record};
 use crate::format::{unb64, Iv, Mode, Service, Target, BLOCK, GCM_TAG_LEN};
 use crate::keys::{unwrap_record, DataKey, KeyProvider, ProviderFor};
+use crate::pipeline::hasher::Digests;
 use crate::store::local::resolve;
 use crate::store::Source;
 
@@ -38,8 +37,9 @@ pub struct LegacySettings {
     pub key: DataKey,
     /// The old IV.
     pub iv: Iv,
-    /// SHA-256 (hex) of the plaintext, when recorded (old sealpipe manifests).
-    pub plaintext_sha256: Option<String>,
+    /// The plaintext's digest, when recorded (old sealpipe manifests; not
+    /// for records made with `--digest none`).
+    pub plaintext_digest: Option<Digest>,
     /// Plaintext size in bytes, when recorded.
     pub plaintext_size: Option<u64>,
 }
@@ -60,8 +60,8 @@ pub struct Unsealing {
     pub opener: Opener,
     /// The plaintext length (for CBC, read from the last block's padding first).
     pub plain_len: u64,
-    /// SHA-256 (hex) the plaintext must have, when recorded.
-    pub expected_sha256: Option<String>,
+    /// The digest the plaintext must have, when recorded.
+    pub expected: Option<Digest>,
 }
 
 impl Unsealing {
@@ -89,20 +89,22 @@ impl Unsealing {
             ));
         }
         let opener = Opener::new(mode, &settings.key, &settings.iv, chunk);
-        Ok(Unsealing { mode, opener, plain_len, expected_sha256: settings.plaintext_sha256.clone() })
+        Ok(Unsealing { mode, opener, plain_len, expected: settings.plaintext_digest.clone() })
     }
 }
 
-/// Fails when the plaintext's SHA-256 is not the recorded one.
-pub fn check_digest(path: &Path, expected: Option<&str>, actual: &[u8; 32]) -> Result<()> {
-    match expected {
-        Some(want) if !want.eq_ignore_ascii_case(&hex::encode(actual)) => Err(Error::Digest {
-            path: path.to_path_buf(),
-            expected: want.to_string(),
-            actual: hex::encode(actual),
-        }),
-        _ => Ok(()),
+/// Fails when the plaintext's digest (of the expected one's algorithm,
+/// among `actual`) is not the recorded one. Nothing to compare for no
+/// expectation, or an expected `none`.
+pub fn check_digest(path: &Path, expected: Option<&Digest>, actual: &Digests) -> Result<()> {
+    let Some(want) = expected.filter(|d| d.alg() != DigestAlg::None) else { return Ok(()) };
+    let got = actual
+        .get(want.alg())
+        .ok_or_else(|| Error::invalid(path, format!("no {} digest of the plaintext was computed to compare", want.alg())))?;
+    if got == want {
+        return Ok(());
     }
+    Err(Error::Digest { path: path.to_path_buf(), alg: want.alg().label(), expected: want.hex(), actual: got.hex() })
 }
 
 /// The plaintext bytes in the last CBC block: decrypt it (chained to the
@@ -287,11 +289,12 @@ impl<'a> Legacy<'a> {
                         unwrap_record(record, provider.as_ref())?
                     }
                 };
+                let digest = record.digest().map_err(|reason| Error::invalid(object, format!("its manifest record: {reason}")))?;
                 Ok(LegacySettings {
                     mode: record.mode,
                     key: data_key,
                     iv: record.iv()?,
-                    plaintext_sha256: Some(record.plaintext_sha256.clone()),
+                    plaintext_digest: Some(digest).filter(|d| d.alg() != DigestAlg::None),
                     plaintext_size: Some(record.plaintext_size),
                 })
             }
@@ -307,7 +310,7 @@ impl<'a> Legacy<'a> {
                     }
                     (None, None) => return Err(missing()),
                 };
-                Ok(LegacySettings { mode: entry.mode, key, iv: Iv::from_slice(&entry.iv)?, plaintext_sha256: None, plaintext_size: None })
+                Ok(LegacySettings { mode: entry.mode, key, iv: Iv::from_slice(&entry.iv)?, plaintext_digest: None, plaintext_size: None })
             }
         }
     }
@@ -353,7 +356,9 @@ impl Unseal for Legacy<'_> {
 mod tests {
     use super::*;
     use crate::cipher::{seal_to_vec, Sealer};
+    use crate::pipeline::hasher::reference::reference;
     use crate::pipeline::{reseal, Tuning};
+    use sha2::{Digest as _, Sha256};
     use crate::store::{Sink, Window};
 
     /// Ciphertext held in memory.
@@ -386,7 +391,7 @@ mod tests {
             mode,
             key: DataKey::from_slice(&[5u8; 24]).unwrap(),
             iv: Iv::from_slice(&[0xee; 16]).unwrap(),
-            plaintext_sha256: Some(hex::encode(Sha256::digest(plain))),
+            plaintext_digest: Some(Digest::new(DigestAlg::Sha256, Sha256::digest(plain).to_vec())),
             plaintext_size: Some(plain.len() as u64),
         }
     }
@@ -404,21 +409,45 @@ mod tests {
             let plain: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
             for old in Mode::ALL {
                 for new in Mode::ALL {
-                    for window in [16usize, 48, 4096] {
+                    for (window, alg) in [16usize, 48, 4096].into_iter().flat_map(|w| DigestAlg::ALL.map(|a| (w, a))) {
                         let (source, s) = legacy(old, &plain);
                         let u = Unsealing::new(&source, &s, 32).unwrap();
                         assert_eq!(u.plain_len, n as u64, "{old} {n}");
                         let sealer = Sealer::new(new, &new_key, Iv::from_slice(&[3; 16]).unwrap(), 32);
                         let mut out = Mem(Vec::new());
                         let tuning = Tuning { chunk: 32, window, depth: 2 };
-                        let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut out, &tuning, &|_| {}).unwrap();
+                        let check = u.expected.as_ref().map(|d| d.alg());
+                        let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut out, &tuning, alg, check, &|_| {}).unwrap();
                         let want = seal_to_vec(new, &new_key, Iv::from_slice(&[3; 16]).unwrap(), 16, &plain);
                         assert!(out.0 == want, "{old}->{new} {n} window {window}");
-                        check_digest(Path::new("x"), u.expected_sha256.as_deref(), &sealed.sha256).unwrap();
+                        check_digest(Path::new("x"), u.expected.as_ref(), &sealed.digests).unwrap();
+                        assert_eq!(sealed.digest().bytes(), &reference(alg, &plain)[..], "{old}->{new} {n} {alg}");
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_recorded_digest_of_another_algorithm_is_checked() {
+        let plain = vec![7u8; 100];
+        let (source, mut s) = legacy(Mode::Ctr, &plain);
+        let mut blake = blake3::hash(&plain).as_bytes().to_vec();
+        s.plaintext_digest = Some(Digest::new(DigestAlg::Blake3, blake.clone()));
+        let tuning = Tuning { chunk: 32, window: 48, depth: 2 };
+        let run = |s: &LegacySettings| {
+            let u = Unsealing::new(&source, s, 32).unwrap();
+            let sealer = Sealer::new(Mode::Gcm, &s.key, Iv::from_slice(&[3; 16]).unwrap(), 32);
+            let check = u.expected.as_ref().map(|d| d.alg());
+            let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Crc64Nvme, check, &|_| {}).unwrap();
+            assert_eq!(sealed.digest().alg(), DigestAlg::Crc64Nvme);
+            check_digest(Path::new("old.bin"), u.expected.as_ref(), &sealed.digests)
+        };
+        run(&s).unwrap();
+        blake[0] ^= 1;
+        s.plaintext_digest = Some(Digest::new(DigestAlg::Blake3, blake));
+        let err = run(&s).unwrap_err().to_string();
+        assert!(err.starts_with("old.bin: plaintext BLAKE3 mismatch"), "{err}");
     }
 
     #[test]
@@ -429,7 +458,7 @@ mod tests {
         let u = Unsealing::new(&source, &s, 32).unwrap();
         let sealer = Sealer::new(Mode::Ctr, &s.key, Iv::from_slice(&[3; 16]).unwrap(), 32);
         let tuning = Tuning { chunk: 32, window: 32, depth: 2 };
-        let err = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, &|_| {}).err().unwrap();
+        let err = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Sha256, None, &|_| {}).err().unwrap();
         assert!(matches!(err, Error::Authentication { .. }), "{err}");
     }
 

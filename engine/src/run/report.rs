@@ -62,6 +62,10 @@ pub struct Summary {
     pub cleaned: usize,
     /// Nothing was changed: the counts are what a run would do.
     pub dry_run: bool,
+    /// Verified files whose records carry no digest (`--digest none`): they
+    /// decrypt (GCM tag, CBC padding) and have the recorded length, but
+    /// their content was compared with nothing.
+    pub unchecked_content: u64,
 }
 
 impl Summary {

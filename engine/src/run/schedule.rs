@@ -31,6 +31,8 @@ pub(crate) trait Files: Sync {
     fn progress(&self, bytes: u64);
     /// The pipeline window: the buffer memory one worker may hold.
     fn window(&self) -> usize;
+    /// The plaintext digest to record.
+    fn digest(&self) -> crate::format::digest::DigestAlg;
 }
 
 /// How a memory budget is split. Every buffer a run holds is sized from it:
@@ -146,7 +148,7 @@ pub(crate) fn cbc_groups(admitted: impl Iterator<Item = Entry>, keys: &Keys<'_>,
 
 fn seal_group(group: &[Entry], material: &Material, run: &dyn Files) {
     let files = Group { queue: Mutex::new(group.iter()), material, run };
-    lanes::seal_cbc(&material.key, &files, run.window());
+    lanes::seal_cbc(&material.key, &files, run.window(), run.digest());
 }
 
 /// One group of files as the multi-buffer path sees them.

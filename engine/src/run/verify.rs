@@ -1,6 +1,7 @@
 //! Reading encrypted files back: [`decrypt`] one file to a local output,
 //! and [`verify`] every record of a manifest (decrypt, check the GCM tag or
-//! CBC padding, the size and the plaintext SHA-256), each distinct data key
+//! CBC padding, the size and the plaintext digest: SHA-256, or the record's
+//! `digest` algorithm; a `none` record has only the rest), each distinct data key
 //! unwrapped once. Verification checks the whole record ([`check_record`]):
 //! every wrapped copy of the key (the record's and each service block's)
 //! unwraps to one key whose MD5 is `key_md5`, and the blocks' IVs and modes
@@ -17,6 +18,7 @@ use super::reencrypt::check_digest;
 use super::report::{Reporter, Summary};
 use crate::cipher::Opener;
 use crate::error::{Error, Failure, Result};
+use crate::format::digest::{Digest, DigestAlg};
 use crate::format::record::Record;
 use crate::format::{EncryptionContext, Iv, Mode, Service};
 use crate::keys::{unwrap_record, DataKey, KeyProvider, ProviderFor};
@@ -32,8 +34,8 @@ pub struct Decryption<'a> {
     pub key: &'a DataKey,
     /// The IV.
     pub iv: &'a Iv,
-    /// The plaintext SHA-256 (hex) the output must have, when known (from a manifest record).
-    pub expected_sha256: Option<&'a str>,
+    /// The plaintext digest the output must have, when known (from a manifest record).
+    pub expected: Option<&'a Digest>,
     /// Replace an existing output.
     pub overwrite: bool,
     /// Buffer and chunk sizes.
@@ -42,7 +44,7 @@ pub struct Decryption<'a> {
 
 /// Decrypt `source` (a local file, an S3 object) to the local file `out`,
 /// refusing to leave anything under the final name unless the tag/padding
-/// verify and, if given, the plaintext matches `expected_sha256`.
+/// verify and, if given, the plaintext matches `expected`.
 pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &dyn Reporter) -> Result<pipeline::Opened> {
     let input = source.path();
     if resolve(input) == resolve(out) {
@@ -51,8 +53,9 @@ pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &d
     reporter.planned(1, source.len());
     let mut output = Output::create(out, d.overwrite)?;
     let opener = Opener::new(d.mode, d.key, d.iv, d.tuning.chunk);
-    let opened = pipeline::open(source, d.mode, opener, &mut output, d.tuning, &|n| reporter.progress(n))?;
-    check_digest(input, d.expected_sha256, &opened.sha256)?;
+    let alg = d.expected.map_or(DigestAlg::None, |e| e.alg());
+    let opened = pipeline::open(source, d.mode, opener, &mut output, d.tuning, alg, &|n| reporter.progress(n))?;
+    check_digest(input, d.expected, &opened.digests)?;
     output.commit()?;
     reporter.finished(input, opened.cipher_len);
     Ok(opened)
@@ -60,7 +63,7 @@ pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &d
 
 
 /// Read back every record's (local) output, decrypt it with `provider`'s
-/// keys, check tag/padding, size and plaintext SHA-256.
+/// keys, check tag/padding, size and plaintext digest.
 pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
     verify_group(records, provider, &LOCAL_ONLY, tuning, reporter)
 }
@@ -80,6 +83,7 @@ pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stor
         total.files += s.files;
         total.bytes += s.bytes;
         total.seconds += s.seconds;
+        total.unchecked_content += s.unchecked_content;
         total.failures.extend(s.failures);
     }
     total.failures.sort();
@@ -89,16 +93,17 @@ pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stor
 fn verify_group(records: &[Record], provider: &dyn KeyProvider, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
     let started = Instant::now();
     reporter.planned(records.len() as u64, records.iter().map(|r| r.ciphertext_size).sum());
-    let done = Mutex::new((0u64, 0u64));
+    let done = Mutex::new((0u64, 0u64, 0u64));
     let failures = Mutex::new(Vec::new());
     let keys = UnwrappedKeys::default();
     records.par_iter().with_max_len(1).for_each(|record| {
         let path = PathBuf::from(&record.output);
         match verify_one(record, &path, provider, &keys, stores, tuning, reporter) {
-            Ok(()) => {
+            Ok(alg) => {
                 let mut d = done.lock().unwrap();
                 d.0 += 1;
                 d.1 += record.ciphertext_size;
+                d.2 += u64::from(alg == DigestAlg::None);
                 reporter.finished(&path, record.ciphertext_size);
             }
             Err(err) => {
@@ -108,10 +113,10 @@ fn verify_group(records: &[Record], provider: &dyn KeyProvider, stores: &Stores,
             }
         }
     });
-    let (files, bytes) = *done.lock().unwrap();
+    let (files, bytes, unchecked_content) = *done.lock().unwrap();
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
-    Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures, ..Summary::default() }
+    Summary { files, bytes, seconds: started.elapsed().as_secs_f64(), failures, unchecked_content, ..Summary::default() }
 }
 
 /// What [`unwrap_record`] reads: the provider and its key, the wrapped blob, its context and the key size.
@@ -159,7 +164,9 @@ impl UnwrappedKeys {
     }
 }
 
-fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &UnwrappedKeys, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Result<()> {
+/// Verify one record's file; returns the digest algorithm its content was compared with.
+fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &UnwrappedKeys, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Result<DigestAlg> {
+    let expected = record.digest().map_err(|reason| Error::invalid(path, format!("the manifest record's digest: {reason}")))?;
     let input = stores.open(&record.output, record.etag.as_deref())?;
     if input.len() != record.ciphertext_size {
         return Err(Error::invalid(
@@ -171,8 +178,9 @@ fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &U
     check_record(record, path, &key, provider, keys)?;
     let iv = record.iv()?;
     let opener = Opener::new(record.mode, &key, &iv, tuning.chunk);
-    let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, &|n| reporter.progress(n))?;
-    check_digest(path, Some(&record.plaintext_sha256), &opened.sha256)
+    let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, expected.alg(), &|n| reporter.progress(n))?;
+    check_digest(path, Some(&expected), &opened.digests)?;
+    Ok(expected.alg())
 }
 
 /// Check that `record` agrees with itself: the data key `key` (its

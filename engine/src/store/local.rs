@@ -112,6 +112,14 @@ impl Source for Input {
         }
     }
 
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        // Every window of this source is `scratch[..len]`.
+        self.window(offset, len, buf)?;
+        buf.truncate(len);
+        debug_assert_eq!(buf.len(), len);
+        Ok(())
+    }
+
     fn finish(&self) -> Result<()> {
         let meta = fs::metadata(&self.path).map_err(|e| Error::io(&self.path, "stat", e))?;
         if meta.len() != self.len || meta.modified().ok() != self.modified {

@@ -45,6 +45,16 @@ pub trait Source: Sync {
     fn len(&self) -> u64;
     /// Bytes `[offset, offset + len)`; `scratch` may be used as the buffer.
     fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>>;
+    /// Bytes `[offset, offset + len)` into `buf` (resized to `len`), for a
+    /// caller that hands them to another thread. Sources whose windows are
+    /// `scratch[..len]` read straight into `buf`; others copy a window.
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let mut scratch = Vec::new();
+        let window = self.window(offset, len, &mut scratch)?;
+        buf.clear();
+        buf.extend_from_slice(&window);
+        Ok(())
+    }
     /// Confirm the source did not change while it was read.
     fn finish(&self) -> Result<()>;
 }

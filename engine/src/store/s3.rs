@@ -1109,6 +1109,14 @@ impl Source for S3Object {
         Ok(Window::Read(&scratch[..len]))
     }
 
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        // Every window of this source is `scratch[..len]`.
+        self.window(offset, len, buf)?;
+        buf.truncate(len);
+        debug_assert_eq!(buf.len(), len);
+        Ok(())
+    }
+
     fn finish(&self) -> Result<()> {
         Ok(())
     }
