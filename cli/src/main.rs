@@ -337,7 +337,7 @@ Exit codes: 0 every record has its request (or job), 1 some were refused or fail
     /// need for a manifest's KMS key (JSON).
     #[command(after_help = "Examples:
   sealpipe policy --manifest run.jsonl --to s3://media-in/2019/
-  sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \\
+  sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd \\
       --target mediaconvert --to s3://media-in/2019/ | jq .service_roles.mediaconvert")]
     Policy(jobs::PolicyCmd),
     /// Print a shell completion script on stdout.

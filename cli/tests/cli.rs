@@ -1292,7 +1292,7 @@ mod roundtrip {
 mod usability {
     use super::*;
 
-    const COMMANDS: [&str; 8] = ["encrypt", "reencrypt", "decrypt", "verify", "bench", "merge-manifests", "completions", "man"];
+    const COMMANDS: [&str; 10] = ["encrypt", "reencrypt", "decrypt", "verify", "bench", "merge-manifests", "jobs", "policy", "completions", "man"];
 
     /// The `--help` of `command`: (flag, its help text) in order, and the whole text.
     fn help(env: &Env, command: &str) -> (Vec<(String, String)>, String) {
@@ -1340,9 +1340,18 @@ mod usability {
                 }
             }
             match command {
-                "merge-manifests" | "bench" | "completions" | "man" => {
+                "merge-manifests" | "completions" | "man" => {
                     for f in aws_and_keys.iter().chain(&["--threads", "--memory", "--part-size"]) {
                         assert!(!names.contains(f), "{command} --help lists {f}:\n{text}");
+                    }
+                }
+                // The AWS flags (for --to s3://, an s3:// manifest, or submitting), no keys or run tuning.
+                "bench" | "jobs" | "policy" => {
+                    for f in ["--keyring", "--threads", "--memory", "--part-size"] {
+                        assert!(!names.contains(&f), "{command} --help lists {f}:\n{text}");
+                    }
+                    for f in ["--region", "--endpoint-url", "--json"] {
+                        assert!(names.contains(&f), "{command} --help lacks {f}:\n{text}");
                     }
                 }
                 _ => {
