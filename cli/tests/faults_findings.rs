@@ -566,7 +566,15 @@ fn finding_11_refused_run_makes_no_kms_request() {
     let key = job.dir.path().join("key.bin");
     std::fs::write(&key, [7u8; 32]).unwrap();
     let key = key.to_str().unwrap();
-    let refusals: [&[&str]; 3] = [&[], &["--data-key-file", key], &["--data-key-file", key, "--mode", "cbc"]];
+    // Generated keys, a supplied key (one file at a time, and local CBC's multi-buffer path), and
+    // keys shared by several files (--reuse-key: one file at a time, and the multi-buffer path).
+    let refusals: [&[&str]; 5] = [
+        &[],
+        &["--data-key-file", key],
+        &["--data-key-file", key, "--mode", "cbc"],
+        &["--reuse-key"],
+        &["--reuse-key", "--mode", "cbc"],
+    ];
     for (i, extra) in refusals.into_iter().enumerate() {
         proxy.reset();
         let other = job.dir.path().join(format!("other-{i}.jsonl"));
@@ -587,6 +595,11 @@ fn finding_11_refused_run_makes_no_kms_request() {
     let out = job.run(&proxy.url(), &["--force", "--data-key-file", key]);
     assert_ok(&out, "run with a supplied key");
     assert_eq!((proxy.count("DescribeKey"), proxy.count("Encrypt"), proxy.count("GenerateDataKey")), (1, 2, 0), "{}", summarize_log(&proxy.log()));
+    // And with one cached key for both files on the multi-buffer path: generated once, wrapped for the second service.
+    proxy.reset();
+    let out = job.run(&proxy.url(), &["--force", "--reuse-key", "--mode", "cbc"]);
+    assert_ok(&out, "multi-buffer run with a cached key");
+    assert_eq!((proxy.count("DescribeKey"), proxy.count("Encrypt"), proxy.count("GenerateDataKey")), (1, 1, 1), "{}", summarize_log(&proxy.log()));
 }
 
 /// `--dry-run` writes no keyring; an explicit `--keyring` path that does not

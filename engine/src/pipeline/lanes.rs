@@ -27,6 +27,9 @@ pub trait LaneFiles: Sync {
     fn next(&self) -> Option<&Self::File>;
     /// Open a file: its plaintext, its pending output, its IV.
     fn open(&self, file: &Self::File) -> Result<(Box<dyn Source>, Box<dyn PendingOutput>, Iv)>;
+    /// The data key of every file, once one has opened (a caller may make
+    /// the key only then, so that refused outputs ask its provider for nothing).
+    fn key(&self) -> &DataKey;
     /// A file finished: sealed and committed, or failed (its output discarded).
     fn done(&self, file: &Self::File, result: Result<(Sealed, Committed, Iv)>);
     /// Plaintext bytes processed.
@@ -53,20 +56,21 @@ struct Lane<'f, F> {
     out: Vec<u8>,
 }
 
-/// Encrypt every file `files` hands out (CBC, all under `key`), with
+/// Encrypt every file `files` hands out (CBC, all under its one key), with
 /// `CBC_LANES` files per thread of the current rayon pool, holding at most
 /// `window` bytes of buffers per thread, each plaintext's `digest` made as it is read.
-pub fn seal_cbc<L: LaneFiles>(key: &DataKey, files: &L, window: usize, digest: DigestAlg) {
+pub fn seal_cbc<L: LaneFiles>(files: &L, window: usize, digest: DigestAlg) {
     let step = step_for(window);
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| worker(key, files, step, digest));
+            scope.spawn(|_| worker(files, step, digest));
         }
     });
 }
 
-fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize, digest: DigestAlg) {
-    let mut batch = CbcBatch::new(key);
+fn worker<L: LaneFiles>(files: &L, step_max: usize, digest: DigestAlg) {
+    // Made once a file has opened (the key may not exist before).
+    let mut batch: Option<CbcBatch> = None;
     let mut lanes: Vec<Option<Lane<'_, L::File>>> = (0..CBC_LANES).map(|_| None).collect();
     loop {
         // Fill empty lanes.
@@ -76,6 +80,7 @@ fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize, digest: Diges
                 match files.open(file) {
                     Ok((input, output, iv)) => {
                         let len = input.len();
+                        let batch = batch.get_or_insert_with(|| CbcBatch::new(files.key()));
                         batch.start(i, Iv::from_slice(iv.as_bytes()).expect("an IV's own bytes make a valid IV"));
                         *slot = Some(Lane { file, input, output, hasher: Hasher::new(digest), iv, at: 0, whole: len - len % BLOCK as u64, scratch: Vec::new(), out: Vec::new() });
                     }
@@ -84,9 +89,8 @@ fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize, digest: Diges
             }
         }
         let active: Vec<usize> = (0..CBC_LANES).filter(|&i| lanes[i].is_some()).collect();
-        if active.is_empty() {
-            return;
-        }
+        // No open lane: no file left (and a lane open means the batch was made).
+        let Some(batch) = batch.as_mut().filter(|_| !active.is_empty()) else { return };
         let step = active
             .iter()
             .map(|&i| lanes[i].as_ref().map_or(0, |l| l.whole - l.at))
@@ -94,14 +98,14 @@ fn worker<L: LaneFiles>(key: &DataKey, files: &L, step_max: usize, digest: Diges
             .unwrap_or(0)
             .min(step_max as u64) as usize;
         if step > 0 {
-            step_lanes(&mut batch, &mut lanes, &active, step, files);
+            step_lanes(batch, &mut lanes, &active, step, files);
         }
         // Finish lanes whose whole blocks are done.
         for i in 0..CBC_LANES {
             if lanes[i].as_ref().is_some_and(|l| l.at == l.whole) {
                 let lane = lanes[i].take().expect("checked");
                 let file = lane.file;
-                files.done(file, finish_lane(&mut batch, i, lane));
+                files.done(file, finish_lane(batch, i, lane));
             }
         }
     }

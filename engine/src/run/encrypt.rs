@@ -396,7 +396,7 @@ impl Run<'_, '_> {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
         };
-        let sealer = Sealer::new(job.mode, &material.key, iv, job.tuning.chunk);
+        let sealer = Sealer::new(job.mode, material.key(), iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
@@ -428,7 +428,7 @@ impl schedule::Files for Run<'_, '_> {
             None => material.fresh_iv(BLOCK)?,
         };
         let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
-        // Only with the output created: a supplied key is wrapped by the first file that gets this far.
+        // Only with the output created: the key is generated (or a supplied one wrapped) by the first file that gets this far.
         self.keys()?.wrapped(material)?;
         Ok((Box::new(input), output, iv))
     }
@@ -533,8 +533,8 @@ fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Mate
         server_side_encryption: committed.server_side_encryption,
         file_input,
         mode: job.mode,
-        key_bits: material.key.bits(),
-        key_md5: material.key.md5_base64(),
+        key_bits: material.key().bits(),
+        key_md5: material.key().md5_base64(),
         key_source: material.source,
         key_provider: job.provider.name(),
         key_id: job.provider.key_id()?,

@@ -14,6 +14,7 @@ use super::keys::{Keys, Material};
 use super::plan::Entry;
 use crate::error::{Error, Result};
 use crate::format::{Iv, BLOCK};
+use crate::keys::DataKey;
 use crate::pipeline::Tuning;
 use crate::pipeline::lanes::{self, LaneFiles};
 use crate::pipeline::Sealed;
@@ -148,7 +149,7 @@ pub(crate) fn cbc_groups(admitted: impl Iterator<Item = Entry>, keys: &Keys<'_>,
 
 fn seal_group(group: &[Entry], material: &Material, run: &dyn Files) {
     let files = Group { queue: Mutex::new(group.iter()), material, run };
-    lanes::seal_cbc(&material.key, &files, run.window(), run.digest());
+    lanes::seal_cbc(&files, run.window(), run.digest());
 }
 
 /// One group of files as the multi-buffer path sees them.
@@ -167,6 +168,10 @@ impl LaneFiles for Group<'_> {
 
     fn open(&self, file: &Entry) -> Result<(Box<dyn Source>, Box<dyn PendingOutput>, Iv)> {
         self.run.open(file, self.material)
+    }
+
+    fn key(&self) -> &DataKey {
+        self.material.key()
     }
 
     fn done(&self, file: &Entry, result: Result<(Sealed, Committed, Iv)>) {
