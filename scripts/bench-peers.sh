@@ -2,7 +2,7 @@
 # Measure sealpipe beside its peers, in one run, on the same inputs, and
 # print every figure with the ratios the throughput targets are stated in.
 #
-#   scripts/bench-peers.sh                 # defaults: 2 GiB file, 8 GiB RSS check
+#   scripts/bench-peers.sh                 # defaults: 1 GiB file, 8 GiB RSS check
 #   FILE_GIB=1 BIG_GIB=2 scripts/bench-peers.sh   # smaller, quicker
 #   KERNELS_ONLY=1 scripts/bench-peers.sh          # only the 1-thread kernel rows
 #
@@ -13,72 +13,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FILE_GIB=${FILE_GIB:-2}
+FILE_GIB=${FILE_GIB:-1}
 BIG_GIB=${BIG_GIB:-8}
 S3_GIB=${S3_GIB:-1}
 SECONDS_PER_CASE=${SECONDS_PER_CASE:-2}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/sealpipe-peers.XXXXXX")}
 trap 'rm -rf "$WORK"; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
 
-# 1 thread, 16 MiB in memory, each CTR/GCM kernel the CPU has (criterion group
-# kernel-<name>), interleaved with `openssl speed -evp` in the same loop, best
-# of ROUNDS; prints which kernel the dispatcher picks (calibrated) and ratios.
-# Both sides are divided by CPU time (openssl speed's default is user CPU
-# time; the benches read /proc/thread-self/schedstat), so a loaded, shared
-# machine does not tilt the ratio.
+# 1 thread, 16 MiB in memory, every CTR/GCM kernel the CPU has, forced with
+# SEALPIPE_KERNEL, each beside `openssl speed -evp` measured in the same
+# interleaved rounds by `sealpipe bench` (its peer rows): one line per kernel
+# with its ratio. The dispatcher's own pick is the "auto" line.
 kernel_rows() {
   echo
-  echo "== kernels, 1 thread, 16 MiB, beside openssl speed -evp -bytes 16384 (interleaved, best of ${ROUNDS:-3})"
-  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo bench --locked -q -p sealpipe-engine --bench throughput --no-run 2>/dev/null
-  : > "$WORK/kernels.txt"
-  for round in $(seq "${ROUNDS:-3}"); do
-    for m in ctr gcm; do
-      for dir in "" "-decrypt"; do
-        kbs=$(openssl speed -seconds 1 -bytes 16384 $dir -evp "aes-256-$m" 2>/dev/null | tail -1 | awk '{print $NF}' | tr -d k)
-        echo "openssl-$m${dir:-"-encrypt"} $kbs" >> "$WORK/kernels.txt"
-      done
-    done
-    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo bench --locked -q -p sealpipe-engine --bench throughput -- \
-      --warm-up-time 0.3 --measurement-time 1 'kernel-' 2>/dev/null | tee -a "$WORK/kernels.raw" \
-      | python3 -c '
-import re, sys
-name = None
-for line in sys.stdin:
-    m = re.match(r"^(kernel-\S+|dispatch picks.*)", line.strip())
-    if m and line.startswith("dispatch"):
-        print(line.strip()); continue
-    if m:
-        name = m.group(1)
-    t = re.search(r"thrpt:\s+\[\S+ \S+ (\S+) (\S+)", line)
-    if t and name:
-        v = float(t.group(1)) * {"GiB/s": 1.073741824, "MiB/s": 1.048576e-3, "KiB/s": 1.024e-6}[t.group(2)]
-        print(f"{name} {v * 1e6:.0f}")
-        name = None
-' >> "$WORK/kernels.txt"
-  done
-  python3 - "$WORK/kernels.txt" <<'PY'
-import sys
-best, picks = {}, ""
-for line in open(sys.argv[1]):
-    if line.startswith("dispatch"):
-        picks = line.strip(); continue
-    k, v = line.split()
-    best[k] = max(best.get(k, 0.0), float(v) / 1e6)   # kB/s -> GB/s
-print(picks)
-for m in ("ctr", "gcm"):
-    for d, od in (("seal", "encrypt"), ("open", "decrypt")):
-        o = best.get(f"openssl-{m}-{od}")
-        print(f"openssl aes-256-{m} {od:7}: {o:6.2f} GB/s")
-        for k in sorted(best):
-            if k.startswith("kernel-") and k.endswith(f"/{m}-{d}-1t"):
-                print(f"  sealpipe {k.split('/')[0][7:]:8} {m} {d}: {best[k]:6.2f} GB/s = {best[k] / o:.2f} x openssl")
+  echo "== kernels, 1 thread, 16 MiB, encrypt and decrypt, beside openssl speed -evp -bytes 16384 (median of ${ROUNDS:-5})"
+  for k in auto vaes512 vaes256 aesni soft; do
+    if [ "$k" = auto ]; then run=("$SP"); else run=(env SEALPIPE_KERNEL="$k" "$SP"); fi
+    "${run[@]}" bench --json --modes ctr,gcm --max-threads 1 --memory-size 16M --cache-size 0 --file-size 0 \
+      --repeat "${ROUNDS:-5}" --seconds 1 2>/dev/null > "$WORK/kernel-$k.json" || continue
+    python3 - "$WORK/kernel-$k.json" "$k" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for w in r["warnings"]:
+    if "SEALPIPE_KERNEL" in w:
+        print(f"  {sys.argv[2]}: not run here ({w})"); sys.exit()
+for m in r["rows"]:
+    if m["scope"] == "memory":
+        print(f"  {sys.argv[2]:8} {m['mode']}-{m['key_bits']} {m['direction']:7} [{m['kernel']}]: {m['gb_per_s']['median']:6.2f} GB/s"
+              f" = {m['ratio_to_peer']:.2f} x {m['peer']}")
 PY
+  done
 }
-
-if [ -n "${KERNELS_ONLY:-}" ]; then
-  kernel_rows
-  exit 0
-fi
 
 cargo build --release --locked -q -p sealpipe-cli
 SP=$PWD/target/release/sealpipe
@@ -128,24 +93,32 @@ done
 kernel_rows
 
 echo
-echo "== sealpipe bench (engine, in memory, 64 MiB, encrypt; CBC = 8 files interleaved per thread; median of 3)"
-"$SP" bench --json --modes ctr,cbc,gcm --memory-size 64M --cache-size 0 --file-size 0 --no-peers --repeat 3 \
+echo "== sealpipe bench: in memory, 16 MiB, 1 and all threads, encrypt and decrypt, openssl speed beside it (median of ${ROUNDS:-5})"
+"$SP" bench --json --modes ctr,cbc,gcm --memory-size 16M --cache-size 0 --file-size 0 --repeat "${ROUNDS:-5}" \
   --seconds "$SECONDS_PER_CASE" --report "$WORK/bench.html" 2>/dev/null > "$WORK/bench.json"
 python3 - "$WORK/bench.json" <<'PY'
 import json, sys
 for m in json.load(open(sys.argv[1]))["rows"]:
-    if m["scope"] != "memory" or m["direction"] != "encrypt":
+    if m["scope"] != "memory":
         continue
     eff = m["efficiency"]
-    print(f"sealpipe {m['mode']}-{m['key_bits']} threads={m['threads']} {m['layout']} [{m['kernel']}]: "
+    print(f"sealpipe {m['mode']}-{m['key_bits']} {m['direction']:7} threads={m['threads']} {m['layout']} [{m['kernel']}]: "
           f"{m['gb_per_s']['median']:.2f} GB/s ({m['gb_per_s']['min']:.2f}-{m['gb_per_s']['max']:.2f}; "
-          f"{'-' if eff is None else f'{eff*100:.0f}%'} scaling)")
+          f"{'-' if eff is None else f'{eff*100:.0f}%'} scaling; {m['ratio_to_peer']:.2f} x {m['peer']})")
 PY
-all_gbs() { python3 -c "
+# A figure of the bench run: `row MODE DIR THREADS [interleaved] FIELD` (FIELD: median, ratio, eff, kernel).
+row() { python3 - "$WORK/bench.json" "$@" <<'PY'
 import json, sys
-r = [m for m in json.load(open('$WORK/bench.json'))['rows']
-     if m['scope'] == 'memory' and m['mode'] == '$1' and m['direction'] == 'encrypt' and ('$1' != 'cbc' or m['files'] > 1)]
-print(f\"{max(r, key=lambda m: m['threads'])['gb_per_s']['median']:.2f}\")"; }
+_, path, mode, d, t, *rest = sys.argv
+field = rest[-1]; interleaved = len(rest) > 1
+r = json.load(open(path))
+threads = max(r["settings"]["threads"]) if t == "all" else int(t)
+m = next(m for m in r["rows"] if m["scope"] == "memory" and m["buffer"] == "large" and m["mode"] == mode
+         and m["direction"] == d and m["threads"] == threads and (m["files"] > 1) == interleaved)
+print({"median": lambda: f"{m['gb_per_s']['median']:.2f}", "ratio": lambda: f"{m['ratio_to_peer']:.2f}",
+       "eff": lambda: f"{(m['efficiency'] or 0) * m['threads']:.2f}", "kernel": lambda: m["kernel"]}[field]())
+PY
+}
 
 echo
 echo "== ${FILE_GIB} GiB file -> file, CTR, page cache warm"
@@ -199,13 +172,21 @@ if "$SP" encrypt --help | grep -q -- '--to' && python3 -m pip install -q 'moto[s
 fi
 
 echo
-echo "== targets (ratios from this run)"
-ctr_all=$(all_gbs ctr); gcm_all=$(all_gbs gcm); cbc_all=$(all_gbs cbc)
-r=$(ratio "$ctr_all" "${OSSL[ctr]}"); echo "CTR memory all cores / openssl ctr = $r (target >= 2.0): $(verdict "$r" '>=' 2.0)"
-r=$(ratio "$gcm_all" "${OSSL[gcm]}"); echo "GCM memory all cores / openssl gcm = $r (target >= 1.5): $(verdict "$r" '>=' 1.5)"
-r=$(ratio "$cbc_all" "${OSSL[cbc]}"); echo "CBC batch all cores / openssl cbc = $r (target >= 4.0): $(verdict "$r" '>=' 4.0)"
-r=$(ratio "$t_sp" "$t_cp"); echo "CTR ${FILE_GIB} GiB file wall / cp = $r (target <= 1.25): $(verdict "$r" '<=' 1.25)"
-r=$(ratio "$t_sp" "$t_ossl"); echo "CTR ${FILE_GIB} GiB file wall / openssl enc = $r (target <= 0.5): $(verdict "$r" '<=' 0.5)"
-echo "CTR ${FILE_GIB} GiB file wall, --digest blake3 / sha256 = $(ratio "$t_b3" "$t_sp"); crc64nvme / sha256 = $(ratio "$t_crc" "$t_sp") (no target: lower is the gain)"
+echo "== targets of issue 11 (ratios from this run; kernels: ctr $(row ctr encrypt 1 kernel), gcm $(row gcm encrypt 1 kernel))"
+r=$(row ctr encrypt 1 ratio); echo "CTR 1 thread 16 MiB / openssl speed ctr = $r (target >= 1.5): $(verdict "$r" '>=' 1.5)"
+r=$(row gcm encrypt 1 ratio); echo "GCM 1 thread 16 MiB / openssl speed gcm = $r (target >= 1.5): $(verdict "$r" '>=' 1.5)"
+if [ "$nproc_all" -gt 1 ]; then
+  for m in ctr gcm; do
+    r=$(row $m encrypt all eff); echo "${m^^} all threads / 1 thread = $r on $nproc_all cores (target >= 1.85 on 2): $(verdict "$r" '>=' "$(python3 -c "print(1.85 * $nproc_all / 2)")")"
+  done
+fi
+for m in ctr gcm; do
+  r=$(ratio "$(row $m decrypt 1 median)" "$(row $m encrypt 1 median)"); echo "${m^^} decrypt / encrypt, 1 thread = $r (target >= 0.90): $(verdict "$r" '>=' 0.9)"
+done
+r=$(ratio "$(row cbc decrypt all median)" "${OSSL[cbc]}"); echo "CBC decrypt all threads / openssl speed cbc (encrypt) = $r (target >= 4.0): $(verdict "$r" '>=' 4.0)"
+r=$(ratio "$t_sp" "$t_ossl"); echo "CTR ${FILE_GIB} GiB file, --digest sha256, wall / openssl enc = $r (target <= 0.75): $(verdict "$r" '<=' 0.75)"
+t_par=$(python3 -c "print(min($t_b3, $t_crc))"); which=$(python3 -c "print('blake3' if $t_b3 <= $t_crc else 'crc64nvme')")
+r=$(ratio "$t_par" "$t_ossl"); echo "CTR ${FILE_GIB} GiB file, --digest $which, wall / openssl enc = $r (target <= 0.5): $(verdict "$r" '<=' 0.5)"
+r=$(ratio "$t_par" "$t_cp"); echo "CTR ${FILE_GIB} GiB file, --digest $which, wall / cp = $r (target <= 1.5): $(verdict "$r" '<=' 1.5)"
 echo "peak RSS ${BIG_GIB} GiB = ${rss} MiB (target <= 256): $(verdict "$rss" '<=' 256)"
 echo "$s3_line"
