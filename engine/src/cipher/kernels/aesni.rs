@@ -96,6 +96,45 @@ pub(super) unsafe fn ctr(rk: &[[u8; 16]; 15], rounds: usize, inc32: bool, counte
     }
 }
 
+/// One AES round (`AESENC`) of `key` on eight blocks, in one `asm!` block.
+///
+/// Why inline assembly: with intrinsics, the fifteen round keys and eight
+/// blocks do not fit the sixteen xmm registers, and LLVM's scheduler then
+/// ran four blocks interleaved and the other four one after another, each a
+/// 14-round dependency chain (seen with objdump; CTR-256 ran at 5.3 GB/s
+/// against `openssl speed`'s 8.2 on a Zen 4 core with the same AES-NI). An
+/// asm block per round pins the eight-way interleave: eight independent
+/// AESENCs cover the instruction's latency at two per cycle.
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+pub(super) fn round8(b: &mut [__m128i; 8], key: __m128i) {
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = b;
+    // SAFETY: AESENC on registers only (no memory, stack or flags touched);
+    // the CPU has AES-NI (this function's target feature).
+    unsafe {
+        core::arch::asm!(
+            "aesenc {0}, {k}",
+            "aesenc {1}, {k}",
+            "aesenc {2}, {k}",
+            "aesenc {3}, {k}",
+            "aesenc {4}, {k}",
+            "aesenc {5}, {k}",
+            "aesenc {6}, {k}",
+            "aesenc {7}, {k}",
+            inout(xmm_reg) *b0,
+            inout(xmm_reg) *b1,
+            inout(xmm_reg) *b2,
+            inout(xmm_reg) *b3,
+            inout(xmm_reg) *b4,
+            inout(xmm_reg) *b5,
+            inout(xmm_reg) *b6,
+            inout(xmm_reg) *b7,
+            k = in(xmm_reg) key,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+}
+
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
 unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter: u128, input: &[u8], output: &mut [u8]) {
     let mut k = [_mm_setzero_si128(); 15];
@@ -116,9 +155,7 @@ unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter:
             ctr = add::<INC32>(ctr, one);
         }
         for key in &k[1..R] {
-            for blk in b.iter_mut() {
-                *blk = _mm_aesenc_si128(*blk, *key);
-            }
+            round8(&mut b, *key);
         }
         for (j, blk) in b.iter().enumerate() {
             // SAFETY: `at + 16·j + 16 <= at + 128 <= n`, in bounds of both slices.

@@ -6,7 +6,7 @@
 //! | kernel    | file         | needs                                              | per loop |
 //! |-----------|--------------|----------------------------------------------------|----------|
 //! | `vaes512` | `vaes512.rs` | VAES, VPCLMULQDQ, AVX-512F/BW/VL (zmm)             | 16 blocks |
-//! | `vaes256` | `vaes256.rs` | VAES, VPCLMULQDQ, AVX2 (ymm)                       | 8 blocks  |
+//! | `vaes256` | `vaes256.rs` | VAES, VPCLMULQDQ, AVX2 (ymm)                       | 16 blocks |
 //! | `aesni`   | `aesni.rs`   | AES-NI, PCLMULQDQ, SSE4.1 (xmm)                    | 8 blocks  |
 //! | `soft`    | (none)       | the RustCrypto `aes`/`ctr`/`ghash` crates, any CPU |           |
 //!
