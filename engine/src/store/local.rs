@@ -256,6 +256,8 @@ impl Destination for LocalDir {
 /// An output file being written under a temporary name.
 pub struct Output {
     file: Option<File>,
+    /// Writes that bypass the page cache, while the filesystem takes them.
+    direct: Option<Direct>,
     tmp: PathBuf,
     path: PathBuf,
     overwrite: bool,
@@ -290,7 +292,8 @@ impl Output {
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, "create", e))?;
         pending().push(tmp.clone());
-        Ok(Output { file: Some(file), tmp, path: path.to_path_buf(), overwrite, location: None })
+        let direct = Direct::open(&tmp);
+        Ok(Output { file: Some(file), direct, tmp, path: path.to_path_buf(), overwrite, location: None })
     }
 
     /// The final path.
@@ -301,8 +304,27 @@ impl Output {
     /// Flush what was written to stable storage, before [`Output::commit`],
     /// for outputs a crash must not leave empty under their final name.
     pub fn sync(&mut self) -> Result<()> {
+        self.finish_direct()?;
         let file = self.file.as_ref().expect("not committed");
         file.sync_all().map_err(|e| Error::io(&self.path, "sync", e))
+    }
+
+    /// Write what the direct writer holds (its aligned part directly, the
+    /// rest through the page cache) and go on buffered: the file is whole.
+    fn finish_direct(&mut self) -> Result<()> {
+        let Some(mut d) = self.direct.take() else { return Ok(()) };
+        let file = self.file.as_ref().expect("not committed");
+        let aligned = d.len - d.len % DIRECT_ALIGN;
+        if aligned > 0 {
+            // A refusal leaves the bytes held: they go through the page cache below.
+            let _ = d.write_direct(aligned);
+        }
+        write_all_at(file, &d.buf()[..d.len], d.offset).map_err(|e| Error::io(&self.path, "write", e))?;
+        // Later writes append after it.
+        use std::io::Seek;
+        let mut f = file;
+        f.seek(std::io::SeekFrom::Start(d.offset + d.len as u64)).map_err(|e| Error::io(&self.path, "write", e))?;
+        Ok(())
     }
 
     /// Give the output its final name. Without `overwrite` this never
@@ -312,6 +334,7 @@ impl Output {
     }
 
     fn commit_in_place(&mut self) -> Result<()> {
+        self.finish_direct()?;
         let file = self.file.take().expect("committed once");
         drop(file);
         if self.overwrite {
@@ -357,11 +380,100 @@ pub fn discard_pending_outputs() -> usize {
 }
 
 impl Sink for Output {
-    fn write(&mut self, data: &[u8]) -> Result<()> {
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
         use std::io::Write;
+        while let Some(d) = self.direct.as_mut() {
+            if data.is_empty() {
+                return Ok(());
+            }
+            let n = data.len().min(DIRECT_BUFFER - d.len);
+            let at = d.len;
+            d.buf_mut()[at..at + n].copy_from_slice(&data[..n]);
+            d.len += n;
+            data = &data[n..];
+            if d.len == DIRECT_BUFFER && d.write_direct(DIRECT_BUFFER).is_err() {
+                // The filesystem refused O_DIRECT here: the rest goes through the page cache.
+                self.finish_direct()?;
+            }
+        }
         let file = self.file.as_mut().expect("not committed");
         file.write_all(data).map_err(|e| Error::io(&self.path, "write", e))
     }
+}
+
+/// Alignment of direct writes (address, length, offset): 4 KiB covers the
+/// 512-byte and 4 KiB logical blocks of the disks outputs land on.
+const DIRECT_ALIGN: usize = 4096;
+/// Bytes gathered before each direct write.
+const DIRECT_BUFFER: usize = 4 << 20;
+
+/// Output writes that bypass the page cache (`O_DIRECT`), from an aligned
+/// staging buffer, falling back to ordinary writes where the filesystem
+/// refuses them (tmpfs, some network filesystems) or once anything is off.
+///
+/// Why: a buffered write is copied into page cache the kernel must first
+/// allocate and, on a busy machine, reclaim. Profiled on the 2-vCPU test VM
+/// (ext4, 1 GiB CTR file → file with the parallel digest): 74% of the run's
+/// CPU time was the kernel's copy into the page cache
+/// (`copy_folio_from_iter_atomic`), on one core (buffered writes to one file
+/// hold its inode lock), the cipher 3%, the digest 6%; `dd` of 1 GiB took
+/// 0.66-2.8 s buffered and 0.68-0.79 s with `oflag=direct` in three
+/// interleaved rounds. Direct writes add one copy in user space (into the
+/// aligned buffer, in cache) and remove the kernel's.
+struct Direct {
+    file: File,
+    /// `DIRECT_BUFFER + DIRECT_ALIGN` bytes; the aligned window starts at `start`.
+    raw: Vec<u8>,
+    start: usize,
+    /// Bytes held.
+    len: usize,
+    /// File offset of the first byte held.
+    offset: u64,
+}
+
+impl Direct {
+    /// A second descriptor on `tmp` with `O_DIRECT`, if the filesystem takes it.
+    #[cfg(target_os = "linux")]
+    fn open(tmp: &Path) -> Option<Direct> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if std::env::var_os("SEALPIPE_NO_DIRECT_IO").is_some() {
+            return None;
+        }
+        let file = fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(tmp).ok()?;
+        let raw = vec![0u8; DIRECT_BUFFER + DIRECT_ALIGN];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        Some(Direct { file, raw, start, len: 0, offset: 0 })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open(_tmp: &Path) -> Option<Direct> {
+        None
+    }
+
+    fn buf(&self) -> &[u8] {
+        &self.raw[self.start..self.start + DIRECT_BUFFER]
+    }
+
+    fn buf_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + DIRECT_BUFFER]
+    }
+
+    /// Write the first `n` held bytes (a multiple of `DIRECT_ALIGN`) directly
+    /// and keep the rest; on an error nothing is consumed.
+    fn write_direct(&mut self, n: usize) -> std::io::Result<()> {
+        write_all_at(&self.file, &self.buf()[..n], self.offset)?;
+        self.offset += n as u64;
+        let len = self.len;
+        self.buf_mut().copy_within(n..len, 0);
+        self.len -= n;
+        Ok(())
+    }
+}
+
+/// `pwrite` all of `data` at `offset`.
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(data, offset)
 }
 
 impl PendingOutput for Output {
@@ -377,6 +489,40 @@ impl Drop for Output {
         if !self.tmp.as_os_str().is_empty() {
             forget_pending(&self.tmp);
             let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the sizes and the pieces they arrive in, the committed file
+    /// holds exactly the bytes written: through the direct writer (aligned
+    /// blocks, then the unaligned tail buffered) where the filesystem takes
+    /// `O_DIRECT`, buffered otherwise.
+    #[test]
+    fn outputs_hold_exactly_what_was_written_direct_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let sizes = [0usize, 1, 4095, 4096, 4097, DIRECT_BUFFER - 1, DIRECT_BUFFER, DIRECT_BUFFER + 4096 + 17, 2 * DIRECT_BUFFER + 3];
+        for (i, &size) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..size).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            let path = dir.path().join(format!("out-{i}"));
+            let mut out = Output::create(&path, false).unwrap();
+            let mut at = 0;
+            let mut piece = 1usize;
+            while at < size {
+                let n = piece.min(size - at);
+                out.write(&data[at..at + n]).unwrap();
+                at += n;
+                piece = piece * 7 % 1_000_003 + 4096 * (i + 1); // irregular, sometimes aligned
+            }
+            if i % 2 == 0 {
+                out.sync().unwrap();
+            }
+            out.commit().unwrap();
+            assert_eq!(fs::read(&path).unwrap(), data, "size {size}");
         }
     }
 }
