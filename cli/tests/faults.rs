@@ -520,6 +520,27 @@ fn late_put_object_landing_during_the_rerun_is_replaced_by_it() {
     job.audited(&moto, "late PutObject of a killed run landing during the re-run", &killed);
 }
 
+/// A chain of kills: run 1 is killed with f02.ts's PutObject on the wire;
+/// run 2, replacing that journalled output, is killed the same way; run 3
+/// writes it. Then both held writes land, late: each was conditional on
+/// the object as its run saw it (absent), so both are refused (412) and
+/// the object stays run 3's, the one its record decrypts.
+#[test]
+fn late_put_objects_of_a_chain_of_killed_runs_cannot_replace_the_last_object() {
+    let (moto, job, proxy, _first) = killed_at("faults-chain", "-KILL", HOLD_PUT_F02, &[]);
+    proxy.set_schedule(HOLD_PUT_F02);
+    let second = kill_when_held(&job, &proxy, "-KILL", &[]);
+    assert_eq!(proxy.log().iter().filter(|e| e["state"] == "held").count(), 2, "both runs' PutObjects are held");
+    proxy.set_schedule("{}");
+    let third = job.run(&proxy.url(), &[]);
+    assert_ok(&third, "third run while both late PutObjects are held");
+    assert_eq!(proxy.release(), 2);
+    let log = proxy.wait_until("the late PutObjects answered", WAIT, |log| log.iter().all(|e| e["state"] == "done"));
+    let upstream: Vec<&Value> = log.iter().filter(|e| e["op"] == "PutObject" && e["key"] == "enc/f02.ts").map(|e| &e["upstream"]).collect();
+    assert_eq!(upstream.iter().filter(|u| **u == 412).count(), 2, "both late writes refused: {upstream:?}");
+    job.audited(&moto, "late PutObjects of two killed runs, the second replacing", &second);
+}
+
 /// A conditional PutObject whose first reply is lost after S3 applied it:
 /// the SDK's retry is refused (412, the object exists) and the run
 /// recognises its own object (same length and checksum, or with

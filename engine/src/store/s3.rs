@@ -510,6 +510,7 @@ impl Destination for S3Destination {
         let url = format!("s3://{}/{key}", self.bucket);
         let path = PathBuf::from(&url);
         let fresh = !self.settings.overwrite && !replace;
+        let replacing = !self.settings.overwrite && replace;
         if fresh {
             match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
                 Ok(_) => return Err(Error::Exists { path }),
@@ -537,6 +538,7 @@ impl Destination for S3Destination {
             journal: self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             duplicates: None,
             fresh,
+            replacing,
         };
         if len > part_size {
             let location = upload.url();
@@ -664,6 +666,10 @@ struct Upload {
     /// the next run wrote the object again under a new key, it is refused
     /// instead of replacing that object with one no record can decrypt.
     fresh: bool,
+    /// Replacing an output an interrupted run journalled (not `--force`): its
+    /// `PutObject` is conditional on the object this run sees just before
+    /// (its ETag, or none), for the same reason.
+    replacing: bool,
 }
 
 impl Upload {
@@ -763,28 +769,56 @@ impl Upload {
 
     fn complete_single(&mut self) -> Result<Committed> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
-        let mut req = object_options!(self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64), &self.object);
         let sent = checksum_of(self.checksum, &data);
-        match (self.checksum, sent.clone()) {
-            (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
-            (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
-            _ => {}
-        }
-        if self.fresh {
-            req = req.if_none_match("*");
-        }
-        let out = match self.handle.block_on(req.body(ByteStream::from(data.clone())).send()) {
-            Ok(out) => out,
-            // The object exists: ours when an attempt whose reply was lost
-            // was applied before this retry, another writer's otherwise.
-            Err(e) if self.fresh && status(&e) == Some(412) => return self.ours_already(&data, sent.as_deref()),
-            Err(e) => return Err(create_error(&self.path, "S3 PutObject", &e, &self.object)),
+        // Every write that is not an explicit --force is conditional on the
+        // object as this run last saw it: absent (If-None-Match: *), or, when
+        // replacing an output an interrupted run journalled, the object then
+        // there (If-Match: its ETag). So a PutObject of a killed run that
+        // lands late, after a later run committed, is refused (412), even
+        // when that killed run was itself replacing (a chain of kills).
+        let conditional = self.fresh || self.replacing;
+        let mut attempt = 0;
+        let out = loop {
+            attempt += 1;
+            let seen = if self.replacing { self.etag_now()? } else { None };
+            let mut req = object_options!(self.client.put_object().bucket(&self.bucket).key(&self.key).content_length(data.len() as i64), &self.object);
+            match (self.checksum, sent.clone()) {
+                (ChecksumChoice::Crc32c, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc32C).checksum_crc32_c(c),
+                (ChecksumChoice::Crc64Nvme, Some(c)) => req = req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(c),
+                _ => {}
+            }
+            req = match (&seen, conditional) {
+                (Some(etag), _) => req.if_match(etag),
+                (None, true) => req.if_none_match("*"),
+                (None, false) => req,
+            };
+            match self.handle.block_on(req.body(ByteStream::from(data.clone())).send()) {
+                Ok(out) => break out,
+                // The object is not as we saw it: ours when an attempt whose
+                // reply was lost was applied before this retry; when replacing,
+                // a late write of an interrupted run landed meanwhile (look
+                // again and replace that); another writer's otherwise.
+                Err(e) if conditional && status(&e) == Some(412) => match self.ours_already(&data, sent.as_deref()) {
+                    Err(Error::Exists { .. }) if self.replacing && attempt < 3 => continue,
+                    settled => return settled,
+                },
+                Err(e) => return Err(create_error(&self.path, "S3 PutObject", &e, &self.object)),
+            }
         };
         let checksum = out
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
         Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
+    }
+
+    /// The ETag of the object now, `None` if there is none.
+    fn etag_now(&self) -> Result<Option<String>> {
+        match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&self.key).send()) {
+            Ok(head) => Ok(head.e_tag().map(str::to_string)),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(Error::invalid(&self.path, format!("cannot check whether the object exists: {}", describe(&e)))),
+        }
     }
 
     /// After a conditional `PutObject` refused because the object exists:
