@@ -44,7 +44,9 @@ cat > "$work/template.json" <<'JSON'
 JSON
 echo; echo "== sealpipe jobs (JSON Lines; one request shown whole)"
 "$bin" jobs --manifest s3://media-in/runs/demo.jsonl --template "$work/template.json" --region eu-west-1 --force-path-style > "$work/jobs.jsonl"
-wc -l < "$work/jobs.jsonl" | sed 's/$/ requests/'
+wc -l < "$work/jobs.jsonl" | sed 's/$/ requests (the jobs file):/'
+cat "$work/jobs.jsonl"
+echo "-- the first, whole:"
 head -1 "$work/jobs.jsonl" | python3 -m json.tool
 head -1 "$work/jobs.jsonl" > "$work/one.json"
 echo "== botocore's MediaConvert model on that request"
