@@ -11,6 +11,8 @@
 # to a local moto endpoint. Ratios, not absolute numbers, are what compare
 # across (shared, noisy) machines.
 set -euo pipefail
+# Nothing here may reach past loopback: the AWS SDK never probes instance metadata.
+export AWS_EC2_METADATA_DISABLED=true
 cd "$(dirname "$0")/.."
 
 FILE_GIB=${FILE_GIB:-1}

@@ -17,6 +17,7 @@ fn sealpipe(args: &[&str], dir: &Path) -> (String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("SEALPIPE_KEYRING", dir.join("keyring.json"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run sealpipe");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -371,7 +372,7 @@ json.dump({'sourceBucket': 'archive', 'destinationBucket': 'arn:aws:s3:::inv', '
     // A data file cut short: one line naming it, exit 2.
     let data = std::fs::read(&parts[1]).unwrap();
     std::fs::write(&parts[1], &data[..data.len() - 3]).unwrap();
-    let out = Command::new(BIN).args(["bench", "--plan", bench.to_str().unwrap(), "--plan-inventory", manifest.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN).args(["bench", "--plan", bench.to_str().unwrap(), "--plan-inventory", manifest.to_str().unwrap()]).env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("part-1.csv.gz") && err.contains("partial download") && err.lines().count() == 1, "{err}");

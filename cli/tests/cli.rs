@@ -1070,6 +1070,7 @@ mod interrupted {
             .current_dir(env.root())
             .env("SEALPIPE_KEYRING", env.keyring())
             .env("HOME", &home)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

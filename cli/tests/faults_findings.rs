@@ -612,7 +612,8 @@ fn finding_11_dry_run_and_mistyped_keyring_create_nothing() {
     let dry = run_bounded(
         std::process::Command::new(bin())
             .args(["encrypt", media.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--dry-run", "--keyring"])
-            .arg(&keyring),
+            .arg(&keyring)
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
         WAIT,
     );
     assert_no_crash(&dry, "dry run");
@@ -620,7 +621,8 @@ fn finding_11_dry_run_and_mistyped_keyring_create_nothing() {
     let real = run_bounded(
         std::process::Command::new(bin())
             .args(["encrypt", media.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--keyring"])
-            .arg(&keyring),
+            .arg(&keyring)
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
         WAIT,
     );
     assert_no_crash(&real, "run with a mistyped keyring");

@@ -245,11 +245,11 @@ fn policy_prints_the_role_and_principal_policies() {
     assert!(resources.contains("arn:aws:s3:::media-in/2019/*"), "{resources}");
 
     // --target mediaconvert: that role only; --decrypts adds kms:Decrypt; an alias is refused.
-    let out = Command::new(bin()).args(["policy", "--kms-key", arn, "--target", "mediaconvert", "--decrypts"]).output().unwrap();
+    let out = Command::new(bin()).args(["policy", "--kms-key", arn, "--target", "mediaconvert", "--decrypts"]).env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["service_roles"].get("elastictranscoder").is_none());
     assert!(serde_json::to_string(&v["encrypting_principal"]).unwrap().contains("kms:Decrypt"), "{v:#}");
-    let out = Command::new(bin()).args(["policy", "--kms-key", "alias/media"]).output().unwrap();
+    let out = Command::new(bin()).args(["policy", "--kms-key", "alias/media"]).env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("ARN") && stderr(&out).lines().count() == 1, "{}", stderr(&out));
 }

@@ -78,6 +78,7 @@ fn sealpipe(dir: &Path, args: &[&str]) -> Run {
         .current_dir(dir)
         .env("HOME", dir)
         .env("SEALPIPE_KEYRING", dir.join("keyring.json"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run sealpipe");
     Run {
