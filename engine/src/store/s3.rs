@@ -126,6 +126,20 @@ where
     e
 }
 
+/// `HeadObject` of `bucket/key`: `None` if there is no such object.
+fn head_object(
+    client: &aws_sdk_s3::Client,
+    handle: &tokio::runtime::Handle,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+    match handle.block_on(client.head_object().bucket(bucket).key(key).send()) {
+        Ok(head) => Ok(Some(head)),
+        Err(e) if status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(Error::invalid(Path::new(&format!("s3://{bucket}/{key}")), format!("cannot check whether the object exists: {}", describe(&e)))),
+    }
+}
+
 /// Smallest part S3 accepts (all but the last part).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// Largest part S3 accepts.
@@ -511,12 +525,8 @@ impl Destination for S3Destination {
         let path = PathBuf::from(&url);
         let fresh = !self.settings.overwrite && !replace;
         let replacing = !self.settings.overwrite && replace;
-        if fresh {
-            match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&key).send()) {
-                Ok(_) => return Err(Error::Exists { path }),
-                Err(e) if status(&e) == Some(404) => {}
-                Err(e) => return Err(Error::invalid(&path, format!("cannot check whether the object exists: {}", describe(&e)))),
-            }
+        if fresh && head_object(&self.client, &self.handle, &self.bucket, &key)?.is_some() {
+            return Err(Error::Exists { path });
         }
         let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
         let checksum = self.settings.checksum;
@@ -613,14 +623,7 @@ impl Destination for S3Destination {
 
 impl S3Destination {
     fn head_len(&self, key: &str) -> Result<Option<u64>> {
-        match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(key).send()) {
-            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(Error::invalid(
-                Path::new(&format!("s3://{}/{key}", self.bucket)),
-                format!("cannot check whether the object exists: {}", describe(&e)),
-            )),
-        }
+        Ok(head_object(&self.client, &self.handle, &self.bucket, key)?.map(|head| head.content_length().unwrap_or(0).max(0) as u64))
     }
 
     fn key_uploads(&self, key: &str) -> KeyUploads {
@@ -814,11 +817,7 @@ impl Upload {
 
     /// The ETag of the object now, `None` if there is none.
     fn etag_now(&self) -> Result<Option<String>> {
-        match self.handle.block_on(self.client.head_object().bucket(&self.bucket).key(&self.key).send()) {
-            Ok(head) => Ok(head.e_tag().map(str::to_string)),
-            Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(Error::invalid(&self.path, format!("cannot check whether the object exists: {}", describe(&e)))),
-        }
+        Ok(head_object(&self.client, &self.handle, &self.bucket, &self.key)?.and_then(|head| head.e_tag().map(str::to_string)))
     }
 
     /// After a conditional `PutObject` refused because the object exists:
