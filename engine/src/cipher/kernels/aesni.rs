@@ -284,11 +284,7 @@ pub(super) unsafe fn cbc_decrypt(dk: &[[u8; 16]; 15], rounds: usize, iv: &[u8; 1
     debug_assert!(input.len() == output.len() && input.len().is_multiple_of(16));
     // SAFETY (all arms): same features as this function; lengths as promised.
     unsafe {
-        match rounds {
-            10 => cbc_decrypt_r::<10>(dk, iv, input, output),
-            12 => cbc_decrypt_r::<12>(dk, iv, input, output),
-            _ => cbc_decrypt_r::<14>(dk, iv, input, output),
-        }
+        by_rounds!(rounds, cbc_decrypt_r(dk, iv, input, output))
     }
 }
 
@@ -349,11 +345,7 @@ pub(super) unsafe fn cbc_encrypt(rk: &[[u8; 16]; 15], rounds: usize, chain: &mut
     debug_assert!(input.len() == output.len() && input.len().is_multiple_of(16));
     // SAFETY (all arms): same features as this function; lengths as promised.
     unsafe {
-        match rounds {
-            10 => cbc_encrypt_r::<10>(rk, chain, input, output),
-            12 => cbc_encrypt_r::<12>(rk, chain, input, output),
-            _ => cbc_encrypt_r::<14>(rk, chain, input, output),
-        }
+        by_rounds!(rounds, cbc_encrypt_r(rk, chain, input, output))
     }
 }
 
@@ -409,11 +401,7 @@ pub(super) unsafe fn cbc_encrypt_lanes(rk: &[[u8; 16]; 15], rounds: usize, chain
     debug_assert!(chains.len() <= 8 && inputs.len() == chains.len() && outputs.len() == chains.len());
     // SAFETY (all arms): same features as this function; lengths as promised.
     unsafe {
-        match rounds {
-            10 => cbc_encrypt_lanes_r::<10>(rk, chains, inputs, outputs),
-            12 => cbc_encrypt_lanes_r::<12>(rk, chains, inputs, outputs),
-            _ => cbc_encrypt_lanes_r::<14>(rk, chains, inputs, outputs),
-        }
+        by_rounds!(rounds, cbc_encrypt_lanes_r(rk, chains, inputs, outputs))
     }
 }
 

@@ -55,6 +55,19 @@
 //! CBC is calibrated on its decryption, the only CBC direction whose speed
 //! depends on the kernel.
 
+/// `$f::<R>(args)` for the round count `$rounds` (10, 12, else 14): the
+/// kernels' loops take it as a constant so the round loop unrolls.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rounds {
+    ($rounds:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $rounds {
+            10 => $f::<10>($($arg),*),
+            12 => $f::<12>($($arg),*),
+            _ => $f::<14>($($arg),*),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod aesni;
 #[cfg(target_arch = "x86_64")]

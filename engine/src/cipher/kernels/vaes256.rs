@@ -188,11 +188,7 @@ pub(super) unsafe fn cbc_decrypt(dk: &[[u8; 16]; 15], rounds: usize, iv: &[u8; 1
     debug_assert!(input.len() == output.len() && input.len().is_multiple_of(16));
     // SAFETY (all arms): same features as this function; lengths as promised.
     let done = unsafe {
-        match rounds {
-            10 => cbc_decrypt_r::<10>(dk, iv, input, output),
-            12 => cbc_decrypt_r::<12>(dk, iv, input, output),
-            _ => cbc_decrypt_r::<14>(dk, iv, input, output),
-        }
+        by_rounds!(rounds, cbc_decrypt_r(dk, iv, input, output))
     };
     let prev = super::block_before(iv, input, done);
     // SAFETY: this CPU has every feature the AES-NI kernel needs.

@@ -117,7 +117,8 @@ unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter:
 }
 
 /// CBC decryption, as [`aesni::cbc_decrypt`]: 32 blocks per loop, the rest
-/// on the VAES-256 kernel.
+/// on the VAES-256 kernel. (Shaped as `vaes256::cbc_decrypt`, as the `ctr`
+/// wrappers are alike: its target features and tail kernel differ.)
 ///
 /// # Safety
 /// The CPU must have VAES, AVX-512F/BW/VL, AVX2, AES-NI; `dk` from
@@ -127,11 +128,7 @@ pub(super) unsafe fn cbc_decrypt(dk: &[[u8; 16]; 15], rounds: usize, iv: &[u8; 1
     debug_assert!(input.len() == output.len() && input.len().is_multiple_of(16));
     // SAFETY (all arms): same features as this function; lengths as promised.
     let done = unsafe {
-        match rounds {
-            10 => cbc_decrypt_r::<10>(dk, iv, input, output),
-            12 => cbc_decrypt_r::<12>(dk, iv, input, output),
-            _ => cbc_decrypt_r::<14>(dk, iv, input, output),
-        }
+        by_rounds!(rounds, cbc_decrypt_r(dk, iv, input, output))
     };
     let prev = super::block_before(iv, input, done);
     // SAFETY: this CPU has every feature the VAES-256 kernel needs.
