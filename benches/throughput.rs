@@ -1,7 +1,7 @@
 //! Criterion throughput benches: one group per mode, a ladder of message
 //! sizes (4 KiB … 64 MiB), with 1 thread and all threads, plus the one-pass
 //! RustCrypto reference at 1 thread as a peer in the same run; and one group
-//! per CTR/GCM kernel the CPU has (`kernel-<name>`), 1 thread, 16 MiB,
+//! per kernel the CPU has (`kernel-<name>`), 1 thread, 16 MiB,
 //! encrypt and decrypt, to set beside `openssl speed -evp` (scripts/bench-peers.sh).
 //!
 //! `cargo bench -p sealpipe-engine` (add `-- ctr` to pick a group, `-- kernel-`
@@ -78,14 +78,14 @@ fn kernels(c: &mut Criterion) {
     let input: Vec<u8> = (0..SIZE).map(|i| (i * 7 + 3) as u8).collect();
     let mut output = vec![0u8; SIZE];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    println!("dispatch picks: ctr={} gcm={}", kernel_name(Mode::Ctr), kernel_name(Mode::Gcm));
+    println!("dispatch picks: ctr={} gcm={} cbc={}", kernel_name(Mode::Ctr), kernel_name(Mode::Gcm), kernel_name(Mode::Cbc));
     for kernel in available_kernels() {
         let mut group = c.benchmark_group(format!("kernel-{}", kernel.name()));
         group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
         // 16 MiB (the target's size) and 16 KiB (openssl speed's, cache-resident).
         for (size, tag) in [(SIZE, ""), (16 << 10, "-16k")] {
             group.throughput(Throughput::Bytes(size as u64));
-            for mode in [Mode::Ctr, Mode::Gcm] {
+            for mode in Mode::ALL {
                 group.bench_function(format!("{mode}-seal-1t{tag}"), |b| {
                     pool.install(|| {
                         with_kernel(kernel, || {

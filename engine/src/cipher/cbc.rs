@@ -4,6 +4,9 @@
 //! one sequential pass (files run in parallel instead). Decryption of block
 //! `i` needs only ciphertext blocks `i` and `i−1`, so it splits into chunks
 //! that run in parallel, each seeded with the ciphertext block before it.
+//!
+//! With a hardware kernel bound ([`Aes`] / [`AesDec`]) the blocks go through
+//! it; otherwise through the RustCrypto `aes`/`cbc` crates (the `soft` kernel).
 
 use aes::cipher::consts::U16;
 use aes::cipher::{
@@ -12,52 +15,74 @@ use aes::cipher::{
 };
 use rayon::prelude::*;
 
+use super::kernels::{Aes, AesDec};
 use super::BlockCipher;
 use crate::format::BLOCK;
 
 type Block = [u8; 16];
 
-pub(super) struct CbcEncrypt<C: BlockCipher> {
-    mode: cbc::Encryptor<C>,
+/// PKCS#7: the last partial block padded with 1 to 16 bytes, always.
+fn pad(tail: &[u8]) -> Block {
+    let pad = (BLOCK - tail.len()) as u8;
+    let mut block = [pad; 16];
+    block[..tail.len()].copy_from_slice(tail);
+    block
+}
+
+pub(super) enum CbcEncrypt<C: BlockCipher> {
+    Soft(cbc::Encryptor<C>),
+    /// A hardware kernel (boxed: the enum stays the crate encryptor's size)
+    /// and the chain (the last ciphertext block, the IV at first).
+    Kernel(Box<Aes>, Block),
 }
 
 impl<C: BlockCipher> CbcEncrypt<C> {
-    pub(super) fn new(cipher: C, iv: &[u8]) -> Self {
+    pub(super) fn new(cipher: C, fast: Option<Aes>, iv: &[u8]) -> Self {
         let iv: Block = iv.try_into().expect("CBC IVs are 16 bytes (checked by Target::check_iv_len)");
-        CbcEncrypt { mode: cbc::Encryptor::inner_iv_init(cipher, &Array::from(iv)) }
+        match fast {
+            Some(aes) => CbcEncrypt::Kernel(Box::new(aes), iv),
+            None => CbcEncrypt::Soft(cbc::Encryptor::inner_iv_init(cipher, &Array::from(iv))),
+        }
     }
 
     pub(super) fn encrypt(&mut self, input: &[u8], output: &mut [u8]) {
-        let (blocks, rest) = InOutBuf::new(input, output).expect("equal lengths").into_chunks();
-        debug_assert!(rest.is_empty());
-        self.mode.encrypt_blocks_inout(blocks);
+        match self {
+            CbcEncrypt::Kernel(aes, chain) => aes.cbc_encrypt(chain, input, output),
+            CbcEncrypt::Soft(mode) => {
+                let (blocks, rest) = InOutBuf::new(input, output).expect("equal lengths").into_chunks();
+                debug_assert!(rest.is_empty());
+                mode.encrypt_blocks_inout(blocks);
+            }
+        }
     }
 
-    /// Pad the last partial block (PKCS#7: 1 to 16 bytes, always) and encrypt it.
+    /// Pad the last partial block and encrypt it.
     pub(super) fn finish(mut self, tail: &[u8]) -> Block {
-        let pad = (BLOCK - tail.len()) as u8;
-        let mut block = [pad; 16];
-        block[..tail.len()].copy_from_slice(tail);
-        let mut block = Array::from(block);
-        self.mode.encrypt_block(&mut block);
-        block.into()
+        let block = pad(tail);
+        let mut out = [0u8; 16];
+        self.encrypt(&block, &mut out);
+        out
     }
 }
 
 pub(super) struct CbcDecrypt<C: BlockCipher> {
     cipher: C,
+    fast: Option<AesDec>,
     /// The ciphertext block before the next one to decrypt (the IV at first).
     prev: Block,
     chunk: usize,
 }
 
 impl<C: BlockCipher> CbcDecrypt<C> {
-    pub(super) fn new(cipher: C, iv: &[u8], chunk: usize) -> Self {
+    pub(super) fn new(cipher: C, fast: Option<AesDec>, iv: &[u8], chunk: usize) -> Self {
         let prev = iv.try_into().expect("CBC IVs are 16 bytes");
-        CbcDecrypt { cipher, prev, chunk }
+        CbcDecrypt { cipher, fast, prev, chunk }
     }
 
-    fn decrypt_chunk(cipher: &C, iv: &Block, input: &[u8], output: &mut [u8]) {
+    fn decrypt_chunk(cipher: &C, fast: Option<&AesDec>, iv: &Block, input: &[u8], output: &mut [u8]) {
+        if let Some(dec) = fast {
+            return dec.cbc_decrypt(iv, input, output);
+        }
         let mut mode = cbc::Decryptor::inner_iv_init(cipher.clone(), &Array::from(*iv));
         let (blocks, _) = InOutBuf::new(input, output).expect("equal lengths").into_chunks();
         mode.decrypt_blocks_inout(blocks);
@@ -67,8 +92,12 @@ impl<C: BlockCipher> CbcDecrypt<C> {
         if input.is_empty() {
             return;
         }
-        let (cipher, first_iv, chunk) = (&self.cipher, &self.prev, self.chunk);
-        input
+        let (cipher, fast, first_iv, chunk) = (&self.cipher, self.fast.as_ref(), &self.prev, self.chunk);
+        if input.len() <= chunk {
+            // One piece: no trip through the rayon pool.
+            Self::decrypt_chunk(cipher, fast, first_iv, input, output);
+        } else {
+            input
             .par_chunks(chunk)
             .zip(output.par_chunks_mut(chunk))
             .enumerate()
@@ -78,15 +107,16 @@ impl<C: BlockCipher> CbcDecrypt<C> {
                 } else {
                     input[i * chunk - BLOCK..i * chunk].try_into().expect("16 bytes")
                 };
-                Self::decrypt_chunk(cipher, &iv, inp, out);
+                Self::decrypt_chunk(cipher, fast, &iv, inp, out);
             });
+        }
         self.prev = input[input.len() - BLOCK..].try_into().expect("16 bytes");
     }
 
     /// Decrypt the last block and strip its padding; `None` if malformed.
     pub(super) fn finish(self, last: &[u8]) -> Option<Vec<u8>> {
         let mut block = [0u8; 16];
-        Self::decrypt_chunk(&self.cipher, &self.prev, last, &mut block);
+        Self::decrypt_chunk(&self.cipher, self.fast.as_ref(), &self.prev, last, &mut block);
         let pad = block[15];
         let bad = pad == 0
             || pad as usize > BLOCK
@@ -106,14 +136,19 @@ pub const MAX_LANES: usize = 8;
 /// into the AES backend gives the CPU independent blocks to overlap: each
 /// step encrypts block `j` of every lane. Each lane's output is the same as
 /// its own one-pass CBC encryption.
+///
+/// With a hardware kernel, the AES-NI lanes kernel keeps the chains in
+/// registers ([`Aes::cbc_encrypt_lanes`]); otherwise the RustCrypto backend
+/// encrypts block `j` of each lane in turn.
 pub(super) struct CbcLanes<C: BlockCipher> {
     cipher: C,
+    fast: Option<Aes>,
     chains: Vec<Block>,
 }
 
 impl<C: BlockCipher> CbcLanes<C> {
-    pub(super) fn new(cipher: C) -> Self {
-        CbcLanes { cipher, chains: Vec::new() }
+    pub(super) fn new(cipher: C, fast: Option<Aes>) -> Self {
+        CbcLanes { cipher, fast, chains: Vec::new() }
     }
 
     /// Start a message in `lane` (growing the set of lanes as needed).
@@ -131,7 +166,10 @@ impl<C: BlockCipher> CbcLanes<C> {
         let blocks = inputs.first().map_or(0, |i| i.len() / BLOCK);
         assert!(inputs.iter().all(|i| i.len() == blocks * BLOCK) && outputs.iter().all(|o| o.len() == blocks * BLOCK));
         let mut chains: Vec<Block> = lanes.iter().map(|&l| self.chains[l]).collect();
-        self.cipher.encrypt_with_backend(LanesClosure { inputs, outputs, chains: &mut chains });
+        match &self.fast {
+            Some(aes) => aes.cbc_encrypt_lanes(&mut chains, inputs, outputs),
+            None => self.cipher.encrypt_with_backend(LanesClosure { inputs, outputs, chains: &mut chains }),
+        }
         for (&l, c) in lanes.iter().zip(chains) {
             self.chains[l] = c;
         }
@@ -139,9 +177,12 @@ impl<C: BlockCipher> CbcLanes<C> {
 
     /// Pad and encrypt the last partial block of `lane`'s message.
     pub(super) fn finish(&mut self, lane: usize, tail: &[u8]) -> Block {
-        let pad = (BLOCK - tail.len()) as u8;
-        let mut block = [pad; 16];
-        block[..tail.len()].copy_from_slice(tail);
+        let block = pad(tail);
+        if let Some(aes) = &self.fast {
+            let mut out = [0u8; 16];
+            aes.cbc_encrypt(&mut self.chains[lane], &block, &mut out);
+            return out;
+        }
         let mut x = Array::from(xor(&block, &self.chains[lane]));
         self.cipher.encrypt_block(&mut x);
         x.into()

@@ -1,8 +1,14 @@
 //! The one place a kernel is chosen: by measurement at first use (every
 //! kernel this CPU has, the RustCrypto path included, timed through the real
-//! CTR and GCM code), or as `SEALPIPE_KERNEL` forces it, or as a test forces
-//! it on one thread ([`with_kernel`]). It sits above `ctr` and `gcm`, which
-//! take the kernel they are given, so nothing below it calls back up.
+//! CTR, GCM and CBC-decryption code), or as `SEALPIPE_KERNEL` forces it, or
+//! as a test forces it on one thread ([`with_kernel`]). It sits above `ctr`,
+//! `gcm` and `cbc`, which take the kernel they are given, so nothing below
+//! it calls back up.
+//!
+//! CBC is calibrated on decryption, not given CTR's choice: CBC encryption
+//! is the same AES-NI code under every hardware kernel, so decryption is
+//! the only CBC direction the choice changes, and its loop (one AESDEC
+//! chain per block, no counters) need not rank the kernels as CTR's does.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -34,6 +40,7 @@ pub fn with_kernel<R>(kernel: Kernel, f: impl FnOnce() -> R) -> R {
 struct Choice {
     ctr: Kernel,
     gcm: Kernel,
+    cbc: Kernel,
     note: Option<String>,
 }
 
@@ -43,23 +50,28 @@ fn choice() -> &'static Choice {
     CHOICE.get_or_init(|| {
         let forced = std::env::var("SEALPIPE_KERNEL").ok().filter(|v| !v.trim().is_empty());
         match forced.as_deref().map(|v| (v, Kernel::from_name(v))) {
-            Some((_, Some(k))) if k.is_available() => Choice { ctr: k, gcm: k, note: None },
+            Some((_, Some(k))) if k.is_available() => Choice { ctr: k, gcm: k, cbc: k, note: None },
             Some((v, found)) => {
-                let (ctr, gcm) = (calibrate(Mode::Ctr), calibrate(Mode::Gcm));
+                let Choice { ctr, gcm, cbc, .. } = calibrated();
                 let why = if found.is_some() { "this CPU lacks it" } else { "unknown kernel (vaes512, vaes256, aesni, soft)" };
                 let note = format!(
-                    "SEALPIPE_KERNEL={v} ignored: {why}; using ctr={} gcm={}",
+                    "SEALPIPE_KERNEL={v} ignored: {why}; using ctr={} gcm={} cbc={}",
                     ctr.name(),
-                    gcm.name()
+                    gcm.name(),
+                    cbc.name()
                 );
-                Choice { ctr, gcm, note: Some(note) }
+                Choice { ctr, gcm, cbc, note: Some(note) }
             }
-            None => Choice { ctr: calibrate(Mode::Ctr), gcm: calibrate(Mode::Gcm), note: None },
+            None => calibrated(),
         }
     })
 }
 
-/// The kernel new sealers and openers of `mode` use on this thread.
+fn calibrated() -> Choice {
+    Choice { ctr: calibrate(Mode::Ctr), gcm: calibrate(Mode::Gcm), cbc: calibrate(Mode::Cbc), note: None }
+}
+
+/// The kernel new sealers and openers of `mode` (and CBC batches) use on this thread.
 pub(crate) fn selected(mode: Mode) -> Kernel {
     if let Some(k) = FORCED.with(|c| c.get()) {
         return k;
@@ -67,12 +79,12 @@ pub(crate) fn selected(mode: Mode) -> Kernel {
     match mode {
         Mode::Ctr => choice().ctr,
         Mode::Gcm => choice().gcm,
-        Mode::Cbc => Kernel::Soft,
+        Mode::Cbc => choice().cbc,
     }
 }
 
-/// The name of the kernel that encrypts `mode` (CBC always uses the
-/// RustCrypto `aes` crate: "soft").
+/// The name of the kernel that encrypts `mode` (for CBC: decrypts; its
+/// encryption is AES-NI under any hardware kernel, RustCrypto under `soft`).
 pub fn kernel_name(mode: Mode) -> &'static str {
     selected(mode).name()
 }
@@ -83,7 +95,7 @@ pub fn override_note() -> Option<&'static str> {
 }
 
 /// Time each kernel this CPU has, the RustCrypto path included, through the
-/// real CTR or GCM code on 64 KiB (best of 3); pick the fastest.
+/// real CTR, GCM or CBC-decryption code on 64 KiB (best of 3); pick the fastest.
 fn calibrate(mode: Mode) -> Kernel {
     use aes::cipher::KeyInit;
     let candidates = available_kernels();
@@ -101,7 +113,12 @@ fn calibrate(mode: Mode) -> Kernel {
                     let mut g = super::gcm::Gcm::new(cipher.clone(), k, &key, &[7u8; 12], 1 << 20);
                     g.seal(&input, &mut output);
                 }
-                _ => {
+                Mode::Cbc => {
+                    let fast = Aes::new(k, &key).map(|a| a.decryptor());
+                    let mut d = super::cbc::CbcDecrypt::new(cipher.clone(), fast, &[0xff; 16], 1 << 20);
+                    d.decrypt(&input, &mut output);
+                }
+                Mode::Ctr => {
                     let mut c = super::ctr::Ctr::new(cipher.clone(), Aes::new(k, &key), [0xff; 16], 1 << 20);
                     c.apply(&input, &mut output);
                 }
@@ -121,11 +138,13 @@ mod tests {
 
     #[test]
     fn the_dispatcher_picks_a_kernel_this_cpu_has() {
-        for mode in [Mode::Ctr, Mode::Gcm] {
+        for mode in Mode::ALL {
             let k = Kernel::from_name(kernel_name(mode)).unwrap();
             assert!(k.is_available(), "{mode}: {k:?}");
         }
-        assert_eq!(kernel_name(Mode::Cbc), "soft");
+        for k in available_kernels() {
+            assert_eq!(with_kernel(k, || selected(Mode::Cbc)), k);
+        }
         assert_eq!(with_kernel(Kernel::Soft, || selected(Mode::Gcm)), Kernel::Soft);
         assert_eq!(Kernel::from_name("nope"), None);
     }

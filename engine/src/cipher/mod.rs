@@ -10,10 +10,12 @@
 //!
 //! The key schedule is expanded once per file and shared by every thread.
 //!
-//! CTR and GCM run on the fastest CTR/GHASH kernel this CPU has (VAES-512,
-//! VAES-256, AES-NI, or the portable RustCrypto crates), chosen once in
-//! `kernels` ([`kernel_name`] says which; `SEALPIPE_KERNEL` or
-//! [`with_kernel`] force one). CBC uses the RustCrypto `aes` crate.
+//! CTR, GCM and CBC run on the fastest kernel this CPU has for the mode
+//! (VAES-512, VAES-256, AES-NI, or the portable RustCrypto crates), chosen
+//! once in `dispatch` ([`kernel_name`] says which; `SEALPIPE_KERNEL` or
+//! [`with_kernel`] force one). CBC encryption, one chain or eight in
+//! lockstep, is AES-NI under every hardware kernel; CBC decryption runs as
+//! wide as the kernel.
 
 mod cbc;
 mod ctr;
@@ -75,8 +77,11 @@ fn new_state<C: BlockCipher + KeyInit>(mode: Mode, encrypt: bool, key: &[u8], iv
     match (mode, encrypt) {
         (Mode::Ctr, _) => ModeState::Ctr(ctr::Ctr::new(aes, kernels::Aes::new(kernel, key), iv.ctr_block(), chunk)),
         (Mode::Gcm, _) => ModeState::Gcm(gcm::Gcm::new(aes, kernel, key, iv.as_bytes(), chunk)),
-        (Mode::Cbc, true) => ModeState::CbcEnc(cbc::CbcEncrypt::new(aes, iv.as_bytes())),
-        (Mode::Cbc, false) => ModeState::CbcDec(cbc::CbcDecrypt::new(aes, iv.as_bytes(), chunk)),
+        (Mode::Cbc, true) => ModeState::CbcEnc(cbc::CbcEncrypt::new(aes, kernels::Aes::new(kernel, key), iv.as_bytes())),
+        (Mode::Cbc, false) => {
+            let fast = kernels::Aes::new(kernel, key).map(|a| a.decryptor());
+            ModeState::CbcDec(cbc::CbcDecrypt::new(aes, fast, iv.as_bytes(), chunk))
+        }
     }
 }
 
@@ -281,13 +286,14 @@ pub struct CbcBatch {
 }
 
 impl CbcBatch {
-    /// A batch under `key`.
+    /// A batch under `key`, on the CBC kernel selected on this thread.
     pub fn new(key: &DataKey) -> Self {
         let raw = key.expose_secret();
+        let fast = kernels::Aes::new(dispatch::selected(Mode::Cbc), raw);
         let lanes = match raw.len() {
-            16 => KeyedLanes::A128(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("16 bytes"))),
-            24 => KeyedLanes::A192(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("24 bytes"))),
-            _ => KeyedLanes::A256(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("32 bytes"))),
+            16 => KeyedLanes::A128(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("16 bytes"), fast)),
+            24 => KeyedLanes::A192(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("24 bytes"), fast)),
+            _ => KeyedLanes::A256(cbc::CbcLanes::new(KeyInit::new_from_slice(raw).expect("32 bytes"), fast)),
         };
         CbcBatch { lanes }
     }

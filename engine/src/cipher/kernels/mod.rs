@@ -1,14 +1,22 @@
-//! Hand-written AES-CTR and GHASH kernels for x86-64, and the ONE run-time
-//! dispatch point that picks among them.
+//! Hand-written AES-CTR, AES-CBC and GHASH kernels for x86-64, and the ONE
+//! run-time dispatch point that picks among them.
 //!
-//! Backends, one file each:
+//! Backends, one file each (blocks per loop: CTR / CBC decryption / GHASH):
 //!
-//! | kernel    | file         | needs                                              | per loop |
-//! |-----------|--------------|----------------------------------------------------|----------|
-//! | `vaes512` | `vaes512.rs` | VAES, VPCLMULQDQ, AVX-512F/BW/VL (zmm)             | 16 blocks |
-//! | `vaes256` | `vaes256.rs` | VAES, VPCLMULQDQ, AVX2 (ymm)                       | 16 blocks |
-//! | `aesni`   | `aesni.rs`   | AES-NI, PCLMULQDQ, SSE4.1 (xmm)                    | 8 blocks  |
-//! | `soft`    | (none)       | the RustCrypto `aes`/`ctr`/`ghash` crates, any CPU |           |
+//! | kernel    | file         | needs                                                    | per loop       |
+//! |-----------|--------------|----------------------------------------------------------|----------------|
+//! | `vaes512` | `vaes512.rs` | VAES, VPCLMULQDQ, AVX-512F/BW/VL (zmm)                   | 32 / 32 / 16   |
+//! | `vaes256` | `vaes256.rs` | VAES, VPCLMULQDQ, AVX2 (ymm)                             | 16 / 16 / 8    |
+//! | `aesni`   | `aesni.rs`   | AES-NI, PCLMULQDQ, SSE4.1 (xmm)                          | 8 / 8 / 8      |
+//! | `soft`    | (none)       | the RustCrypto `aes`/`ctr`/`cbc`/`ghash` crates, any CPU |                |
+//!
+//! CBC encryption is the same AES-NI code under every hardware kernel: one
+//! chain is a dependency chain of AES rounds, one block at a time, which no
+//! vector width shortens ([`Aes::cbc_encrypt`]); several messages under one
+//! key run as eight chains in lockstep in xmm registers
+//! ([`Aes::cbc_encrypt_lanes`]). CBC decryption ([`AesDec`]) has no chain
+//! (block `i` needs ciphertext blocks `i` and `i - 1`) and runs as wide as
+//! CTR, on the equivalent inverse cipher's round keys ([`DecKeys`]).
 //!
 //! Why hand-written intrinsics rather than a crate: no well-kept Rust crate
 //! exposes an AES counter-mode kernel with GCM's *and* a full 128-bit
@@ -44,6 +52,21 @@
 //! lacks falls back to the calibrated choice and `override_note` says so.
 //! Tests force each kernel in turn with `with_kernel`. The choice itself
 //! (calibration, the override) is in `cipher::dispatch`, above the modes it times.
+//! CBC is calibrated on its decryption, the only CBC direction whose speed
+//! depends on the kernel.
+
+/// `$f::<R>(args)` for the round count `$rounds` (10, 12, else 14): the
+/// kernels' loops take it as a constant so the round loop unrolls.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rounds {
+    ($rounds:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $rounds {
+            10 => $f::<10>($($arg),*),
+            12 => $f::<12>($($arg),*),
+            _ => $f::<14>($($arg),*),
+        }
+    };
+}
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
@@ -57,7 +80,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 
 
-/// A CTR/GHASH implementation the engine can run.
+/// A CTR/CBC/GHASH implementation the engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// VAES + VPCLMULQDQ on 512-bit vectors (AVX-512F/BW/VL).
@@ -66,8 +89,8 @@ pub enum Kernel {
     Vaes256,
     /// AES-NI + PCLMULQDQ on 128-bit vectors.
     Aesni,
-    /// The RustCrypto `aes`, `ctr` and `ghash` crates (portable; they do
-    /// their own CPU detection inside).
+    /// The RustCrypto `aes`, `ctr`, `cbc` and `ghash` crates (portable;
+    /// they do their own CPU detection inside).
     Soft,
 }
 
@@ -165,7 +188,26 @@ impl RoundKeys {
     }
 }
 
-/// An AES key bound to a hardware kernel.
+/// Decryption round keys of the equivalent inverse cipher (FIPS-197
+/// §5.3.5), as the bytes AESDEC takes: the encryption round keys in reverse
+/// order, InvMixColumns (AESIMC) applied to all but the first and last.
+/// Zeroized on drop (the inner [`RoundKeys`] is).
+#[derive(Clone)]
+pub(crate) struct DecKeys(RoundKeys);
+
+impl DecKeys {
+    /// # Safety
+    /// The CPU must have AES-NI and SSE4.1.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn of(enc: &RoundKeys) -> DecKeys {
+        // SAFETY: the caller promises AES-NI and SSE4.1.
+        let rk = unsafe { aesni::inverse_keys(&enc.rk, enc.rounds) };
+        DecKeys(RoundKeys { rk, rounds: enc.rounds })
+    }
+}
+
+/// An AES key bound to a hardware kernel, encryption direction (CTR, GCM,
+/// CBC encryption).
 #[derive(Clone)]
 pub(crate) struct Aes {
     kernel: Kernel,
@@ -270,6 +312,95 @@ impl Aes {
             },
             _ => (0, acc),
         }
+    }
+}
+
+impl Aes {
+    /// CBC encryption of whole blocks on one chain from `chain` (the IV or
+    /// the previous ciphertext block), left holding the last ciphertext block.
+    /// AES-NI under every hardware kernel (see the module doc).
+    pub(crate) fn cbc_encrypt(&self, chain: &mut [u8; 16], input: &[u8], output: &mut [u8]) {
+        assert!(input.len() == output.len() && input.len().is_multiple_of(16), "whole blocks, equal lengths");
+        let k = &self.keys;
+        match self.kernel {
+            // SAFETY: `Aes::new` binds only a kernel that `is_available`
+            // says this CPU runs, and every hardware kernel needs AES-NI and
+            // SSE4.1; lengths checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes512 | Kernel::Vaes256 | Kernel::Aesni => unsafe { aesni::cbc_encrypt(&k.rk, k.rounds, chain, input, output) },
+            _ => unreachable!("Aes::new binds only hardware kernels"),
+        }
+    }
+
+    /// CBC encryption of up to eight chains in lockstep: lane `l` encrypts
+    /// `inputs[l]` into `outputs[l]` from, and updating, `chains[l]`; every
+    /// input and output has one length, a multiple of 16.
+    pub(crate) fn cbc_encrypt_lanes(&self, chains: &mut [[u8; 16]], inputs: &[&[u8]], outputs: &mut [&mut [u8]]) {
+        let n = inputs.first().map_or(0, |i| i.len());
+        assert!(chains.len() <= 8 && inputs.len() == chains.len() && outputs.len() == chains.len(), "at most 8 lanes, one input and output each");
+        assert!(n.is_multiple_of(16) && inputs.iter().all(|i| i.len() == n) && outputs.iter().all(|o| o.len() == n), "whole blocks, equal lengths");
+        let k = &self.keys;
+        match self.kernel {
+            // SAFETY: as in `cbc_encrypt`; lane count and lengths checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes512 | Kernel::Vaes256 | Kernel::Aesni => unsafe {
+                aesni::cbc_encrypt_lanes(&k.rk, k.rounds, chains, inputs, outputs)
+            },
+            _ => unreachable!("Aes::new binds only hardware kernels"),
+        }
+    }
+
+    /// The same key for decryption, on the same kernel.
+    pub(crate) fn decryptor(&self) -> AesDec {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `Aes::new` binds only a kernel this CPU runs, and every
+            // hardware kernel needs AES-NI and SSE4.1.
+            AesDec { kernel: self.kernel, keys: unsafe { DecKeys::of(&self.keys) } }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Aes::new binds only hardware kernels")
+    }
+}
+
+/// An AES key bound to a hardware kernel, decryption direction (CBC).
+#[derive(Clone)]
+pub(crate) struct AesDec {
+    kernel: Kernel,
+    keys: DecKeys,
+}
+
+impl AesDec {
+    /// CBC decryption of whole blocks, `iv` being the ciphertext block
+    /// before `input` (or the IV).
+    pub(crate) fn cbc_decrypt(&self, iv: &[u8; 16], input: &[u8], output: &mut [u8]) {
+        assert!(input.len() == output.len() && input.len().is_multiple_of(16), "whole blocks, equal lengths");
+        let k = &self.keys.0;
+        match self.kernel {
+            // SAFETY: `AesDec` is made only from an `Aes`, which binds only a
+            // kernel this CPU runs; `keys` are its inverse keys; lengths checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes512 => unsafe { vaes512::cbc_decrypt(&k.rk, k.rounds, iv, input, output) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes256 => unsafe { vaes256::cbc_decrypt(&k.rk, k.rounds, iv, input, output) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Aesni => unsafe { aesni::cbc_decrypt(&k.rk, k.rounds, iv, input, output) },
+            _ => unreachable!("Aes::new binds only hardware kernels"),
+        }
+    }
+}
+
+/// The ciphertext block before byte `at` of a CBC decryption: `iv` at 0,
+/// else `input`'s block ending at `at` (never the output's: the kernels'
+/// output may not hold ciphertext).
+#[cfg(target_arch = "x86_64")]
+fn block_before<'a>(iv: &'a [u8; 16], input: &'a [u8], at: usize) -> &'a [u8; 16] {
+    if at == 0 {
+        iv
+    } else {
+        input[at - 16..at].try_into().expect("16 bytes")
     }
 }
 
@@ -384,6 +515,40 @@ mod tests {
                         _ => aes::Aes256::new_from_slice(&key).unwrap().encrypt_block(&mut want),
                     }
                     assert_eq!(aes.encrypt_block(&block), <[u8; 16]>::from(want), "{} key {len}", kernel.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cbc_decryption_keys_and_kernels_match_the_aes_crate_for_every_key_size() {
+        use aes::cipher::BlockCipherDecrypt;
+        for kernel in available_kernels().into_iter().filter(|&k| k != Kernel::Soft) {
+            for len in [16, 24, 32] {
+                let key = bytes(len, 5);
+                let dec = Aes::new(kernel, &key).unwrap().decryptor();
+                let iv: [u8; 16] = bytes(16, 77).try_into().unwrap();
+                // 37 blocks: the kernel's own loop (32 blocks on vaes512),
+                // then every narrower one's, then single blocks.
+                let ct = bytes(16 * 37, len as u32);
+                let want: Vec<u8> = ct
+                    .chunks(16)
+                    .enumerate()
+                    .flat_map(|(i, c)| {
+                        let mut b = aes::Block::try_from(c).unwrap();
+                        match len {
+                            16 => aes::Aes128::new_from_slice(&key).unwrap().decrypt_block(&mut b),
+                            24 => aes::Aes192::new_from_slice(&key).unwrap().decrypt_block(&mut b),
+                            _ => aes::Aes256::new_from_slice(&key).unwrap().decrypt_block(&mut b),
+                        }
+                        let prev = if i == 0 { &iv[..] } else { &ct[16 * i - 16..16 * i] };
+                        b.iter().zip(prev).map(|(x, p)| x ^ p).collect::<Vec<u8>>()
+                    })
+                    .collect();
+                for blocks in [1, 2, 8, 9, 16, 17, 32, 33, 37] {
+                    let mut got = vec![0u8; 16 * blocks];
+                    dec.cbc_decrypt(&iv, &ct[..16 * blocks], &mut got);
+                    assert_eq!(got, want[..16 * blocks], "{} key {len} blocks {blocks}", kernel.name());
                 }
             }
         }

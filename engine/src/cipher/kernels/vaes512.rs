@@ -1,12 +1,13 @@
 //! VAES + VPCLMULQDQ kernels on 512-bit vectors (AVX-512F/BW/VL): CTR and
-//! GHASH sixteen blocks per loop in four zmm registers. CTR tails use masked
-//! loads and stores; GHASH tails go to the AES-NI kernel.
+//! CBC decryption 32 blocks per loop in eight zmm registers, GHASH sixteen
+//! blocks per loop in four. CTR tails use masked loads and stores; GHASH
+//! tails go to the AES-NI kernel, CBC decryption tails to the VAES-256 one.
 
 use core::arch::x86_64::*;
 
-use super::{aesni, HTable};
+use super::{aesni, vaes256, HTable};
 
-/// Vectors per CTR loop iteration.
+/// Vectors per CTR and CBC-decryption loop iteration.
 const LANES: usize = 8;
 
 #[inline]
@@ -113,6 +114,67 @@ unsafe fn ctr_r<const R: usize, const INC32: bool>(rk: &[[u8; 16]; 15], counter:
         }
         at += 64;
     }
+}
+
+/// CBC decryption, as [`aesni::cbc_decrypt`]: 32 blocks per loop, the rest
+/// on the VAES-256 kernel. (Shaped as `vaes256::cbc_decrypt`, as the `ctr`
+/// wrappers are alike: its target features and tail kernel differ.)
+///
+/// # Safety
+/// The CPU must have VAES, AVX-512F/BW/VL, AVX2, AES-NI; `dk` from
+/// [`aesni::inverse_keys`]; equal lengths, a multiple of 16.
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn cbc_decrypt(dk: &[[u8; 16]; 15], rounds: usize, iv: &[u8; 16], input: &[u8], output: &mut [u8]) {
+    debug_assert!(input.len() == output.len() && input.len().is_multiple_of(16));
+    // SAFETY (all arms): same features as this function; lengths as promised.
+    let done = unsafe {
+        by_rounds!(rounds, cbc_decrypt_r(dk, iv, input, output))
+    };
+    let prev = super::block_before(iv, input, done);
+    // SAFETY: this CPU has every feature the VAES-256 kernel needs.
+    unsafe { vaes256::cbc_decrypt(dk, rounds, prev, &input[done..], &mut output[done..]) }
+}
+
+/// The 32-block loop; returns how many bytes it did (a multiple of 512).
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq,avx512f,avx512bw,avx512vl")]
+unsafe fn cbc_decrypt_r<const R: usize>(dk: &[[u8; 16]; 15], iv: &[u8; 16], input: &[u8], output: &mut [u8]) -> usize {
+    let k = load_keys::<R>(dk);
+    let n = input.len();
+    let (ip, op) = (input.as_ptr(), output.as_mut_ptr());
+    // The ciphertext block before `at`, in lane 3 (read from `input`, never `output`).
+    // SAFETY: reads the 16 bytes of `iv`.
+    let mut last = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(iv.as_ptr().cast()) });
+    let mut at = 0;
+    while at + 64 * LANES <= n {
+        let mut b = [_mm512_setzero_si512(); LANES];
+        for (j, blk) in b.iter_mut().enumerate() {
+            // SAFETY: `at + 64·j + 64 <= at + 64·LANES <= n`.
+            *blk = _mm512_xor_si512(unsafe { _mm512_loadu_si512(ip.add(at + 64 * j).cast()) }, k[0]);
+        }
+        for key in &k[1..R] {
+            for blk in b.iter_mut() {
+                *blk = _mm512_aesdec_epi128(*blk, *key);
+            }
+        }
+        for (j, blk) in b.iter().enumerate() {
+            // SAFETY: for `j >= 1`, `at + 64·j - 16 >= at` and `+ 64 <= n`:
+            // the four input blocks before vector `j`'s; for `j == 0`, `at + 64 <= n`.
+            // The store is in `output`'s bounds as the loads are in `input`'s.
+            unsafe {
+                let prev = if j == 0 {
+                    // [last, C0, C1, C2]: lane 3 of `last`, then lanes 0-2 of the first vector.
+                    _mm512_alignr_epi64(_mm512_loadu_si512(ip.add(at).cast()), last, 6)
+                } else {
+                    _mm512_loadu_si512(ip.add(at + 64 * j - 16).cast())
+                };
+                _mm512_storeu_si512(op.add(at + 64 * j).cast(), _mm512_aesdeclast_epi128(*blk, _mm512_xor_si512(k[R], prev)));
+            }
+        }
+        // SAFETY: `at + 64·LANES - 64 + 64 <= n`; its lane 3 is the last block.
+        last = unsafe { _mm512_loadu_si512(ip.add(at + 64 * LANES - 64).cast()) };
+        at += 64 * LANES;
+    }
+    at
 }
 
 /// The four key-power vectors, H^16..H^1.
