@@ -4,7 +4,7 @@
 //! per kernel the CPU has (`kernel-<name>`), 1 thread, 16 MiB,
 //! encrypt and decrypt, to set beside `openssl speed -evp` (scripts/bench-peers.sh).
 //!
-//! `cargo bench -p sealpipe-engine` (add `-- ctr` to pick a group, `-- kernel-`
+//! `cargo bench -p sealpipe-benches` (add `-- ctr` to pick a group, `-- kernel-`
 //! for the kernels).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
