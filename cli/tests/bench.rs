@@ -416,3 +416,46 @@ fn s3_rows_upload_through_the_store_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--s3-part-sizes"));
 }
+
+/// `SEALPIPE_KERNEL` forces the kernel of every mode (the bench rows name
+/// the kernel that ran), and a kernel this CPU lacks, or a name that is no
+/// kernel, is ignored with a warning that names it, while the calibrated
+/// choice runs instead.
+#[test]
+fn the_environment_forces_a_kernel_or_says_why_not() {
+    use sealpipe::cipher::{available_kernels, Kernel};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let args = [
+        "bench", "--modes", "ctr,cbc,gcm", "--memory-size", "4KiB", "--cache-size", "0", "--file-size", "0", "--seconds", "0",
+        "--repeat", "1", "--max-threads", "1", "--no-peers", "--json", "--dir", &d,
+    ];
+    let have = available_kernels();
+    let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).chain(["no-such-kernel"]).collect();
+    for name in names {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("SEALPIPE_KERNEL", name)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run sealpipe");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let memory: Vec<&Value> = rows(&v).into_iter().filter(|r| r["scope"] == "memory").collect();
+        let kernels: Vec<&str> = memory.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+        let cases: std::collections::BTreeSet<String> = memory.iter().map(|r| format!("{}/{}", r["mode"], r["direction"])).collect();
+        assert_eq!(cases.len(), 6, "{name}: encrypt and decrypt of three modes: {cases:?}");
+        let warned = v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains(&format!("SEALPIPE_KERNEL={name} ignored")));
+        let forced = Kernel::from_name(name).filter(|k| have.contains(k));
+        match forced {
+            Some(k) => {
+                assert!(kernels.iter().all(|&r| r == k.name()), "{name} forced, rows ran {kernels:?}");
+                assert!(!warned, "{name}: no warning for a kernel this CPU has");
+            }
+            None => {
+                assert!(warned, "{name}: a kernel this CPU lacks (or no kernel) is named in a warning: {}", v["warnings"]);
+                assert!(kernels.iter().all(|r| have.iter().any(|k| k.name() == *r)), "{name}: the calibrated choice runs: {kernels:?}");
+            }
+        }
+    }
+}
