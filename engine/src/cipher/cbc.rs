@@ -98,17 +98,17 @@ impl<C: BlockCipher> CbcDecrypt<C> {
             Self::decrypt_chunk(cipher, fast, first_iv, input, output);
         } else {
             input
-            .par_chunks(chunk)
-            .zip(output.par_chunks_mut(chunk))
-            .enumerate()
-            .for_each(|(i, (inp, out))| {
-                let iv: Block = if i == 0 {
-                    *first_iv
-                } else {
-                    input[i * chunk - BLOCK..i * chunk].try_into().expect("16 bytes")
-                };
-                Self::decrypt_chunk(cipher, fast, &iv, inp, out);
-            });
+                .par_chunks(chunk)
+                .zip(output.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (inp, out))| {
+                    let iv: Block = if i == 0 {
+                        *first_iv
+                    } else {
+                        input[i * chunk - BLOCK..i * chunk].try_into().expect("16 bytes")
+                    };
+                    Self::decrypt_chunk(cipher, fast, &iv, inp, out);
+                });
         }
         self.prev = input[input.len() - BLOCK..].try_into().expect("16 bytes");
     }
