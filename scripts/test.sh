@@ -22,6 +22,8 @@ status=0
 python3 scripts/check-layers.py || status=1
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 cargo test --workspace --locked --no-fail-fast || status=1
+# The criterion benches (their own package, not built by `cargo test`) still compile.
+cargo test --locked -p sealpipe-benches --benches --no-run || status=1
 # The RustCrypto crates (the `soft` kernel) on their software backends,
 # selected at build time, as on a CPU without AES-NI: modes.rs then proves
 # only `soft` (the hand-written kernels are the same code in both builds).
