@@ -1,0 +1,281 @@
+//! [`S3Destination`]: a bucket and key prefix outputs are uploaded under;
+//! creates an [`Upload`] per output, with the journal written before the
+//! network (see the module documentation of [`super`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::types::ChecksumType;
+use tokio::sync::Semaphore;
+
+use super::options::{algorithm, client, create_error, part_size_for, MAX_PART_SIZE, MIN_PART_SIZE};
+use super::orphans::{KeyUploads, OpenUploads};
+use super::upload::{Multipart, Upload};
+use super::S3Url;
+use crate::aws::{describe, remote_error, status, Aws};
+use crate::error::{Error, Result};
+use crate::store::{ChecksumChoice, Cleaned, Destination, Journal, PendingOutput, UploadSettings};
+
+/// `HeadObject` of `bucket/key`: `None` if there is no such object.
+pub(super) fn head_object(
+    client: &aws_sdk_s3::Client,
+    handle: &tokio::runtime::Handle,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+    match handle.block_on(client.head_object().bucket(bucket).key(key).send()) {
+        Ok(head) => Ok(Some(head)),
+        Err(e) if status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(Error::invalid(Path::new(&format!("s3://{bucket}/{key}")), format!("cannot check whether the object exists: {}", describe(&e)))),
+    }
+}
+
+/// Counts the attempts the SDK makes of one request (its retries included).
+#[derive(Debug, Clone, Default)]
+struct Attempts(Arc<AtomicU32>);
+
+impl aws_sdk_s3::config::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "sealpipe::Attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A bucket and key prefix that outputs are uploaded under.
+pub struct S3Destination {
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    bucket: String,
+    prefix: String,
+    settings: UploadSettings,
+    open: OpenUploads,
+    journal: Mutex<Option<Arc<dyn Journal>>>,
+}
+
+impl S3Destination {
+    /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
+    /// a folder). Checks with `HeadBucket` that the bucket exists and is reachable.
+    pub fn new(aws: &Aws, url: &str, settings: UploadSettings) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        if settings.concurrency == 0 {
+            return Err(Error::Usage("--concurrency must be at least 1".into()));
+        }
+        if settings.part_size < MIN_PART_SIZE || settings.part_size > MAX_PART_SIZE {
+            return Err(Error::Usage(format!(
+                "--part-size must be between 5 MiB and 5 GiB (S3's limits), got {} bytes",
+                settings.part_size
+            )));
+        }
+        let mut prefix = parsed.key.clone();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let client = client(aws, settings.checksum);
+        let bucket = parsed.bucket;
+        aws.handle.block_on(client.head_bucket().bucket(&bucket).send()).map_err(|e| {
+            let cause = match status(&e) {
+                Some(404) => "bucket does not exist".to_string(),
+                Some(403) => "access denied to the bucket (or it belongs to another account)".to_string(),
+                Some(301) => "the bucket is in another region: pass its --region".to_string(),
+                _ => describe(&e),
+            };
+            Error::Usage(format!("s3://{bucket}/: {cause}"))
+        })?;
+        let open = OpenUploads { client: client.clone(), open: Arc::default() };
+        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None) })
+    }
+
+    /// The uploads in progress, to abort them on a signal.
+    pub fn open_uploads(&self) -> OpenUploads {
+        self.open.clone()
+    }
+
+    fn key(&self, relative: &Path) -> String {
+        let rel: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        format!("{}{}", self.prefix, rel.join("/"))
+    }
+}
+
+impl Destination for S3Destination {
+    fn location(&self, relative: &Path) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(relative))
+    }
+
+    fn refuses_name(&self, relative: &Path) -> Option<String> {
+        crate::store::key_too_long(&self.key(relative)).map(|reason| format!("output {reason}"))
+    }
+
+    fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
+        self.head_len(&self.key(relative))
+    }
+
+    fn relative(&self, location: &str) -> Option<PathBuf> {
+        let key = location.strip_prefix(&format!("s3://{}/", self.bucket))?.strip_prefix(&self.prefix)?;
+        Some(key.split('/').collect())
+    }
+
+    /// Nothing: S3 outputs have no temporary files (uploads: [`Destination::abort_journalled`]).
+    fn clean_interrupted(&self, _relative: &Path) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn remove(&self, relative: &Path) -> Result<()> {
+        let key = self.key(relative);
+        self.handle
+            .block_on(self.client.delete_object().bucket(&self.bucket).key(&key).send())
+            .map_err(|e| remote_error(format!("s3://{}/{key}", self.bucket), "S3 DeleteObject", &e))?;
+        Ok(())
+    }
+
+    fn abort_journalled(&self, relative: &Path, uploads: &[String], existing: Option<&[String]>) -> Cleaned {
+        let key_uploads = self.key_uploads(&self.key(relative));
+        self.handle.block_on(async {
+            let mut cleaned = Cleaned { settled: existing.is_none(), ..Cleaned::default() };
+            for id in uploads {
+                key_uploads.abort_into(id, &mut cleaned).await;
+            }
+            if let Some(existing) = existing {
+                // Uploads of the key opened by a create whose reply was lost (no id journalled).
+                let mut others = Cleaned::default();
+                let already: Vec<String> = existing.iter().chain(uploads).cloned().collect();
+                key_uploads.abort_others(&already, None, &mut others).await;
+                cleaned.aborted += others.aborted;
+                cleaned.closed.extend(others.closed);
+                cleaned.failed.extend(others.failed);
+                cleaned.settled = others.settled;
+            }
+            cleaned
+        })
+    }
+
+    fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
+    }
+
+    fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
+        let uploads = self.open.clone();
+        let handle = self.handle.clone();
+        Some(Box::new(move || handle.block_on(uploads.abort_all())))
+    }
+
+    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
+        let key = self.key(relative);
+        let url = format!("s3://{}/{key}", self.bucket);
+        let path = PathBuf::from(&url);
+        let fresh = !self.settings.overwrite && !replace;
+        let replacing = !self.settings.overwrite && replace;
+        if fresh && head_object(&self.client, &self.handle, &self.bucket, &key)?.is_some() {
+            return Err(Error::Exists { path });
+        }
+        let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
+        let checksum = self.settings.checksum;
+        let mut upload = Upload {
+            client: self.client.clone(),
+            handle: self.handle.clone(),
+            bucket: self.bucket.clone(),
+            key,
+            path,
+            len,
+            part_size: part_size as usize,
+            checksum,
+            buf: Vec::new(),
+            written: 0,
+            object: self.settings.object.clone(),
+            multipart: None,
+            whole_crc64: None,
+            open: self.open.clone(),
+            journal: self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            duplicates: None,
+            fresh,
+            replacing,
+        };
+        if len > part_size {
+            let location = upload.url();
+            let key_uploads = self.key_uploads(&upload.key);
+            // Journal before network: the uploads open before ours, so that
+            // any other one a lost reply leaves can be told apart by id.
+            let existing = match self.handle.block_on(key_uploads.list()) {
+                Ok(ids) => {
+                    if let Some(j) = &upload.journal {
+                        j.creating(&location, &ids)?;
+                    }
+                    Some(ids)
+                }
+                // Without the right to list uploads, duplicates cannot be found (said below if any may exist).
+                Err(_) => None,
+            };
+            let mut req = object_options!(upload.client.create_multipart_upload().bucket(&upload.bucket).key(&upload.key), &upload.object);
+            if let Some(alg) = algorithm(checksum) {
+                req = req.checksum_algorithm(alg);
+            }
+            if checksum == ChecksumChoice::Crc64Nvme {
+                req = req.checksum_type(ChecksumType::FullObject);
+                upload.whole_crc64 = Some(crc64fast_nvme::Digest::new());
+            }
+            let attempts = Attempts::default();
+            let sent = upload.handle.block_on(req.customize().interceptor(attempts.clone()).send());
+            let retried = attempts.0.load(Ordering::Relaxed) > 1;
+            let upload_id = match sent.map_err(|e| create_error(&upload.path, "S3 CreateMultipartUpload", &e, &upload.object)).and_then(|out| {
+                out.upload_id.ok_or_else(|| upload.fail("CreateMultipartUpload", "the response has no UploadId"))
+            }) {
+                Ok(id) => id,
+                Err(e) => {
+                    // Any attempt may have opened an upload whose reply was lost.
+                    upload.settle_duplicates(&key_uploads, existing, None);
+                    return Err(e);
+                }
+            };
+            upload.open.add(&upload_id, &upload.bucket, &upload.key, upload.journal.clone());
+            if let Some(j) = &upload.journal {
+                if let Err(e) = j.opened(&location, &upload_id) {
+                    // Not journalled: not sent a part to. Abort it now (the journal cannot say it).
+                    let _ = upload.handle.block_on(key_uploads.abort(&upload_id));
+                    upload.open.remove(&upload_id);
+                    return Err(e);
+                }
+            }
+            match (retried, existing) {
+                // One attempt, answered: no other upload was opened.
+                (false, Some(_)) => {
+                    if let Some(j) = &upload.journal {
+                        j.settled(&location);
+                    }
+                }
+                (true, existing) => upload.duplicates = Some(existing),
+                (false, None) => {}
+            }
+            upload.multipart = Some(Multipart {
+                upload_id,
+                next_part: 1,
+                tasks: Vec::new(),
+                done: Vec::new(),
+                slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+                filling: None,
+            });
+            upload.buf = Vec::with_capacity(upload.part_size);
+        } else {
+            upload.buf = Vec::with_capacity(len as usize);
+        }
+        Ok(Box::new(upload))
+    }
+}
+
+impl S3Destination {
+    fn head_len(&self, key: &str) -> Result<Option<u64>> {
+        Ok(head_object(&self.client, &self.handle, &self.bucket, key)?.map(|head| head.content_length().unwrap_or(0).max(0) as u64))
+    }
+
+    fn key_uploads(&self, key: &str) -> KeyUploads {
+        KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string() }
+    }
+}

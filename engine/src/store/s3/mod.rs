@@ -1,0 +1,147 @@
+//! Amazon S3 as a [`Destination`] (uploads) and a [`Source`] (ranged reads).
+//!
+//! ## Uploads ([`S3Destination`])
+//! An output of at most one part goes up with a single `PutObject`. A larger
+//! one becomes a multipart upload: the pipeline's writer thread fills a part
+//! buffer, and each full part is handed to a tokio task that sends it with
+//! `UploadPart`. At most `concurrency` part buffers exist at once, the one
+//! being filled included: the writer takes a slot of a semaphore before it
+//! starts filling a part and the slot is freed when that part's upload ends,
+//! so the memory an upload holds is `part_size × concurrency`, whatever the file size. Each part carries
+//! a checksum (CRC32C or CRC64NVME, or none for stores that reject them),
+//! repeated in `CompleteMultipartUpload`. A part is kept as one immutable
+//! [`Bytes`] until it succeeds, so the SDK's retries (throttling, 5xx,
+//! timeouts, connection resets; exponential backoff) resend identical bytes.
+//!
+//! An upload that is dropped without a successful commit (any error in the
+//! pipeline, a failed part, a failed completion) is aborted with
+//! `AbortMultipartUpload`, so no parts are left billed; an abort that fails
+//! is said (through the run's journal, [`Journal::warn`]) and stays journalled.
+//!
+//! ## Journal before network
+//! With a run's [`Journal`] set, what an upload is about to create is
+//! written ahead: before `CreateMultipartUpload`, the ids of the key's
+//! uploads already open ([`Journal::creating`]); right after it returns,
+//! the new upload id ([`Journal::opened`]), before any part; once completed
+//! or aborted, [`Journal::closed`]. A `CreateMultipartUpload` whose reply is
+//! lost opens an upload nobody knows the id of, and the SDK's retry opens
+//! another: so when the create took more than one attempt (or failed), the
+//! key's uploads are listed again once the upload is done, and every one
+//! that was not open before and is not ours is aborted ([`Journal::settled`]
+//! then). A crashed run's journal names the ids to abort and the uploads
+//! that were open before its creates: the next run aborts by id, no clock
+//! comparison ([`S3Destination::abort_journalled`]).
+//!
+//! ## Reads ([`S3Object`])
+//! `HeadObject` gives the size and ETag; each window is fetched by
+//! concurrent ranged `GetObject`s with `If-Match: <etag>`, so an object
+//! replaced while it is read fails with a clear error instead of mixing versions.
+//! A body that ends early or resets is read on from the byte where it
+//! stopped (a ranged GET pinned to the same ETag), up to [`MAX_RESUMES`] times.
+//!
+//! The module's files, one job each:
+//! * `options.rs`: request macros (object options, SSE), S3's limits, part sizing, checksums, client construction;
+//! * `url.rs`: [`S3Url`], the `s3://bucket/key` parser;
+//! * `destination.rs`: [`S3Destination`], the [`Destination`] (create, stat, remove, journalled aborts);
+//! * `upload.rs`: one object being uploaded (single `PutObject` or multipart), its state machine;
+//! * `orphans.rs`: [`OpenUploads`] and the uploads of one key (listing, aborts by id), journal glue;
+//! * `read.rs`: [`S3Object`], ETag-pinned ranged reads;
+//! * `list.rs`: listing, inventory fetch, manifest download and upload.
+
+#[macro_use]
+mod options;
+mod destination;
+mod list;
+mod orphans;
+mod read;
+mod upload;
+mod url;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use destination::S3Destination;
+pub use options::{
+    checksum_of, client, part_size_for, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
+    MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT,
+};
+pub use orphans::OpenUploads;
+pub use read::S3Object;
+pub use url::S3Url;
+
+use super::{ChecksumChoice, Destination, Listed, ServerSide, Source, Store, UploadSettings};
+use crate::aws::{Aws, Session};
+use crate::error::Result;
+
+/// S3 as a [`Store`]: `s3://bucket/prefix/` listed with `ListObjectsV2`
+/// (page by page), objects read by ranged GETs pinned to their ETag,
+/// outputs uploaded by [`S3Destination`]. One client (one connection pool)
+/// serves every listing and read; the AWS configuration is loaded on first use.
+pub struct S3Store {
+    session: Arc<Session>,
+    client: std::sync::OnceLock<aws_sdk_s3::Client>,
+}
+
+impl S3Store {
+    /// S3 through `session`.
+    pub fn new(session: Arc<Session>) -> Self {
+        S3Store { session, client: std::sync::OnceLock::new() }
+    }
+
+    fn client(&self) -> Result<(&Aws, &aws_sdk_s3::Client)> {
+        let aws = self.session.aws()?;
+        Ok((aws, self.client.get_or_init(|| client(aws, ChecksumChoice::Crc32c))))
+    }
+}
+
+impl Store for S3Store {
+    fn scheme(&self) -> &'static str {
+        "s3"
+    }
+
+    fn endpoint(&self) -> String {
+        self.session.endpoint()
+    }
+
+    /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
+    /// itself (relative path: its name) and/or everything under `p/`.
+    fn list(&self, input: &str, each: &mut dyn FnMut(Listed)) -> Result<()> {
+        self.list_under(input, each)
+    }
+
+    fn stat(&self, url: &str) -> Result<Listed> {
+        let (aws, client) = self.client()?;
+        let object = S3Object::open_with(aws, client.clone(), url, None)?;
+        let key = S3Url::parse(url)?.key;
+        Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
+    }
+
+    fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
+        let (aws, client) = self.client()?;
+        Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))
+    }
+
+    fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>> {
+        let (aws, client) = self.client()?;
+        Ok(Box::new(S3Object::open_with(aws, client.clone(), url, etag)?))
+    }
+
+    /// Downloaded into an unlinked temporary file, chunk by chunk, so memory
+    /// stays flat whatever the report's size.
+    fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        self.fetch_to_temp(url)
+    }
+
+    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+        S3Url::parse(url)?;
+        Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings)?))
+    }
+
+    fn download(&self, url: &str, local: &Path) -> Result<bool> {
+        self.download_to(url, local)
+    }
+
+    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
+        self.upload_from(local, url, sse)
+    }
+}

@@ -1,0 +1,175 @@
+//! What S3 requests are built from: the object-option and SSE request
+//! macros, S3's limits, part sizing, per-part checksums, the client.
+
+use std::path::Path;
+
+use aws_sdk_s3::types::ChecksumAlgorithm;
+
+use crate::aws::{code, remote_error, Aws};
+use crate::error::{Error, Result};
+use crate::format::b64;
+use crate::store::{ChecksumChoice, ObjectOptions};
+
+/// The [`ObjectOptions`] on a `PutObject` or `CreateMultipartUpload` request builder
+/// (the two share these setters but no trait).
+macro_rules! object_options {
+    ($req:expr, $o:expr) => {{
+        let o: &$crate::store::ObjectOptions = $o;
+        let mut req = $req.content_type(o.content_type.as_deref().unwrap_or("application/octet-stream"));
+        if let Some(class) = &o.storage_class {
+            req = req.storage_class(aws_sdk_s3::types::StorageClass::from(class.as_str()));
+        }
+        if let Some(acl) = &o.acl {
+            req = req.acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()));
+        }
+        if let Some(owner) = &o.expected_bucket_owner {
+            req = req.expected_bucket_owner(owner);
+        }
+        for (k, v) in &o.metadata {
+            req = req.metadata(k, v);
+        }
+        sse!(req, o.sse.as_ref())
+    }};
+}
+
+/// A [`ServerSide`] on a request builder (`PutObject`, `CreateMultipartUpload`):
+/// the `x-amz-server-side-encryption*` headers.
+macro_rules! sse {
+    ($req:expr, $sse:expr) => {{
+        let mut req = $req;
+        if let Some(s) = $sse {
+            let s: &$crate::store::ServerSide = s;
+            req = req.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::from(s.algorithm.as_str()));
+            if let Some(key) = &s.kms_key_id {
+                req = req.ssekms_key_id(key);
+            }
+            if let Some(on) = s.bucket_key_enabled {
+                req = req.bucket_key_enabled(on);
+            }
+        }
+        req
+    }};
+}
+
+/// The server-side encryption S3 says it applied (a `PutObject` or
+/// `CompleteMultipartUpload` answer).
+macro_rules! applied_sse {
+    ($out:expr) => {{
+        let out = &$out;
+        out.server_side_encryption().map(|a| $crate::store::ServerSide {
+            algorithm: a.as_str().to_string(),
+            kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key_enabled: out.bucket_key_enabled(),
+        })
+    }};
+}
+
+/// The error of a `PutObject` or `CreateMultipartUpload` (`op`) that created
+/// nothing. A bucket whose policy refuses unencrypted uploads answers
+/// `AccessDenied`: without `--sse`, the line says so.
+pub(super) fn create_error<E, R>(path: &Path, op: &str, err: &aws_sdk_s3::error::SdkError<E, R>, object: &ObjectOptions) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + crate::aws::HasStatus + 'static,
+{
+    let mut e = remote_error(path, op, err);
+    if let Error::Remote { reason, .. } = &mut e {
+        if object.sse.is_none() && code(err) == Some("AccessDenied") {
+            reason.push_str(" (if the bucket policy requires server-side encryption, give --sse AES256 or --sse aws:kms)");
+        }
+    }
+    e
+}
+
+/// Smallest part S3 accepts (all but the last part).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// Largest part S3 accepts.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// Most parts in one upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// Default part size.
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// Default number of parts in flight per upload.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Largest ranged GET when reading an object.
+pub const RANGE_SIZE: usize = 8 << 20;
+/// A window is fetched by up to this many concurrent ranged GETs ...
+pub const READ_SPLIT: usize = 4;
+/// ... of at least this many bytes each.
+pub const MIN_RANGE_SIZE: usize = 1 << 20;
+/// A ranged GET whose body ends early is resumed at most this many times.
+pub const MAX_RESUMES: u32 = 5;
+
+/// The SDK's name of a checksum choice.
+pub(super) fn algorithm(choice: ChecksumChoice) -> Option<ChecksumAlgorithm> {
+    match choice {
+        ChecksumChoice::Crc32c => Some(ChecksumAlgorithm::Crc32C),
+        ChecksumChoice::Crc64Nvme => Some(ChecksumAlgorithm::Crc64Nvme),
+        ChecksumChoice::None => None,
+    }
+}
+
+/// Base64 of the big-endian checksum of `data`, as S3 headers carry it.
+pub fn checksum_of(choice: ChecksumChoice, data: &[u8]) -> Option<String> {
+    match choice {
+        ChecksumChoice::Crc32c => Some(b64(&crc32c::crc32c(data).to_be_bytes())),
+        ChecksumChoice::Crc64Nvme => {
+            let mut d = crc64fast_nvme::Digest::new();
+            d.write(data);
+            Some(b64(&d.sum64().to_be_bytes()))
+        }
+        ChecksumChoice::None => None,
+    }
+}
+
+/// An S3 client honouring `force_path_style` and the checksum choice.
+pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+    let mut builder = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(aws.options.force_path_style);
+    if checksum == ChecksumChoice::None {
+        // Stores that reject the SDK's default CRC32 headers.
+        builder = builder
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// The part size for an object of `len` bytes: at least `requested` (and
+/// 5 MiB), raised to a whole MiB so that the object fits in 10,000 parts.
+pub fn part_size_for(len: u64, requested: u64) -> Result<u64> {
+    let mut size = requested.max(MIN_PART_SIZE);
+    let needed = len.div_ceil(MAX_PARTS);
+    if size < needed {
+        size = needed.div_ceil(1 << 20) << 20;
+    }
+    if size > MAX_PART_SIZE {
+        return Err(Error::Usage(format!(
+            "an object of {len} bytes does not fit in {MAX_PARTS} parts of at most 5 GiB"
+        )));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_fits_ten_thousand_parts() {
+        assert_eq!(part_size_for(1 << 30, DEFAULT_PART_SIZE).unwrap(), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_for(100, 1).unwrap(), MIN_PART_SIZE);
+        let big = 1u64 << 40; // 1 TiB
+        let p = part_size_for(big, DEFAULT_PART_SIZE).unwrap();
+        assert!(big.div_ceil(p) <= MAX_PARTS && p % (1 << 20) == 0, "{p}");
+        assert!(part_size_for(60 << 40, DEFAULT_PART_SIZE).is_err());
+    }
+
+    #[test]
+    fn checksums_are_big_endian_base64() {
+        // CRC32C("123456789") = 0xE3069283.
+        assert_eq!(checksum_of(ChecksumChoice::Crc32c, b"123456789").unwrap(), b64(&[0xE3, 0x06, 0x92, 0x83]));
+        assert_eq!(checksum_of(ChecksumChoice::None, b"x"), None);
+    }
+}
+

@@ -1,0 +1,178 @@
+//! [`S3Object`]: an S3 object read by windows of concurrent ranged GETs,
+//! each pinned to the object's ETag and resumed where a body stopped early.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::options::{client, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
+use super::S3Url;
+use crate::aws::{describe, remote_error, status, Aws};
+use crate::error::{Error, Result};
+use crate::store::{ChecksumChoice, Source, Window};
+
+/// An S3 object read by windows of concurrent ranged GETs.
+pub struct S3Object {
+    client: aws_sdk_s3::Client,
+    handle: tokio::runtime::Handle,
+    url: S3Url,
+    path: PathBuf,
+    len: u64,
+    etag: String,
+    /// Opened from a listing (not a `HeadObject`): an ETag mismatch then
+    /// means the object changed since it was listed.
+    listed: bool,
+}
+
+impl S3Object {
+    /// Open `url` with `HeadObject`. With `expected_etag` (from a manifest),
+    /// refuse an object that was replaced since.
+    pub fn open(aws: &Aws, url: &str, expected_etag: Option<&str>) -> Result<Self> {
+        Self::open_with(aws, client(aws, ChecksumChoice::Crc32c), url, expected_etag)
+    }
+
+    /// [`S3Object::open`] with an existing client (and its connection pool),
+    /// for many objects in a row (a list file's entries).
+    pub fn open_with(aws: &Aws, client: aws_sdk_s3::Client, url: &str, expected_etag: Option<&str>) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        let path = PathBuf::from(url);
+        let head = aws
+            .handle
+            .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
+            .map_err(|e| {
+                let cause = match status(&e) {
+                    Some(404) => "no such object (or no such bucket)".to_string(),
+                    Some(403) => "access denied".to_string(),
+                    _ => describe(&e),
+                };
+                Error::invalid(&path, format!("cannot open: {cause}"))
+            })?;
+        let etag = head.e_tag().unwrap_or_default().to_string();
+        if let Some(want) = expected_etag {
+            if !etag.is_empty() && want != etag {
+                return Err(Error::invalid(
+                    &path,
+                    format!("the object changed since it was written (ETag {etag}, the manifest recorded {want})"),
+                ));
+            }
+        }
+        let len = head.content_length().unwrap_or(0).max(0) as u64;
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false })
+    }
+
+    /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
+    /// another request; every read is pinned to that ETag (`If-Match`).
+    pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str) -> Result<Self> {
+        let parsed = S3Url::parse(url)?;
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true })
+    }
+
+    /// The object's ETag when opened.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+impl Source for S3Object {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn window<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> Result<Window<'a>> {
+        if len == 0 {
+            return Ok(Window::Read(&[]));
+        }
+        if offset + len as u64 > self.len {
+            return Err(Error::invalid(&self.path, "read past the end of the object"));
+        }
+        let mut tasks = Vec::new();
+        let mut at = 0usize;
+        // Several ranges at once: one GET stream alone is far slower than the cipher.
+        let range = len.div_ceil(READ_SPLIT).clamp(MIN_RANGE_SIZE, RANGE_SIZE);
+        let changed = if self.listed {
+            "the object changed since it was listed (ETag no longer matches); nothing was written"
+        } else {
+            "the object changed while it was being read (ETag no longer matches)"
+        };
+        while at < len {
+            let n = range.min(len - at);
+            let start = offset + at as u64;
+            let end = start + n as u64 - 1;
+            let path = self.path.clone();
+            let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
+            let mut pin = self.etag.clone();
+            tasks.push(self.handle.spawn(async move {
+                let mut got: Vec<u8> = Vec::with_capacity(n);
+                let mut resumes = 0;
+                loop {
+                    // From the first byte not received yet, pinned to the ETag.
+                    let from = start + got.len() as u64;
+                    let mut req = client.get_object().bucket(&bucket).key(&key).range(format!("bytes={from}-{end}"));
+                    if !pin.is_empty() {
+                        req = req.if_match(&pin);
+                    }
+                    let mut out = req.send().await.map_err(|e| match status(&e) {
+                        Some(412) => Error::invalid(&path, changed),
+                        _ => remote_error(&path, "S3 GetObject", &e),
+                    })?;
+                    if pin.is_empty() {
+                        pin = out.e_tag().unwrap_or_default().to_string();
+                    }
+                    let cut = loop {
+                        match out.body.try_next().await {
+                            Ok(Some(chunk)) if got.len() + chunk.len() > n => {
+                                return Err(Error::invalid(&path, "the object changed while it was being read (a ranged read returned too many bytes)"));
+                            }
+                            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+                            Ok(None) => break "the body ended early".to_string(),
+                            Err(e) => break e.to_string(),
+                        }
+                    };
+                    if got.len() == n {
+                        return Ok::<_, Error>(Bytes::from(got));
+                    }
+                    resumes += 1;
+                    if resumes > MAX_RESUMES {
+                        return Err(Error::invalid(
+                            &path,
+                            format!("reading the object failed: {cut} ({} of {n} bytes of the range after {MAX_RESUMES} resumed reads)", got.len()),
+                        ));
+                    }
+                }
+            }));
+            at += n;
+        }
+        scratch.clear();
+        scratch.reserve(len);
+        for t in tasks {
+            let bytes = self
+                .handle
+                .block_on(t)
+                .map_err(|e| Error::invalid(&self.path, format!("S3 read task failed: {e}")))??;
+            scratch.extend_from_slice(&bytes);
+        }
+        if scratch.len() != len {
+            return Err(Error::invalid(
+                &self.path,
+                "the object changed while it was being read (short ranged read)",
+            ));
+        }
+        Ok(Window::Read(&scratch[..len]))
+    }
+
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        // Every window of this source is `scratch[..len]`.
+        self.window(offset, len, buf)?;
+        buf.truncate(len);
+        debug_assert_eq!(buf.len(), len);
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        Ok(())
+    }
+}
