@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod mediaconvert;
 pub mod policy;
 pub mod record;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -17,6 +17,7 @@
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use super::url::{S3Url, S3UrlError};
 use super::Service;
 
 /// Policy language version.
@@ -37,13 +38,10 @@ pub struct S3Prefix {
 impl S3Prefix {
     /// Parse `s3://bucket/prefix`.
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| Error::Usage(format!("{url}: not an s3://bucket/prefix URL")))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!("{url}: no bucket name")));
-        }
+        let (bucket, prefix) = S3Url::split(url).map_err(|e| match e {
+            S3UrlError::NotS3 => Error::Usage(format!("{url}: not an s3://bucket/prefix URL")),
+            S3UrlError::NoBucket => Error::Usage(format!("{url}: no bucket name")),
+        })?;
         Ok(S3Prefix { bucket: bucket.into(), prefix: prefix.into() })
     }
 }

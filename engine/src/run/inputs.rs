@@ -15,6 +15,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::format::url::{S3Url, S3UrlError};
 
 /// One object named by a list file or an inventory report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,10 +62,8 @@ fn check_list_entry(entry: &str) -> Result<(), String> {
     if entry.contains('\0') {
         return Err("contains a NUL character".into());
     }
-    if let Some(rest) = entry.strip_prefix("s3://") {
-        if rest.split('/').next().unwrap_or_default().is_empty() {
-            return Err(format!("{entry:?} names no bucket (expected s3://bucket/key)"));
-        }
+    if S3Url::split(entry) == Err(S3UrlError::NoBucket) {
+        return Err(format!("{entry:?} names no bucket (expected s3://bucket/key)"));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use super::filter::Filter;
 use super::shard::Shard;
 use crate::error::{Error, Result};
+use crate::format::url::S3Url;
 use crate::store::local::resolve;
 use crate::store::{key_too_long, Listed, Store, Stores};
 
@@ -257,15 +258,16 @@ pub(crate) fn safe_relative(relative: &Path) -> bool {
 /// The output path of a list entry: an `s3://bucket/key` keeps its key, a
 /// local path its components without the root (`/archive/a.ts` → `archive/a.ts`).
 fn relative_of(name: &str) -> PathBuf {
-    match name.strip_prefix("s3://") {
-        Some(rest) => rest.split_once('/').map(|(_, key)| key).unwrap_or("").split('/').filter(|c| !c.is_empty()).collect(),
-        None => Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).collect(),
+    match S3Url::split(name) {
+        Ok((_, key)) => key.split('/').filter(|c| !c.is_empty()).collect(),
+        Err(_) if S3Url::is_s3(name) => PathBuf::new(), // `s3:///…`: refused when the list is read
+        Err(_) => Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).collect(),
     }
 }
 
 /// The key of an `s3://bucket/key` URL (empty for other names).
 fn key_of(name: &str) -> &str {
-    name.strip_prefix("s3://").and_then(|rest| rest.split_once('/')).map(|(_, key)| key).unwrap_or("")
+    S3Url::split(name).map(|(_, key)| key).unwrap_or("")
 }
 
 /// One named entry (from a list file or an inventory) as a listing.

@@ -41,7 +41,6 @@
 //!
 //! The module's files, one job each:
 //! * `options.rs`: request macros (object options, SSE), S3's limits, part sizing, checksums, client construction;
-//! * `url.rs`: [`S3Url`], the `s3://bucket/key` parser;
 //! * `destination.rs`: [`S3Destination`], the [`Destination`] (create, stat, remove, journalled aborts);
 //! * `upload.rs`: one object being uploaded (single `PutObject` or multipart), its state machine;
 //! * `orphans.rs`: [`OpenUploads`] and the uploads of one key (listing, aborts by id), journal glue;
@@ -55,7 +54,6 @@ mod list;
 mod orphans;
 mod read;
 mod upload;
-mod url;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,7 +65,8 @@ pub use options::{
 };
 pub use orphans::OpenUploads;
 pub use read::S3Object;
-pub use url::S3Url;
+/// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
+pub use crate::format::url::S3Url;
 
 use super::{ChecksumChoice, Destination, Listed, ServerSide, Source, Store, UploadSettings};
 use crate::aws::{Aws, Session};
