@@ -126,7 +126,7 @@ fn command_line() -> String {
 
 fn write_report(path: &Path, html: &str) -> anyhow::Result<()> {
     std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("sealpipe: bench: report written to {}", path.display());
+    errln!("sealpipe: bench: report written to {}", path.display());
     Ok(())
 }
 
@@ -215,20 +215,20 @@ pub(crate) fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     };
     if !g.json {
         let feats: Vec<String> = machine.features.iter().map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" })).collect();
-        println!("cpu: {} ({} logical CPUs)", machine.cpu_model, machine.cpus);
-        println!("features: {}", feats.join(" "));
+        outln!("cpu: {} ({} logical CPUs)", machine.cpu_model, machine.cpus);
+        outln!("features: {}", feats.join(" "));
     }
     let started = std::time::Instant::now();
     let report = bench::run(&plan, |p| {
         let left = p.total - p.done;
-        eprintln!("sealpipe: bench: round {}/{}, case {}/{} ({left} left, {:.0} s so far): {}", p.round, p.rounds, p.done + 1, p.total, started.elapsed().as_secs_f64(), p.id);
+        errln!("sealpipe: bench: round {}/{}, case {}/{} ({left} left, {:.0} s so far): {}", p.round, p.rounds, p.done + 1, p.total, started.elapsed().as_secs_f64(), p.id);
     })?;
     let json = serde_json::to_string(&report).context("cannot serialize the report")?;
     if let Some(path) = &a.report {
         write_report(path, &bench::html::report(&report, &json))?;
     }
     if g.json {
-        println!("{json}");
+        outln!("{json}");
     } else {
         print_report(&report);
     }
@@ -237,7 +237,7 @@ pub(crate) fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
 
 fn print_report(r: &Report) {
     let m = &r.machine;
-    println!(
+    outln!(
         "memory: {}; kernel: {}; governor: {}; bench folder: {} ({})",
         m.memory_bytes.map_or("unknown".into(), human),
         m.kernel.as_deref().unwrap_or("unknown"),
@@ -245,7 +245,7 @@ fn print_report(r: &Report) {
         m.dir,
         m.dir_filesystem.as_deref().unwrap_or("unknown filesystem")
     );
-    println!(
+    outln!(
         "in memory: {} (fits the caches) and {}; file -> file: {}; median of {} repeats (min-max), >= {} s each; GB/s = 10^9 B/s",
         if r.settings.cache_bytes > 0 { human(r.settings.cache_bytes) } else { "-".into() },
         human(r.settings.memory_bytes),
@@ -253,12 +253,12 @@ fn print_report(r: &Report) {
         r.settings.repeat,
         r.settings.seconds
     );
-    println!(
+    outln!(
         "{:<12} {:<6} {:<8} {:<7} {:>7} {:<22} {:<9} {:>8} {:>15} {:>6} {:>6} {:>8}  peer",
         "scope", "buffer", "mode", "dir", "threads", "layout", "kernel", "GB/s", "min-max", "spread", "eff", "x peer"
     );
     for x in r.rows.iter().chain(r.peers.iter()) {
-        println!(
+        outln!(
             "{:<12} {:<6} {:<8} {:<7} {:>7} {:<22} {:<9} {:>8.2} {:>15} {:>5.0}%{} {:>6} {:>8}  {}",
             x.scope,
             x.buffer,
@@ -277,10 +277,10 @@ fn print_report(r: &Report) {
         );
     }
     if !r.rows.iter().any(|x| x.scope == "s3") {
-        println!("S3 rows: not measured (--to s3://bucket/prefix/ measures them).");
+        outln!("S3 rows: not measured (--to s3://bucket/prefix/ measures them).");
     }
     for w in &r.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
 }
 
@@ -292,11 +292,11 @@ fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         write_report(path, &bench::html::comparison(&c, &json))?;
     }
     if g.json {
-        println!("{json}");
+        outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
     for (i, r) in c.runs.iter().enumerate() {
-        println!("run {}: {} ({}, {} CPUs)", i + 1, r.label, r.cpu_model, r.cpus);
+        outln!("run {}: {} ({}, {} CPUs)", i + 1, r.label, r.cpu_model, r.cpus);
     }
     let mut header = format!("{:<48}", "case");
     for i in 0..c.runs.len() {
@@ -305,7 +305,7 @@ fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
             header.push_str(&format!(" {:>7}", format!("{}/1", i + 1)));
         }
     }
-    println!("{header}");
+    outln!("{header}");
     for row in &c.rows {
         let mut line = format!("{:<48}", row.id);
         for (i, m) in row.medians.iter().enumerate() {
@@ -314,7 +314,7 @@ fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
                 line.push_str(&format!(" {:>7}", row.ratios[i].map_or("-".into(), |v| format!("{v:.2}"))));
             }
         }
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -349,16 +349,16 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     };
     let e = estimate(&report, &input)?;
     if g.json {
-        println!("{}", serde_json::to_string(&e).context("cannot serialize the plan")?);
+        outln!("{}", serde_json::to_string(&e).context("cannot serialize the plan")?);
         return Ok(ExitCode::SUCCESS);
     }
     let hours = e.wall_seconds / 3600.0;
-    println!("per shard ({} shards, {} cores, {} Gbit/s each): {} objects, {} ({} each on average)", input.shards, cores, input.network_gbps, e.objects, human(e.bytes), human(e.object_bytes));
+    outln!("per shard ({} shards, {} cores, {} Gbit/s each): {} objects, {} ({} each on average)", input.shards, cores, input.network_gbps, e.objects, human(e.bytes), human(e.object_bytes));
     for r in &e.rates {
-        println!("  {:<8} {:>8.2} GB/s  {}", r.name, r.gb_per_s, r.source);
+        outln!("  {:<8} {:>8.2} GB/s  {}", r.name, r.gb_per_s, r.source);
     }
-    println!("wall time: {:.0} s ({hours:.1} h), bound by {}", e.wall_seconds, e.bottleneck);
-    println!(
+    outln!("wall time: {:.0} s ({hours:.1} h), bound by {}", e.wall_seconds, e.bottleneck);
+    outln!(
         "KMS GenerateDataKey: {} per shard without --reuse-key (fleet {:.0}/s = {:.1}% of {} /s), {} with it (fleet {:.2}/s = {:.3}%)",
         e.data_keys,
         e.fleet_kms_per_s,
@@ -368,13 +368,13 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         e.fleet_kms_per_s_reused,
         e.kms_quota_share_reused * 100.0
     );
-    println!(
+    outln!(
         "S3 requests per shard: PutObject {}, CreateMultipartUpload {}, UploadPart {} ({} parts), CompleteMultipartUpload {}, HeadObject {}, ListObjectsV2 pages {}, ranged GetObject {}",
         e.s3_put, e.s3_create_multipart, e.s3_upload_part, human(e.part_size), e.s3_complete_multipart, e.s3_head, e.s3_list_pages, e.s3_get
     );
-    println!("memory: at most {} of buffers ({} files in flight)", human(e.memory_bytes), e.files_in_flight);
+    outln!("memory: at most {} of buffers ({} files in flight)", human(e.memory_bytes), e.files_in_flight);
     for n in &e.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,11 +28,11 @@ pub fn install() {
             hook();
         }
         let removed = sealpipe::store::local::discard_pending_outputs();
-        eprintln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
+        errln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
         std::process::exit(130);
     });
     if let Err(e) = started {
-        eprintln!("sealpipe: warning: cannot watch for Ctrl-C ({e}); an interrupted run may leave temporary files");
+        errln!("sealpipe: warning: cannot watch for Ctrl-C ({e}); an interrupted run may leave temporary files");
     }
 }
 

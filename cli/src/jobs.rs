@@ -191,7 +191,7 @@ pub(crate) fn run_jobs(c: &JobsCmd) -> Result<ExitCode, UsageError> {
             }),
             Err(e) => {
                 refused += 1;
-                eprintln!("sealpipe: refused: {e}");
+                errln!("sealpipe: refused: {e}");
             }
         }
     }
@@ -255,12 +255,12 @@ fn submit_all(a: &JobsArgs, ctx: &aws::Context, requests: &[JobRequest], json_ou
             if let Some(e) = error {
                 v["error"] = json!(e);
             }
-            println!("{v}");
+            outln!("{v}");
         }
         if let Some(e) = error {
             match &bar {
-                Some(b) => b.suspend(|| eprintln!("sealpipe: failed: {e}")),
-                None => eprintln!("sealpipe: failed: {e}"),
+                Some(b) => b.suspend(|| errln!("sealpipe: failed: {e}")),
+                None => errln!("sealpipe: failed: {e}"),
             }
         }
         if let Some(b) = &bar {
@@ -274,7 +274,7 @@ fn submit_all(a: &JobsArgs, ctx: &aws::Context, requests: &[JobRequest], json_ou
     }
     let seconds = started.elapsed().as_secs_f64();
     if json_out {
-        println!(
+        outln!(
             "{}",
             json!({"event": "summary", "command": "jobs", "submitted": submitted, "already_submitted": already, "found": found,
                    "failed": failed, "ledger": ledger, "seconds": seconds})
@@ -323,6 +323,6 @@ pub(crate) fn run_policy(c: &PolicyCmd) -> Result<ExitCode, UsageError> {
     }
     let principal = policy::encrypting_principal_policy(&EncryptingRun { key_arn: &key_arn, services, destination: dest.as_ref(), decrypts: a.decrypts })?;
     let out: Value = json!({"kms_key": key_arn, "target": target.to_string(), "service_roles": roles, "encrypting_principal": principal});
-    println!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
+    outln!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
     Ok(ExitCode::SUCCESS)
 }

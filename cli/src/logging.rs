@@ -45,7 +45,8 @@ pub fn init(o: &OutputArgs) -> anyhow::Result<()> {
         LevelFilter::OFF
     };
     let filter = Targets::new().with_target("sealpipe", level).with_default(others);
-    let layer = tracing_subscriber::fmt::layer().with_target(true);
+    // No internal-error reports: tracing-subscriber `eprintln!`s a failed write, which panics on a closed stderr.
+    let layer = tracing_subscriber::fmt::layer().with_target(true).log_internal_errors(false);
     match &o.log_file {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("--log-file {}", path.display()))?;
@@ -55,7 +56,7 @@ pub fn init(o: &OutputArgs) -> anyhow::Result<()> {
         }
         None => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            tracing_subscriber::registry().with(layer.with_ansi(ansi).with_writer(|| Redact(std::io::stderr())).with_filter(filter)).try_init().ok();
+            tracing_subscriber::registry().with(layer.with_ansi(ansi).with_writer(|| Redact(crate::out::Stderr)).with_filter(filter)).try_init().ok();
         }
     }
     Ok(())

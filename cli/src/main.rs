@@ -7,6 +7,8 @@
 //! Exit codes: 0 all done; 1 some files failed; 2 usage or configuration error;
 //! 3 stopped early at --max-errors; 130 interrupted.
 
+#[macro_use]
+mod out;
 mod aws;
 mod bench;
 mod docs;
@@ -591,7 +593,7 @@ fn main() -> ExitCode {
         Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
     };
     if let Err(e) = logging::init(&output) {
-        eprintln!("sealpipe: error: {}", one_line(&e));
+        errln!("sealpipe: error: {}", one_line(&e));
         return ExitCode::from(2);
     }
     report::configure(&output);
@@ -599,7 +601,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(UsageError(e)) => {
-            eprintln!("sealpipe: error: {}", one_line(&e));
+            errln!("sealpipe: error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
@@ -769,7 +771,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     if let Some(abort) = destination.on_interrupt() {
         interrupt::on_interrupt(move || {
             let n = abort();
-            eprintln!("sealpipe: interrupted: aborted {n} open multipart upload(s)");
+            errln!("sealpipe: interrupted: aborted {n} open multipart upload(s)");
         });
     }
 

@@ -58,7 +58,7 @@ pub fn run(a: MergeArgs, json: bool) -> anyhow::Result<ExitCode> {
         if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), serde_json::to_value(&report)?) {
             obj.extend(more);
         }
-        println!("{v}");
+        outln!("{v}");
     } else {
         print_text(&report, a.out.as_deref());
     }
@@ -99,7 +99,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn print_text(r: &MergeReport, out: Option<&Path>) {
     let read = if r.records_read == r.records_written { String::new() } else { format!(" ({} read)", r.records_read) };
-    eprintln!(
+    errln!(
         "sealpipe: merged {}: {}{read}, {}, {}",
         plural(r.manifests as u64, "manifest", "manifests"),
         plural(r.records_written, "record", "records"),
@@ -109,7 +109,7 @@ fn print_text(r: &MergeReport, out: Option<&Path>) {
     print_some(r.duplicates.iter().map(describe));
     print_some(r.gaps.iter().map(|g| format!("gap: {g}")));
     if let Some(out) = out {
-        eprintln!("sealpipe: merged manifest: {}", out.display());
+        errln!("sealpipe: merged manifest: {}", out.display());
     }
 }
 
@@ -126,9 +126,9 @@ fn describe(d: &Duplicate) -> String {
 fn print_some(lines: impl ExactSizeIterator<Item = String>) {
     let total = lines.len();
     for line in lines.take(SHOWN) {
-        eprintln!("  {line}");
+        errln!("  {line}");
     }
     if total > SHOWN {
-        eprintln!("  ... and {} more", total - SHOWN);
+        errln!("  ... and {} more", total - SHOWN);
     }
 }

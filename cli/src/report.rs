@@ -35,7 +35,7 @@ pub fn quiet() -> bool {
 /// A line on stderr unless `-q` (notes, warnings, where the manifest went).
 pub fn info(line: &str) {
     if !quiet() {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 }
 
@@ -63,7 +63,7 @@ fn event(kind: &str, path: &Path, extra: serde_json::Value) {
         obj.extend(more);
     }
     let line = format!("{v}\n");
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    crate::out::stdout(&line);
 }
 
 impl Progress {
@@ -111,7 +111,7 @@ impl Progress {
             Some((multi, _, _)) => {
                 let _ = multi.println(line);
             }
-            None => eprintln!("{line}"),
+            None => errln!("{line}"),
         }
     }
 }
@@ -177,7 +177,7 @@ impl Reporter for Progress {
                 f.inc(1);
                 let _ = multi.println(line);
             }
-            None => eprintln!("{line}"),
+            None => errln!("{line}"),
         }
     }
 }
@@ -239,7 +239,7 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
                 obj.extend(more);
             }
         }
-        println!("{v}");
+        outln!("{v}");
         return;
     }
     let say = |line: String| info(&line);
@@ -281,9 +281,9 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
         say(format!("sealpipe: stopped after {} failures (--max-errors); {} file(s) not attempted; re-run to resume", s.failures.len(), s.not_attempted));
     }
     if !s.failures.is_empty() {
-        eprintln!("sealpipe: {} file{} failed:", s.failures.len(), if s.failures.len() == 1 { "" } else { "s" });
+        errln!("sealpipe: {} file{} failed:", s.failures.len(), if s.failures.len() == 1 { "" } else { "s" });
         for f in &s.failures {
-            eprintln!("  {}", f.message);
+            errln!("  {}", f.message);
         }
     }
 }

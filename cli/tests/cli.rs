@@ -1662,3 +1662,83 @@ mod nothing_skipped_silently {
         assert_nothing_under(&out);
     }
 }
+
+/// Issue 24, finding 6: a reader that stops reading (`--json | head -1`,
+/// `2>&1 | head -0`) used to make sealpipe panic ("failed printing to stdout:
+/// Broken pipe", exit 101) after the work. Now a closed stream is dropped
+/// quietly, the run finishes, the manifest is whole and a re-run skips all.
+mod finding_6_closed_pipe {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::Stdio;
+
+    fn spawn(env: &Env, args: Vec<OsString>) -> std::process::Child {
+        let home = env.p("home");
+        fs::create_dir_all(&home).unwrap();
+        Command::new(BIN)
+            .args(&args)
+            .current_dir(env.root())
+            .env("SEALPIPE_KEYRING", env.keyring())
+            .env("HOME", &home)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the sealpipe binary")
+    }
+
+    fn media(env: &Env) -> usize {
+        for i in 0..40u64 {
+            env.write(&format!("media/f{i:02}.ts"), &data(2400 + i, 3000 + i as usize));
+        }
+        40
+    }
+
+    fn assert_whole(env: &Env, n: usize) {
+        let recs = records(&env.p("enc/manifest.jsonl"));
+        let mut names: Vec<&str> = recs.iter().map(|r| r["source"].as_str().unwrap()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!((recs.len(), names.len()), (n, n), "every file recorded once");
+        let again = env.sealpipe(args!["encrypt", env.p("media"), "--out", env.p("enc"), "--json"]).ok();
+        assert_eq!((again.json()["files"].as_u64(), again.json()["skipped"].as_u64()), (Some(0), Some(n as u64)), "{again:?}");
+    }
+
+    #[test]
+    fn finding_6_json_stdout_closed_after_one_line() {
+        let env = Env::new();
+        let n = media(&env);
+        let mut child = spawn(&env, args!["encrypt", env.p("media"), "--out", env.p("enc"), "--json", "--threads", "1"]);
+        let mut first = String::new();
+        {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            out.read_line(&mut first).unwrap();
+        } // the reader closes stdout here, as `head -1` does
+        assert!(first.starts_with('{'), "{first}");
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+        assert_eq!(status.code(), Some(0), "the run's own status: {err}");
+        assert_whole(&env, n);
+    }
+
+    #[test]
+    fn finding_6_stdout_and_stderr_closed_at_once() {
+        let env = Env::new();
+        let n = media(&env);
+        let mut child = spawn(&env, args!["encrypt", env.p("media"), "--out", env.p("enc"), "--json", "-v"]);
+        drop(child.stdout.take());
+        drop(child.stderr.take()); // `2>&1 | head -0`: both streams gone before a word
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "no panic (101), the run's own status");
+        assert_whole(&env, n);
+        let verify = spawn(&env, args!["verify", "--manifest", env.p("enc/manifest.jsonl"), "--json"]);
+        let mut verify = verify;
+        drop(verify.stdout.take());
+        let mut err = String::new();
+        verify.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(verify.wait().unwrap().code(), Some(0), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
