@@ -2,7 +2,7 @@
 //!
 //! Client-side encryption of media files for AWS Elemental MediaConvert and
 //! Amazon Elastic Transcoder, on all cores. The byte-level contract is
-//! `FORMAT.md`. Modules, from the bottom up; each uses only those above it
+//! `docs/FORMAT.md`. Modules, from the bottom up; each uses only those above it
 //! in this list (`scripts/check-layers.py` keeps it so):
 //!
 //! * [`error`], [`size`]: typed errors (which file, what stage, whether a

@@ -1,4 +1,4 @@
-//! The format contract (`FORMAT.md`), as types: modes, key sizes, target
+//! The format contract (`docs/FORMAT.md`), as types: modes, key sizes, target
 //! services, IVs and encryption contexts here; the manifest [`record`] and
 //! one module per service's settings block ([`mediaconvert`],
 //! [`elastictranscoder`]), so a change on a service's side touches one file;
