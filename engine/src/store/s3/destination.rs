@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_s3::types::ChecksumType;
 use tokio::sync::Semaphore;
 
-use super::options::{algorithm, client, create_error, part_size_for, MAX_PART_SIZE, MIN_PART_SIZE};
+use super::options::{algorithm, client, create_error, part_size_for, parts_in_flight, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
 use super::orphans::{KeyUploads, OpenUploads};
 use super::upload::{Multipart, Upload};
 use super::S3Url;
@@ -178,6 +178,23 @@ impl Destination for S3Destination {
             return Err(Error::Exists { path });
         }
         let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
+        // Parts in flight shrink where the part size was raised, so the
+        // upload holds no more than the memory plan gave it (`--memory`).
+        let slots = if len > part_size {
+            parts_in_flight(part_size, self.settings.part_size, self.settings.concurrency.max(1)).ok_or_else(|| {
+                let share = self.settings.part_size * self.settings.concurrency.max(1) as u64;
+                Error::invalid(
+                    &path,
+                    format!(
+                        "a {len}-byte object needs {} parts to fit in {MAX_PARTS}, more than the {} of part buffers --memory leaves an upload; raise --memory",
+                        crate::size::human(part_size),
+                        crate::size::human(share)
+                    ),
+                )
+            })?
+        } else {
+            1
+        };
         let checksum = self.settings.checksum;
         let mut upload = Upload {
             client: self.client.clone(),
@@ -259,7 +276,7 @@ impl Destination for S3Destination {
                 next_part: 1,
                 tasks: Vec::new(),
                 done: Vec::new(),
-                slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+                slots: Arc::new(Semaphore::new(slots)),
                 filling: None,
             });
             upload.buf = Vec::with_capacity(upload.part_size);

@@ -151,6 +151,17 @@ pub fn part_size_for(len: u64, requested: u64) -> Result<u64> {
     Ok(size)
 }
 
+/// Part buffers an upload of `part_size`-byte parts may hold at once, when
+/// the memory plan gave each upload `concurrency` buffers of `planned` bytes:
+/// as many as fit in that share (at most `concurrency`). A file whose part
+/// size [`part_size_for`] raised holds fewer; `None` where not even one fits
+/// (the run's `--memory` is too small for the file).
+pub fn parts_in_flight(part_size: u64, planned: u64, concurrency: usize) -> Option<usize> {
+    let share = planned.max(MIN_PART_SIZE) * concurrency as u64;
+    let fits = (share / part_size.max(1)).min(concurrency as u64) as usize;
+    (fits > 0).then_some(fits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +174,43 @@ mod tests {
         let p = part_size_for(big, DEFAULT_PART_SIZE).unwrap();
         assert!(big.div_ceil(p) <= MAX_PARTS && p % (1 << 20) == 0, "{p}");
         assert!(part_size_for(60 << 40, DEFAULT_PART_SIZE).is_err());
+    }
+
+    /// Issue 24, finding 8: a file whose part size is raised to fit 10,000
+    /// parts holds no more part memory than the plan gave it, at every size
+    /// up to S3's 5 TiB single-object limit on many stores (no huge files).
+    #[test]
+    fn finding_8_memory_holds_for_every_file_size() {
+        for budget in [256u64 << 20, 1 << 30, 4 << 30] {
+            let plan = crate::run::schedule::MemoryPlan::new(budget, 2, 1 << 20, Some((DEFAULT_PART_SIZE, DEFAULT_CONCURRENCY))).unwrap();
+            let share = plan.part_size * plan.upload_concurrency as u64;
+            let mut size = 1u64 << 20;
+            while size <= 5u64 << 40 {
+                for len in [size - 1, size, size + 1] {
+                    let part = part_size_for(len, plan.part_size).unwrap();
+                    match parts_in_flight(part, plan.part_size, plan.upload_concurrency) {
+                        Some(n) => {
+                            assert!(n >= 1 && n as u64 * part <= share, "{len} bytes: {n} x {part} over the plan's {share}");
+                            assert!(n <= plan.upload_concurrency);
+                        }
+                        // Refused only where one part alone is over the share.
+                        None => assert!(part > share, "{len} bytes refused though a {part}-byte part fits {share}"),
+                    }
+                }
+                size *= 2;
+            }
+            // The plan as a whole: parts never exceed what bound() counted.
+            assert!(plan.bound() <= budget, "{} > {budget}", plan.bound());
+        }
+        // 1 TiB at the defaults under 1 GiB: one 105 MiB part at a time, not 8 (840 MiB).
+        let plan = crate::run::schedule::MemoryPlan::new(1 << 30, 2, 1 << 20, Some((DEFAULT_PART_SIZE, DEFAULT_CONCURRENCY))).unwrap();
+        let part = part_size_for(1 << 40, plan.part_size).unwrap();
+        assert_eq!(part, 105 << 20);
+        let n = parts_in_flight(part, plan.part_size, plan.upload_concurrency).unwrap();
+        assert!(n as u64 * part <= plan.part_size * plan.upload_concurrency as u64 && n < plan.upload_concurrency);
+        // 5 TiB needs 525 MiB parts: over a 1 GiB run's per-upload share, refused.
+        assert_eq!(parts_in_flight(part_size_for(5 << 40, plan.part_size).unwrap(), plan.part_size, plan.upload_concurrency), None);
+        assert_eq!(parts_in_flight(MIN_PART_SIZE, MIN_PART_SIZE, 8), Some(8));
     }
 
     #[test]
