@@ -323,6 +323,31 @@ fn kms_throttling_and_internal_errors_are_retried() {
     assert_eq!(proxy.count_action("Decrypt", "status"), 2);
 }
 
+/// Issue 24, finding 7: a KMS key that DescribeKey allows but that refuses
+/// GenerateDataKey (AccessDenied) stops the run at the first file, exit 2,
+/// one line; the summary counts no keys; nothing is left on S3; and a clean
+/// re-run converges.
+#[test]
+fn finding_7_a_key_that_refuses_generate_data_key_stops_the_run() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-kms-denied", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [{"op": ["GenerateDataKey", "Encrypt"], "all": true, "action": "status", "status": 400, "code": "AccessDeniedException"}]}"#,
+    );
+    let out = job.run(&proxy.url(), &["--threads", "1"]);
+    assert!(out.exited(), "stderr: {}", out.stderr());
+    assert_eq!(out.code(), Some(2), "stderr: {}", out.stderr());
+    assert_eq!(proxy.count_action("GenerateDataKey", "status"), 1, "asked once, not once per file: {:?}", proxy.faults());
+    assert!(out.stderr().contains("GenerateDataKey refused: access denied"), "stderr: {}", out.stderr());
+    assert_eq!(run_counts(&out).1, 0, "no file done");
+    assert!(!out.stdout().contains("wrapped key") && !out.stderr().contains("wrapped key"), "no keys counted: {}", out.stderr());
+    // A clean re-run: every file exactly once, nothing open or unrecorded.
+    let clean = job.run(&moto.url(), &[]);
+    assert_ok(&clean, "clean re-run");
+    job.audited(&moto, "KMS AccessDenied on GenerateDataKey", &clean);
+}
+
 /// Connections reset before the request reaches S3, and slow responses: retried.
 #[test]
 fn connection_resets_and_delays_are_retried() {

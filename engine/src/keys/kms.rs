@@ -138,6 +138,23 @@ where
         _ => "",
     };
     let detail = describe(err);
+    // A key that refuses to make or wrap keys refuses every file the same
+    // way: the run stops at the first (exit 2) rather than failing each one.
+    let unusable = matches!(op, "GenerateDataKey" | "Encrypt")
+        && matches!(
+            code,
+            "NotFoundException"
+                | "AccessDeniedException"
+                | "DisabledException"
+                | "KMSInvalidStateException"
+                | "InvalidKeyUsageException"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "InvalidSignatureException"
+        );
+    if unusable {
+        return Error::KeyProvider(format!("{what}: KMS {op} refused: {hint} ({detail})"));
+    }
     if hint.is_empty() {
         Error::Key(format!("{what}: KMS {op} failed: {detail}"))
     } else {

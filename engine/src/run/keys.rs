@@ -175,8 +175,9 @@ impl<'a> Keys<'a> {
             Some(supplied) => self.wrap_all(supplied, None)?,
             None => {
                 let services = self.target.services();
-                self.requests.fetch_add(1, Ordering::Relaxed);
+                // Counted once made: a summary counts the keys that exist.
                 let (key, primary) = self.provider.generate(self.bits, &services[0].encryption_context())?;
+                self.requests.fetch_add(1, Ordering::Relaxed);
                 let wrapped = self.wrap_all(&key, Some(primary))?;
                 material.key.get_or_init(|| key);
                 wrapped
@@ -224,8 +225,9 @@ impl<'a> Keys<'a> {
             let blob = match (i, &primary) {
                 (0, Some(blob)) => blob.clone(),
                 _ => {
+                    let blob = self.provider.wrap(key, &service.encryption_context())?;
                     self.requests.fetch_add(1, Ordering::Relaxed);
-                    self.provider.wrap(key, &service.encryption_context())?
+                    blob
                 }
             };
             wrapped.push(WrappedFor { service, blob });
