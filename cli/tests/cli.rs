@@ -773,6 +773,32 @@ mod bad_input {
         assert_same(&fs::read(env.p("media/a.bin")).unwrap(), &data(2, 1_000), "source unchanged");
     }
 
+    /// Issue 24, finding 1: a source inside the output folder (the folder
+    /// itself, through `..` or a symlink, or a source file in it) is refused
+    /// before any work, `--force` included; no source is written.
+    #[test]
+    fn finding_1_source_inside_the_output_folder_is_refused() {
+        let env = Env::new();
+        env.write("media/a.bin", &data(2, 1_000));
+        env.write("media/sub/b.bin", &data(3, 1_000));
+        std::os::unix::fs::symlink(env.p("media"), env.p("link")).unwrap();
+        let before = files_under(&env.p("media"));
+        let outs = [env.p("media"), env.p("media/sub/.."), env.p("link"), env.p(".")];
+        for (source, out) in [env.p("media/sub"), env.p("media/a.bin")].iter().flat_map(|s| outs.iter().map(move |o| (s.clone(), o.clone()))) {
+            for force in [false, true] {
+                let run = if force {
+                    env.sealpipe(args!["encrypt", &source, "--out", &out, "--force"])
+                } else {
+                    env.sealpipe(args!["encrypt", &source, "--out", &out])
+                };
+                run.fails_with(2, &["the source lies inside the output folder"]);
+                assert_eq!(files_under(&env.p("media")), before, "a source folder was modified:{run:?}");
+            }
+        }
+        assert_same(&fs::read(env.p("media/a.bin")).unwrap(), &data(2, 1_000), "source unchanged");
+        assert_same(&fs::read(env.p("media/sub/b.bin")).unwrap(), &data(3, 1_000), "source unchanged");
+    }
+
     #[test]
     fn data_key_file_of_the_wrong_size() {
         let env = Env::new();

@@ -534,3 +534,49 @@ fn object_options_and_the_default_manifest() {
         assert_eq!(head, serde_json::json!(["STANDARD_IA", "video/mp2t", {"project": "archive", "year": "2019"}]), "{key}");
     }
 }
+
+/// Issue 24, finding 1: a destination equal to, inside or around a source
+/// prefix is refused before any work (exit 2, naming both), `--force` or
+/// not; sources and the bucket stay as they were, no key is asked for.
+#[test]
+fn finding_1_destination_overlapping_an_s3_source_is_refused() {
+    let moto = start_moto();
+    setup(&moto, "hls", "alias/overlap");
+    let tree = media_tree();
+    upload_tree(&moto, &tree, "hls", "raw/");
+    let before = objects_under(&moto, "hls", "");
+    let cases = [
+        ("s3://hls/raw/", "s3://hls/raw/", "is the same prefix as"),
+        ("s3://hls/raw", "s3://hls/raw/", "is the same prefix as"),
+        ("s3://hls/raw/", "s3://hls/raw/zz/", "lies inside"),
+        ("s3://hls/", "s3://hls/enc/", "lies inside"),
+        ("s3://hls/raw/", "s3://hls/", "contains"),
+    ];
+    for (source, to, how) in cases {
+        for force in [false, true] {
+            let mut args = vec!["encrypt", source, "--to", to, "--kms-key", "alias/overlap"];
+            if force {
+                args.push("--force");
+            }
+            let out = sealpipe(&moto.url(), &args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{source} -> {to}: {err}");
+            assert!(err.contains(source.trim_end_matches('/')) && err.contains(to) && err.contains(how), "{source} -> {to}: {err}");
+            assert_eq!(objects_under(&moto, "hls", ""), before, "{source} -> {to}: the bucket changed");
+        }
+    }
+    // A list entry whose output would be itself (the key kept below an empty prefix): refused alone, `--force` too.
+    let key = before.iter().find(|k| k.starts_with("raw/")).unwrap().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("s3://hls/{key}\n")).unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://hls/", "--kms-key", "alias/overlap", "--force", "--manifest", manifest.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&key) && err.contains("is this source itself"), "{err}");
+    assert_eq!(objects_under(&moto, "hls", ""), before, "the list entry's source was written");
+    // Apart: a sibling prefix whose name starts like the source's is not inside it.
+    let out = sealpipe(&moto.url(), &["encrypt", "s3://hls/raw", "--to", "s3://hls/rawenc/", "--kms-key", "alias/overlap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -19,7 +19,7 @@ use super::filter::Filter;
 use super::keys::{KeyReuse, Keys, Material};
 use super::ledger::{Claim, Ledger};
 use super::manifest::ManifestWriter;
-use super::plan::{check_output_outside_inputs, list, Entry, Inputs, Listing};
+use super::plan::{check_destination_apart_from_sources, list, Entry, Inputs, Listing};
 use super::reencrypt::{check_digest, Unseal};
 use super::report::{Reporter, Summary};
 use super::schedule;
@@ -140,7 +140,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         follow_symlinks: job.follow_symlinks,
     };
     let out_real = job.destination.local_root().map(resolve);
-    check_output_outside_inputs(&inputs, out_real.as_deref())?;
+    check_destination_apart_from_sources(&inputs, out_real.as_deref(), &job.destination.location(Path::new("")))?;
     if let Some(iv) = &job.iv {
         job.target.check_iv_len(job.mode, iv.len())?;
         if job.reuse_key.is_some() {
@@ -333,6 +333,12 @@ impl Run<'_, '_> {
             return None;
         }
         let output = self.job.destination.location(&f.relative);
+        // A list or inventory entry whose output would be its own source
+        // (a source is never written, `--force` or not).
+        if output == f.name {
+            self.fail(f.source.clone(), Error::invalid(&f.source, format!("the output {output} is this source itself; refused (a source is never written)")));
+            return None;
+        }
         let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
         match claim {
             Err(e) => {

@@ -9,8 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use super::filter::Filter;
 use super::shard::Shard;
 use crate::error::{Error, Result};
-use crate::format::url::S3Url;
 use crate::store::local::resolve;
+use crate::format::url::S3Url;
 use crate::store::{key_too_long, Listed, Store, Stores};
 
 /// One input entry: a file or object to encrypt, as listing found it.
@@ -95,16 +95,53 @@ impl Inputs<'_> {
     }
 }
 
-/// Refuse a run whose local output folder is inside one of its input folders.
-pub(crate) fn check_output_outside_inputs(inputs: &Inputs<'_>, out_real: Option<&Path>) -> Result<()> {
-    let Some(out) = out_real else { return Ok(()) };
+/// Refuse a run whose destination overlaps one of its sources (issue 24,
+/// finding 1: `--to` equal to, inside or around a source prefix replaced
+/// plaintext with ciphertext under `--force`, or re-listed its own outputs
+/// forever). Local folders are compared after resolving `..` and symlinks;
+/// S3 prefixes byte for byte, as listing reads them (`s3://b/p` covers the
+/// key `p` and everything under `p/`). `destination` is the destination's
+/// own location (`s3://bucket/prefix/`), `out_real` a local one, resolved.
+pub(crate) fn check_destination_apart_from_sources(inputs: &Inputs<'_>, out_real: Option<&Path>, destination: &str) -> Result<()> {
     for input in inputs.paths {
-        if Stores::is_url(&input.to_string_lossy()) || !input.is_dir() {
+        let name = input.to_string_lossy();
+        if Stores::is_url(&name) {
+            if out_real.is_some() {
+                continue;
+            }
+            let (Ok((bucket, key)), Ok((out_bucket, out_prefix))) = (S3Url::split(&name), S3Url::split(destination)) else { continue };
+            if bucket != out_bucket {
+                continue;
+            }
+            let folder = if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") };
+            let how = if out_prefix == folder || out_prefix == key {
+                Some("is the same prefix as")
+            } else if out_prefix.starts_with(&folder) {
+                Some("lies inside")
+            } else if key.starts_with(out_prefix) {
+                Some("contains")
+            } else {
+                None
+            };
+            if let Some(how) = how {
+                return Err(Error::Usage(format!(
+                    "{name}: the destination {destination} {how} this source: its outputs would replace or re-list sources; choose a --to apart from every source"
+                )));
+            }
             continue;
         }
-        if out.starts_with(resolve(input)) {
+        let Some(out) = out_real else { continue };
+        let source = resolve(input);
+        if input.is_dir() && out.starts_with(&source) {
             return Err(Error::Usage(format!(
                 "{}: output folder {} is inside the input tree; choose an --out outside it",
+                input.display(),
+                out.display()
+            )));
+        }
+        if source.starts_with(out) {
+            return Err(Error::Usage(format!(
+                "{}: the source lies inside the output folder {}: its outputs could replace sources; choose an --out apart from every source",
                 input.display(),
                 out.display()
             )));
