@@ -580,3 +580,67 @@ fn finding_1_destination_overlapping_an_s3_source_is_refused() {
     let out = sealpipe(&moto.url(), &["encrypt", "s3://hls/raw", "--to", "s3://hls/rawenc/", "--kms-key", "alias/overlap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Issue 24, finding 2: S3 keys are names. S3 -> S3 keeps every key byte
+/// for byte below the destination prefix (`//`, a leading `/`, unicode,
+/// trailing spaces); folder markers are left out and said, from a prefix
+/// and from a list alike; into a local folder, a key with an empty segment
+/// is refused alone naming it; two sources for one output are refused when
+/// planned, both named.
+#[test]
+fn finding_2_keys_are_names_byte_for_byte() {
+    let moto = start_moto();
+    setup(&moto, "zoo-out", "alias/zoo");
+    let keys = ["k/dbl//slash.ts", "k/dbl/slash.ts", "k//lead.ts", "k/uni/é café.ts", "k/space .ts "];
+    py(
+        &moto,
+        "import json\n\
+         s3.create_bucket(Bucket='zoo'); s3.create_bucket(Bucket='zoo2')\n\
+         for i, k in enumerate(json.loads(sys.argv[1])): s3.put_object(Bucket='zoo', Key=k, Body=bytes([i]) * (1000 + i))\n\
+         s3.put_object(Bucket='zoo', Key='k/folder/', Body=b'')\n\
+         s3.put_object(Bucket='zoo2', Key='k/dbl/slash.ts', Body=b'other bucket')",
+        &[&serde_json::to_string(&keys).unwrap()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(&moto.url(), &["encrypt", "s3://zoo/k/", "--to", "s3://zoo-out/e/", "--kms-key", "alias/zoo", "--manifest", manifest.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("s3://zoo/k/folder/: folder marker"), "{err}");
+    let mut expected: Vec<String> = keys.iter().map(|k| format!("e/{}", &k[2..])).collect();
+    expected.sort();
+    assert_eq!(objects_under(&moto, "zoo-out", "e/"), expected, "{err}");
+    let recs = records(&manifest);
+    assert_eq!(recs.len(), keys.len());
+    for r in &recs {
+        let source = r["source"].as_str().unwrap();
+        let key = source.strip_prefix("s3://zoo/k/").unwrap();
+        assert_eq!(r["output"].as_str().unwrap(), format!("s3://zoo-out/e/{key}"), "one record per key, each its own object");
+    }
+    let v = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "every record decrypts its own object: {}", stderr(&v));
+
+    // The same folder marker named by a list file: left out the same way.
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "s3://zoo/k/folder/\n").unwrap();
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://zoo-out/l/", "--kms-key", "alias/zoo", "--manifest", dir.path().join("l.jsonl").to_str().unwrap()]);
+    assert!(stderr(&out).contains("s3://zoo/k/folder/: folder marker"), "{}", stderr(&out));
+    assert!(objects_under(&moto, "zoo-out", "l/").is_empty(), "no 0-byte object made of a folder marker");
+
+    // Into a local folder: keys with an empty segment have no file name of their own.
+    let local = dir.path().join("out");
+    let out = sealpipe(&moto.url(), &["encrypt", "s3://zoo/k/", "--out", local.to_str().unwrap(), "--kms-key", "alias/zoo"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://zoo/k/dbl//slash.ts") && err.contains("s3://zoo/k//lead.ts") && err.contains("cannot be a local file name"), "{err}");
+    assert!(local.join("dbl/slash.ts").is_file() && local.join("uni/é café.ts").is_file() && local.join("space .ts ").is_file(), "{err}");
+    assert!(!local.join("lead.ts").exists(), "k//lead.ts collapsed onto lead.ts");
+
+    // Two sources, one output: the second is refused when planned, both named.
+    std::fs::write(&list, "s3://zoo/k/dbl/slash.ts\ns3://zoo2/k/dbl/slash.ts\n").unwrap();
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://zoo-out/c/", "--kms-key", "alias/zoo", "--threads", "1", "--force", "--manifest", dir.path().join("c.jsonl").to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://zoo2/k/dbl/slash.ts") && err.contains("also the output of s3://zoo/k/dbl/slash.ts"), "{err}");
+    assert_eq!(records(&dir.path().join("c.jsonl")).len(), 1);
+}

@@ -190,10 +190,11 @@ fn list_remote(input: &Path, store: &dyn Store, each: &mut dyn FnMut(Listing) ->
             return;
         }
         found += 1;
-        let source = PathBuf::from(&item.url);
-        flow = match safe_relative(&item.relative) {
-            true => each(Listing::File(Entry::remote(item))),
-            false => each(Listing::Failed(source.clone(), Error::invalid(&source, "the key does not make a safe relative output path"))),
+        // The key below the prefix is the output's name byte for byte; the
+        // destination says if it cannot hold it (`Destination::refuses_name`).
+        flow = match is_folder_marker(&item.url) {
+            true => each(Listing::Skipped(PathBuf::from(&item.url), FOLDER_MARKER)),
+            false => each(Listing::File(Entry::remote(item))),
         };
     });
     match listed {
@@ -292,11 +293,21 @@ pub(crate) fn safe_relative(relative: &Path) -> bool {
     relative.components().next().is_some() && relative.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// The output path of a list entry: an `s3://bucket/key` keeps its key, a
-/// local path its components without the root (`/archive/a.ts` → `archive/a.ts`).
+/// Why a folder marker is left out: the same words for prefix, list and inventory inputs.
+pub(crate) const FOLDER_MARKER: &str = "folder marker (a key ending in /): nothing to encrypt";
+
+/// Whether the object URL `name` is a folder marker (a key ending in `/`,
+/// as the S3 console makes them).
+pub(crate) fn is_folder_marker(name: &str) -> bool {
+    S3Url::split(name).is_ok_and(|(_, key)| key.ends_with('/'))
+}
+
+/// The output path of a list entry: an `s3://bucket/key` keeps its key byte
+/// for byte (`//` and a leading `/` included: S3 keys are names), a local
+/// path its components without the root (`/archive/a.ts` → `archive/a.ts`).
 fn relative_of(name: &str) -> PathBuf {
     match S3Url::split(name) {
-        Ok((_, key)) => key.split('/').filter(|c| !c.is_empty()).collect(),
+        Ok((_, key)) => PathBuf::from(key),
         Err(_) if S3Url::is_s3(name) => PathBuf::new(), // `s3:///…`: refused when the list is read
         Err(_) => Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).collect(),
     }
@@ -311,7 +322,14 @@ fn key_of(name: &str) -> &str {
 fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, stores: &Stores) -> Listing {
     let source = PathBuf::from(name);
     let relative = relative_of(name);
-    if !safe_relative(&relative) || Path::new(name).components().any(|c| c == Component::ParentDir) {
+    if S3Url::is_s3(name) {
+        if is_folder_marker(name) {
+            return Listing::Skipped(source, FOLDER_MARKER);
+        }
+        if relative.as_os_str().is_empty() {
+            return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
+        }
+    } else if !safe_relative(&relative) || Path::new(name).components().any(|c| c == Component::ParentDir) {
         return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
     }
     match (stores.remote(name), key_too_long(key_of(name))) {

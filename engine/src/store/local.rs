@@ -206,6 +206,17 @@ impl Destination for LocalDir {
         self.resolved.join(relative).display().to_string()
     }
 
+    /// An S3 key is a name; a file name is a path. A key with an empty
+    /// segment (`a//b`, a leading `/`) or a `.`/`..` segment has no file of
+    /// its own below this folder: refused alone, never joined or collapsed
+    /// onto another key's file.
+    fn refuses_name(&self, relative: &Path) -> Option<String> {
+        let name = relative.to_string_lossy();
+        name.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..").then(|| {
+            format!("the key {name:?} cannot be a local file name (an empty, . or .. segment); refused")
+        })
+    }
+
     fn create(&self, relative: &Path, _len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
         let mut output = Output::create(&self.root.join(relative), self.overwrite || replace)?;
         output.location = Some(self.location(relative));

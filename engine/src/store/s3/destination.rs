@@ -101,8 +101,8 @@ impl S3Destination {
     }
 
     fn key(&self, relative: &Path) -> String {
-        let rel: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        format!("{}{}", self.prefix, rel.join("/"))
+        // Byte for byte: an S3 key is a name, `//` and a leading `/` included.
+        format!("{}{}", self.prefix, relative.to_string_lossy())
     }
 }
 
@@ -121,7 +121,7 @@ impl Destination for S3Destination {
 
     fn relative(&self, location: &str) -> Option<PathBuf> {
         let key = location.strip_prefix(&format!("s3://{}/", self.bucket))?.strip_prefix(&self.prefix)?;
-        Some(key.split('/').collect())
+        Some(PathBuf::from(key))
     }
 
     /// Nothing: S3 outputs have no temporary files (uploads: [`Destination::abort_journalled`]).

@@ -1,7 +1,7 @@
 //! Listing (`ListObjectsV2`), inventory fetch, and manifests kept in S3
 //! (download and upload of a local copy): the [`S3Store`] methods that move whole objects or lists.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -39,12 +39,12 @@ impl S3Store {
                 } else {
                     continue; // `p2/...` under the prefix `p`
                 };
-                if relative.is_empty() || key.ends_with('/') {
-                    continue; // folder markers
-                }
+                // Folder markers (keys ending in `/`) are handed on too: the
+                // plan leaves them out and counts them, as for list inputs.
+                // The relative name is the key below the prefix, byte for byte.
                 each(Listed {
                     url: format!("s3://{}/{key}", url.bucket),
-                    relative: relative.split('/').collect(),
+                    relative: PathBuf::from(relative),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     etag: object.e_tag().unwrap_or_default().to_string(),
                 });

@@ -55,7 +55,7 @@ mod orphans;
 mod read;
 mod upload;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use destination::S3Destination;
@@ -112,7 +112,7 @@ impl Store for S3Store {
         let (aws, client) = self.client()?;
         let object = S3Object::open_with(aws, client.clone(), url, None)?;
         let key = S3Url::parse(url)?.key;
-        Ok(Listed { url: url.to_string(), relative: key.split('/').collect(), size: object.len(), etag: object.etag().to_string() })
+        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string() })
     }
 
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
