@@ -8,6 +8,7 @@
 
 pub mod digest;
 pub mod elastictranscoder;
+pub mod envelope;
 pub mod jobs;
 pub mod mediaconvert;
 pub mod policy;
