@@ -841,7 +841,10 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
-            let records = read_manifest(m, &ctx)?;
+            let mut records = read_manifest(m, &ctx)?;
+            if !aws::is_url(m) {
+                verify::relocate(&mut records, m);
+            }
             let wanted = sealpipe::store::local::resolve(&a.input);
             let input_text = a.input.to_string_lossy();
             let record = records
@@ -938,7 +941,11 @@ fn zeroize_hex(h: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
 
 fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
-    let (records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
+    let (mut records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
+    // Outputs recorded below the manifest's folder are read below it, wherever it is now.
+    if !aws::is_url(&a.manifest) {
+        verify::relocate(&mut records, &a.manifest);
+    }
     if records.is_empty() && bad_lines.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());
     }

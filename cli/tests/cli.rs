@@ -115,6 +115,20 @@ impl Run {
     }
 }
 
+/// Copy the folder `from` to `to`, as `cp -r` does.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// A temporary workspace with its own keyring.
 struct Env {
     dir: tempfile::TempDir,
@@ -797,6 +811,84 @@ mod bad_input {
         }
         assert_same(&fs::read(env.p("media/a.bin")).unwrap(), &data(2, 1_000), "source unchanged");
         assert_same(&fs::read(env.p("media/sub/b.bin")).unwrap(), &data(3, 1_000), "source unchanged");
+    }
+
+    /// Issue 24, finding 4: a manifest's outputs are found relative to it. A
+    /// copied output folder verifies as itself: one corrupted file there fails
+    /// by its new path, though the original is intact; its files decrypt
+    /// from the moved manifest; the original folder still verifies; a merged
+    /// manifest elsewhere still finds them.
+    #[test]
+    fn finding_4_outputs_are_found_beside_the_manifest() {
+        let env = Env::new();
+        for (i, name) in ["a.mp4", "clip.mp4", "sub/c.ts"].iter().enumerate() {
+            env.write(&format!("media/{name}"), &data(i as u64 + 1, 3_000));
+        }
+        let enc = env.p("enc");
+        env.sealpipe(args!["encrypt", env.p("media"), "--out", &enc]).ok();
+        let moved = env.p("enc-moved");
+        copy_tree(&enc, &moved);
+        let mut bytes = fs::read(moved.join("clip.mp4")).unwrap();
+        bytes[100] ^= 1;
+        fs::write(moved.join("clip.mp4"), bytes).unwrap();
+        let run = env.sealpipe(args!["verify", "--manifest", moved.join("manifest.jsonl")]);
+        assert_eq!(run.code, 1, "the corrupted copy fails:{run:?}");
+        let moved_clip = moved.join("clip.mp4").display().to_string();
+        assert!(run.stderr.contains(&moved_clip), "names the file it read:{run:?}");
+        assert!(!run.stderr.contains(&format!("{}/", enc.display())), "never reads the original:{run:?}");
+        env.sealpipe(args!["verify", "--manifest", enc.join("manifest.jsonl")]).ok();
+        // The moved folder's intact files decrypt from its manifest; the corrupted one does not.
+        let plain = env.p("a.out");
+        env.sealpipe(args!["decrypt", moved.join("a.mp4"), "--manifest", moved.join("manifest.jsonl"), "--out", &plain]).ok();
+        assert_same(&fs::read(&plain).unwrap(), &data(1, 3_000), "decrypted from the moved folder");
+        let run = env.sealpipe(args!["decrypt", &moved_clip, "--manifest", moved.join("manifest.jsonl"), "--out", env.p("clip.out")]);
+        assert_ne!(run.code, 0, "a corrupted file never decrypts:{run:?}");
+        assert!(!run.stderr.contains("no record"), "its record is found:{run:?}");
+        // An output missing where its record says fails by name, never found elsewhere.
+        fs::remove_file(moved.join("sub/c.ts")).unwrap();
+        let run = env.sealpipe(args!["verify", "--manifest", moved.join("manifest.jsonl")]);
+        assert!(run.stderr.contains(&moved.join("sub/c.ts").display().to_string()), "{run:?}");
+        // Merged into a manifest in another folder: the outputs are said from there.
+        let merged = env.p("elsewhere/all.jsonl");
+        fs::create_dir_all(env.p("elsewhere")).unwrap();
+        env.sealpipe(args!["merge-manifests", enc.join("manifest.jsonl"), "--out", &merged]).ok();
+        env.sealpipe(args!["verify", "--manifest", &merged]).ok();
+    }
+
+    /// Issue 24, finding 5: a re-run with another mode, target, key size or
+    /// digest is not "already done": the file is refused naming what changed
+    /// and its output is left as recorded; `--force` re-encrypts it with the
+    /// new settings; the same settings again skip it.
+    #[test]
+    fn finding_5_a_changed_setting_is_not_done() {
+        let env = Env::new();
+        let src = env.write("clip.mp4", &data(7, 5_000));
+        let out = env.p("enc");
+        let manifest = out.join("manifest.jsonl");
+        env.sealpipe(args!["encrypt", &src, "--out", &out]).ok();
+        let ctr = fs::read(out.join("clip.mp4")).unwrap();
+        for (flags, needle) in [
+            (args!["--mode", "gcm", "--target", "mediaconvert"], "mode ctr -> gcm, target any -> mediaconvert"),
+            (args!["--key-bits", "128"], "key size 256 -> 128"),
+            (args!["--digest", "blake3"], "digest sha256 -> blake3"),
+        ] {
+            let mut a = args!["encrypt", &src, "--out", &out];
+            a.extend(flags.clone());
+            let run = env.sealpipe(a);
+            assert_eq!(run.code, 1, "refused, not done:{run:?}");
+            assert!(run.stderr.contains(needle) && run.stderr.contains("clip.mp4") && run.stderr.contains("--force"), "names the file and what changed:{run:?}");
+            assert!(!run.stderr.contains("already done"), "{run:?}");
+            assert_eq!(fs::read(out.join("clip.mp4")).unwrap(), ctr, "the output stays as recorded");
+            assert_eq!(records(&manifest).len(), 1, "nothing recorded");
+        }
+        let run = env.sealpipe(args!["encrypt", &src, "--out", &out, "--mode", "gcm", "--target", "mediaconvert", "--force"]).ok();
+        assert!(run.stderr.contains("with other settings (mode ctr -> gcm"), "says why it redoes it:{run:?}");
+        let last = records(&manifest).pop().unwrap();
+        assert_eq!((last["mode"].as_str(), last["target"].as_str()), (Some("gcm"), Some("mediaconvert")));
+        assert_eq!(fs::metadata(out.join("clip.mp4")).unwrap().len(), 5_000 + 16, "now GCM (tag appended)");
+        let run = env.sealpipe(args!["encrypt", &src, "--out", &out, "--mode", "gcm", "--target", "mediaconvert"]).ok();
+        assert!(run.stderr.contains("already done"), "the same settings again: done:{run:?}");
+        env.sealpipe(args!["verify", "--manifest", &manifest]).ok();
     }
 
     #[test]

@@ -348,6 +348,29 @@ fn finding_7_a_key_that_refuses_generate_data_key_stops_the_run() {
     job.audited(&moto, "KMS AccessDenied on GenerateDataKey", &clean);
 }
 
+/// An exit-2 refusal (a disabled KMS key) leaves nothing behind: no journal
+/// naming outputs that were never created, no manifest, no open upload.
+#[test]
+fn finding_9_a_refusal_leaves_nothing_behind() {
+    let moto = start_moto();
+    let job = Job::new(&moto, "faults-kms-disabled", SIZES);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [{"op": ["GenerateDataKey", "Encrypt"], "all": true, "action": "status", "status": 400, "code": "DisabledException"}]}"#,
+    );
+    // Two files in flight: both get as far as their outputs before the key is refused.
+    let out = job.run(&proxy.url(), &["--threads", "2"]);
+    assert!(out.exited(), "stderr: {}", out.stderr());
+    assert_eq!(out.code(), Some(2), "stderr: {}", out.stderr());
+    let journal = Path::new(&format!("{}.inflight", job.manifest.display())).to_path_buf();
+    assert!(!journal.exists(), "a journal was left: {}", std::fs::read_to_string(&journal).unwrap_or_default());
+    assert!(!job.manifest.exists(), "a manifest was left");
+    assert_eq!(open_uploads(&moto, &job.bucket), 0, "uploads left open");
+    let clean = job.run(&moto.url(), &[]);
+    assert_ok(&clean, "clean re-run");
+    job.audited(&moto, "KMS DisabledException on GenerateDataKey", &clean);
+}
+
 /// Connections reset before the request reaches S3, and slow responses: retried.
 #[test]
 fn connection_resets_and_delays_are_retried() {

@@ -349,6 +349,7 @@ mod tests {
         Record {
             source: "/archive/clip.mp4".into(),
             output: "s3://media-in/archive/clip.mp4".into(),
+            output_relative: None,
             etag: None,
             checksum: None,
             server_side_encryption: None,

@@ -49,6 +49,12 @@ pub struct Record {
     pub source: String,
     /// Where the ciphertext was written (absolute path or URL).
     pub output: String,
+    /// The output's path relative to the folder of the manifest it was
+    /// recorded in, when it lies below that folder (local outputs; `/`
+    /// separated). Readers find the output there (`run::verify::relocate`), so a moved
+    /// or copied folder verifies and decrypts as itself.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_relative: Option<String>,
     /// The stored object's entity tag (S3), if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub etag: Option<String>,
@@ -170,6 +176,7 @@ impl Record {
         Record {
             source: r.source.to_string(),
             output: r.output,
+            output_relative: None,
             etag: r.etag,
             checksum: r.checksum,
             server_side_encryption: r.server_side_encryption,

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 
 use super::filter::Filter;
 use super::keys::{KeyReuse, Keys, Material};
-use super::ledger::{key as ledger_key, Claim, Key, Ledger};
+use super::ledger::{key as ledger_key, Claim, Key, Ledger, Settings};
 use super::manifest::ManifestWriter;
 use super::plan::{check_destination_apart_from_sources, list, Entry, Inputs, Listing};
 use super::reencrypt::{check_digest, Unseal};
@@ -198,7 +198,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             true => None,
             false => Some(Keys::new(job.provider, job.target, job.mode, job.key_bits, job.reuse_key, job.supplied_key.as_ref())?),
         };
-        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
+        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, settings: OnceLock::new(), keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
         let items = first.drain(..).chain(rx.iter());
         let admitted = items.filter_map(|item| run.admit(item));
         let multi_buffer = job.mode == Mode::Cbc && job.unseal.is_none() && inputs.all_local();
@@ -275,6 +275,9 @@ pub(crate) struct Run<'r, 'a> {
     pub(crate) job: &'r EncryptJob<'a>,
     pub(crate) out_real: Option<&'r Path>,
     ledger: &'r Ledger,
+    /// The settings this run encrypts with (a record made with others is not
+    /// done), once a recorded file asks for them ([`Run::settings`]).
+    settings: OnceLock<Settings>,
     keys: Option<&'r Keys<'r>>,
     manifest: &'r ManifestWriter,
     pub(crate) reporter: &'r dyn Reporter,
@@ -355,7 +358,7 @@ impl Run<'_, '_> {
                 return None;
             }
         }
-        let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, self.job.destination, self.job.overwrite);
+        let claim = self.ledger.claim(&f.name, &output, &f.relative, f.size, &|| self.settings(), self.job.destination, self.job.overwrite);
         match claim {
             Err(e) => {
                 self.fail(f.source.clone(), e.for_file(&f.source));
@@ -412,8 +415,13 @@ impl Run<'_, '_> {
         // The output first: one that exists refuses the file before its key is asked for (no KMS call).
         let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
         let keys = self.keys()?;
-        let material: Arc<Material> = keys.for_file(plain_len)?;
-        keys.wrapped(&material)?;
+        let material: Arc<Material> = match keys.for_file(plain_len).and_then(|m| keys.wrapped(&m).map(|_| ()).map(|()| m)) {
+            Ok(material) => material,
+            Err(e) => {
+                drop(output);
+                return Err(self.unwritten(f, e));
+            }
+        };
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(job.target.default_iv_len(job.mode))?,
@@ -435,6 +443,37 @@ impl Run<'_, '_> {
         file_record(job, keys, f, &material, &iv, &sealed, committed)
     }
 
+    /// A file that failed before a byte of its output was written (its key
+    /// was refused), its pending output already discarded: its journal line
+    /// goes too, so a run stopped by an unusable key leaves no journal naming
+    /// outputs that were never created (finding 9). A file replacing an
+    /// output keeps its line: an earlier run's write may still land there.
+    fn unwritten(&self, f: &Entry, e: Error) -> Error {
+        if !f.replace {
+            self.ledger.dropped(&self.job.destination.location(&f.relative));
+        }
+        e
+    }
+
+    /// What a record must have been made with to count as done now. The key
+    /// id is asked of the provider once, when first needed (for KMS, a
+    /// `DescribeKey`: a run that refuses every file makes no KMS request).
+    fn settings(&self) -> Result<Settings> {
+        if let Some(s) = self.settings.get() {
+            return Ok(s.clone());
+        }
+        let job = self.job;
+        let s = Settings {
+            mode: job.mode,
+            target: job.target.to_string(),
+            key_bits: job.supplied_key.as_ref().map_or(job.key_bits, |k| k.bits()),
+            digest: job.digest,
+            key_provider: job.provider.name().to_string(),
+            key_id: if job.dry_run { None } else { Some(job.provider.key_id()?) },
+        };
+        Ok(self.settings.get_or_init(|| s).clone())
+    }
+
     fn keys(&self) -> Result<&Keys<'_>> {
         self.keys.ok_or_else(|| Error::Usage("no keys in a dry run".into()))
     }
@@ -451,7 +490,10 @@ impl schedule::Files for Run<'_, '_> {
         };
         let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
         // Only with the output created: the key is generated (or a supplied one wrapped) by the first file that gets this far.
-        self.keys()?.wrapped(material)?;
+        if let Err(e) = self.keys()?.wrapped(material) {
+            drop(output);
+            return Err(self.unwritten(file, e));
+        }
         Ok((Box::new(input), output, iv))
     }
 
@@ -502,6 +544,9 @@ impl Tally<'_> {
     pub(crate) fn record(&self, f: &Entry, result: Result<Record>) {
         let result = result.and_then(|mut record| {
             record.shard = self.shard.map(|s| s.to_string());
+            if !crate::store::Stores::is_url(&record.output) {
+                record.output_relative = super::manifest::relative_to_manifest(self.manifest.path(), &record.output);
+            }
             self.manifest.write(&record)?;
             // Best effort: without this line a later run only looks for leftovers it need not.
             let _ = self.ledger.recorded(&record.output);

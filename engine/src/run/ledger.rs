@@ -33,28 +33,73 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::Destination;
+use crate::format::digest::DigestAlg;
+use crate::format::envelope::record_id;
 use crate::format::record::Record;
+use crate::format::{KeyBits, Mode};
+use crate::store::Destination;
 
 /// A file's identity in the ledger: its source and its output.
 pub(crate) type Key = u128;
 
-/// Hash of (source, output).
+/// Hash of (source, output): the record's identity ([`record_id`], which envelopes name too).
 pub(crate) fn key(source: &str, output: &str) -> Key {
-    let mut h = Sha256::new();
-    h.update(source.as_bytes());
-    h.update([0]);
-    h.update(output.as_bytes());
-    u128::from_be_bytes(h.finalize()[..16].try_into().expect("16 bytes"))
+    u128::from_be_bytes(record_id(source, output))
+}
+
+/// The settings a record was made with. A re-run asking for other ones
+/// has not done that file yet (finding 5): it is refused, or redone with `--force`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) mode: Mode,
+    pub(crate) target: String,
+    pub(crate) key_bits: KeyBits,
+    pub(crate) digest: DigestAlg,
+    pub(crate) key_provider: String,
+    /// `None`: not compared (a dry run knows no key id).
+    pub(crate) key_id: Option<String>,
+}
+
+impl Settings {
+    fn of(r: &Record) -> Settings {
+        Settings {
+            mode: r.mode,
+            target: r.target.clone(),
+            key_bits: r.key_bits,
+            digest: r.digest().map_or(DigestAlg::Sha256, |d| d.alg()),
+            key_provider: r.key_provider.clone(),
+            key_id: Some(r.key_id.clone()),
+        }
+    }
+
+    /// What differs from `recorded`, one `name old -> new` a setting ("" when nothing).
+    fn changed_from(&self, recorded: &Settings) -> String {
+        let mut changes = Vec::new();
+        let mut differs = |name: &str, old: String, new: String| {
+            if old != new {
+                changes.push(format!("{name} {old} -> {new}"));
+            }
+        };
+        differs("mode", recorded.mode.to_string(), self.mode.to_string());
+        differs("target", recorded.target.clone(), self.target.clone());
+        differs("key size", u16::from(recorded.key_bits).to_string(), u16::from(self.key_bits).to_string());
+        differs("digest", recorded.digest.to_string(), self.digest.to_string());
+        differs("key provider", recorded.key_provider.clone(), self.key_provider.clone());
+        if let (Some(old), Some(new)) = (&recorded.key_id, &self.key_id) {
+            differs("key id", old.clone(), new.clone());
+        }
+        changes.join(", ")
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     plain_size: u64,
     cipher_size: u64,
+    /// Index of its last record's settings in [`Ledger::settings`].
+    settings: u32,
     /// Records of it in the manifest.
     records: u32,
     /// Taken by this run (done, running or failed).
@@ -170,6 +215,8 @@ impl Inflight {
 /// The done files of earlier runs and the claims of this one.
 pub(crate) struct Ledger {
     entries: Mutex<HashMap<Key, Entry>>,
+    /// The distinct settings of the manifest's records (a few per manifest), entries index it.
+    settings: Vec<Settings>,
     /// What earlier runs left unsettled, as their journal says.
     interrupted: Inflight,
     /// The same, kept up to date with this run's lines (what the journal will say at the end).
@@ -194,15 +241,26 @@ impl Ledger {
         // The output a torn last record names was committed but is not
         // recorded: like an interrupted run's, it may be replaced (settled).
         let mut torn = None;
+        let mut settings: Vec<Settings> = Vec::new();
         for_each_record_or_torn(manifest, &mut torn, &mut |r, _| {
+            let made_with = Settings::of(&r);
+            let index = match settings.iter().position(|s| *s == made_with) {
+                Some(i) => i,
+                None => {
+                    settings.push(made_with);
+                    settings.len() - 1
+                }
+            } as u32;
             let e = entries.entry(key(&r.source, &r.output)).or_insert(Entry {
                 plain_size: r.plaintext_size,
                 cipher_size: r.ciphertext_size,
+                settings: index,
                 records: 0,
                 claimed: false,
             });
             e.plain_size = r.plaintext_size;
             e.cipher_size = r.ciphertext_size;
+            e.settings = index;
             e.records += 1;
             if e.records > 1 {
                 duplicates += 1;
@@ -226,6 +284,7 @@ impl Ledger {
         }
         Ok(Ledger {
             entries: Mutex::new(entries),
+            settings,
             live: Mutex::new(interrupted.clone()),
             interrupted,
             warnings: Mutex::default(),
@@ -285,11 +344,14 @@ impl Ledger {
     }
 
     /// Decide what to do with `source` → `output` (`relative` below
-    /// `destination`), `plain_size` bytes long, and claim it for this run.
-    pub(crate) fn claim(&self, source: &str, output: &str, relative: &Path, plain_size: u64, destination: &dyn Destination, overwrite: bool) -> Result<Claim> {
+    /// `destination`), `plain_size` bytes long, to be encrypted with
+    /// `settings` (asked only when it is recorded), and claim it for this run. A file recorded with other
+    /// settings is refused naming what changed, or redone with `overwrite`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn claim(&self, source: &str, output: &str, relative: &Path, plain_size: u64, settings: &dyn Fn() -> Result<Settings>, destination: &dyn Destination, overwrite: bool) -> Result<Claim> {
         let previous = {
             let mut entries = self.lock();
-            let e = entries.entry(key(source, output)).or_insert(Entry { plain_size, cipher_size: 0, records: 0, claimed: false });
+            let e = entries.entry(key(source, output)).or_insert(Entry { plain_size, cipher_size: 0, settings: u32::MAX, records: 0, claimed: false });
             if e.claimed {
                 return Ok(Claim::Skip { reason: "listed twice in this run; done once", bytes: plain_size });
             }
@@ -307,9 +369,22 @@ impl Ledger {
             };
             return Ok(claim);
         }
+        // Asked only of a recorded file (a KMS key id may cost a DescribeKey).
+        let changed = match self.settings.get(previous.settings as usize) {
+            Some(recorded) => settings()?.changed_from(recorded),
+            None => String::new(),
+        };
+        if !changed.is_empty() && !overwrite && !earlier.is_some_and(|e| e.1) {
+            return Err(Error::invalid(
+                Path::new(source),
+                format!("recorded as done with other settings ({changed}); not done with these: --force re-encrypts it with them"),
+            ));
+        }
         let redo = if earlier.is_some_and(|e| e.1) {
             // An earlier run was replacing it and did not record the result: the stored object may be either.
             Some("an earlier run was replacing this output and never recorded the result; encrypting it again under a new key".to_string())
+        } else if overwrite && !changed.is_empty() {
+            Some(format!("--force: encrypting it again under a new key with other settings ({changed})"))
         } else if overwrite {
             Some("--force: encrypting it again under a new key".to_string())
         } else if previous.plain_size != plain_size {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::record::Record;
+use crate::store::local::resolve;
 
 /// Appends records to a JSON Lines manifest, one whole line per write.
 ///
@@ -204,3 +205,12 @@ fn drop_torn_tail(file: &File, path: &Path) -> Result<()> {
     file.set_len(keep).map_err(|e| Error::io(path, "repair manifest", e))
 }
 
+
+/// `output` relative to the folder holding `manifest`, when it lies below it
+/// (both resolved: `..` and symlinks): what [`Record::output_relative`] holds.
+pub fn relative_to_manifest(manifest: &Path, output: &str) -> Option<String> {
+    let folder = resolve(manifest).parent()?.to_path_buf();
+    let below = Path::new(output).strip_prefix(&folder).ok()?;
+    let parts: Vec<&str> = below.components().map(|c| c.as_os_str().to_str()).collect::<Option<_>>()?;
+    (!parts.is_empty()).then(|| parts.join("/"))
+}

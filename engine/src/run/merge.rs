@@ -12,7 +12,9 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::local::Output;
+use super::manifest::relative_to_manifest;
+use super::verify::relocate;
+use crate::store::local::{resolve, Output};
 use crate::store::Sink;
 use crate::format::record::Record;
 
@@ -146,7 +148,7 @@ pub fn merge(
     }
     let report = join.report(manifests, expected);
     if let Some(mut output) = output {
-        let written = copy_kept(manifests, &join.sources, &mut output)?;
+        let written = copy_kept(manifests, &join.sources, out.expect("an output was made"), &mut output)?;
         if written != join.sources.len() as u64 {
             return Err(Error::invalid(
                 out.expect("an output was made"),
@@ -306,17 +308,31 @@ struct SourceOnly {
     source: String,
 }
 
-/// Second pass: copy each kept record's line to `output`. Returns how many.
-fn copy_kept(manifests: &[PathBuf], sources: &HashMap<Rc<str>, Entry>, output: &mut Output) -> Result<u64> {
+/// Second pass: copy each kept record's line to `output` (the merged
+/// manifest at `out`). Returns how many. Lines are copied verbatim, except
+/// a record whose output it names relative to its manifest's folder
+/// ([`Record::output_relative`]) when the merged manifest is in another
+/// folder: its output is then said again, from the new folder (or absolute).
+fn copy_kept(manifests: &[PathBuf], sources: &HashMap<Rc<str>, Entry>, out: &Path, output: &mut Output) -> Result<u64> {
     let mut buf = Vec::with_capacity(WRITE_BUFFER + (64 << 10));
     let mut written = 0u64;
+    let folder = |manifest: &Path| resolve(manifest).parent().map(Path::to_path_buf);
+    let out_folder = folder(out);
     for (m, path) in manifests.iter().enumerate() {
+        let moved = folder(path) != out_folder;
         for_each_line(path, &mut |line, text| {
             let changed = || Error::invalid(path, format!("line {line}: changed while merging"));
             let record: SourceOnly = serde_json::from_str(text).map_err(|_| changed())?;
             let entry = sources.get(record.source.as_str()).ok_or_else(changed)?;
             if entry.kept == (Loc { manifest: m as u32, line }) {
-                buf.extend_from_slice(text.as_bytes());
+                match Record::from_json(text) {
+                    Ok(mut r) if moved && r.output_relative.is_some() => {
+                        relocate(std::slice::from_mut(&mut r), path);
+                        r.output_relative = relative_to_manifest(out, &r.output);
+                        buf.extend(serde_json::to_vec(&r).expect("records serialize"));
+                    }
+                    _ => buf.extend_from_slice(text.as_bytes()),
+                }
                 buf.push(b'\n');
                 written += 1;
                 if buf.len() >= WRITE_BUFFER {

@@ -62,6 +62,19 @@ pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &d
 }
 
 
+/// Point each record's `output` where a reader of the local manifest at
+/// `manifest` finds it: below the manifest's folder for records that say
+/// their output lay below it ([`Record::output_relative`]), so a moved or
+/// copied output folder is read as itself, never the original.
+pub fn relocate(records: &mut [Record], manifest: &Path) {
+    let folder = resolve(manifest).parent().map(Path::to_path_buf).unwrap_or_default();
+    for r in records {
+        if let Some(rel) = &r.output_relative {
+            r.output = folder.join(rel).display().to_string();
+        }
+    }
+}
+
 /// Read back every record's (local) output, decrypt it with `provider`'s
 /// keys, check tag/padding, size and plaintext digest.
 pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
