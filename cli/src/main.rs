@@ -16,6 +16,7 @@ mod interrupt;
 mod jobs;
 mod logging;
 mod merge;
+mod rebuild;
 mod reencrypt;
 mod report;
 
@@ -241,6 +242,14 @@ struct BenchCmd {
 }
 
 #[derive(Args)]
+struct RebuildCmd {
+    #[command(flatten)]
+    args: rebuild::RebuildArgs,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+#[derive(Args)]
 struct MergeCmd {
     #[command(flatten)]
     args: merge::MergeArgs,
@@ -315,6 +324,14 @@ or one per object:
   sealpipe bench --modes ctr,gcm --key-bits 128,256 --memory-size 256M \\
       --file-size 2G --json")]
     Bench(BenchCmd),
+    /// Write a manifest again from the envelopes the S3 objects under a prefix carry (when every
+    /// copy of a manifest is lost): one record per object, its key, IV and mode; no plaintext digest.
+    #[command(after_help = "Examples:
+  sealpipe rebuild-manifest s3://media-in/2019/ --manifest rebuilt.jsonl
+  sealpipe verify --manifest rebuilt.jsonl
+
+Exit codes: 0 every object with an envelope has its record, 1 some envelopes could not be read, 2 usage error.")]
+    RebuildManifest(RebuildCmd),
     /// Join the manifests of sharded runs; report duplicates and gaps.
     #[command(after_help = "Examples:
   sealpipe merge-manifests run-0.jsonl run-1.jsonl run-2.jsonl run-3.jsonl \\
@@ -525,8 +542,12 @@ struct DecryptArgs {
     /// Manifest holding the file's record (key, IV, mode, digest); a local file or s3://bucket/key. Example: --manifest /tmp/enc/manifest.jsonl
     #[arg(long, value_name = "PATH", conflicts_with_all = ["key_hex", "data_key_file"], help_heading = "Keys")]
     manifest: Option<PathBuf>,
+    /// Take the key, IV and mode from the object's own envelope (an S3 output sealpipe wrote
+    /// carries one in its metadata), without a manifest. Example: --envelope
+    #[arg(long, conflicts_with_all = ["manifest", "key_hex", "data_key_file", "mode", "iv_hex"], help_heading = "Keys")]
+    envelope: bool,
     /// Cipher mode, without a manifest. Example: --mode ctr
-    #[arg(long, value_enum, required_unless_present = "manifest", help_heading = "Keys")]
+    #[arg(long, value_enum, required_unless_present_any = ["manifest", "envelope"], help_heading = "Keys")]
     mode: Option<ModeArg>,
     /// Raw data key in hex, without a manifest. Example: --key-hex 603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4
     #[arg(long, value_name = "HEX", conflicts_with = "data_key_file", help_heading = "Keys")]
@@ -536,7 +557,7 @@ struct DecryptArgs {
     data_key_file: Option<PathBuf>,
     /// IV in hex, without a manifest (12 or 16 bytes for CTR/GCM, 16 for CBC).
     /// Example: --iv-hex f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
-    #[arg(long, value_name = "HEX", required_unless_present = "manifest", help_heading = "Keys")]
+    #[arg(long, value_name = "HEX", required_unless_present_any = ["manifest", "envelope"], help_heading = "Keys")]
     iv_hex: Option<String>,
     /// Overwrite the output if it exists. Example: --force
     #[arg(long, help_heading = "Run control")]
@@ -586,6 +607,7 @@ fn main() -> ExitCode {
         Command::Reencrypt(c) => c.work.output.clone(),
         Command::Decrypt(c) => c.work.output.clone(),
         Command::Verify(c) => c.work.output.clone(),
+        Command::RebuildManifest(c) => c.work.output.clone(),
         Command::Bench(c) => c.output.clone(),
         Command::MergeManifests(c) => c.output.clone(),
         Command::Jobs(c) => c.output.clone(),
@@ -629,6 +651,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Reencrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Decrypt(c) => c.work.global(c.kms.kms_key.clone()),
         Command::Verify(c) => c.work.global(c.kms.kms_key.clone()),
+        Command::RebuildManifest(c) => c.work.global(None),
         Command::Bench(c) => Global { threads: None, json: c.output.json, keyring: None, create_keyring: false, memory: None, chunk_size: c.chunk.chunk_size, kms_key: None, aws: c.aws.clone() },
         Command::MergeManifests(c) => return merge::run(c.args.clone(), c.output.json).map_err(UsageError::from),
         Command::Completions(c) => return docs::completions(Cli::command(), c.shell).map_err(UsageError::from),
@@ -658,6 +681,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Reencrypt(c) => reencrypt::run(c.args, g, &keyring_path, tuning),
         Command::Decrypt(c) => decrypt(c.args, g, &keyring_path, tuning),
         Command::Verify(c) => verify(c.args, g, &keyring_path, tuning),
+        Command::RebuildManifest(c) => rebuild::run(c.args, &context(g, &keyring_path, None)?, g.json).map_err(UsageError::from),
         Command::Bench(c) => bench::run(c.args, g),
         Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
@@ -860,6 +884,17 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
             etag = record.etag.clone();
             let digest = record.digest().map_err(|e| anyhow!("{}: its record in {}: {e}", a.input.display(), m.display()))?;
             (record.mode, key, record.iv()?, Some(digest))
+        }
+        None if a.envelope => {
+            let url = a.input.to_string_lossy();
+            let store = ctx.stores.remote(&url)?.ok_or_else(|| anyhow!("{url}: --envelope reads an S3 object's envelope; give its s3:// URL"))?;
+            let stamped = store.envelope(&url)?.ok_or_else(|| anyhow!("{url}: carries no sealpipe envelope (give --manifest, or --mode, a key and --iv-hex)"))?;
+            let record = stamped.envelope.record(stamped.source.as_deref().unwrap_or_default(), &url, stamped.size, Some(stamped.etag.clone()))?;
+            let provider = ctx.providers.for_record(&record)?;
+            let key = unwrap_record(&record, provider.as_ref()).map_err(|e| anyhow!("{url}: {e}"))?;
+            etag = Some(stamped.etag);
+            // No digest: an envelope is written before the bytes; the tag or padding and the length are checked.
+            (record.mode, key, record.iv()?, None)
         }
         None => {
             let mode = Mode::from(a.mode.expect("clap requires --mode without --manifest"));

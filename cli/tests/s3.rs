@@ -644,3 +644,71 @@ fn finding_2_keys_are_names_byte_for_byte() {
     assert!(err.contains("s3://zoo2/k/dbl/slash.ts") && err.contains("also the output of s3://zoo/k/dbl/slash.ts"), "{err}");
     assert_eq!(records(&dir.path().join("c.jsonl")).len(), 1);
 }
+
+/// Issue 24, "every committed ciphertext carries its own key": each output
+/// object holds its envelope in its own user metadata (one part and
+/// multipart alike), inside S3's 2 KB; with the manifest lost, one command
+/// rebuilds it from the objects and `verify` of the rebuilt manifest
+/// passes; `decrypt --envelope` needs no manifest at all.
+#[test]
+fn every_output_carries_its_envelope_and_a_lost_manifest_is_rebuilt_from_them() {
+    let moto = start_moto();
+    setup(&moto, "env-out", "alias/env");
+    let (_guard, media) = media_files(&[1_000, 0, 6 << 20]);
+    std::fs::write(media.join("é café.ts"), pattern(3_000, 9)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(
+        &moto.url(),
+        &["encrypt", media.to_str().unwrap(), "--to", "s3://env-out/enc/", "--kms-key", "alias/env", "--part-size", "5M", "--manifest", manifest.to_str().unwrap(), "--metadata", "team=media"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let original = records(&manifest);
+    assert_eq!(original.len(), 4);
+    // Every object's user metadata: the envelope (and the source) beside --metadata, all within 2 KB.
+    let sizes = py(
+        &moto,
+        "import json\n\
+         for o in s3.list_objects_v2(Bucket='env-out', Prefix='enc/')['Contents']:\n\
+         \x20   m = s3.head_object(Bucket='env-out', Key=o['Key'])['Metadata']\n\
+         \x20   e = json.loads(m['sealpipe-envelope'])\n\
+         \x20   assert e['v'] == 1 and len(e['keys']) == 2 and m['team'] == 'media', m\n\
+         \x20   print(o['Key'], len('sealpipe-envelope') + len(m['sealpipe-envelope']), sum(len(k) + len(v) for k, v in m.items()), m.get('sealpipe-source', ''), sep='\\t')",
+        &[],
+    );
+    let lines: Vec<&str> = sizes.lines().collect();
+    assert_eq!(lines.len(), 4, "{sizes}");
+    for line in &lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (envelope, all): (usize, usize) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        eprintln!("envelope of {}: {envelope} bytes; all user metadata {all} bytes", f[0]);
+        assert!(all <= 2048, "{line}");
+        assert!(f[3].starts_with("/") && f[3].ends_with(".ts"), "the source, percent-encoded: {line}");
+    }
+    assert!(sizes.contains("%C3%A9 caf%C3%A9.ts"), "non-ASCII bytes percent-encoded: {sizes}");
+
+    // Every manifest copy lost: rebuilt from the objects, verified, decrypted.
+    std::fs::remove_file(&manifest).unwrap();
+    let rebuilt = dir.path().join("rebuilt.jsonl");
+    let r = sealpipe(&moto.url(), &["rebuild-manifest", "s3://env-out/enc/", "--manifest", rebuilt.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let back = records(&rebuilt);
+    assert_eq!(back.len(), 4, "{}", stderr(&r));
+    for o in &original {
+        let b = back.iter().find(|b| b["output"] == o["output"]).expect("a record for every object");
+        for field in ["source", "mode", "key_bits", "key_id", "iv", "encrypted_data_key", "key_md5", "plaintext_size", "ciphertext_size", "mediaconvert", "elastictranscoder"] {
+            assert_eq!(b[field], o[field], "{field} of {}", o["output"]);
+        }
+        assert_eq!(b["digest"]["alg"], "none", "no digest is claimed");
+    }
+    let v = sealpipe(&moto.url(), &["verify", "--manifest", rebuilt.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    assert!(stderr(&v).contains("4 file(s) carry no digest"), "{}", stderr(&v));
+    // A second rebuild refuses to replace it without --force.
+    let again = sealpipe(&moto.url(), &["rebuild-manifest", "s3://env-out/enc/", "--manifest", rebuilt.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    let plain = dir.path().join("f02.plain");
+    let d = sealpipe(&moto.url(), &["decrypt", "s3://env-out/enc/f02.ts", "--envelope", "--out", plain.to_str().unwrap()]);
+    assert_eq!(d.status.code(), Some(0), "{}", stderr(&d));
+    assert!(std::fs::read(&plain).unwrap() == pattern(6 << 20, 102), "decrypted from its envelope alone");
+}

@@ -558,7 +558,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let m = mode.expect("cipher case");
                                 let dest = &s3_destinations[&(part_size, concurrency)];
                                 let src = Input::open(&file_path)?;
-                                let mut out = dest.create(Path::new(&scratch), m.sealed_len(src.len()), true)?;
+                                let mut out = dest.create(Path::new(&scratch), m.sealed_len(src.len()), true, None)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
                                 pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;

@@ -33,7 +33,8 @@ use crate::format::{Iv, KeyBits, Mode, Target, BLOCK};
 use crate::keys::{DataKey, KeyProvider};
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{resolve, Input};
-use crate::store::{Committed, Destination, PendingOutput, Source, Stores, LOCAL_ONLY};
+use crate::format::envelope::{Envelope, EnvelopeInput};
+use crate::store::{Committed, Destination, PendingOutput, Source, Stores, Vacancy, LOCAL_ONLY};
 
 /// Everything an encryption run needs. [`EncryptJob::new`] fills in the defaults.
 pub struct EncryptJob<'a> {
@@ -412,15 +413,17 @@ impl Run<'_, '_> {
         let unsealing = job.unseal.map(|u| u.unsealing(input.as_ref())).transpose()?;
         let plain_len = unsealing.as_ref().map_or(input.len(), |u| u.plain_len);
         job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
-        // The output first: one that exists refuses the file before its key is asked for (no KMS call).
-        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), f.replace)?;
+        // Where the output goes first: one that exists refuses the file before its key is asked for (no KMS call).
+        let output_url = job.destination.location(&f.relative);
+        let mut replace = f.replace;
+        if job.destination.vacant(&f.relative, &f.name, replace)? == Vacancy::Unrecorded {
+            self.reporter.note(&f.source, "an earlier run wrote this output and its record was lost (its machine with it); encrypting it again under a new key");
+            replace = true;
+        }
         let keys = self.keys()?;
         let material: Arc<Material> = match keys.for_file(plain_len).and_then(|m| keys.wrapped(&m).map(|_| ()).map(|()| m)) {
             Ok(material) => material,
-            Err(e) => {
-                drop(output);
-                return Err(self.unwritten(f, e));
-            }
+            Err(e) => return Err(self.unwritten(f, e)),
         };
         let iv = match &job.iv {
             Some(bytes) => Iv::from_slice(bytes)?,
@@ -428,6 +431,23 @@ impl Run<'_, '_> {
         };
         let sealer = Sealer::new(job.mode, material.key(), iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
+        // The envelope goes with the output, so it stays decryptable without any manifest.
+        let key_id = job.provider.key_id()?;
+        let envelope = Envelope::new(EnvelopeInput {
+            source: &f.name,
+            output: &output_url,
+            mode: job.mode,
+            bits: material.key().bits(),
+            iv: &iv,
+            plain_len,
+            key_md5: material.key().md5_base64(),
+            target: job.target,
+            key_source: material.source,
+            provider: job.provider.name(),
+            key_id: &key_id,
+            wrapped: keys.wrapped(&material)?,
+        });
+        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), replace, Some((&envelope, &f.name)))?;
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
             Some(u) => {
@@ -444,7 +464,7 @@ impl Run<'_, '_> {
     }
 
     /// A file that failed before a byte of its output was written (its key
-    /// was refused), its pending output already discarded: its journal line
+    /// was refused), its pending output (if any) already discarded: its journal line
     /// goes too, so a run stopped by an unusable key leaves no journal naming
     /// outputs that were never created (finding 9). A file replacing an
     /// output keeps its line: an earlier run's write may still land there.
@@ -488,12 +508,13 @@ impl schedule::Files for Run<'_, '_> {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(BLOCK)?,
         };
-        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace)?;
+        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace, None)?;
         // Only with the output created: the key is generated (or a supplied one wrapped) by the first file that gets this far.
         if let Err(e) = self.keys()?.wrapped(material) {
             drop(output);
             return Err(self.unwritten(file, e));
         }
+        // Local outputs only (the multi-buffer path): no envelope, see `LocalDir::vacant`.
         Ok((Box::new(input), output, iv))
     }
 

@@ -9,6 +9,7 @@
 //! * [`encrypt`], [`verify`] (and `decrypt`), [`reencrypt`]: the commands' runs;
 //! * [`report`]: events and the summary, for the caller to render;
 //! * [`filter`]: `--include`/`--exclude`, as the AWS CLI evaluates them;
+//! * [`rebuild`]: a manifest again from the envelopes S3 outputs carry;
 //! * [`merge`]: joining the manifests of sharded runs; [`inputs`] and
 //!   [`shard`]: the readers and the split behind `plan`.
 
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod merge;
 pub mod plan;
+pub mod rebuild;
 pub mod reencrypt;
 pub mod report;
 pub mod schedule;

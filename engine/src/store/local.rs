@@ -16,8 +16,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Committed, Destination, PendingOutput, Sink, Source, Window};
+use super::{Committed, Destination, PendingOutput, Sink, Source, Vacancy, Window};
 use crate::error::{Error, Result};
+use crate::format::envelope::Envelope;
 
 /// Inputs at least this large were memory-mapped (window by window) until
 /// issue 10 finding 7; every input is now read with `pread` (see [`Input`]).
@@ -217,7 +218,18 @@ impl Destination for LocalDir {
         })
     }
 
-    fn create(&self, relative: &Path, _len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
+    /// A file that exists is refused unless overwritten or replaced. Local
+    /// outputs carry no envelope: their manifest is on the same disk, synced
+    /// before the journal that names them goes (see `docs/FORMAT.md` §6).
+    fn vacant(&self, relative: &Path, _source: &str, replace: bool) -> Result<Vacancy> {
+        let path = self.root.join(relative);
+        if !self.overwrite && !replace && fs::symlink_metadata(&path).is_ok() {
+            return Err(Error::Exists { path });
+        }
+        Ok(Vacancy::Free)
+    }
+
+    fn create(&self, relative: &Path, _len: u64, replace: bool, _envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>> {
         let mut output = Output::create(&self.root.join(relative), self.overwrite || replace)?;
         output.location = Some(self.location(relative));
         Ok(Box::new(output))

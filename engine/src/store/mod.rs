@@ -17,6 +17,7 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::envelope::Envelope;
 pub use crate::format::record::ServerSide;
 
 /// A window of a source: a memory map or a borrowed buffer.
@@ -95,6 +96,22 @@ pub trait Store: Sync {
     fn download(&self, url: &str, local: &Path) -> Result<bool>;
     /// Store the local file `local` as the object `url`.
     fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()>;
+    /// The envelope the object `url` carries (one metadata request, no
+    /// body); `Ok(None)` if it carries none. An error if there is no such object.
+    fn envelope(&self, url: &str) -> Result<Option<Stamped>>;
+}
+
+/// An object's envelope, as its store keeps it ([`Store::envelope`]).
+#[derive(Clone, Debug)]
+pub struct Stamped {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The source's name, where it fitted beside the envelope.
+    pub source: Option<String>,
+    /// The object's size.
+    pub size: u64,
+    /// Its entity tag.
+    pub etag: String,
 }
 
 /// Every store a run can reach, chosen by URL scheme; plain paths are local.
@@ -263,6 +280,18 @@ pub fn key_too_long(key: &str) -> Option<String> {
     (key.len() > MAX_KEY_BYTES).then(|| format!("key longer than S3's {MAX_KEY_BYTES}-byte limit ({} bytes); refused", key.len()))
 }
 
+/// What [`Destination::vacant`] found where an output goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Vacancy {
+    /// Nothing is there, or the destination overwrites, or the run replaces it.
+    Free,
+    /// An output whose envelope names this very record (same source, same
+    /// output), though no manifest the run has records it: an earlier run
+    /// committed it and lost its record with its machine. It is replaced,
+    /// never refused as "already exists" and never left unrecorded.
+    Unrecorded,
+}
+
 /// Where a run's outputs go.
 pub trait Destination: Sync {
     /// The final location of `relative` (a path or URL).
@@ -272,9 +301,16 @@ pub trait Destination: Sync {
     fn refuses_name(&self, _relative: &Path) -> Option<String> {
         None
     }
-    /// Start writing `relative`, which will be `len` bytes long. An
-    /// existing output is refused unless the destination overwrites or `replace`.
-    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>>;
+    /// Whether a new output `relative`, made from `source`, may be written:
+    /// asked before its key is (an output that exists costs no key request).
+    /// An existing output is refused ([`Error::Exists`]) unless the
+    /// destination overwrites, `replace`, or it is [`Vacancy::Unrecorded`].
+    fn vacant(&self, relative: &Path, source: &str, replace: bool) -> Result<Vacancy>;
+    /// Start writing `relative`, which will be `len` bytes long, carrying
+    /// `envelope` (made from the source it names) where the store keeps one
+    /// with the object (S3: user metadata). An existing output is refused
+    /// unless the destination overwrites or `replace`.
+    fn create(&self, relative: &Path, len: u64, replace: bool, envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>>;
     /// The local folder, if the destination is one (to refuse outputs inside the input tree).
     fn local_root(&self) -> Option<&Path> {
         None

@@ -15,7 +15,8 @@ use super::upload::{Multipart, Upload};
 use super::S3Url;
 use crate::aws::{describe, remote_error, status, Aws};
 use crate::error::{Error, Result};
-use crate::store::{ChecksumChoice, Cleaned, Destination, Journal, PendingOutput, UploadSettings};
+use crate::format::envelope::{Envelope, ENVELOPE_KEY};
+use crate::store::{ChecksumChoice, Cleaned, Destination, Journal, PendingOutput, UploadSettings, Vacancy};
 
 /// `HeadObject` of `bucket/key`: `None` if there is no such object.
 pub(super) fn head_object(
@@ -168,14 +169,38 @@ impl Destination for S3Destination {
         Some(Box::new(move || handle.block_on(uploads.abort_all())))
     }
 
-    fn create(&self, relative: &Path, len: u64, replace: bool) -> Result<Box<dyn PendingOutput>> {
+    /// One `HeadObject` for a fresh output (none when overwriting or
+    /// replacing). An object there is ours, unrecorded, when its envelope
+    /// names this source and output; anything else is refused.
+    fn vacant(&self, relative: &Path, source: &str, replace: bool) -> Result<Vacancy> {
+        if self.settings.overwrite || replace {
+            return Ok(Vacancy::Free);
+        }
+        let key = self.key(relative);
+        let url = format!("s3://{}/{key}", self.bucket);
+        match head_object(&self.client, &self.handle, &self.bucket, &key)? {
+            None => Ok(Vacancy::Free),
+            Some(head) => {
+                let envelope = head.metadata().and_then(|m| m.get(ENVELOPE_KEY)).and_then(|text| Envelope::parse(text).ok());
+                match envelope {
+                    Some(e) if e.is_for(source, &url) => Ok(Vacancy::Unrecorded),
+                    _ => Err(Error::Exists { path: PathBuf::from(url) }),
+                }
+            }
+        }
+    }
+
+    fn create(&self, relative: &Path, len: u64, replace: bool, envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>> {
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
         let path = PathBuf::from(&url);
         let fresh = !self.settings.overwrite && !replace;
         let replacing = !self.settings.overwrite && replace;
-        if fresh && head_object(&self.client, &self.handle, &self.bucket, &key)?.is_some() {
-            return Err(Error::Exists { path });
+        // The envelope travels in the object's own user metadata, beside --metadata.
+        let mut object = self.settings.object.clone();
+        if let Some((envelope, source)) = envelope {
+            let pairs = envelope.metadata(source, &object.metadata).map_err(|reason| Error::invalid(&path, reason))?;
+            object.metadata.extend(pairs);
         }
         let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
         // Parts in flight shrink where the part size was raised, so the
@@ -207,7 +232,7 @@ impl Destination for S3Destination {
             checksum,
             buf: Vec::new(),
             written: 0,
-            object: self.settings.object.clone(),
+            object,
             multipart: None,
             whole_crc64: None,
             open: self.open.clone(),

@@ -68,9 +68,10 @@ pub use read::S3Object;
 /// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
 pub use crate::format::url::S3Url;
 
-use super::{ChecksumChoice, Destination, Listed, ServerSide, Source, Store, UploadSettings};
+use super::{ChecksumChoice, Destination, Listed, ServerSide, Source, Stamped, Store, UploadSettings};
 use crate::aws::{Aws, Session};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
 
 /// S3 as a [`Store`]: `s3://bucket/prefix/` listed with `ListObjectsV2`
 /// (page by page), objects read by ranged GETs pinned to their ETag,
@@ -142,5 +143,22 @@ impl Store for S3Store {
 
     fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
         self.upload_from(local, url, sse)
+    }
+
+    /// `HeadObject`: the envelope is user metadata (`x-amz-meta-sealpipe-envelope`).
+    fn envelope(&self, url: &str) -> Result<Option<Stamped>> {
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let head = destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+            .ok_or_else(|| Error::invalid(Path::new(url), "no such object"))?;
+        let metadata = head.metadata();
+        let Some(text) = metadata.and_then(|m| m.get(ENVELOPE_KEY)) else { return Ok(None) };
+        let envelope = Envelope::parse(text).map_err(|reason| Error::invalid(Path::new(url), format!("x-amz-meta-{ENVELOPE_KEY}: {reason}")))?;
+        Ok(Some(Stamped {
+            envelope,
+            source: metadata.and_then(|m| m.get(SOURCE_KEY)).and_then(|s| percent_decode(s)),
+            size: head.content_length().unwrap_or(0).max(0) as u64,
+            etag: head.e_tag().unwrap_or_default().to_string(),
+        }))
     }
 }
