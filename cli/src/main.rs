@@ -36,7 +36,7 @@ use sealpipe::pipeline::Tuning;
 use sealpipe::run::encrypt::EncryptJob;
 use sealpipe::run::reencrypt::Unseal;
 use sealpipe::run::keys::KeyReuse;
-use sealpipe::run::manifest::ManifestWriter;
+use sealpipe::run::manifest::{Flusher, ManifestWriter};
 use sealpipe::run::report::Summary;
 use sealpipe::run::schedule::MemoryPlan;
 use sealpipe::run::shard::Shard;
@@ -488,6 +488,14 @@ struct EncryptArgs {
     /// $XDG_STATE_HOME/sealpipe/ (~/.local/state/sealpipe/). Example: --manifest run.jsonl
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     manifest: Option<PathBuf>,
+    /// With an s3:// --manifest: store its records in S3 at least this often as the run goes
+    /// (seconds), so a machine lost mid-run loses at most that much of the record; an output whose
+    /// record was lost is found by its envelope and encrypted again. Example: --manifest-flush-seconds 30
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Output")]
+    manifest_flush_seconds: u64,
+    /// With an s3:// --manifest: also store it once this many new records wait. Example: --manifest-flush-records 500
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Output")]
+    manifest_flush_records: u64,
     /// Prefix for each record's MediaConvert FileInput (relative path appended).
     /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
     #[arg(long, value_name = "URL", help_heading = "Output")]
@@ -822,10 +830,26 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
         stores: &ctx.stores,
         follow_symlinks: !a.no_follow_symlinks,
+        manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
-    let summary = encrypt::encrypt(&job, &manifest, &progress)?;
+    // An s3:// manifest is stored as the run goes, not only at its end.
+    let flusher = Flusher::new(std::time::Duration::from_secs(a.manifest_flush_seconds), a.manifest_flush_records);
+    let summary = std::thread::scope(|scope| {
+        if let Some(copy) = remote_manifest.as_ref().filter(|_| !a.dry_run) {
+            let (manifest, flusher, sse) = (&manifest, &flusher, manifest_sse.as_ref());
+            let snapshot = copy.local.with_extension("snapshot");
+            scope.spawn(move || {
+                let upload = |p: &Path| copy.upload_snapshot(p, sse);
+                let warn = |e: &sealpipe::Error| report::info(&format!("sealpipe: warning: {}: cannot store the manifest yet ({}); trying again", copy.url, e));
+                flusher.run(manifest, &snapshot, &upload, &warn);
+            });
+        }
+        let summary = encrypt::encrypt(&job, &manifest, &progress);
+        flusher.stop();
+        summary
+    })?;
     progress.clear();
     drop(manifest);
     // Also after a partial failure: the records of the files that did finish.
@@ -934,7 +958,9 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
 fn fetch_manifest<'c>(ctx: &'c aws::Context, path: &Path, appending: bool) -> anyhow::Result<ManifestCopy<'c>> {
     let url = path.to_string_lossy();
     let store = ctx.stores.remote(&url)?.ok_or_else(|| anyhow!("{url}: not a URL"))?;
-    let copy = ManifestCopy::fetch(store, &url, appending)?;
+    // A run's working copy lives in the state folder (it outlives a reboot); a read-only copy in the temporary folder.
+    let work = if appending { aws::state_dir() } else { std::env::temp_dir() };
+    let copy = ManifestCopy::fetch(store, &url, appending, &work)?;
     if copy.resumed {
         report::info(&format!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", copy.local.display()));
     }
@@ -978,8 +1004,9 @@ fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Res
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
     let (mut records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
     // Outputs recorded below the manifest's folder are read below it, wherever it is now.
-    if !aws::is_url(&a.manifest) {
-        verify::relocate(&mut records, &a.manifest);
+    if !aws::is_url(&a.manifest) && verify::relocate(&mut records, &a.manifest) && !g.json {
+        let folder = sealpipe::store::local::resolve(&a.manifest).parent().map(Path::to_path_buf).unwrap_or_default();
+        report::info(&format!("sealpipe: verify: outputs are read below {} (their folder moved since they were recorded)", folder.display()));
     }
     if records.is_empty() && bad_lines.is_empty() {
         return Err(anyhow!("{}: manifest has no records", a.manifest.display()).into());

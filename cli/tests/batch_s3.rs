@@ -31,6 +31,7 @@ fn sealpipe_cmd(endpoint: &str, args: &[&str]) -> Command {
         .env_remove("JOB_COMPLETION_INDEX")
         .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
         .env_remove("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS")
+        .env_remove("SEALPIPE_TEST_PAUSE_SKIP_COMMITS")
         .env_remove("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS");
     cmd
 }
@@ -67,6 +68,23 @@ fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// Start `cmd` with the test hook that pauses a minute after a commit,
+/// before its record, and wait for it to say so: the child, and the
+/// location it committed.
+fn paused_after_commit(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.env("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", "60000").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| panic!("no test hook line ({e}): {seen:?}"));
+        if let Some(rest) = line.strip_prefix("sealpipe: test hook: ") {
+            let (location, _) = rest.split_once(": pausing 60000 ms").unwrap_or_else(|| panic!("{line}"));
+            return (child, location.to_string());
+        }
+        seen.push(line);
+    }
 }
 
 /// SIGKILL (no handler runs: nothing is aborted or cleaned) and reap.
@@ -266,22 +284,7 @@ fn sigkill_between_complete_and_ledger_write_is_redone_once_and_said() {
     ];
     let all_sources = local_files(&tree.media);
 
-    let mut child = sealpipe_cmd(&moto.url(), &args)
-        .env("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", "60000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    let location = loop {
-        let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| panic!("no test hook line ({e}): {seen:?}"));
-        if let Some(rest) = line.strip_prefix("sealpipe: test hook: ") {
-            let (location, _) = rest.split_once(": pausing 60000 ms").unwrap_or_else(|| panic!("{line}"));
-            break location.to_string();
-        }
-        seen.push(line);
-    };
+    let (mut child, location) = paused_after_commit(sealpipe_cmd(&moto.url(), &args));
     sigkill(&mut child);
     // One thread, files in name order: the first committed is the multipart one.
     assert_eq!(location, "s3://media-gap/enc/big.ts");
@@ -657,4 +660,58 @@ fn shards_on_one_machine_cover_every_object_exactly_once() {
     let merged_path = dir.path().join("all.jsonl");
     std::fs::write(&merged_path, merged).unwrap();
     assert_verifies(&moto, &merged_path, OBJECTS);
+}
+
+/// Issue 24, finding 3: a machine lost mid-run with an `s3://` manifest,
+/// its home and temporary folder gone with it (a fresh pod). The manifest
+/// reached S3 as the run went (here after every record), so only what was
+/// committed after the last copy is unrecorded; the re-run on a fresh
+/// machine finds that output by its envelope and encrypts it again, once:
+/// every source exactly once, nothing unrecorded, nothing refused as
+/// "already exists", nothing open, everything verified.
+#[test]
+fn finding_3_a_lost_machine_with_an_s3_manifest_converges_on_a_fresh_one() {
+    let moto = start_moto();
+    setup(&moto, "lost", "alias/lost");
+    let tree = media_tree();
+    let sources: Vec<String> = local_files(&tree.media).into_iter().collect();
+    assert!(sources.len() >= 4, "{sources:?}");
+    let url = "s3://lost/runs/m.jsonl";
+    let args = ["encrypt", tree.media.to_str().unwrap(), "--to", "s3://lost/enc/", "--kms-key", "alias/lost", "--part-size", "5M", "--threads", "1", "--manifest", url, "--manifest-flush-records", "1", "--json"];
+    let machine = |name: &str| {
+        let home = tempfile::Builder::new().prefix(name).tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("tmp")).unwrap();
+        home
+    };
+    let first = machine("pod-a-");
+    let mut cmd = sealpipe_cmd(&moto.url(), &args);
+    cmd.env("HOME", first.path()).env_remove("XDG_STATE_HOME").env("TMPDIR", first.path().join("tmp")).env("SEALPIPE_TEST_PAUSE_SKIP_COMMITS", "2");
+    let (mut child, paused) = paused_after_commit(cmd);
+    // The two records before the pause reach S3 while the run is alive (the event: the object holds both).
+    let stored = || py(&moto, "import sys\ntry: print(s3.get_object(Bucket='lost', Key='runs/m.jsonl')['Body'].read().decode().count('\\n'))\nexcept s3.exceptions.NoSuchKey: print(0)", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored().trim() != "2" {
+        assert!(std::time::Instant::now() < deadline, "the manifest never reached S3 with 2 records: {}", stored());
+    }
+    sigkill(&mut child);
+    // The pod is gone, with its home, state folder and temporary folder.
+    drop(first);
+
+    let second = machine("pod-b-");
+    let out = sealpipe_cmd(&moto.url(), &args).env("HOME", second.path()).env_remove("XDG_STATE_HOME").env("TMPDIR", second.path().join("tmp")).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "re-run on a fresh machine: {err}");
+    assert!(!err.contains("already exists"), "{err}");
+    let notes: Vec<Value> = events(&out).into_iter().filter(|e| e["event"] == "note").collect();
+    assert_eq!(notes.len(), 1, "one note, for the output whose record was lost: {notes:?}");
+    assert!(notes[0]["message"].as_str().unwrap().contains("record was lost"), "{}", notes[0]);
+    let name = notes[0]["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert!(paused.ends_with(&name), "the note is for the output committed when the machine was lost: {paused} {notes:?}");
+    let s = summary_of(&out);
+    assert_eq!((s["files"].as_u64(), s["skipped"].as_u64(), s["failed"].as_u64()), (Some(sources.len() as u64 - 2), Some(2), Some(0)), "{s}");
+
+    // The audit, on the manifest as S3 holds it.
+    let local = second.path().join("m.jsonl");
+    py(&moto, "open(sys.argv[1], 'wb').write(s3.get_object(Bucket='lost', Key='runs/m.jsonl')['Body'].read())", &[local.to_str().unwrap()]);
+    assert_converged(&moto, &local, "lost", "enc/", &sources);
 }

@@ -527,11 +527,13 @@ fn object_options_and_the_default_manifest() {
         let head = py(
             &moto,
             "h = s3.head_object(Bucket='media-in', Key=sys.argv[1])\n\
-             print(json.dumps([h.get('StorageClass'), h.get('ContentType'), h.get('Metadata')]))",
+             m = h.get('Metadata'); e = m.pop('sealpipe-envelope'); m.pop('sealpipe-source')\n\
+             print(json.dumps([h.get('StorageClass'), h.get('ContentType'), m, json.loads(e)['v']]))",
             &[key],
         );
         let head: serde_json::Value = serde_json::from_str(&head).unwrap();
-        assert_eq!(head, serde_json::json!(["STANDARD_IA", "video/mp2t", {"project": "archive", "year": "2019"}]), "{key}");
+        // --metadata beside the envelope and the source's name that every output carries.
+        assert_eq!(head, serde_json::json!(["STANDARD_IA", "video/mp2t", {"project": "archive", "year": "2019"}, 1]), "{key}");
     }
 }
 

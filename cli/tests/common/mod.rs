@@ -165,7 +165,9 @@ pub fn aws_env(cmd: &mut Command, endpoint: &str) {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sealpipe-test-credentials")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_DEFAULT_REGION", "us-east-1");
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        // State (an s3:// manifest's working copy, default manifests) in this test binary's own folder, never the user's home.
+        .env("XDG_STATE_HOME", std::env::temp_dir().join(format!("sealpipe-test-state-{}", std::process::id())));
 }
 
 /// Run a boto3 snippet; `s3` and `kms` clients are ready in it. Returns stdout.
@@ -454,6 +456,7 @@ pub fn sealpipe_command(endpoint: &str, args: &[&str]) -> Command {
         .env_remove("JOB_COMPLETION_INDEX")
         .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
         .env_remove("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS")
+        .env_remove("SEALPIPE_TEST_PAUSE_SKIP_COMMITS")
         .env_remove("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS");
     cmd
 }

@@ -39,6 +39,12 @@ pub fn record_id(source: &str, output: &str) -> [u8; 16] {
     h.finalize()[..16].try_into().expect("16 bytes")
 }
 
+/// The identity of a job: the first 8 bytes of SHA-256 of its manifest's
+/// name (its URL for an `s3://` manifest, else its resolved path), in hex.
+pub fn job_id(manifest: &str) -> String {
+    hex::encode(&Sha256::digest(manifest.as_bytes())[..8])
+}
+
 /// One wrapped copy of the data key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopeKey {
@@ -59,6 +65,10 @@ pub struct Envelope {
     pub v: u32,
     /// [`record_id`] of its record, 32 hex digits.
     pub id: String,
+    /// [`job_id`] of the manifest its record went to, 16 hex digits: a
+    /// re-run of that job tells its own unrecorded outputs by it, and never
+    /// takes for its own an output another job's manifest records.
+    pub j: String,
     /// Cipher mode.
     pub mode: Mode,
     /// Key size in bits.
@@ -82,6 +92,8 @@ pub struct Envelope {
 pub struct EnvelopeInput<'a> {
     /// The source and the output, as records name them.
     pub source: &'a str,
+    /// [`job_id`] of the run's manifest.
+    pub job: &'a str,
     /// The output location.
     pub output: &'a str,
     /// Mode, key size, IV, plaintext length, target.
@@ -112,6 +124,7 @@ impl Envelope {
         Envelope {
             v: 1,
             id: hex::encode(record_id(e.source, e.output)),
+            j: e.job.to_string(),
             mode: e.mode,
             bits: e.bits,
             iv: b64(e.iv.as_bytes()),
@@ -165,6 +178,11 @@ impl Envelope {
     /// Whether it names the record of `source` → `output`.
     pub fn is_for(&self, source: &str, output: &str) -> bool {
         self.id == hex::encode(record_id(source, output))
+    }
+
+    /// Whether it names the record of `source` → `output` in the job `job` ([`job_id`]).
+    pub fn is_of_job(&self, job: &str, source: &str, output: &str) -> bool {
+        self.j == job && self.is_for(source, output)
     }
 
     /// The record an output with this envelope stands for: everything but
@@ -260,6 +278,7 @@ mod tests {
         let iv = Iv::from_slice(&[9u8; 16]).unwrap();
         Envelope::new(EnvelopeInput {
             source: "s3://src/k/clip.mp4",
+            job: &job_id("s3://dst/runs/m.jsonl"),
             output: "s3://dst/enc/k/clip.mp4",
             mode: Mode::Ctr,
             bits: KeyBits::B256,
@@ -284,6 +303,8 @@ mod tests {
         assert_eq!(back, e);
         assert!(back.is_for("s3://src/k/clip.mp4", "s3://dst/enc/k/clip.mp4"));
         assert!(!back.is_for("s3://src/k/other.mp4", "s3://dst/enc/k/clip.mp4"));
+        assert!(back.is_of_job(&job_id("s3://dst/runs/m.jsonl"), "s3://src/k/clip.mp4", "s3://dst/enc/k/clip.mp4"));
+        assert!(!back.is_of_job(&job_id("s3://dst/runs/other.jsonl"), "s3://src/k/clip.mp4", "s3://dst/enc/k/clip.mp4"), "another job's output is never ours");
         let r = back.record("s3://src/k/clip.mp4", "s3://dst/enc/k/clip.mp4", 1234, None).unwrap();
         assert_eq!((r.mode, r.key_bits, r.plaintext_size, r.key_id.as_str()), (Mode::Ctr, KeyBits::B256, 1234, ARN));
         assert_eq!(r.iv, b64(&[9u8; 16]));

@@ -175,6 +175,15 @@ impl KeyProvider for KmsProvider {
         self.arn().map(str::to_string)
     }
 
+    /// Resolved already, or named by its key ARN: no `DescribeKey` for it.
+    fn known_key_id(&self) -> Option<String> {
+        match self.resolved.get() {
+            Some(Ok(r)) => Some(r.arn.clone()),
+            _ if self.key.starts_with("arn:") && self.key.contains(":key/") => Some(self.key.clone()),
+            _ => None,
+        }
+    }
+
     fn kms_region(&self) -> Result<Option<String>> {
         self.resolve().map(|r| Some(r.region.clone()))
     }

@@ -94,6 +94,12 @@ pub trait KeyProvider: Send + Sync {
     /// A provider that resolves its key lazily (KMS) resolves it here, so
     /// this may fail as a key request does.
     fn key_id(&self) -> Result<String>;
+    /// [`KeyProvider::key_id`] where it is known without a request (a KMS
+    /// key named by its ARN, or already resolved); `None` otherwise. A run
+    /// with nothing to do compares records with it and asks KMS nothing.
+    fn known_key_id(&self) -> Option<String> {
+        self.key_id().ok()
+    }
     /// The region of a KMS key, written as MediaConvert's `KmsKeyRegion`;
     /// `None` for providers outside KMS (the local keyring).
     fn kms_region(&self) -> Result<Option<String>>;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 
@@ -33,8 +33,11 @@ use crate::format::{Iv, KeyBits, Mode, Target, BLOCK};
 use crate::keys::{DataKey, KeyProvider};
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{resolve, Input};
-use crate::format::envelope::{Envelope, EnvelopeInput};
+use crate::format::envelope::{job_id, Envelope, EnvelopeInput};
 use crate::store::{Committed, Destination, PendingOutput, Source, Stores, Vacancy, LOCAL_ONLY};
+
+/// Outputs committed by this process (for the test hook after a commit).
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Everything an encryption run needs. [`EncryptJob::new`] fills in the defaults.
 pub struct EncryptJob<'a> {
@@ -87,6 +90,10 @@ pub struct EncryptJob<'a> {
     pub filter: Option<&'a Filter>,
     /// Follow symbolic links inside input folders (default; `false`: report them skipped).
     pub follow_symlinks: bool,
+    /// The manifest as the user named it (its URL for an `s3://` manifest);
+    /// `None`: its resolved local path. Outputs carry its [`job_id`] in their
+    /// envelopes, by which a re-run of this job knows its own unrecorded outputs.
+    pub manifest_name: Option<String>,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -117,6 +124,7 @@ impl<'a> EncryptJob<'a> {
             exclude: Vec::new(),
             filter: None,
             follow_symlinks: true,
+            manifest_name: None,
         }
     }
 }
@@ -199,7 +207,8 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             true => None,
             false => Some(Keys::new(job.provider, job.target, job.mode, job.key_bits, job.reuse_key, job.supplied_key.as_ref())?),
         };
-        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, settings: OnceLock::new(), keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
+        let job_id = job_id(job.manifest_name.as_deref().unwrap_or(&resolve(manifest.path()).display().to_string()));
+        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, job_id, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
         let items = first.drain(..).chain(rx.iter());
         let admitted = items.filter_map(|item| run.admit(item));
         let multi_buffer = job.mode == Mode::Cbc && job.unseal.is_none() && inputs.all_local();
@@ -276,9 +285,8 @@ pub(crate) struct Run<'r, 'a> {
     pub(crate) job: &'r EncryptJob<'a>,
     pub(crate) out_real: Option<&'r Path>,
     ledger: &'r Ledger,
-    /// The settings this run encrypts with (a record made with others is not
-    /// done), once a recorded file asks for them ([`Run::settings`]).
-    settings: OnceLock<Settings>,
+    /// [`job_id`] of the manifest, which the outputs' envelopes carry.
+    job_id: String,
     keys: Option<&'r Keys<'r>>,
     manifest: &'r ManifestWriter,
     pub(crate) reporter: &'r dyn Reporter,
@@ -413,13 +421,8 @@ impl Run<'_, '_> {
         let unsealing = job.unseal.map(|u| u.unsealing(input.as_ref())).transpose()?;
         let plain_len = unsealing.as_ref().map_or(input.len(), |u| u.plain_len);
         job.mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(&f.source, r))?;
-        // Where the output goes first: one that exists refuses the file before its key is asked for (no KMS call).
-        let output_url = job.destination.location(&f.relative);
-        let mut replace = f.replace;
-        if job.destination.vacant(&f.relative, &f.name, replace)? == Vacancy::Unrecorded {
-            self.reporter.note(&f.source, "an earlier run wrote this output and its record was lost (its machine with it); encrypting it again under a new key");
-            replace = true;
-        }
+        // Room for the output first: one that exists refuses the file before its key is asked for (no KMS call).
+        let replace = self.make_room(f)?;
         let keys = self.keys()?;
         let material: Arc<Material> = match keys.for_file(plain_len).and_then(|m| keys.wrapped(&m).map(|_| ()).map(|()| m)) {
             Ok(material) => material,
@@ -431,22 +434,7 @@ impl Run<'_, '_> {
         };
         let sealer = Sealer::new(job.mode, material.key(), iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
-        // The envelope goes with the output, so it stays decryptable without any manifest.
-        let key_id = job.provider.key_id()?;
-        let envelope = Envelope::new(EnvelopeInput {
-            source: &f.name,
-            output: &output_url,
-            mode: job.mode,
-            bits: material.key().bits(),
-            iv: &iv,
-            plain_len,
-            key_md5: material.key().md5_base64(),
-            target: job.target,
-            key_source: material.source,
-            provider: job.provider.name(),
-            key_id: &key_id,
-            wrapped: keys.wrapped(&material)?,
-        });
+        let envelope = self.envelope(f, &material, &iv, plain_len)?;
         let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), replace, Some((&envelope, &f.name)))?;
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
@@ -459,8 +447,49 @@ impl Run<'_, '_> {
             None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, job.digest, &progress)?,
         };
         let committed = output.commit()?;
-        crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
+        // Test hook: a pause after the commit (and the first SEALPIPE_TEST_PAUSE_SKIP_COMMITS commits), before the record.
+        let skip = std::env::var("SEALPIPE_TEST_PAUSE_SKIP_COMMITS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if COMMITS.fetch_add(1, Ordering::Relaxed) >= skip {
+            crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
+        }
         file_record(job, keys, f, &material, &iv, &sealed, committed)
+    }
+
+    /// Whether `f`'s output may be written, and whether it then replaces
+    /// what is there: an output of this job whose record was lost (its
+    /// envelope says so) is replaced, saying so; any other existing output
+    /// refuses the file ([`Error::Exists`]).
+    fn make_room(&self, f: &Entry) -> Result<bool> {
+        let output = self.job.destination.location(&f.relative);
+        let ours = |e: &Envelope| e.is_of_job(&self.job_id, &f.name, &output);
+        match self.job.destination.vacant(&f.relative, &ours, f.replace)? {
+            Vacancy::Unrecorded => {
+                self.reporter.note(&f.source, "an earlier run of this job wrote this output and its record was lost (its machine with it); encrypting it again under a new key");
+                Ok(true)
+            }
+            Vacancy::Free => Ok(f.replace),
+        }
+    }
+
+    /// The envelope `f`'s output carries: it stays decryptable without any manifest.
+    fn envelope(&self, f: &Entry, material: &Material, iv: &Iv, plain_len: u64) -> Result<Envelope> {
+        let job = self.job;
+        let key_id = job.provider.key_id()?;
+        Ok(Envelope::new(EnvelopeInput {
+            source: &f.name,
+            job: &self.job_id,
+            output: &job.destination.location(&f.relative),
+            mode: job.mode,
+            bits: material.key().bits(),
+            iv,
+            plain_len,
+            key_md5: material.key().md5_base64(),
+            target: job.target,
+            key_source: material.source,
+            provider: job.provider.name(),
+            key_id: &key_id,
+            wrapped: self.keys()?.wrapped(material)?,
+        }))
     }
 
     /// A file that failed before a byte of its output was written (its key
@@ -476,22 +505,19 @@ impl Run<'_, '_> {
     }
 
     /// What a record must have been made with to count as done now. The key
-    /// id is asked of the provider once, when first needed (for KMS, a
-    /// `DescribeKey`: a run that refuses every file makes no KMS request).
+    /// id only where the provider knows it without a request (a run with
+    /// nothing to do asks KMS nothing): a KMS key named by an alias is
+    /// compared once a file that needed work has resolved it.
     fn settings(&self) -> Result<Settings> {
-        if let Some(s) = self.settings.get() {
-            return Ok(s.clone());
-        }
         let job = self.job;
-        let s = Settings {
+        Ok(Settings {
             mode: job.mode,
             target: job.target.to_string(),
             key_bits: job.supplied_key.as_ref().map_or(job.key_bits, |k| k.bits()),
             digest: job.digest,
             key_provider: job.provider.name().to_string(),
-            key_id: if job.dry_run { None } else { Some(job.provider.key_id()?) },
-        };
-        Ok(self.settings.get_or_init(|| s).clone())
+            key_id: if job.dry_run { None } else { job.provider.known_key_id() },
+        })
     }
 
     fn keys(&self) -> Result<&Keys<'_>> {
@@ -508,13 +534,13 @@ impl schedule::Files for Run<'_, '_> {
             Some(bytes) => Iv::from_slice(bytes)?,
             None => material.fresh_iv(BLOCK)?,
         };
-        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), file.replace, None)?;
-        // Only with the output created: the key is generated (or a supplied one wrapped) by the first file that gets this far.
+        let replace = self.make_room(file)?;
+        // Only with room for the output: the key is generated (or a supplied one wrapped) by the first file that gets this far.
         if let Err(e) = self.keys()?.wrapped(material) {
-            drop(output);
             return Err(self.unwritten(file, e));
         }
-        // Local outputs only (the multi-buffer path): no envelope, see `LocalDir::vacant`.
+        let envelope = self.envelope(file, material, &iv, input.len())?;
+        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), replace, Some((&envelope, &file.name)))?;
         Ok((Box::new(input), output, iv))
     }
 

@@ -119,6 +119,18 @@ impl ManifestWriter {
         Ok(())
     }
 
+    /// Records appended so far, and the manifest's length once they all are:
+    /// a prefix of whole lines (each record is one write under the same lock).
+    pub fn whole_lines(&self) -> Result<(u64, u64)> {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let state = self.sync.0.lock().unwrap_or_else(|p| p.into_inner());
+        let len = match file {
+            Some(f) => f.metadata().map_err(|e| Error::io(&self.path, "stat manifest", e))?.len(),
+            None => fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+        };
+        Ok((state.written, len))
+    }
+
     /// Wait until every record written is on disk (durable writers; a no-op otherwise).
     pub fn flush(&self) -> Result<()> {
         if !self.durable {
@@ -213,4 +225,72 @@ pub fn relative_to_manifest(manifest: &Path, output: &str) -> Option<String> {
     let below = Path::new(output).strip_prefix(&folder).ok()?;
     let parts: Vec<&str> = below.components().map(|c| c.as_os_str().to_str()).collect::<Option<_>>()?;
     (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Copies a local manifest's records to its remote copy as the run goes,
+/// so a machine lost at any moment loses at most `every` (or `records`
+/// records) of them: the durable `s3://` manifest of issue 24. Each copy is
+/// of whole lines only, stored as one object (the whole manifest each time;
+/// a later copy replaces an earlier one, never with less).
+pub struct Flusher {
+    /// Upload when this long has passed since the last copy, with records waiting.
+    pub every: std::time::Duration,
+    /// Upload when this many records are waiting.
+    pub records: u64,
+    stop: (Mutex<bool>, Condvar),
+}
+
+impl Flusher {
+    /// A flusher on that schedule (not running until [`Flusher::run`]).
+    pub fn new(every: std::time::Duration, records: u64) -> Self {
+        Flusher { every, records: records.max(1), stop: (Mutex::new(false), Condvar::new()) }
+    }
+
+    /// Copy `writer`'s records with `upload(snapshot)` on the schedule until
+    /// [`Flusher::stop`]. `snapshot` is a file holding a whole-line prefix of
+    /// the manifest. A failed copy is said by `warn` and tried again at the
+    /// next turn; the end of the run copies what is left.
+    pub fn run(&self, writer: &ManifestWriter, snapshot: &Path, upload: &dyn Fn(&Path) -> Result<()>, warn: &dyn Fn(&Error)) {
+        let tick = self.every.min(std::time::Duration::from_secs(1));
+        let mut copied = 0u64;
+        let mut last = std::time::Instant::now();
+        let mut stopped = self.stop.0.lock().unwrap_or_else(|p| p.into_inner());
+        while !*stopped {
+            stopped = self.stop.1.wait_timeout(stopped, tick).unwrap_or_else(|p| p.into_inner()).0;
+            if *stopped {
+                break;
+            }
+            let Ok((written, len)) = writer.whole_lines() else { continue };
+            let due = written >= copied + self.records || (written > copied && last.elapsed() >= self.every);
+            if !due {
+                continue;
+            }
+            drop(stopped);
+            let result = copy_prefix(writer.path(), snapshot, len).and_then(|()| upload(snapshot));
+            let _ = fs::remove_file(snapshot);
+            match result {
+                Ok(()) => {
+                    copied = written;
+                    last = std::time::Instant::now();
+                }
+                Err(e) => warn(&e),
+            }
+            stopped = self.stop.0.lock().unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// End [`Flusher::run`] (after its copy in progress, if any).
+    pub fn stop(&self) {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+    }
+}
+
+/// The first `len` bytes of `from` into a new file `to`, synced.
+fn copy_prefix(from: &Path, to: &Path, len: u64) -> Result<()> {
+    use std::io::Read;
+    let source = File::open(from).map_err(|e| Error::io(from, "open manifest", e))?;
+    let mut out = File::create(to).map_err(|e| Error::io(to, "create", e))?;
+    std::io::copy(&mut source.take(len), &mut out).map_err(|e| Error::io(to, "copy manifest", e))?;
+    out.sync_all().map_err(|e| Error::io(to, "fsync", e))
 }

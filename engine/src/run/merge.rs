@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use super::manifest::relative_to_manifest;
-use super::verify::relocate;
 use crate::store::local::{resolve, Output};
 use crate::store::Sink;
 use crate::format::record::Record;
@@ -327,7 +326,12 @@ fn copy_kept(manifests: &[PathBuf], sources: &HashMap<Rc<str>, Entry>, out: &Pat
             if entry.kept == (Loc { manifest: m as u32, line }) {
                 match Record::from_json(text) {
                     Ok(mut r) if moved && r.output_relative.is_some() => {
-                        relocate(std::slice::from_mut(&mut r), path);
+                        // Beside the manifest read when it is there (the folder moved with it), else where recorded.
+                        let folder = resolve(path).parent().map(Path::to_path_buf).unwrap_or_default();
+                        let beside = folder.join(r.output_relative.as_deref().unwrap_or_default());
+                        if beside.exists() {
+                            r.output = beside.display().to_string();
+                        }
                         r.output_relative = relative_to_manifest(out, &r.output);
                         buf.extend(serde_json::to_vec(&r).expect("records serialize"));
                     }

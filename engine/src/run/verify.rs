@@ -63,16 +63,27 @@ pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &d
 
 
 /// Point each record's `output` where a reader of the local manifest at
-/// `manifest` finds it: below the manifest's folder for records that say
-/// their output lay below it ([`Record::output_relative`]), so a moved or
-/// copied output folder is read as itself, never the original.
-pub fn relocate(records: &mut [Record], manifest: &Path) {
+/// `manifest` finds it. Records whose output lay below their manifest's
+/// folder say so ([`Record::output_relative`]); when that folder moved
+/// (copied, renamed) with its outputs, every such output is read below the
+/// manifest's folder now, so a copied folder is read as itself, never the
+/// original, and an output missing there fails by its new path. The
+/// folder moved with its outputs when any of them is there; when none is,
+/// the manifest alone was moved (copied out of the folder), and the
+/// records' own paths stand. Returns whether outputs were relocated.
+pub fn relocate(records: &mut [Record], manifest: &Path) -> bool {
     let folder = resolve(manifest).parent().map(Path::to_path_buf).unwrap_or_default();
+    let beside = |r: &Record| r.output_relative.as_ref().map(|rel| folder.join(rel));
+    let moved = records.iter().any(|r| beside(r).is_some_and(|p| p.display().to_string() != r.output));
+    if !moved || !records.iter().any(|r| beside(r).is_some_and(|p| p.exists())) {
+        return false;
+    }
     for r in records {
-        if let Some(rel) = &r.output_relative {
-            r.output = folder.join(rel).display().to_string();
+        if let Some(path) = beside(r) {
+            r.output = path.display().to_string();
         }
     }
+    true
 }
 
 /// Read back every record's (local) output, decrypt it with `provider`'s

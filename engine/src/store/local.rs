@@ -221,7 +221,7 @@ impl Destination for LocalDir {
     /// A file that exists is refused unless overwritten or replaced. Local
     /// outputs carry no envelope: their manifest is on the same disk, synced
     /// before the journal that names them goes (see `docs/FORMAT.md` §6).
-    fn vacant(&self, relative: &Path, _source: &str, replace: bool) -> Result<Vacancy> {
+    fn vacant(&self, relative: &Path, _ours: &dyn Fn(&Envelope) -> bool, replace: bool) -> Result<Vacancy> {
         let path = self.root.join(relative);
         if !self.overwrite && !replace && fs::symlink_metadata(&path).is_ok() {
             return Err(Error::Exists { path });

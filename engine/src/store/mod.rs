@@ -186,9 +186,11 @@ pub struct ManifestCopy<'s> {
 }
 
 impl<'s> ManifestCopy<'s> {
-    /// Fetch the manifest at `url` from `store`. A missing object is an
-    /// empty manifest when `appending` (encrypt adds to it), else an error.
-    pub fn fetch(store: &'s dyn Store, url: &str, appending: bool) -> Result<Self> {
+    /// Fetch the manifest at `url` from `store` into the folder `work` (a
+    /// state folder that outlives the run: never the temporary folder a
+    /// reboot empties). A missing object is an empty manifest when
+    /// `appending` (encrypt adds to it), else an error.
+    pub fn fetch(store: &'s dyn Store, url: &str, appending: bool, work: &Path) -> Result<Self> {
         let path = Path::new(url);
         if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
             return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
@@ -196,12 +198,13 @@ impl<'s> ManifestCopy<'s> {
         let local = if appending {
             use sha2::Digest as _;
             let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
-            std::env::temp_dir().join(format!("sealpipe-ledger-{tag}.jsonl"))
+            work.join(format!("sealpipe-ledger-{tag}.jsonl"))
         } else {
             let mut nonce = [0u8; 8];
             getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
-            std::env::temp_dir().join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
+            work.join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
         };
+        std::fs::create_dir_all(work).map_err(|e| Error::io(work, "create the state folder", e))?;
         let resumed = appending && local.exists();
         let copy = ManifestCopy { store, url: url.to_string(), local, resumed, keep: false };
         if resumed {
@@ -213,6 +216,11 @@ impl<'s> ManifestCopy<'s> {
             Ok(false) => Err(Error::invalid(path, "no such manifest object")),
             Err(e) => Err(e),
         }
+    }
+
+    /// Store a whole-line snapshot of the local copy as the manifest (a copy as the run goes, see `run::manifest::Flusher`).
+    pub fn upload_snapshot(&self, snapshot: &Path, sse: Option<&ServerSide>) -> Result<()> {
+        self.store.upload(snapshot, &self.url, sse)
     }
 
     /// Write the local copy back (if the run wrote one). On failure the copy is kept and named in the error.
@@ -286,8 +294,8 @@ pub enum Vacancy {
     /// Nothing is there, or the destination overwrites, or the run replaces it.
     Free,
     /// An output whose envelope names this very record (same source, same
-    /// output), though no manifest the run has records it: an earlier run
-    /// committed it and lost its record with its machine. It is replaced,
+    /// output, same job), though the job's manifest does not record it: an
+    /// earlier run of the job committed it and lost its record with its machine. It is replaced,
     /// never refused as "already exists" and never left unrecorded.
     Unrecorded,
 }
@@ -301,11 +309,11 @@ pub trait Destination: Sync {
     fn refuses_name(&self, _relative: &Path) -> Option<String> {
         None
     }
-    /// Whether a new output `relative`, made from `source`, may be written:
-    /// asked before its key is (an output that exists costs no key request).
-    /// An existing output is refused ([`Error::Exists`]) unless the
-    /// destination overwrites, `replace`, or it is [`Vacancy::Unrecorded`].
-    fn vacant(&self, relative: &Path, source: &str, replace: bool) -> Result<Vacancy>;
+    /// Whether a new output `relative` may be written: asked before its key
+    /// is (an output that exists costs no key request). An existing output
+    /// is refused ([`Error::Exists`]) unless the destination overwrites,
+    /// `replace`, or its envelope is one `ours` accepts ([`Vacancy::Unrecorded`]).
+    fn vacant(&self, relative: &Path, ours: &dyn Fn(&Envelope) -> bool, replace: bool) -> Result<Vacancy>;
     /// Start writing `relative`, which will be `len` bytes long, carrying
     /// `envelope` (made from the source it names) where the store keeps one
     /// with the object (S3: user metadata). An existing output is refused

@@ -170,9 +170,9 @@ impl Destination for S3Destination {
     }
 
     /// One `HeadObject` for a fresh output (none when overwriting or
-    /// replacing). An object there is ours, unrecorded, when its envelope
-    /// names this source and output; anything else is refused.
-    fn vacant(&self, relative: &Path, source: &str, replace: bool) -> Result<Vacancy> {
+    /// replacing). An object there is ours, unrecorded, when `ours` accepts
+    /// its envelope; anything else is refused.
+    fn vacant(&self, relative: &Path, ours: &dyn Fn(&Envelope) -> bool, replace: bool) -> Result<Vacancy> {
         if self.settings.overwrite || replace {
             return Ok(Vacancy::Free);
         }
@@ -183,7 +183,7 @@ impl Destination for S3Destination {
             Some(head) => {
                 let envelope = head.metadata().and_then(|m| m.get(ENVELOPE_KEY)).and_then(|text| Envelope::parse(text).ok());
                 match envelope {
-                    Some(e) if e.is_for(source, &url) => Ok(Vacancy::Unrecorded),
+                    Some(e) if ours(&e) => Ok(Vacancy::Unrecorded),
                     _ => Err(Error::Exists { path: PathBuf::from(url) }),
                 }
             }
