@@ -20,10 +20,10 @@ use crate::error::{Error, Result};
 use crate::format::envelope::Envelope;
 pub use crate::format::record::ServerSide;
 
-/// A window of a source: a memory map or a borrowed buffer.
+/// A window of a source: bytes borrowed from it, or read into the caller's
+/// buffer. (Sources are never memory-mapped: a mapped page past the end of
+/// a file truncated meanwhile kills the process with SIGBUS; see `local`.)
 pub enum Window<'a> {
-    /// Mapped straight from the file.
-    Mapped(memmap2::Mmap),
     /// Read into a caller's buffer.
     Read(&'a [u8]),
 }
@@ -32,7 +32,6 @@ impl std::ops::Deref for Window<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Window::Mapped(m) => m,
             Window::Read(b) => b,
         }
     }
