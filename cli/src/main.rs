@@ -488,6 +488,12 @@ struct EncryptArgs {
     /// $XDG_STATE_HOME/sealpipe/ (~/.local/state/sealpipe/). Example: --manifest run.jsonl
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     manifest: Option<PathBuf>,
+    /// Ask S3 to restore archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive
+    /// tiers), once each: RestoreObject for this many days at this tier (default days=7,tier=Bulk).
+    /// Without it they are only reported; either way a later run encrypts what is restored.
+    /// Example: --restore days=3,tier=Standard
+    #[arg(long, value_name = "days=N,tier=T", num_args = 0..=1, default_missing_value = "", value_parser = parse_restore, help_heading = "Input")]
+    restore: Option<sealpipe::store::RestoreRequest>,
     /// With an s3:// --manifest: store its records in S3 at least this often as the run goes
     /// (seconds), so a machine lost mid-run loses at most that much of the record; an output whose
     /// record was lost is found by its envelope and encrypted again. Example: --manifest-flush-seconds 30
@@ -714,11 +720,29 @@ fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
 fn exit_for(summary: &Summary) -> ExitCode {
     if summary.stopped_early() {
         ExitCode::from(3)
-    } else if summary.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    } else if !summary.failures.is_empty() {
         ExitCode::from(1)
+    } else if summary.archived > 0 {
+        // Work remains: archived objects wait for a restore.
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
     }
+}
+
+/// `--restore [days=N,tier=T]`.
+fn parse_restore(text: &str) -> Result<sealpipe::store::RestoreRequest, String> {
+    let mut request = sealpipe::store::RestoreRequest { days: 7, tier: "Bulk".into() };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("days", n)) => request.days = n.parse().ok().filter(|d| (1..=36500).contains(d)).ok_or_else(|| format!("days={n}: a number of days from 1"))?,
+            Some(("tier", t)) if ["Bulk", "Standard", "Expedited"].iter().any(|k| k.eq_ignore_ascii_case(t)) => {
+                request.tier = ["Bulk", "Standard", "Expedited"].iter().find(|k| k.eq_ignore_ascii_case(t)).expect("matched").to_string()
+            }
+            _ => return Err(format!("{part}: expected days=N or tier=Bulk|Standard|Expedited")),
+        }
+    }
+    Ok(request)
 }
 
 /// `encrypt`, or with `unseal` `reencrypt` (the inputs are legacy ciphertext, decrypted as they are read).
@@ -831,6 +855,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         stores: &ctx.stores,
         follow_symlinks: !a.no_follow_symlinks,
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
+        restore: a.restore.clone(),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);

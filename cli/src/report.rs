@@ -222,6 +222,10 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "key_requests": s.key_requests,
             "not_attempted": s.not_attempted,
             "cleaned": s.cleaned,
+            "archived": s.archived,
+            "archived_bytes": s.archived_bytes,
+            "restores_requested": s.restores_requested,
+            "restores_in_progress": s.restores_in_progress,
             "dry_run": s.dry_run,
             "failed": s.failures.len(),
             "failures": s.failures.iter().map(|f| serde_json::json!({"path": f.path.to_string_lossy(), "error": f.message, "stage": f.stage, "retry": f.retry})).collect::<Vec<_>>(),
@@ -265,6 +269,18 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     }
     if s.left_out > 0 {
         say(format!("sealpipe: skipped {} symbolic link{} (--no-follow-symlinks)", s.left_out, if s.left_out == 1 { "" } else { "s" }));
+    }
+    if s.archived > 0 {
+        let restores = match (s.restores_requested, s.restores_in_progress) {
+            (0, 0) => "--restore asks S3 to restore them; then re-run".to_string(),
+            (asked, going) => format!("{asked} restore(s) requested now, {going} in progress; re-run once restored"),
+        };
+        say(format!(
+            "sealpipe: skipped {} archived object{} ({}): not readable until restored; {restores}",
+            s.archived,
+            if s.archived == 1 { "" } else { "s" },
+            sealpipe::size::human(s.archived_bytes)
+        ));
     }
     let filtered = extra.get("filtered").and_then(|v| v.as_u64()).unwrap_or(0);
     if filtered > 0 {

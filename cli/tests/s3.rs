@@ -714,3 +714,64 @@ fn every_output_carries_its_envelope_and_a_lost_manifest_is_rebuilt_from_them() 
     assert_eq!(d.status.code(), Some(0), "{}", stderr(&d));
     assert!(std::fs::read(&plain).unwrap() == pattern(6 << 20, 102), "decrypted from its envelope alone");
 }
+
+/// Issue 20, storage classes: GLACIER and DEEP_ARCHIVE objects are never
+/// read blindly. Each is reported with its class and the fix, counted apart,
+/// no key is made for it, and the exit code (4) says work remains;
+/// `--dry-run` counts them; `--restore` asks for each restore once; a later
+/// run encrypts what was restored. GLACIER_IR and STANDARD_IA read as usual.
+#[test]
+fn archived_objects_are_reported_restored_on_request_and_encrypted_once_restored() {
+    let moto = start_moto();
+    setup(&moto, "cold-out", "alias/cold");
+    py(
+        &moto,
+        "s3.create_bucket(Bucket='cold')\n\
+         for k, c in [('a.ts', 'STANDARD'), ('b.ts', 'GLACIER'), ('c.ts', 'DEEP_ARCHIVE'), ('d.ts', 'GLACIER_IR'), ('e.ts', 'STANDARD_IA')]:\n\
+         \x20   s3.put_object(Bucket='cold', Key='raw/' + k, Body=k.encode() * 500, StorageClass=c)",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let m = manifest.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["encrypt", "s3://cold/raw/", "--to", "s3://cold-out/enc/", "--kms-key", "alias/cold", "--manifest", m, "--json"];
+        args.extend_from_slice(extra);
+        sealpipe(&moto.url(), &args)
+    };
+    let summary = |out: &std::process::Output| -> serde_json::Value {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
+    };
+    let dry = run(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(4), "{}", stderr(&dry));
+    let s = summary(&dry);
+    assert_eq!((s["files"].as_u64(), s["archived"].as_u64(), s["archived_bytes"].as_u64()), (Some(3), Some(2), Some(2 * 2_000)), "{s}");
+
+    let first = run(&[]);
+    let err = stderr(&first);
+    assert_eq!(first.status.code(), Some(4), "work remains: {err}");
+    assert!(err.contains("s3://cold/raw/b.ts: archived (GLACIER): cannot be read until restored; --restore"), "{err}");
+    assert!(err.contains("s3://cold/raw/c.ts: archived (DEEP_ARCHIVE)"), "{err}");
+    let s = summary(&first);
+    assert_eq!((s["files"].as_u64(), s["archived"].as_u64(), s["failed"].as_u64(), s["key_requests"].as_u64()), (Some(3), Some(2), Some(0), Some(6)), "keys for the 3 readable files only (2 requests each, --target any): {s}");
+    assert_eq!(objects_under(&moto, "cold-out", "enc/"), ["enc/a.ts", "enc/d.ts", "enc/e.ts"]);
+
+    let restoring = run(&["--restore", "days=2,tier=Standard"]);
+    let err = stderr(&restoring);
+    assert_eq!(restoring.status.code(), Some(4), "{err}");
+    assert!(err.contains("b.ts: archived (GLACIER): restore requested (Standard tier, 2 days)"), "{err}");
+    let s = summary(&restoring);
+    assert_eq!((s["files"].as_u64(), s["skipped"].as_u64(), s["restores_requested"].as_u64()), (Some(0), Some(3), Some(2)), "{s}");
+    let asked = py(&moto, "print(s3.head_object(Bucket='cold', Key='raw/b.ts').get('Restore'))", &[]);
+    assert!(asked.contains("ongoing-request"), "RestoreObject was sent: {asked}");
+
+    // moto restores at once: the next run reads them, once.
+    let last = run(&[]);
+    assert_eq!(last.status.code(), Some(0), "{}", stderr(&last));
+    let s = summary(&last);
+    assert_eq!((s["files"].as_u64(), s["skipped"].as_u64(), s["archived"].as_u64()), (Some(2), Some(3), Some(0)), "{s}");
+    assert_eq!(records(&manifest).len(), 5);
+    let v = sealpipe(&moto.url(), &["verify", "--manifest", m]);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+}

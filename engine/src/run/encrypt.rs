@@ -90,6 +90,8 @@ pub struct EncryptJob<'a> {
     pub filter: Option<&'a Filter>,
     /// Follow symbolic links inside input folders (default; `false`: report them skipped).
     pub follow_symlinks: bool,
+    /// Ask for archived objects to be restored (`--restore`); `None`: only report them.
+    pub restore: Option<crate::store::RestoreRequest>,
     /// The manifest as the user named it (its URL for an `s3://` manifest);
     /// `None`: its resolved local path. Outputs carry its [`job_id`] in their
     /// envelopes, by which a re-run of this job knows its own unrecorded outputs.
@@ -125,6 +127,7 @@ impl<'a> EncryptJob<'a> {
             filter: None,
             follow_symlinks: true,
             manifest_name: None,
+            restore: None,
         }
     }
 }
@@ -338,6 +341,10 @@ impl Run<'_, '_> {
                 self.summary.lock().unwrap().left_out += 1;
                 return None;
             }
+            Listing::Archived(item) => {
+                self.archived(&item);
+                return None;
+            }
             Listing::File(f) => f,
         };
         if let Err(reason) = self.job.mode.check_plaintext_len(f.size) {
@@ -453,6 +460,38 @@ impl Run<'_, '_> {
             crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
         }
         file_record(job, keys, f, &material, &iv, &sealed, committed)
+    }
+
+    /// An archived object that cannot be read now: said with its class and
+    /// the fix, counted apart, no key made for it; with `restore`, its
+    /// restore is asked for (once: one in progress is said as such).
+    fn archived(&self, item: &crate::store::Listed) {
+        let path = Path::new(&item.url);
+        let archived = item.archived.as_ref().expect("an archived listing");
+        let class = &archived.class;
+        let mut restoring = archived.restoring;
+        let mut requested = false;
+        if let (Some(request), false, false) = (&self.job.restore, restoring, self.job.dry_run) {
+            let asked = self.job.stores.remote(&item.url).and_then(|s| s.ok_or_else(|| Error::invalid(path, "no store for this URL"))).and_then(|s| s.restore(&item.url, request));
+            match asked {
+                Ok(started) => {
+                    requested = started;
+                    restoring = true;
+                }
+                Err(e) => return self.fail(path.to_path_buf(), e.for_file(path)),
+            }
+        }
+        let reason = match (requested, restoring, &self.job.restore) {
+            (true, _, Some(r)) => format!("archived ({class}): restore requested ({} tier, {} days); a re-run once it is restored encrypts it", r.tier, r.days),
+            (_, true, _) => format!("archived ({class}): restore in progress; a re-run once it is restored encrypts it"),
+            _ => format!("archived ({class}): cannot be read until restored; --restore asks S3 to restore it, then re-run"),
+        };
+        self.reporter.left_out(path, &reason);
+        let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+        s.archived += 1;
+        s.archived_bytes += item.size;
+        s.restores_requested += u64::from(requested);
+        s.restores_in_progress += u64::from(restoring && !requested);
     }
 
     /// Whether `f`'s output may be written, and whether it then replaces

@@ -26,6 +26,10 @@ pub struct Named {
     pub size: Option<u64>,
     /// Entity tag (without quotes), when the listing gives it.
     pub etag: Option<String>,
+    /// Storage class (or Intelligent-Tiering access tier) when the listing
+    /// says it is an archived one (`GLACIER`, `DEEP_ARCHIVE`,
+    /// `ARCHIVE_ACCESS`, `DEEP_ARCHIVE_ACCESS`): its restore status is then asked.
+    pub archived_class: Option<String>,
 }
 
 /// Read a list file: one local path or `s3://` URL per line. Blank lines and
@@ -52,7 +56,7 @@ pub fn read_list(mut reader: impl BufRead, origin: &Path, each: &mut dyn FnMut(N
             continue;
         }
         check_list_entry(entry).map_err(|reason| Error::invalid(origin, format!("line {number}: {reason}")))?;
-        each(Named { name: entry.to_string(), size: None, etag: None })?;
+        each(Named { name: entry.to_string(), size: None, etag: None, archived_class: None })?;
         count += 1;
     }
 }
@@ -154,6 +158,8 @@ struct Columns {
     etag: Option<usize>,
     is_latest: Option<usize>,
     is_delete_marker: Option<usize>,
+    storage_class: Option<usize>,
+    tiering_tier: Option<usize>,
     /// The exact number of columns a row must have (known with a schema);
     /// without one, rows need only reach the last column used.
     width: Option<usize>,
@@ -171,6 +177,8 @@ impl Columns {
             etag: find("ETag"),
             is_latest: find("IsLatest"),
             is_delete_marker: find("IsDeleteMarker"),
+            storage_class: find("StorageClass"),
+            tiering_tier: find("IntelligentTieringAccessTier"),
             width: Some(schema.len()),
         })
     }
@@ -178,7 +186,7 @@ impl Columns {
     /// Without a schema: `Bucket, Key`, then `Size` when the first row's third column is a number.
     fn detect(first: &csv::StringRecord) -> Columns {
         let size = first.get(2).filter(|s| s.parse::<u64>().is_ok()).map(|_| 2);
-        Columns { bucket: 0, key: 1, size, etag: None, is_latest: None, is_delete_marker: None, width: None }
+        Columns { bucket: 0, key: 1, size, etag: None, is_latest: None, is_delete_marker: None, storage_class: None, tiering_tier: None, width: None }
     }
 
     fn needed(&self) -> usize {
@@ -264,7 +272,13 @@ fn named(record: &csv::StringRecord, cols: &Columns) -> Result<Named, String> {
         None => None,
     };
     let etag = cols.etag.map(|i| record[i].trim_matches('"')).filter(|t| !t.is_empty()).map(str::to_string);
-    Ok(Named { name: format!("s3://{bucket}/{key}"), size, etag })
+    let column = |c: Option<usize>| c.map(|i| record[i].trim()).filter(|v| !v.is_empty());
+    let archived_class = match (column(cols.storage_class), column(cols.tiering_tier)) {
+        (_, Some(tier @ ("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS"))) => Some(tier.to_string()),
+        (Some(class @ ("GLACIER" | "DEEP_ARCHIVE")), _) => Some(class.to_string()),
+        _ => None,
+    };
+    Ok(Named { name: format!("s3://{bucket}/{key}"), size, etag, archived_class })
 }
 
 /// A `true`/`false` column (case-insensitive); `None` when absent or empty.
@@ -425,7 +439,7 @@ mod tests {
         let two = collect_inventory(&gz("\"b\",\"a+b\"\n\"b\",\"c\"\n"), None).unwrap();
         assert_eq!(
             two,
-            [Named { name: "s3://b/a b".into(), size: None, etag: None }, Named { name: "s3://b/c".into(), size: None, etag: None }]
+            [Named { name: "s3://b/a b".into(), size: None, etag: None, archived_class: None }, Named { name: "s3://b/c".into(), size: None, etag: None, archived_class: None }]
         );
         let three = collect_inventory(&gz("\"b\",\"k\",\"12\",\"2024-01-01T00:00:00.000Z\"\n"), None).unwrap();
         assert_eq!(three[0].size, Some(12));

@@ -50,6 +50,8 @@ pub(crate) enum Listing {
     Failed(PathBuf, Error),
     /// An entry left out on purpose (`--no-follow-symlinks`), with the reason.
     Skipped(PathBuf, &'static str),
+    /// An archived object that cannot be read now (GLACIER, DEEP_ARCHIVE, not restored).
+    Archived(Listed),
 }
 
 /// `name` for a message: whole when short, else its start, its end (the
@@ -157,6 +159,8 @@ pub(crate) fn list(inputs: &Inputs<'_>, each: &mut dyn FnMut(Listing) -> Control
     let mut shard_each = |item: Listing| match (&item, inputs.shard) {
         (Listing::File(f), Some(shard)) if !shard.takes(&f.relative) => ControlFlow::Continue(()),
         (Listing::File(f), _) if inputs.filter.is_some_and(|filter| !filter.takes(&f.relative)) => ControlFlow::Continue(()),
+        (Listing::Archived(a), Some(shard)) if !shard.takes(&a.relative) => ControlFlow::Continue(()),
+        (Listing::Archived(a), _) if inputs.filter.is_some_and(|filter| !filter.takes(&a.relative)) => ControlFlow::Continue(()),
         _ => each(item),
     };
     let exclude: Vec<PathBuf> = inputs.exclude.iter().map(|p| resolve(p)).collect();
@@ -194,6 +198,7 @@ fn list_remote(input: &Path, store: &dyn Store, each: &mut dyn FnMut(Listing) ->
         // destination says if it cannot hold it (`Destination::refuses_name`).
         flow = match is_folder_marker(&item.url) {
             true => each(Listing::Skipped(PathBuf::from(&item.url), FOLDER_MARKER)),
+            false if item.archived.is_some() => each(Listing::Archived(item)),
             false => each(Listing::File(Entry::remote(item))),
         };
     });
@@ -319,7 +324,7 @@ fn key_of(name: &str) -> &str {
 }
 
 /// One named entry (from a list file or an inventory) as a listing.
-fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, stores: &Stores) -> Listing {
+fn entry(name: &str, size: Option<u64>, etag: Option<String>, archived_class: Option<&str>, origin: &Path, stores: &Stores) -> Listing {
     let source = PathBuf::from(name);
     let relative = relative_of(name);
     if S3Url::is_s3(name) {
@@ -338,12 +343,14 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, origin: &Path, sto
             Listing::Failed(shown.clone(), Error::invalid(&shown, reason))
         }
         (Ok(Some(store)), None) => {
-            let listed = match (size, etag) {
-                (Some(size), Some(etag)) => Ok(Listed { url: name.to_string(), relative, size, etag }),
-                // Without both, one HEAD request gives the size and the ETag to pin reads to.
+            let listed = match (size, etag, archived_class) {
+                (Some(size), Some(etag), None) => Ok(Listed { url: name.to_string(), relative, size, etag, archived: None }),
+                // Without both, one HEAD request gives the size and the ETag to pin reads to;
+                // an archived class, whether it is restored.
                 _ => store.stat(name).map(|l| Listed { relative, ..l }),
             };
             match listed {
+                Ok(item) if item.archived.is_some() => Listing::Archived(item),
                 Ok(item) => Listing::File(Entry::remote(item)),
                 Err(e) => Listing::Failed(source.clone(), e.for_file(&source)),
             }
@@ -386,7 +393,7 @@ fn hand_over(
     each: &mut dyn FnMut(Listing) -> ControlFlow<()>,
     flow: &mut ControlFlow<()>,
 ) -> crate::Result<()> {
-    *flow = each(entry(&named.name, named.size, named.etag, origin, stores));
+    *flow = each(entry(&named.name, named.size, named.etag, named.archived_class.as_deref(), origin, stores));
     match flow {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(()) => Err(Error::Usage("stopped".into())),

@@ -62,6 +62,15 @@ pub struct Summary {
     pub cleaned: usize,
     /// Nothing was changed: the counts are what a run would do.
     pub dry_run: bool,
+    /// Archived objects left alone because they cannot be read now
+    /// (GLACIER, DEEP_ARCHIVE, not restored), each reported with its class.
+    pub archived: u64,
+    /// Their bytes.
+    pub archived_bytes: u64,
+    /// Of them, restores this run asked for (`--restore`).
+    pub restores_requested: u64,
+    /// Of them, restores already in progress.
+    pub restores_in_progress: u64,
     /// Verified files whose records carry no digest (`--digest none`): they
     /// decrypt (GCM tag, CBC padding) and have the recorded length, but
     /// their content was compared with nothing.

@@ -70,6 +70,27 @@ pub struct Listed {
     pub size: u64,
     /// Entity tag at listing: the bytes read must be these.
     pub etag: String,
+    /// Set when the object is archived and cannot be read now (GLACIER,
+    /// DEEP_ARCHIVE, Intelligent-Tiering's archive tiers, not restored).
+    pub archived: Option<Archived>,
+}
+
+/// An archived object that cannot be read until a restore completes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archived {
+    /// Its storage class (or Intelligent-Tiering's tier: `ARCHIVE_ACCESS`, `DEEP_ARCHIVE_ACCESS`).
+    pub class: String,
+    /// A restore is in progress.
+    pub restoring: bool,
+}
+
+/// How to restore archived objects (`RestoreObject`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreRequest {
+    /// Days the restored copy stays readable.
+    pub days: u32,
+    /// `Bulk` (the default: cheapest, hours), `Standard` or `Expedited`.
+    pub tier: String,
 }
 
 /// A remote object store whose objects are named by URLs of one scheme.
@@ -95,6 +116,9 @@ pub trait Store: Sync {
     fn download(&self, url: &str, local: &Path) -> Result<bool>;
     /// Store the local file `local` as the object `url`.
     fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()>;
+    /// Ask for the archived object `url` to be restored: `Ok(true)` if a
+    /// restore was started, `Ok(false)` if one is in progress already.
+    fn restore(&self, url: &str, request: &RestoreRequest) -> Result<bool>;
     /// The envelope the object `url` carries (one metadata request, no
     /// body); `Ok(None)` if it carries none. An error if there is no such object.
     fn envelope(&self, url: &str) -> Result<Option<Stamped>>;

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::OptionalObjectAttributes;
 
 use super::{S3Store, S3Url};
 use crate::aws::{describe, status};
 use crate::error::{Error, Result};
-use crate::store::{Listed, ServerSide};
+use crate::store::{Archived, Listed, RestoreRequest, ServerSide};
 
 impl S3Store {
     /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
@@ -19,7 +20,12 @@ impl S3Store {
         let folder = if url.key.is_empty() || url.key.ends_with('/') { url.key.clone() } else { format!("{}/", url.key) };
         let mut token: Option<String> = None;
         loop {
-            let req = client.list_objects_v2().bucket(&url.bucket).prefix(&url.key).set_continuation_token(token.take());
+            let req = client
+                .list_objects_v2()
+                .bucket(&url.bucket)
+                .prefix(&url.key)
+                .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
+                .set_continuation_token(token.take());
             let page = aws.handle.block_on(req.send()).map_err(|e| match crate::aws::code(&e) {
                 Some("NoSuchBucket") => Error::invalid(input, "cannot list: the bucket does not exist"),
                 Some("AccessDenied") => Error::invalid(input, "cannot list: access denied"),
@@ -42,11 +48,23 @@ impl S3Store {
                 // Folder markers (keys ending in `/`) are handed on too: the
                 // plan leaves them out and counts them, as for list inputs.
                 // The relative name is the key below the prefix, byte for byte.
+                let object_url = format!("s3://{}/{key}", url.bucket);
+                // An archived class is asked its restore status (one HeadObject per archived object:
+                // a listing says it only where the store supports RestoreStatus, and moto does not).
+                let archived = match object.storage_class().map(|c| c.as_str()) {
+                    Some(class @ ("GLACIER" | "DEEP_ARCHIVE")) => match object.restore_status() {
+                        Some(r) if r.is_restore_in_progress() == Some(false) => None,
+                        Some(r) if r.is_restore_in_progress() == Some(true) => Some(Archived { class: class.to_string(), restoring: true }),
+                        _ => self.head_archive(&object_url)?,
+                    },
+                    _ => None,
+                };
                 each(Listed {
-                    url: format!("s3://{}/{key}", url.bucket),
+                    url: object_url,
                     relative: PathBuf::from(relative),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     etag: object.e_tag().unwrap_or_default().to_string(),
+                    archived,
                 });
             }
             match page.next_continuation_token() {
@@ -55,6 +73,29 @@ impl S3Store {
             }
         }
         Ok(())
+    }
+
+    /// The archive state of the object `url` as `HeadObject` says it.
+    pub(super) fn head_archive(&self, url: &str) -> Result<Option<Archived>> {
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+            .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
+        Ok(archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore()))
+    }
+
+    /// `RestoreObject` of `url`: `Ok(false)` when a restore is in progress already.
+    pub(super) fn restore_object(&self, url: &str, request: &RestoreRequest) -> Result<bool> {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest as S3Restore, Tier};
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let job = GlacierJobParameters::builder().tier(Tier::from(request.tier.as_str())).build().map_err(|e| Error::Usage(format!("--restore: {e}")))?;
+        let body = S3Restore::builder().days(request.days as i32).glacier_job_parameters(job).build();
+        match aws.handle.block_on(client.restore_object().bucket(&parsed.bucket).key(&parsed.key).restore_request(body).send()) {
+            Ok(_) => Ok(true),
+            Err(e) if crate::aws::code(&e) == Some("RestoreAlreadyInProgress") || status(&e) == Some(409) => Ok(false),
+            Err(e) => Err(crate::aws::remote_error(url, "S3 RestoreObject", &e)),
+        }
     }
 
     /// Downloaded into an unlinked temporary file, chunk by chunk, so memory
@@ -114,5 +155,21 @@ impl S3Store {
                 .map_err(|e| Error::invalid(url, describe(&e)))?;
             Ok(())
         })
+    }
+}
+
+/// Whether an object of `class` (with Intelligent-Tiering's `archive_status`
+/// and the `x-amz-restore` header `restore`) cannot be read now.
+pub(super) fn archive_state(class: Option<&str>, archive_status: Option<&str>, restore: Option<&str>) -> Option<Archived> {
+    let class = match (class, archive_status) {
+        (_, Some(tier)) if !tier.is_empty() => tier,
+        (Some(class @ ("GLACIER" | "DEEP_ARCHIVE")), _) => class,
+        _ => return None,
+    };
+    match restore {
+        // A restored copy is readable until its expiry date.
+        Some(r) if r.contains("ongoing-request=\"false\"") => None,
+        Some(r) if r.contains("ongoing-request=\"true\"") => Some(Archived { class: class.to_string(), restoring: true }),
+        _ => Some(Archived { class: class.to_string(), restoring: false }),
     }
 }

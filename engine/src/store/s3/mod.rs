@@ -68,7 +68,7 @@ pub use read::S3Object;
 /// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
 pub use crate::format::url::S3Url;
 
-use super::{ChecksumChoice, Destination, Listed, ServerSide, Source, Stamped, Store, UploadSettings};
+use super::{ChecksumChoice, Destination, Listed, RestoreRequest, ServerSide, Source, Stamped, Store, UploadSettings};
 use crate::aws::{Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
@@ -113,7 +113,11 @@ impl Store for S3Store {
         let (aws, client) = self.client()?;
         let object = S3Object::open_with(aws, client.clone(), url, None)?;
         let key = S3Url::parse(url)?.key;
-        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string() })
+        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string(), archived: object.archived().clone() })
+    }
+
+    fn restore(&self, url: &str, request: &RestoreRequest) -> Result<bool> {
+        self.restore_object(url, request)
     }
 
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {

@@ -9,7 +9,7 @@ use super::options::{client, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT
 use super::S3Url;
 use crate::aws::{describe, remote_error, status, Aws};
 use crate::error::{Error, Result};
-use crate::store::{ChecksumChoice, Source, Window};
+use crate::store::{Archived, ChecksumChoice, Source, Window};
 
 /// An S3 object read by windows of concurrent ranged GETs.
 pub struct S3Object {
@@ -22,6 +22,8 @@ pub struct S3Object {
     /// Opened from a listing (not a `HeadObject`): an ETag mismatch then
     /// means the object changed since it was listed.
     listed: bool,
+    /// Archived and not readable now, as `HeadObject` said (unknown from a listing).
+    archived: Option<Archived>,
 }
 
 impl S3Object {
@@ -57,19 +59,25 @@ impl S3Object {
             }
         }
         let len = head.content_length().unwrap_or(0).max(0) as u64;
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false })
+        let archived = super::list::archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore());
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived })
     }
 
     /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
     /// another request; every read is pinned to that ETag (`If-Match`).
     pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true })
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true, archived: None })
     }
 
     /// The object's ETag when opened.
     pub fn etag(&self) -> &str {
         &self.etag
+    }
+
+    /// Whether it is archived and cannot be read now (as `HeadObject` said when opened).
+    pub fn archived(&self) -> &Option<Archived> {
+        &self.archived
     }
 }
 
