@@ -414,11 +414,11 @@ mod tests {
                 Named {
                     name: "s3://media-in/raw/my clip 1.mp4".into(),
                     size: Some(1048576),
-                    etag: Some("9b2cf535f27731c974343645a3985328".into())
+                    etag: Some("9b2cf535f27731c974343645a3985328".into()), archived_class: None
                 },
-                Named { name: "s3://media-in/raw/C++ talk.mov".into(), size: Some(7), etag: Some("abc-2".into()) },
+                Named { name: "s3://media-in/raw/C++ talk.mov".into(), size: Some(7), etag: Some("abc-2".into()), archived_class: None },
                 Named {
-                    name: "s3://media-in/映像/café %.ts".into(), size: Some(0), etag: Some("d41d8cd98f00b204e9800998ecf8427e".into())
+                    name: "s3://media-in/映像/café %.ts".into(), size: Some(0), etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()), archived_class: None
                 },
             ]
         );
@@ -523,7 +523,7 @@ mod tests {
         // Its schema reads a data file with all 18 columns.
         let row = "\"example-source-bucket\",\"a+b.mp4\",\"v1\",\"true\",\"false\",\"5\",\"2024-01-01T00:00:00.000Z\",\"e\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\",\"\",\"\",\"\",\"DISABLED\",\"\"\n";
         let got = collect_inventory(&gz(row), Some(&m.file_schema)).unwrap();
-        assert_eq!(got, [Named { name: "s3://example-source-bucket/a b.mp4".into(), size: Some(5), etag: Some("e".into()) }]);
+        assert_eq!(got, [Named { name: "s3://example-source-bucket/a b.mp4".into(), size: Some(5), etag: Some("e".into()), archived_class: None }]);
     }
 
     #[test]
