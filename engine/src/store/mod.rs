@@ -94,7 +94,7 @@ pub struct RestoreRequest {
 }
 
 /// A remote object store whose objects are named by URLs of one scheme.
-pub trait Store: Sync {
+pub trait Store: Send + Sync {
     /// The URL scheme it serves (`"s3"` for `s3://bucket/key`).
     fn scheme(&self) -> &'static str;
     /// Where requests go (an endpoint URL, or empty for the provider's
@@ -122,6 +122,14 @@ pub trait Store: Sync {
     /// The envelope the object `url` carries (one metadata request, no
     /// body); `Ok(None)` if it carries none. An error if there is no such object.
     fn envelope(&self, url: &str) -> Result<Option<Stamped>>;
+    /// Write the small object `url` (a run's lease) only if `condition`
+    /// holds. A condition that does not hold is an answer, not an error.
+    fn put_if(&self, url: &str, body: &[u8], condition: Condition<'_>, sse: Option<&ServerSide>) -> Result<Conditional>;
+    /// A small object's bytes and entity tag; `None` if there is no such object.
+    fn get_tagged(&self, url: &str) -> Result<Option<Tagged>>;
+    /// Delete the object `url` only if its entity tag is still `etag`;
+    /// `Ok(false)` if it is not (another writer's now) or it is gone.
+    fn delete_if(&self, url: &str, etag: &str) -> Result<bool>;
 }
 
 /// An object's envelope, as its store keeps it ([`Store::envelope`]).
@@ -137,10 +145,41 @@ pub struct Stamped {
     pub etag: String,
 }
 
+/// When a [`Store::put_if`] may write.
+#[derive(Clone, Copy, Debug)]
+pub enum Condition<'a> {
+    /// Only if there is no object (`If-None-Match: *`).
+    Absent,
+    /// Only if the object is still the one with this entity tag (`If-Match`).
+    Matches(&'a str),
+}
+
+/// How a [`Store::put_if`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the new object's entity tag.
+    Written(String),
+    /// The condition did not hold (S3's 412, or 404 for `If-Match` on a missing object).
+    Refused,
+    /// Another conditional write of the same key was in flight (S3's 409
+    /// `ConditionalRequestConflict`): neither won yet, ask again.
+    Conflict,
+}
+
+/// A small object as read: its bytes and entity tag.
+#[derive(Clone, Debug)]
+pub struct Tagged {
+    /// The whole object.
+    pub body: Vec<u8>,
+    /// Its entity tag.
+    pub etag: String,
+}
+
 /// Every store a run can reach, chosen by URL scheme; plain paths are local.
 #[derive(Default)]
 pub struct Stores {
-    remote: Vec<Box<dyn Store>>,
+    /// Shared, so a thread that outlives a borrow (a lease's renewal) can hold one.
+    remote: Vec<std::sync::Arc<dyn Store>>,
 }
 
 /// Local files only.
@@ -151,7 +190,7 @@ impl Stores {
     #[cfg(feature = "aws")]
     pub fn new(session: std::sync::Arc<crate::aws::Session>) -> Self {
         // The one place schemes are chosen: a new store is one more line here.
-        Stores { remote: vec![Box::new(s3::S3Store::new(session))] }
+        Stores { remote: vec![std::sync::Arc::new(s3::S3Store::new(session))] }
     }
 
     /// Whether `name` is a URL (`scheme://…`) rather than a local path.
@@ -161,12 +200,17 @@ impl Stores {
 
     /// The store of the URL `name`; `Ok(None)` for a local path, an error for a URL no store serves.
     pub fn remote(&self, name: &str) -> Result<Option<&dyn Store>> {
+        Ok(self.remote_shared(name)?.map(|store| store.as_ref()))
+    }
+
+    /// [`Stores::remote`] as a shared handle, for a thread of its own.
+    pub fn remote_shared(&self, name: &str) -> Result<Option<&std::sync::Arc<dyn Store>>> {
         if !Self::is_url(name) {
             return Ok(None);
         }
         let scheme = name.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match self.remote.iter().find(|s| s.scheme() == scheme) {
-            Some(store) => Ok(Some(store.as_ref())),
+            Some(store) => Ok(Some(store)),
             None => Err(Error::invalid(Path::new(name), format!("{scheme}:// is not a store this build can reach"))),
         }
     }
@@ -215,9 +259,7 @@ impl<'s> ManifestCopy<'s> {
     /// `appending` (encrypt adds to it), else an error.
     pub fn fetch(store: &'s dyn Store, url: &str, appending: bool, work: &Path) -> Result<Self> {
         let path = Path::new(url);
-        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
-            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
-        }
+        Self::check_url(store, url)?;
         let local = if appending {
             use sha2::Digest as _;
             let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
@@ -239,6 +281,21 @@ impl<'s> ManifestCopy<'s> {
             Ok(false) => Err(Error::invalid(path, "no such manifest object")),
             Err(e) => Err(e),
         }
+    }
+
+    /// Refuse a manifest URL that names no object (a bucket, or a prefix ending in `/`).
+    pub fn check_url(store: &dyn Store, url: &str) -> Result<()> {
+        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
+            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
+        }
+        Ok(())
+    }
+
+    /// Keep the local copy when this is dropped (its records could not be
+    /// written back); returns its path, for the message that says so.
+    pub fn keep_local(&mut self) -> &Path {
+        self.keep = true;
+        &self.local
     }
 
     /// Store a whole-line snapshot of the local copy as the manifest (a copy as the run goes, see `run::manifest::Flusher`).
