@@ -936,6 +936,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
                 return Err(anyhow!("{e}; its records are kept in {}", m.keep_local().display()).into());
             }
             m.upload(manifest_sse.as_ref())?;
+            if m.joined > 0 {
+                report::info(&format!("sealpipe: manifest: {} was written by another run meanwhile; its {} line(s) this run's copy lacked are kept beside this run's records", m.url, m.joined));
+            }
             PathBuf::from(&m.url)
         }
         Some(m) => PathBuf::from(&m.url),

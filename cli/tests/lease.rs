@@ -332,6 +332,41 @@ fn finding_10_a_run_that_lost_its_lease_does_not_upload_its_manifest() {
     let _ = std::fs::remove_file(format!("{}.inflight", kept.display()));
 }
 
+#[test]
+fn finding_10_a_resumed_copy_keeps_the_records_another_run_uploaded() {
+    let moto = start_moto();
+    setup(&moto, "media-join", "alias/join");
+    let dir = tempfile::tempdir().unwrap();
+    let media = small_tree(dir.path());
+    let url = "s3://media-join/runs/job.jsonl";
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-join/enc/", "--kms-key", "alias/join", "--manifest", url, "--threads", "1", "--force-path-style"];
+    // A reads the manifest (there is none yet), and dies: its local copy waits on this host to be resumed.
+    let (mut a, _lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 120_000);
+    sigkill(&mut a);
+    // Meanwhile another run of the job, elsewhere, uploads the manifest with a record of its own.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("x.ts"), pattern(2_000, 7)).unwrap();
+    let other = sealpipe_cmd(&moto.url(), &["encrypt", theirs.to_str().unwrap(), "--to", "s3://media-join/other/", "--kms-key", "alias/join", "--manifest", "s3://media-join/runs/other.jsonl", "--force-path-style"]).output().unwrap();
+    assert!(other.status.success(), "{}", stderr(&other));
+    py(&moto, "s3.copy_object(Bucket='media-join', Key='runs/job.jsonl', CopySource={'Bucket': 'media-join', 'Key': 'runs/other.jsonl'})", &[]);
+
+    // The job's run on this host resumes from A's copy: its upload is refused (the manifest is not the one
+    // A read), so the other run's lines are joined in and the upload made again.
+    let c = sealpipe_cmd(&moto.url(), &args).output().unwrap();
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stderr(&c).contains("resuming from"), "{}", stderr(&c));
+    assert!(stderr(&c).contains(&format!("{url} was written by another run meanwhile; its 1 line(s)")), "{}", stderr(&c));
+    let local = dir.path().join("job.jsonl");
+    py(&moto, "s3.download_file('media-join', 'runs/job.jsonl', sys.argv[1])", &[local.to_str().unwrap()]);
+    let mut want = canonical_sources(&media);
+    want.push(canonical_path(&theirs.join("x.ts")));
+    want.sort();
+    assert_eq!(sources_once(&records(&local)), want, "no run's records dropped");
+    let verify = sealpipe_cmd(&moto.url(), &["verify", "--manifest", url, "--force-path-style"]).output().unwrap();
+    assert!(verify.status.success(), "verify: {}", stderr(&verify));
+}
+
 /// Unix seconds as RFC 3339 UTC, through Python (an independent rendering).
 fn rfc3339(unix: u64) -> String {
     let out = Command::new("python3")

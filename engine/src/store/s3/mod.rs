@@ -143,12 +143,12 @@ impl Store for S3Store {
         Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings)?))
     }
 
-    fn download(&self, url: &str, local: &Path) -> Result<bool> {
+    fn download(&self, url: &str, local: &Path) -> Result<Option<String>> {
         self.download_to(url, local)
     }
 
-    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
-        self.upload_from(local, url, sse)
+    fn upload(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional> {
+        self.upload_from(local, url, condition, sse)
     }
 
     /// `HeadObject`: the envelope is user metadata (`x-amz-meta-sealpipe-envelope`).
