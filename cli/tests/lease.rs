@@ -49,15 +49,25 @@ fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
+/// A run started by a test, killed if the test ends (or fails) before it does.
+struct Run(Child);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `cmd` paused after its first commit; returns once it says so (it holds the lease from then on).
-fn start_paused(mut cmd: Command, ms: u64) -> (Child, Receiver<String>) {
-    let mut child = cmd.env(PAUSE, ms.to_string()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let lines = lines_of(child.stderr.take().unwrap());
+fn start_paused(mut cmd: Command, ms: u64) -> (Run, Receiver<String>) {
+    let mut run = Run(cmd.env(PAUSE, ms.to_string()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let lines = lines_of(run.0.stderr.take().unwrap());
     let mut seen = Vec::new();
     loop {
         let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| panic!("no test hook line ({e}): {seen:?}"));
         if line.starts_with("sealpipe: test hook: ") {
-            return (child, lines);
+            return (run, lines);
         }
         seen.push(line);
     }
@@ -154,16 +164,16 @@ fn finding_10_two_runs_of_one_job_with_a_local_manifest() {
     let (mut a, _lines) = start_paused(sealpipe_cmd("http://127.0.0.1:9", &args), 120_000);
     let lock = out_dir.join("manifest.jsonl.lock");
     let holder: Value = serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-    assert_eq!(holder["pid"], a.id(), "{holder}");
+    assert_eq!(holder["pid"], a.0.id(), "{holder}");
     assert_eq!(holder["host"], host_name().as_str(), "{holder}");
 
     let before = snapshot(&out_dir);
     let b = sealpipe_cmd("http://127.0.0.1:9", &args).output().unwrap();
-    assert_refused(&b, manifest.to_str().unwrap(), a.id());
+    assert_refused(&b, manifest.to_str().unwrap(), a.0.id());
     assert_eq!(snapshot(&out_dir), before, "the refused run left nothing (no output, record, journal or lease of its own)");
 
     // The holder dies: the kernel drops its lock, and the next run takes it at once.
-    sigkill(&mut a);
+    sigkill(&mut a.0);
     assert!(lock.exists(), "SIGKILL gave nothing back: the file stays, unlocked");
     let c = sealpipe_cmd("http://127.0.0.1:9", &args).output().unwrap();
     assert!(c.status.success(), "the run after a dead holder: {}", stderr(&c));
@@ -204,8 +214,8 @@ fn finding_10_shards_of_one_job_hold_leases_of_their_own() {
     assert!(b.status.success(), "the other shard runs beside it: {}", stderr(&b));
     let again = sealpipe_cmd("http://127.0.0.1:9", &held_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
     let tag = held.replace('/', "-of-");
-    assert_refused(&again, dir.path().join(format!("run.shard-{tag}.jsonl")).to_str().unwrap(), a.id());
-    sigkill(&mut a);
+    assert_refused(&again, dir.path().join(format!("run.shard-{tag}.jsonl")).to_str().unwrap(), a.0.id());
+    sigkill(&mut a.0);
 }
 
 /// The lease object of `url` as boto3 reads it: (its JSON, its ETag), or None.
@@ -239,22 +249,22 @@ fn finding_10_two_runs_of_one_job_with_an_s3_manifest() {
 
     let (mut a, _lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 120_000);
     let (holder, etag) = lease_object(&moto, "media-lease", "runs/job.jsonl.lease").expect("A holds the lease object");
-    assert_eq!(holder["pid"], a.id(), "{holder}");
+    assert_eq!(holder["pid"], a.0.id(), "{holder}");
     assert_eq!(holder["host"], host_name().as_str(), "{holder}");
     assert!(holder["expires"].as_u64().unwrap() > holder["since"].as_u64().unwrap(), "{holder}");
 
     let b = sealpipe_cmd(&moto.url(), &args).output().unwrap();
-    assert_refused(&b, url, a.id());
+    assert_refused(&b, url, a.0.id());
     let (_, etag_after) = lease_object(&moto, "media-lease", "runs/job.jsonl.lease").unwrap();
     assert_eq!(etag_after, etag, "the refused run did not touch the lease");
     assert!(py(&moto, "print(len(s3.list_objects_v2(Bucket='media-lease', Prefix='runs/job.jsonl').get('Contents', [])))", &[]) == "1", "no manifest uploaded by the refused run");
 
     // The holder dies without giving the lease back: same host, its pid gone, so taken over at once.
-    sigkill(&mut a);
+    sigkill(&mut a.0);
     assert!(lease_object(&moto, "media-lease", "runs/job.jsonl.lease").is_some(), "SIGKILL gave nothing back");
     let c = sealpipe_cmd(&moto.url(), &args).output().unwrap();
     assert!(c.status.success(), "the run after a dead holder: {}", stderr(&c));
-    assert!(stderr(&c).contains(&format!("took over the lease of host {}, pid {}", host_name(), a.id())), "{}", stderr(&c));
+    assert!(stderr(&c).contains(&format!("took over the lease of host {}, pid {}", host_name(), a.0.id())), "{}", stderr(&c));
     assert!(lease_object(&moto, "media-lease", "runs/job.jsonl.lease").is_none(), "a finished run gives its lease back");
     let local = dir.path().join("job.jsonl");
     py(&moto, "s3.download_file('media-lease', 'runs/job.jsonl', sys.argv[1])", &[local.to_str().unwrap()]);
@@ -314,7 +324,7 @@ fn finding_10_a_run_that_lost_its_lease_does_not_upload_its_manifest() {
     let (mut a, lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 10_000);
     // Another run takes the lease over (as one would after A's lease ran out unrenewed).
     put_lease(&moto, "media-lost", "runs/job.jsonl.lease", &serde_json::json!({"host": "pod-other", "pid": 4242, "since": now_unix(), "expires": now_unix() + 3600}));
-    let status = a.wait().unwrap();
+    let status = a.0.wait().unwrap();
     let rest: Vec<String> = lines.iter().collect();
     assert_eq!(status.code(), Some(2), "{rest:?}");
     let error = rest.iter().find(|l| l.starts_with("sealpipe: error: ")).unwrap_or_else(|| panic!("{rest:?}"));
@@ -329,7 +339,9 @@ fn finding_10_a_run_that_lost_its_lease_does_not_upload_its_manifest() {
     let (holder, _) = lease_object(&moto, "media-lost", "runs/job.jsonl.lease").unwrap();
     assert_eq!(holder["host"], "pod-other", "the lost lease is not deleted: it is the other run's");
     std::fs::remove_file(&kept).unwrap();
-    let _ = std::fs::remove_file(format!("{}.inflight", kept.display()));
+    for beside in ["inflight", "base"] {
+        let _ = std::fs::remove_file(format!("{}.{beside}", kept.display()));
+    }
 }
 
 #[test]
@@ -342,7 +354,7 @@ fn finding_10_a_resumed_copy_keeps_the_records_another_run_uploaded() {
     let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-join/enc/", "--kms-key", "alias/join", "--manifest", url, "--threads", "1", "--force-path-style"];
     // A reads the manifest (there is none yet), and dies: its local copy waits on this host to be resumed.
     let (mut a, _lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 120_000);
-    sigkill(&mut a);
+    sigkill(&mut a.0);
     // Meanwhile another run of the job, elsewhere, uploads the manifest with a record of its own.
     let theirs = dir.path().join("theirs");
     std::fs::create_dir_all(&theirs).unwrap();
