@@ -379,6 +379,38 @@ fn finding_10_a_resumed_copy_keeps_the_records_another_run_uploaded() {
     assert!(verify.status.success(), "verify: {}", stderr(&verify));
 }
 
+#[test]
+fn finding_10_a_manifest_stored_as_the_run_goes_never_overwrites_another_runs() {
+    let moto = start_moto();
+    setup(&moto, "media-flush", "alias/flush");
+    let dir = tempfile::tempdir().unwrap();
+    let media = small_tree(dir.path());
+    let url = "s3://media-flush/runs/job.jsonl";
+    // Stored after every record: the run's first snapshot comes after the other run's upload below.
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-flush/enc/", "--kms-key", "alias/flush", "--manifest", url, "--threads", "1", "--force-path-style", "--manifest-flush-records", "1"];
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("x.ts"), pattern(2_000, 7)).unwrap();
+    let other = sealpipe_cmd(&moto.url(), &["encrypt", theirs.to_str().unwrap(), "--to", "s3://media-flush/other/", "--kms-key", "alias/flush", "--manifest", "s3://media-flush/runs/other.jsonl", "--force-path-style"]).output().unwrap();
+    assert!(other.status.success(), "{}", stderr(&other));
+
+    // A has read the manifest (none yet) and committed its first file; then another run's manifest lands there.
+    let (mut a, lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 1_500);
+    py(&moto, "s3.copy_object(Bucket='media-flush', Key='runs/job.jsonl', CopySource={'Bucket': 'media-flush', 'Key': 'runs/other.jsonl'})", &[]);
+    let status = a.0.wait().unwrap();
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(status.success(), "{rest:?}");
+    let warnings = rest.iter().filter(|l| l.contains("another run wrote it meanwhile")).count();
+    assert!(warnings <= 1, "a refused snapshot is said once, not at every turn: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains(&format!("{url} was written by another run meanwhile; its 1 line(s)"))), "{rest:?}");
+    let local = dir.path().join("job.jsonl");
+    py(&moto, "s3.download_file('media-flush', 'runs/job.jsonl', sys.argv[1])", &[local.to_str().unwrap()]);
+    let mut want = canonical_sources(&media);
+    want.push(canonical_path(&theirs.join("x.ts")));
+    want.sort();
+    assert_eq!(sources_once(&records(&local)), want, "neither a snapshot nor the end of the run dropped the other run's record");
+}
+
 /// Unix seconds as RFC 3339 UTC, through Python (an independent rendering).
 fn rfc3339(unix: u64) -> String {
     let out = Command::new("python3")
