@@ -36,6 +36,7 @@ use sealpipe::pipeline::Tuning;
 use sealpipe::run::encrypt::EncryptJob;
 use sealpipe::run::reencrypt::Unseal;
 use sealpipe::run::keys::KeyReuse;
+use sealpipe::run::lease::Lease;
 use sealpipe::run::manifest::{Flusher, ManifestWriter};
 use sealpipe::run::report::Summary;
 use sealpipe::run::schedule::MemoryPlan;
@@ -510,6 +511,11 @@ struct EncryptArgs {
     /// Example: --force
     #[arg(long, help_heading = "Run control")]
     force: bool,
+    /// How long the lease on an s3:// manifest lasts without renewal, in seconds: a run that dies
+    /// blocks the next run of the job on another host this long (on the same host, not at all).
+    /// It is renewed every third of it. Example: --lease-seconds 300
+    #[arg(long, value_name = "SECONDS", default_value_t = sealpipe::run::lease::DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(3..), help_heading = "Run control")]
+    lease_seconds: u64,
     /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
     /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
     #[arg(long, help_heading = "Input")]
@@ -542,6 +548,21 @@ fn shard_manifest(path: &Path, shard: Option<Shard>) -> PathBuf {
     match (path.file_stem(), path.extension()) {
         (Some(stem), Some(ext)) => path.with_file_name(format!("{}.{tag}.{}", stem.to_string_lossy(), ext.to_string_lossy())),
         _ => PathBuf::from(format!("{text}.{tag}")),
+    }
+}
+
+/// [`shard_manifest`] for a manifest URL: the key's last segment gets the
+/// tag (the key is kept byte for byte otherwise, `//` included).
+fn shard_url(url: &str, shard: Option<Shard>) -> String {
+    let Some(shard) = shard else { return url.to_string() };
+    let tag = format!("shard-{}-of-{}", shard.index, shard.count);
+    if url.contains("{shard}") {
+        return url.replace("{shard}", &tag);
+    }
+    let name_at = url.rfind('/').map_or(0, |i| i + 1);
+    match url[name_at..].rfind('.').filter(|&dot| dot > 0) {
+        Some(dot) => format!("{}.{tag}{}", &url[..name_at + dot], &url[name_at + dot..]),
+        None => format!("{url}.{tag}"),
     }
 }
 
@@ -784,14 +805,15 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     let manifest_sse = object.sse.clone();
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
     let mut default_manifest_note = None;
-    // An s3:// manifest is written to a local temporary file and uploaded at the end.
-    let mut remote_manifest = match a.manifest.as_deref().filter(|m| aws::is_url(m)) {
-        Some(m) => Some(fetch_manifest(&ctx, m, true)?),
-        None => None,
-    };
-    let manifest_path = match &remote_manifest {
-        Some(m) => m.local.clone(),
-        None => shard_manifest(
+    // Where the job's manifest is: an s3:// URL (each shard its own), or a local path.
+    let manifest_url = a.manifest.as_deref().filter(|m| aws::is_url(m)).map(|m| shard_url(&m.to_string_lossy(), shard));
+    let local_manifest = match &manifest_url {
+        Some(url) => {
+            let store = ctx.stores.remote(url)?.ok_or_else(|| anyhow!("{url}: not a URL"))?;
+            ManifestCopy::check_url(store, url)?;
+            None
+        }
+        None => Some(shard_manifest(
             &a.manifest.clone().unwrap_or_else(|| match (&a.out, &a.s3.to) {
                 (Some(out), _) => out.join("manifest.jsonl"),
                 (None, Some(to)) => {
@@ -803,10 +825,8 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
                 (None, None) => PathBuf::from("manifest.jsonl"),
             }),
             shard,
-        ),
+        )),
     };
-    // The manifest is the ledger a re-run resumes from: every record synced to disk.
-    let manifest = ManifestWriter::durable(&manifest_path)?;
     // One budget sizes every buffer: files in flight, pipeline windows, part buffers.
     let budget = g.memory.unwrap_or_else(MemoryPlan::default_budget);
     let upload = a.s3.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
@@ -818,6 +838,36 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
+    // One run of the job at a time: taken before the manifest is read and
+    // held until it is written back (dropped last of this function's
+    // values, on every path). A refused run has written nothing.
+    let lease = match (&manifest_url, &local_manifest) {
+        _ if a.dry_run => None,
+        (Some(url), _) => {
+            let store = ctx.stores.remote_shared(url)?.ok_or_else(|| anyhow!("{url}: not a URL"))?;
+            Some(Lease::remote(std::sync::Arc::clone(store), url, std::time::Duration::from_secs(a.lease_seconds), manifest_sse.clone())?)
+        }
+        (None, Some(path)) => Some(Lease::local(path)?),
+        (None, None) => unreachable!("a manifest is a URL or a path"),
+    };
+    if let Some(lease) = &lease {
+        interrupt::on_interrupt(lease.on_interrupt());
+    }
+    if let Some(holder) = lease.as_ref().and_then(|l| l.took_over.as_ref()) {
+        report::info(&format!("sealpipe: took over the lease of {} (a run that is gone, or whose lease ran out)", holder.describe()));
+    }
+    // An s3:// manifest is written to a local temporary file and uploaded at the end.
+    let mut remote_manifest = match &manifest_url {
+        Some(url) => Some(fetch_manifest(&ctx, Path::new(url), true)?),
+        None => None,
+    };
+    let manifest_path = match (&remote_manifest, local_manifest) {
+        (Some(m), _) => m.local.clone(),
+        (None, Some(path)) => path,
+        (None, None) => unreachable!("a manifest is a URL or a path"),
+    };
+    // The manifest is the ledger a re-run resumes from: every record synced to disk.
+    let manifest = ManifestWriter::durable(&manifest_path)?;
     // Only now, every check that can refuse the run done: the key provider
     // (a dry run creates no keyring; the files' keys are asked for one by one).
     let provider = if a.dry_run { ctx.providers.for_dry_run()? } else { ctx.providers.for_new_keys()? };
@@ -851,7 +901,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         max_errors: a.max_errors,
         dry_run: a.dry_run,
         unseal,
-        exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path)].into_iter().chain(exclude).collect(),
+        exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path), sealpipe::run::lease::lock_path(&manifest_path)].into_iter().chain(exclude).collect(),
         stores: &ctx.stores,
         follow_symlinks: !a.no_follow_symlinks,
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
@@ -863,10 +913,11 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     let flusher = Flusher::new(std::time::Duration::from_secs(a.manifest_flush_seconds), a.manifest_flush_records);
     let summary = std::thread::scope(|scope| {
         if let Some(copy) = remote_manifest.as_ref().filter(|_| !a.dry_run) {
-            let (manifest, flusher, sse) = (&manifest, &flusher, manifest_sse.as_ref());
+            let (manifest, flusher, sse, lease) = (&manifest, &flusher, manifest_sse.as_ref(), lease.as_ref());
             let snapshot = copy.local.with_extension("snapshot");
             scope.spawn(move || {
-                let upload = |p: &Path| copy.upload_snapshot(p, sse);
+                // Only while the lease is still this run's (renewed once more first), as at the end.
+                let upload = |p: &Path| lease.map_or(Ok(()), Lease::confirm).and_then(|()| copy.upload_snapshot(p, sse));
                 let warn = |e: &sealpipe::Error| report::info(&format!("sealpipe: warning: {}: cannot store the manifest yet ({}); trying again", copy.url, e));
                 flusher.run(manifest, &snapshot, &upload, &warn);
             });
@@ -880,7 +931,14 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     // Also after a partial failure: the records of the files that did finish.
     let manifest_path = match remote_manifest.as_mut() {
         Some(m) if !a.dry_run => {
+            // Never over another run's manifest: a lease lost meanwhile keeps the records here.
+            if let Err(e) = lease.as_ref().map_or(Ok(()), |l| l.confirm()) {
+                return Err(anyhow!("{e}; its records are kept in {}", m.keep_local().display()).into());
+            }
             m.upload(manifest_sse.as_ref())?;
+            if m.joined > 0 {
+                report::info(&format!("sealpipe: manifest: {} was written by another run meanwhile; its {} line(s) this run's copy lacked are kept beside this run's records", m.url, m.joined));
+            }
             PathBuf::from(&m.url)
         }
         Some(m) => PathBuf::from(&m.url),
@@ -898,6 +956,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
             sealpipe::format::Service::ElasticTranscoder => "Elastic Transcoder",
         }).collect::<Vec<_>>(),
     });
+    if let Some(Err(e)) = lease.map(Lease::release) {
+        report::info(&format!("sealpipe: warning: the job's lease was not given back ({e}); it ends when its time runs out"));
+    }
     let verb = if a.dry_run { "would encrypt" } else { verb };
     report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {

@@ -59,7 +59,9 @@ pub fn run(a: RebuildArgs, ctx: &aws::Context, json: bool) -> anyhow::Result<Exi
     let stored = summary.map_err(anyhow::Error::from).and_then(|summary| {
         if summary.files > 0 {
             match remote {
-                true => store_of(ctx, &a.manifest)?.upload(&tmp, &url, None)?,
+                true => {
+                    store_of(ctx, &a.manifest)?.upload(&tmp, &url, None, None)?;
+                }
                 false => std::fs::rename(&tmp, &a.manifest).map_err(|e| anyhow!("{}: cannot write the manifest: {e}", a.manifest.display()))?,
             }
         }

@@ -68,6 +68,14 @@ pub enum Error {
     KeyProvider(String),
     /// Parameters that contradict each other or the format contract.
     Usage(String),
+    /// Another run of the same job holds its lease (`run/lease.rs`): this
+    /// run did nothing. Trying again once that run is done will succeed.
+    Held {
+        /// The job's manifest (a path or URL).
+        path: PathBuf,
+        /// The holder, as its lease names it: "host H, pid P, since T".
+        by: String,
+    },
     /// A request to a remote service (S3, KMS) failed.
     Remote {
         /// The file or object concerned.
@@ -157,6 +165,7 @@ impl Error {
             | Error::Padding { path }
             | Error::Digest { path, .. }
             | Error::Exists { path }
+            | Error::Held { path, .. }
             | Error::Remote { path, .. } => Some(path),
             Error::Key(_) | Error::KeyProvider(_) | Error::Usage(_) => None,
         }
@@ -177,6 +186,7 @@ impl Error {
                 Retry::Yes
             }
             Error::Remote { retry, .. } => *retry,
+            Error::Held { .. } => Retry::Yes,
             _ => Retry::No,
         }
     }
@@ -193,7 +203,7 @@ impl Error {
             Error::Remote { .. } | Error::Exists { .. } => Stage::Write,
             Error::Authentication { .. } | Error::Padding { .. } | Error::Digest { .. } => Stage::Verify,
             Error::Key(_) | Error::KeyProvider(_) => Stage::Key,
-            Error::Invalid { .. } | Error::Usage(_) => Stage::Plan,
+            Error::Invalid { .. } | Error::Usage(_) | Error::Held { .. } => Stage::Plan,
         }
     }
 
@@ -239,6 +249,7 @@ impl fmt::Display for Error {
             Error::Key(reason) | Error::KeyProvider(reason) => write!(f, "{reason}"),
             Error::Usage(reason) => write!(f, "{reason}"),
             Error::Remote { path, op, reason, .. } => write!(f, "{}: {op} failed: {reason}", path.display()),
+            Error::Held { path, by } => write!(f, "{}: another run of this job holds it ({by}); wait for it to finish", path.display()),
         }
     }
 }

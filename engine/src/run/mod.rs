@@ -4,6 +4,7 @@
 //!   Inventory reports, this shard's share) → a stream of entries;
 //! * [`ledger`] and [`manifest`]: what earlier runs finished (the manifest) and
 //!   left in flight (the journal), so a re-run resumes;
+//! * [`lease`]: who may run a job now (one run per manifest; a dead holder never blocks);
 //! * [`keys`]: where each file's data key comes from (fresh, supplied, cached);
 //! * [`schedule`]: files over the workers (one per worker, or the multi-buffer CBC path);
 //! * [`encrypt`], [`verify`] (and `decrypt`), [`reencrypt`]: the commands' runs;
@@ -17,6 +18,7 @@ pub mod encrypt;
 pub mod filter;
 pub mod inputs;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod manifest;
 pub mod merge;

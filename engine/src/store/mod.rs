@@ -94,7 +94,7 @@ pub struct RestoreRequest {
 }
 
 /// A remote object store whose objects are named by URLs of one scheme.
-pub trait Store: Sync {
+pub trait Store: Send + Sync {
     /// The URL scheme it serves (`"s3"` for `s3://bucket/key`).
     fn scheme(&self) -> &'static str;
     /// Where requests go (an endpoint URL, or empty for the provider's
@@ -112,16 +112,26 @@ pub trait Store: Sync {
     fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>>;
     /// Outputs under the prefix `url`.
     fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>>;
-    /// Copy the object `url` into the new local file `local`; `Ok(false)` if there is no such object.
-    fn download(&self, url: &str, local: &Path) -> Result<bool>;
-    /// Store the local file `local` as the object `url`.
-    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()>;
+    /// Copy the object `url` into the new local file `local`: its entity
+    /// tag, or `Ok(None)` if there is no such object.
+    fn download(&self, url: &str, local: &Path) -> Result<Option<String>>;
+    /// Store the local file `local` as the object `url`, only if `condition`
+    /// holds when given (a manifest written back over the one it read).
+    fn upload(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional>;
     /// Ask for the archived object `url` to be restored: `Ok(true)` if a
     /// restore was started, `Ok(false)` if one is in progress already.
     fn restore(&self, url: &str, request: &RestoreRequest) -> Result<bool>;
     /// The envelope the object `url` carries (one metadata request, no
     /// body); `Ok(None)` if it carries none. An error if there is no such object.
     fn envelope(&self, url: &str) -> Result<Option<Stamped>>;
+    /// Write the small object `url` (a run's lease) only if `condition`
+    /// holds. A condition that does not hold is an answer, not an error.
+    fn put_if(&self, url: &str, body: &[u8], condition: Condition<'_>, sse: Option<&ServerSide>) -> Result<Conditional>;
+    /// A small object's bytes and entity tag; `None` if there is no such object.
+    fn get_tagged(&self, url: &str) -> Result<Option<Tagged>>;
+    /// Delete the object `url` only if its entity tag is still `etag`;
+    /// `Ok(false)` if it is not (another writer's now) or it is gone.
+    fn delete_if(&self, url: &str, etag: &str) -> Result<bool>;
 }
 
 /// An object's envelope, as its store keeps it ([`Store::envelope`]).
@@ -137,10 +147,41 @@ pub struct Stamped {
     pub etag: String,
 }
 
+/// When a [`Store::put_if`] may write.
+#[derive(Clone, Copy, Debug)]
+pub enum Condition<'a> {
+    /// Only if there is no object (`If-None-Match: *`).
+    Absent,
+    /// Only if the object is still the one with this entity tag (`If-Match`).
+    Matches(&'a str),
+}
+
+/// How a [`Store::put_if`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the new object's entity tag.
+    Written(String),
+    /// The condition did not hold (S3's 412, or 404 for `If-Match` on a missing object).
+    Refused,
+    /// Another conditional write of the same key was in flight (S3's 409
+    /// `ConditionalRequestConflict`): neither won yet, ask again.
+    Conflict,
+}
+
+/// A small object as read: its bytes and entity tag.
+#[derive(Clone, Debug)]
+pub struct Tagged {
+    /// The whole object.
+    pub body: Vec<u8>,
+    /// Its entity tag.
+    pub etag: String,
+}
+
 /// Every store a run can reach, chosen by URL scheme; plain paths are local.
 #[derive(Default)]
 pub struct Stores {
-    remote: Vec<Box<dyn Store>>,
+    /// Shared, so a thread that outlives a borrow (a lease's renewal) can hold one.
+    remote: Vec<std::sync::Arc<dyn Store>>,
 }
 
 /// Local files only.
@@ -151,7 +192,7 @@ impl Stores {
     #[cfg(feature = "aws")]
     pub fn new(session: std::sync::Arc<crate::aws::Session>) -> Self {
         // The one place schemes are chosen: a new store is one more line here.
-        Stores { remote: vec![Box::new(s3::S3Store::new(session))] }
+        Stores { remote: vec![std::sync::Arc::new(s3::S3Store::new(session))] }
     }
 
     /// Whether `name` is a URL (`scheme://…`) rather than a local path.
@@ -161,12 +202,17 @@ impl Stores {
 
     /// The store of the URL `name`; `Ok(None)` for a local path, an error for a URL no store serves.
     pub fn remote(&self, name: &str) -> Result<Option<&dyn Store>> {
+        Ok(self.remote_shared(name)?.map(|store| store.as_ref()))
+    }
+
+    /// [`Stores::remote`] as a shared handle, for a thread of its own.
+    pub fn remote_shared(&self, name: &str) -> Result<Option<&std::sync::Arc<dyn Store>>> {
         if !Self::is_url(name) {
             return Ok(None);
         }
         let scheme = name.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match self.remote.iter().find(|s| s.scheme() == scheme) {
-            Some(store) => Ok(Some(store.as_ref())),
+            Some(store) => Ok(Some(store)),
             None => Err(Error::invalid(Path::new(name), format!("{scheme}:// is not a store this build can reach"))),
         }
     }
@@ -197,6 +243,14 @@ impl Stores {
 /// the start, written back at the end. The copy of an `encrypt` run has a
 /// name fixed by the URL and endpoint, so a run killed before writing it
 /// back leaves it (and its journal) for the re-run to resume from.
+///
+/// Writing it back never drops another run's records: the upload is
+/// conditional on the object the copy was read from (its ETag, or its
+/// absence, kept beside a resumable copy in `<copy>.base`). If another run
+/// wrote the manifest meanwhile (one that ran while this copy waited to be
+/// resumed, or one that took over a lease this run lost track of), its
+/// lines that the copy lacks are appended to the copy, and the upload is
+/// made again on the object just read.
 pub struct ManifestCopy<'s> {
     store: &'s dyn Store,
     /// The manifest's URL.
@@ -205,8 +259,29 @@ pub struct ManifestCopy<'s> {
     pub local: PathBuf,
     /// The local copy is one an interrupted run left, resumed from.
     pub resumed: bool,
+    /// Lines of the manifest as another run wrote it, joined into the copy at upload.
+    pub joined: usize,
+    /// What the copy was read from or last stored as; `None`: unknown (a
+    /// copy left by a version that did not say). Locked: the flusher's
+    /// snapshots move it while the run goes.
+    base: std::sync::Mutex<Option<Base>>,
+    /// A snapshot found the manifest another run's (or the base unknown):
+    /// no more snapshots; the end of the run joins the two.
+    snapshots_off: std::sync::atomic::AtomicBool,
     keep: bool,
 }
+
+/// The remote manifest a copy was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Base {
+    /// There was none.
+    Absent,
+    /// The object with this entity tag.
+    Tag(String),
+}
+
+/// How often a manifest is joined with a newer remote one and sent again before giving up.
+const UPLOAD_TRIES: usize = 5;
 
 impl<'s> ManifestCopy<'s> {
     /// Fetch the manifest at `url` from `store` into the folder `work` (a
@@ -215,9 +290,7 @@ impl<'s> ManifestCopy<'s> {
     /// `appending` (encrypt adds to it), else an error.
     pub fn fetch(store: &'s dyn Store, url: &str, appending: bool, work: &Path) -> Result<Self> {
         let path = Path::new(url);
-        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
-            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
-        }
+        Self::check_url(store, url)?;
         let local = if appending {
             use sha2::Digest as _;
             let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
@@ -229,40 +302,184 @@ impl<'s> ManifestCopy<'s> {
         };
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, "create the state folder", e))?;
         let resumed = appending && local.exists();
-        let copy = ManifestCopy { store, url: url.to_string(), local, resumed, keep: false };
+        let mut copy = ManifestCopy { store, url: url.to_string(), local, resumed, joined: 0, base: Default::default(), snapshots_off: Default::default(), keep: false };
         if resumed {
+            *copy.base_mut() = std::fs::read_to_string(copy.base_path()).ok().map(|t| if t.is_empty() { Base::Absent } else { Base::Tag(t) });
             return Ok(copy);
         }
-        match store.download(url, &copy.local) {
-            Ok(true) => Ok(copy),
-            Ok(false) if appending => Ok(copy), // absent until the run writes a record
-            Ok(false) => Err(Error::invalid(path, "no such manifest object")),
-            Err(e) => Err(e),
+        let base = match store.download(url, &copy.local)? {
+            Some(etag) => Base::Tag(etag),
+            None if appending => Base::Absent, // absent until the run writes a record
+            None => return Err(Error::invalid(path, "no such manifest object")),
+        };
+        if appending {
+            copy.save_base(Some(&base))?;
+        }
+        *copy.base_mut() = Some(base);
+        Ok(copy)
+    }
+
+    fn base_mut(&mut self) -> &mut Option<Base> {
+        self.base.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Say beside the copy which manifest it was read from or last stored as, for a run that resumes it.
+    fn save_base(&self, base: Option<&Base>) -> Result<()> {
+        let text = match base {
+            None => return Ok(()),
+            Some(Base::Absent) => "",
+            Some(Base::Tag(etag)) => etag.as_str(),
+        };
+        std::fs::write(self.base_path(), text).map_err(|e| Error::io(self.base_path(), "write", e))
+    }
+
+    /// Beside a resumable copy: the ETag of the manifest it was read from (empty: there was none).
+    fn base_path(&self) -> PathBuf {
+        let mut name = self.local.as_os_str().to_owned();
+        name.push(".base");
+        PathBuf::from(name)
+    }
+
+    /// Refuse a manifest URL that names no object (a bucket, or a prefix ending in `/`).
+    pub fn check_url(store: &dyn Store, url: &str) -> Result<()> {
+        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
+            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
+        }
+        Ok(())
+    }
+
+    /// Keep the local copy when this is dropped (its records could not be
+    /// written back); returns its path, for the message that says so.
+    pub fn keep_local(&mut self) -> &Path {
+        self.keep = true;
+        &self.local
+    }
+
+    /// Store a whole-line snapshot of the local copy as the manifest (a
+    /// copy as the run goes, see `run::manifest::Flusher`), over the object
+    /// the copy was read from or last stored as only. One that another run
+    /// wrote meanwhile is left as it is (an error says so): the end of the
+    /// run joins the two ([`ManifestCopy::upload`]), once nothing appends to the copy.
+    pub fn upload_snapshot(&self, snapshot: &Path, sse: Option<&ServerSide>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.snapshots_off.load(Relaxed) {
+            return Ok(()); // said once; the end of the run stores it
+        }
+        let mut base = self.base.lock().unwrap_or_else(|p| p.into_inner());
+        let off = |why: &str| {
+            self.snapshots_off.store(true, Relaxed);
+            Err(Error::invalid(Path::new(&self.url), format!("{why}; this run's records are stored, joined with what is there, at its end")))
+        };
+        let condition = match &*base {
+            Some(Base::Absent) => Condition::Absent,
+            Some(Base::Tag(etag)) => Condition::Matches(etag),
+            None => return off("the copy does not say which manifest it was read from"),
+        };
+        match self.store.upload(snapshot, &self.url, Some(condition), sse)? {
+            Conditional::Written(etag) => {
+                *base = Some(Base::Tag(etag));
+                self.save_base(base.as_ref())
+            }
+            Conditional::Refused | Conditional::Conflict => off("another run wrote it meanwhile"),
         }
     }
 
-    /// Store a whole-line snapshot of the local copy as the manifest (a copy as the run goes, see `run::manifest::Flusher`).
-    pub fn upload_snapshot(&self, snapshot: &Path, sse: Option<&ServerSide>) -> Result<()> {
-        self.store.upload(snapshot, &self.url, sse)
-    }
-
-    /// Write the local copy back (if the run wrote one). On failure the copy is kept and named in the error.
+    /// Write the local copy back (if the run wrote one), over the manifest
+    /// it was read from only; one written meanwhile is joined in first (see
+    /// [`ManifestCopy`]). On failure the copy is kept and named in the error.
     pub fn upload(&mut self, sse: Option<&ServerSide>) -> Result<bool> {
         if !self.local.exists() {
             return Ok(false);
         }
-        self.store.upload(&self.local, &self.url, sse).map_err(|e| {
+        self.write_back(sse).map_err(|e| {
             self.keep = true;
             Error::invalid(Path::new(&self.url), format!("cannot upload the manifest ({e}); its records are kept in {}", self.local.display()))
         })?;
         Ok(true)
     }
+
+    fn write_back(&mut self, sse: Option<&ServerSide>) -> Result<()> {
+        for _ in 0..UPLOAD_TRIES {
+            let base = self.base_mut().clone();
+            let condition = match &base {
+                Some(Base::Absent) => Condition::Absent,
+                Some(Base::Tag(etag)) => Condition::Matches(etag),
+                None => {
+                    self.join_remote()?;
+                    continue;
+                }
+            };
+            match self.store.upload(&self.local, &self.url, Some(condition), sse)? {
+                Conditional::Written(_) => return Ok(()),
+                Conditional::Refused | Conditional::Conflict => self.join_remote()?,
+            }
+        }
+        Err(Error::invalid(Path::new(&self.url), format!("another run wrote the manifest on each of {UPLOAD_TRIES} tries")))
+    }
+
+    /// Read the manifest as it is now and append to the copy each of its
+    /// lines the copy lacks; the copy's base is then that object.
+    fn join_remote(&mut self) -> Result<()> {
+        let mut name = self.local.as_os_str().to_owned();
+        name.push(".remote");
+        let remote = PathBuf::from(name);
+        let _ = std::fs::remove_file(&remote);
+        let got = self.store.download(&self.url, &remote);
+        let joined = match &got {
+            Ok(Some(_)) => join_lines(&self.local, &remote),
+            _ => Ok(0),
+        };
+        let _ = std::fs::remove_file(&remote);
+        self.joined += joined?;
+        let base = got?.map_or(Base::Absent, Base::Tag);
+        self.save_base(Some(&base))?;
+        *self.base_mut() = Some(base);
+        Ok(())
+    }
+}
+
+/// Append to `into` every line of `from` that `into` does not have (by a
+/// 16-byte hash of each line: memory flat in the lines' length); returns how many.
+fn join_lines(into: &Path, from: &Path) -> Result<usize> {
+    use sha2::Digest as _;
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::FileExt as _;
+    let hash = |line: &[u8]| -> [u8; 16] { sha2::Sha256::digest(line)[..16].try_into().expect("16 bytes") };
+    let lines = |path: &Path| -> Result<std::io::Split<std::io::BufReader<std::fs::File>>> {
+        Ok(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?).split(b'\n'))
+    };
+    let mut have = std::collections::HashSet::new();
+    for line in lines(into)? {
+        have.insert(hash(&line.map_err(|e| Error::io(into, "read", e))?));
+    }
+    let mut out = std::fs::OpenOptions::new().read(true).append(true).open(into).map_err(|e| Error::io(into, "open", e))?;
+    // A copy whose last line has no newline gets one, so the first joined line starts a line of its own.
+    let len = out.metadata().map_err(|e| Error::io(into, "stat", e))?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        out.read_exact_at(&mut last, len - 1).map_err(|e| Error::io(into, "read", e))?;
+    }
+    if last[0] != b'\n' {
+        out.write_all(b"\n").map_err(|e| Error::io(into, "write", e))?;
+    }
+    let mut added = 0;
+    for line in lines(from)? {
+        let line = line.map_err(|e| Error::io(from, "read", e))?;
+        if line.is_empty() || !have.insert(hash(&line)) {
+            continue;
+        }
+        out.write_all(&line).and_then(|()| out.write_all(b"\n")).map_err(|e| Error::io(into, "write", e))?;
+        added += 1;
+    }
+    out.sync_all().map_err(|e| Error::io(into, "sync", e))?;
+    Ok(added)
 }
 
 impl Drop for ManifestCopy<'_> {
     fn drop(&mut self) {
         if !self.keep {
             let _ = std::fs::remove_file(&self.local);
+            let _ = std::fs::remove_file(self.base_path());
         }
     }
 }
@@ -462,3 +679,20 @@ impl Default for UploadSettings {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::join_lines;
+
+    #[test]
+    fn join_lines_appends_only_what_the_copy_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (into, from) = (dir.path().join("copy.jsonl"), dir.path().join("remote.jsonl"));
+        // A copy whose last line has no newline yet, and a remote one sharing a line with it.
+        std::fs::write(&into, "{\"a\":1}\n{\"b\":2}").unwrap();
+        std::fs::write(&from, "{\"b\":2}\n{\"c\":3}\n\n{\"a\":1}\n{\"c\":3}\n").unwrap();
+        assert_eq!(join_lines(&into, &from).unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(&into).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+        assert_eq!(join_lines(&into, &from).unwrap(), 0, "joined once");
+    }
+}

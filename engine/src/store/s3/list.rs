@@ -1,5 +1,6 @@
 //! Listing (`ListObjectsV2`), inventory fetch, and manifests kept in S3
-//! (download and upload of a local copy): the [`S3Store`] methods that move whole objects or lists.
+//! (download with its ETag, and a conditional upload of a local copy): the
+//! [`S3Store`] methods that move whole objects or lists.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use aws_sdk_s3::types::OptionalObjectAttributes;
 use super::{S3Store, S3Url};
 use crate::aws::{describe, status};
 use crate::error::{Error, Result};
-use crate::store::{Archived, Listed, RestoreRequest, ServerSide};
+use crate::store::{Archived, Condition, Conditional, Listed, RestoreRequest, ServerSide};
 
 impl S3Store {
     /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
@@ -117,16 +118,16 @@ impl S3Store {
         Ok(Box::new(file))
     }
 
-    pub(super) fn download_to(&self, url: &str, local: &Path) -> Result<bool> {
+    pub(super) fn download_to(&self, url: &str, local: &Path) -> Result<Option<String>> {
         let parsed = S3Url::parse(url)?;
         let (aws, client) = self.client()?;
         let got = aws.handle.block_on(async {
             let out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await?;
-            Ok::<_, aws_sdk_s3::error::SdkError<_, _>>(out.body)
+            Ok::<_, aws_sdk_s3::error::SdkError<_, _>>((out.e_tag.unwrap_or_default(), out.body))
         });
-        let body = match got {
-            Ok(body) => body,
-            Err(e) if crate::aws::code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(false),
+        let (etag, body) = match got {
+            Ok(got) => got,
+            Err(e) if crate::aws::code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(Error::invalid(url, format!("cannot read the manifest: {}", describe(&e)))),
         };
         let bytes = aws
@@ -140,20 +141,30 @@ impl S3Store {
             .open(local)
             .map_err(|e| Error::io(local, "create a temporary manifest", e))?;
         std::io::Write::write_all(&mut file, &bytes).map_err(|e| Error::io(local, "write", e))?;
-        Ok(true)
+        Ok(Some(etag))
     }
 
-    pub(super) fn upload_from(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
+    /// A manifest written back: `If-Match` on the ETag it was read at, or
+    /// `If-None-Match: *` where there was none; 412 (and 404 for `If-Match`
+    /// on an object deleted since) is `Refused`, 409 `Conflict`.
+    pub(super) fn upload_from(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional> {
         let parsed = S3Url::parse(url)?;
         let (aws, client) = self.client()?;
         aws.handle.block_on(async {
             let body = ByteStream::from_path(local).await.map_err(|e| Error::invalid(local, e.to_string()))?;
-            sse!(client.put_object().bucket(&parsed.bucket).key(&parsed.key), sse)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| Error::invalid(url, describe(&e)))?;
-            Ok(())
+            let mut req = sse!(client.put_object().bucket(&parsed.bucket).key(&parsed.key), sse).body(body);
+            req = match condition {
+                None => req,
+                Some(Condition::Absent) => req.if_none_match("*"),
+                Some(Condition::Matches(etag)) => req.if_match(etag),
+            };
+            match req.send().await {
+                Ok(out) => Ok(Conditional::Written(out.e_tag().unwrap_or_default().to_string())),
+                Err(e) if status(&e) == Some(412) => Ok(Conditional::Refused),
+                Err(e) if matches!(condition, Some(Condition::Matches(_))) && (status(&e) == Some(404) || crate::aws::code(&e) == Some("NoSuchKey")) => Ok(Conditional::Refused),
+                Err(e) if status(&e) == Some(409) => Ok(Conditional::Conflict),
+                Err(e) => Err(Error::invalid(url, describe(&e))),
+            }
         })
     }
 }

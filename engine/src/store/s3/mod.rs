@@ -45,10 +45,12 @@
 //! * `upload.rs`: one object being uploaded (single `PutObject` or multipart), its state machine;
 //! * `orphans.rs`: [`OpenUploads`] and the uploads of one key (listing, aborts by id), journal glue;
 //! * `read.rs`: [`S3Object`], ETag-pinned ranged reads;
-//! * `list.rs`: listing, inventory fetch, manifest download and upload.
+//! * `list.rs`: listing, inventory fetch, manifest download and upload;
+//! * `conditional.rs`: small objects written only if a condition holds (a run's lease).
 
 #[macro_use]
 mod options;
+mod conditional;
 mod destination;
 mod list;
 mod orphans;
@@ -68,7 +70,7 @@ pub use read::S3Object;
 /// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
 pub use crate::format::url::S3Url;
 
-use super::{ChecksumChoice, Destination, Listed, RestoreRequest, ServerSide, Source, Stamped, Store, UploadSettings};
+use super::{ChecksumChoice, Condition, Conditional, Destination, Listed, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged, UploadSettings};
 use crate::aws::{Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
@@ -141,12 +143,12 @@ impl Store for S3Store {
         Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings)?))
     }
 
-    fn download(&self, url: &str, local: &Path) -> Result<bool> {
+    fn download(&self, url: &str, local: &Path) -> Result<Option<String>> {
         self.download_to(url, local)
     }
 
-    fn upload(&self, local: &Path, url: &str, sse: Option<&ServerSide>) -> Result<()> {
-        self.upload_from(local, url, sse)
+    fn upload(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional> {
+        self.upload_from(local, url, condition, sse)
     }
 
     /// `HeadObject`: the envelope is user metadata (`x-amz-meta-sealpipe-envelope`).
@@ -164,5 +166,17 @@ impl Store for S3Store {
             size: head.content_length().unwrap_or(0).max(0) as u64,
             etag: head.e_tag().unwrap_or_default().to_string(),
         }))
+    }
+
+    fn put_if(&self, url: &str, body: &[u8], condition: Condition<'_>, sse: Option<&ServerSide>) -> Result<Conditional> {
+        self.put_conditional(url, body, condition, sse)
+    }
+
+    fn get_tagged(&self, url: &str) -> Result<Option<Tagged>> {
+        self.get_small(url)
+    }
+
+    fn delete_if(&self, url: &str, etag: &str) -> Result<bool> {
+        self.delete_matching(url, etag)
     }
 }
