@@ -918,7 +918,8 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
             scope.spawn(move || {
                 // Only while the lease is still this run's (renewed once more first), as at the end.
                 let upload = |p: &Path| lease.map_or(Ok(()), Lease::confirm).and_then(|()| copy.upload_snapshot(p, sse));
-                let warn = |e: &sealpipe::Error| report::info(&format!("sealpipe: warning: {}: cannot store the manifest yet ({}); trying again", copy.url, e));
+                // The error names the manifest and says what happens next (a later turn, or the end of the run).
+                let warn = |e: &sealpipe::Error| report::info(&format!("sealpipe: warning: cannot store the manifest as the run goes: {e}"));
                 flusher.run(manifest, &snapshot, &upload, &warn);
             });
         }
