@@ -14,6 +14,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use sealpipe::aws::{AwsOptions, Session};
 use sealpipe::keys::Providers;
+use sealpipe::store::s3::S3Store;
 use sealpipe::store::{ChecksumChoice, ServerSide, Stores};
 
 /// The folder default manifests go to: `$XDG_STATE_HOME/sealpipe`, else `~/.local/state/sealpipe`
@@ -242,7 +243,9 @@ impl Context {
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
         let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };
-        Ok(Context { stores: Stores::new(session), providers, _runtime: runtime })
+        // Every store a run can reach, by scheme: a new one is one more line here.
+        let stores = Stores::from_list(vec![Arc::new(S3Store::new(session))]);
+        Ok(Context { stores, providers, _runtime: runtime })
     }
 }
 

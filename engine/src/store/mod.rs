@@ -6,9 +6,12 @@
 //! * [`local`]: files and folders;
 //! * [`s3`] (feature `aws`): Amazon S3 and S3-compatible stores.
 //!
-//! [`Stores`] chooses the store of a URL by its scheme, in one place
-//! ([`Stores::new`]): a new kind of store (GCS, Azure Blob, …) is one module
-//! here implementing [`Store`], plus one line there.
+//! [`Stores`] chooses the store of a URL by its scheme, from the list the
+//! caller assembles it from ([`Stores::from_list`]; the CLI's is in
+//! `cli/src/aws.rs`): a new kind of store (GCS, Azure Blob, …) is one module
+//! implementing [`Store`] and [`Destination`], plus one line in that list.
+//! `engine/tests/mem_store.rs` is such a module, `mem://`, and runs a whole
+//! job through it.
 
 pub mod local;
 #[cfg(feature = "aws")]
@@ -188,11 +191,10 @@ pub struct Stores {
 pub static LOCAL_ONLY: Stores = Stores { remote: Vec::new() };
 
 impl Stores {
-    /// Local files and every remote store this build has, reached through `session`.
-    #[cfg(feature = "aws")]
-    pub fn new(session: std::sync::Arc<crate::aws::Session>) -> Self {
-        // The one place schemes are chosen: a new store is one more line here.
-        Stores { remote: vec![std::sync::Arc::new(s3::S3Store::new(session))] }
+    /// Local files and the stores of `remote`, each serving its scheme
+    /// ([`Store::scheme`]; the first of a scheme wins).
+    pub fn from_list(remote: Vec<std::sync::Arc<dyn Store>>) -> Self {
+        Stores { remote }
     }
 
     /// Whether `name` is a URL (`scheme://…`) rather than a local path.
