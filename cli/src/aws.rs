@@ -134,9 +134,27 @@ pub struct S3Args {
     /// ...; default: the bucket's). Example: --storage-class INTELLIGENT_TIERING
     #[arg(long, value_name = "CLASS", help_heading = "AWS")]
     pub storage_class: Option<String>,
-    /// Content-Type of the uploaded objects. Example: --content-type video/mp4
-    #[arg(long, value_name = "TYPE", default_value = "application/octet-stream", help_heading = "AWS")]
-    pub content_type: String,
+    /// Content-Type of every uploaded object (default: an S3 source's, or guessed from a local
+    /// file's extension, as aws s3 cp does: .ts video/mp2t, .m3u8 application/vnd.apple.mpegurl, ...).
+    /// Example: --content-type video/mp4
+    #[arg(long, value_name = "TYPE", help_heading = "AWS")]
+    pub content_type: Option<String>,
+    /// Cache-Control of every uploaded object (default: an S3 source's). Example: --cache-control max-age=31536000
+    #[arg(long, value_name = "VALUE", help_heading = "AWS")]
+    pub cache_control: Option<String>,
+    /// Content-Disposition of every uploaded object (default: an S3 source's). Example: --content-disposition attachment
+    #[arg(long, value_name = "VALUE", help_heading = "AWS")]
+    pub content_disposition: Option<String>,
+    /// Content-Language of every uploaded object (default: an S3 source's). Example: --content-language en
+    #[arg(long, value_name = "VALUE", help_heading = "AWS")]
+    pub content_language: Option<String>,
+    /// Content-Encoding of every uploaded object (default: an S3 source's). Example: --content-encoding identity
+    #[arg(long, value_name = "VALUE", help_heading = "AWS")]
+    pub content_encoding: Option<String>,
+    /// What an S3 source's output gets from it, as aws s3 cp's --copy-props: default (content
+    /// headers, user metadata and tags), metadata-directive (not tags), none. Example: --copy-props none
+    #[arg(long, value_enum, default_value = "default", help_heading = "AWS")]
+    pub copy_props: CopyPropsArg,
     /// User metadata on every uploaded object (x-amz-meta-KEY); repeatable, or comma-separated.
     /// Example: --metadata project=archive,year=2019
     #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_metadata, help_heading = "AWS")]
@@ -191,8 +209,13 @@ impl S3Args {
     pub fn object(&self) -> anyhow::Result<sealpipe::store::ObjectOptions> {
         Ok(sealpipe::store::ObjectOptions {
             storage_class: self.storage_class.clone(),
-            content_type: Some(self.content_type.clone()),
+            content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),
+            cache_control: self.cache_control.clone(),
+            content_disposition: self.content_disposition.clone(),
+            content_language: self.content_language.clone(),
+            content_encoding: self.content_encoding.clone(),
+            tagging: None,
             acl: self.acl.clone(),
             expected_bucket_owner: self.expected_bucket_owner.clone(),
             sse: self.sse()?,
@@ -246,6 +269,24 @@ impl Context {
         // Every store a run can reach, by scheme: a new one is one more line here.
         let stores = Stores::from_list(vec![Arc::new(S3Store::new(session))]);
         Ok(Context { stores, providers, _runtime: runtime })
+    }
+}
+
+/// `--copy-props`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CopyPropsArg {
+    Default,
+    MetadataDirective,
+    None,
+}
+
+impl From<CopyPropsArg> for sealpipe::store::CopyProps {
+    fn from(c: CopyPropsArg) -> Self {
+        match c {
+            CopyPropsArg::Default => sealpipe::store::CopyProps::Default,
+            CopyPropsArg::MetadataDirective => sealpipe::store::CopyProps::MetadataDirective,
+            CopyPropsArg::None => sealpipe::store::CopyProps::None,
+        }
     }
 }
 

@@ -906,6 +906,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         follow_symlinks: !a.no_follow_symlinks,
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
         restore: a.restore.clone(),
+        copy_props: a.s3.copy_props.into(),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);

@@ -775,3 +775,71 @@ fn archived_objects_are_reported_restored_on_request_and_encrypted_once_restored
     let v = sealpipe(&moto.url(), &["verify", "--manifest", m]);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
 }
+
+/// Issue 20, properties follow the object as `aws s3 cp` copies them: an S3
+/// source's Content-Type, Cache-Control, Content-Disposition,
+/// Content-Language, user metadata and tags reach its output (with the
+/// AWS CLI's `--copy-props` to keep fewer, and flags that override); a
+/// local file's Content-Type is guessed from its extension, right for
+/// media; the envelope always goes, and copied metadata that would push
+/// the whole past 2 KB is dropped, said.
+#[test]
+fn properties_and_tags_follow_the_object() {
+    let moto = start_moto();
+    setup(&moto, "props-out", "alias/props");
+    py(
+        &moto,
+        "s3.create_bucket(Bucket='props')\n\
+         s3.put_object(Bucket='props', Key='raw/list.m3u8', Body=b'#EXTM3U\\n' * 50, ContentType='application/vnd.apple.mpegurl', CacheControl='max-age=60', ContentDisposition='inline', ContentLanguage='en', Metadata={'camera': 'a7'}, Tagging='show=news&year=2019')\n\
+         s3.put_object(Bucket='props', Key='big/huge-meta.ts', Body=b'x' * 100, ContentType='video/mp2t', Metadata={'notes': 'n' * 1500})",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let head = |key: &str| -> serde_json::Value {
+        let text = py(
+            &moto,
+            "h = s3.head_object(Bucket='props-out', Key=sys.argv[1]); m = h['Metadata']\n\
+             t = {x['Key']: x['Value'] for x in s3.get_object_tagging(Bucket='props-out', Key=sys.argv[1])['TagSet']}\n\
+             print(json.dumps({'type': h.get('ContentType'), 'cache': h.get('CacheControl'), 'disposition': h.get('ContentDisposition'), 'language': h.get('ContentLanguage'), 'envelope': 'sealpipe-envelope' in m, 'meta': {k: v for k, v in m.items() if not k.startswith('sealpipe-')}, 'tags': t}))",
+            &[key],
+        );
+        serde_json::from_str(&text).unwrap()
+    };
+    let encrypt = |from: &str, to: &str, extra: &[&str]| {
+        let manifest = dir.path().join(format!("{}.jsonl", to.replace('/', "_")));
+        let mut args = vec!["encrypt", from, "--to", to, "--kms-key", "alias/props", "--manifest", manifest.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = sealpipe(&moto.url(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out
+    };
+    encrypt("s3://props/raw/", "s3://props-out/all/", &[]);
+    assert_eq!(
+        head("all/list.m3u8"),
+        serde_json::json!({"type": "application/vnd.apple.mpegurl", "cache": "max-age=60", "disposition": "inline", "language": "en", "envelope": true, "meta": {"camera": "a7"}, "tags": {"show": "news", "year": "2019"}})
+    );
+    encrypt("s3://props/raw/", "s3://props-out/md/", &["--copy-props", "metadata-directive", "--cache-control", "no-store"]);
+    let h = head("md/list.m3u8");
+    assert_eq!((&h["meta"], &h["tags"], &h["cache"], &h["type"]), (&serde_json::json!({"camera": "a7"}), &serde_json::json!({}), &serde_json::json!("no-store"), &serde_json::json!("application/vnd.apple.mpegurl")), "{h}");
+    encrypt("s3://props/raw/", "s3://props-out/none/", &["--copy-props", "none"]);
+    let h = head("none/list.m3u8");
+    assert_eq!((&h["type"], &h["meta"], &h["tags"], &h["envelope"]), (&serde_json::json!("application/octet-stream"), &serde_json::json!({}), &serde_json::json!({}), &serde_json::json!(true)), "{h}");
+    // The envelope goes first: 1.5 KB of copied metadata does not fit beside it, and is said dropped.
+    let out = encrypt("s3://props/big/", "s3://props-out/big/", &[]);
+    assert!(stderr(&out).contains("user metadata (notes) is not copied"), "{}", stderr(&out));
+    let h = head("big/huge-meta.ts");
+    assert_eq!((&h["meta"], &h["envelope"], &h["type"]), (&serde_json::json!({}), &serde_json::json!(true), &serde_json::json!("video/mp2t")), "{h}");
+
+    // Local files: the Content-Type from the extension, unless --content-type says one.
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    for name in ["a.m3u8", "b.ts", "c.mp4", "d.m4s", "e.vtt", "f.bin"] {
+        std::fs::write(media.join(name), b"data").unwrap();
+    }
+    encrypt(media.to_str().unwrap(), "s3://props-out/local/", &[]);
+    for (name, t) in [("a.m3u8", "application/vnd.apple.mpegurl"), ("b.ts", "video/mp2t"), ("c.mp4", "video/mp4"), ("d.m4s", "video/iso.segment"), ("e.vtt", "text/vtt"), ("f.bin", "application/octet-stream")] {
+        assert_eq!(head(&format!("local/{name}"))["type"], t, "{name}");
+    }
+    encrypt(media.to_str().unwrap(), "s3://props-out/typed/", &["--content-type", "video/mp4"]);
+    assert_eq!(head("typed/a.m3u8")["type"], "video/mp4");
+}

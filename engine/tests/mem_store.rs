@@ -19,8 +19,8 @@ use sealpipe::run::manifest::ManifestWriter;
 use sealpipe::run::report::Silent;
 use sealpipe::run::verify;
 use sealpipe::store::{
-    Committed, Condition, Conditional, Destination, Listed, PendingOutput, RestoreRequest, ServerSide, Sink, Source, Stamped, Store,
-    Stores, Tagged, UploadSettings, Vacancy, Window,
+    About, Committed, Condition, Conditional, CopyProps, Destination, Listed, PendingOutput, Properties, RestoreRequest, ServerSide, Sink,
+    Source, Stamped, Store, Stores, Tagged, UploadSettings, Vacancy, Window,
 };
 
 // ---------------------------------------------------------------------------
@@ -141,6 +141,9 @@ impl Store for MemStore {
             _ => Ok(Conditional::Written(self.put(key_of(url), body, Vec::new()))),
         }
     }
+    fn properties(&self, _url: &str, _copy: CopyProps) -> Result<Properties> {
+        Ok(Properties::default())
+    }
     fn restore(&self, url: &str, _request: &RestoreRequest) -> Result<bool> {
         Err(invalid(url, "mem:// archives nothing"))
     }
@@ -214,9 +217,9 @@ impl Destination for MemDestination {
             _ => Err(Error::Exists { path: PathBuf::from(url) }),
         }
     }
-    fn create(&self, relative: &Path, _len: u64, replace: bool, envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>> {
-        let metadata = match envelope {
-            Some((e, source)) => e.metadata(source, &[]).map_err(|r| invalid(&self.location(relative), &r))?,
+    fn create(&self, relative: &Path, _len: u64, replace: bool, about: Option<&About<'_>>) -> Result<Box<dyn PendingOutput>> {
+        let metadata = match about {
+            Some(about) => about.envelope.metadata(about.source, &[]).map_err(|r| invalid(&self.location(relative), &r))?,
             None => Vec::new(),
         };
         let key = key_of(&self.location(relative)).to_string();

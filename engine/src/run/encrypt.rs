@@ -34,7 +34,7 @@ use crate::keys::{DataKey, KeyProvider};
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{resolve, Input};
 use crate::format::envelope::{job_id, Envelope, EnvelopeInput};
-use crate::store::{Committed, Destination, PendingOutput, Source, Stores, Vacancy, LOCAL_ONLY};
+use crate::store::{About, Committed, CopyProps, Destination, PendingOutput, Properties, Source, Stores, Vacancy, LOCAL_ONLY};
 
 /// Outputs committed by this process (for the test hook after a commit).
 static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -92,6 +92,8 @@ pub struct EncryptJob<'a> {
     pub follow_symlinks: bool,
     /// Ask for archived objects to be restored (`--restore`); `None`: only report them.
     pub restore: Option<crate::store::RestoreRequest>,
+    /// Which properties of an S3 source its output gets (`--copy-props`).
+    pub copy_props: CopyProps,
     /// The manifest as the user named it (its URL for an `s3://` manifest);
     /// `None`: its resolved local path. Outputs carry its [`job_id`] in their
     /// envelopes, by which a re-run of this job knows its own unrecorded outputs.
@@ -128,6 +130,7 @@ impl<'a> EncryptJob<'a> {
             follow_symlinks: true,
             manifest_name: None,
             restore: None,
+            copy_props: CopyProps::Default,
         }
     }
 }
@@ -442,7 +445,9 @@ impl Run<'_, '_> {
         let sealer = Sealer::new(job.mode, material.key(), iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
         let envelope = self.envelope(f, &material, &iv, plain_len)?;
-        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), replace, Some((&envelope, &f.name)))?;
+        let properties = self.properties(f)?;
+        let about = About { source: &f.name, envelope: &envelope, properties: &properties };
+        let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), replace, Some(&about))?;
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
             Some(u) => {
@@ -507,6 +512,18 @@ impl Run<'_, '_> {
                 Ok(true)
             }
             Vacancy::Free => Ok(f.replace),
+        }
+    }
+
+    /// The properties `f`'s output gets from its source: an S3 source's
+    /// (as `copy_props` says), a local file's guessed Content-Type.
+    fn properties(&self, f: &Entry) -> Result<Properties> {
+        match &f.remote {
+            Some(item) => match self.job.stores.remote(&item.url)? {
+                Some(store) => store.properties(&item.url, self.job.copy_props),
+                None => Ok(Properties::default()),
+            },
+            None => Ok(crate::store::local::properties(&f.source)),
         }
     }
 
@@ -579,7 +596,9 @@ impl schedule::Files for Run<'_, '_> {
             return Err(self.unwritten(file, e));
         }
         let envelope = self.envelope(file, material, &iv, input.len())?;
-        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), replace, Some((&envelope, &file.name)))?;
+        let properties = self.properties(file)?;
+        let about = About { source: &file.name, envelope: &envelope, properties: &properties };
+        let output = job.destination.create(&file.relative, job.mode.sealed_len(input.len()), replace, Some(&about))?;
         Ok((Box::new(input), output, iv))
     }
 

@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Committed, Destination, PendingOutput, Sink, Source, Vacancy, Window};
+use super::{About, Committed, Destination, PendingOutput, Properties, Sink, Source, Vacancy, Window};
 use crate::error::{Error, Result};
 use crate::format::envelope::Envelope;
 
@@ -42,6 +42,35 @@ pub fn resolve(path: &Path) -> PathBuf {
             _ => return abs,
         }
     }
+}
+
+/// Content-Type of a local file by its extension, as `aws s3 cp` guesses
+/// it: media types first (`mime_guess` takes `.ts` for TypeScript and knows
+/// no `.m4s`), then the crate's table, else `application/octet-stream`.
+pub fn content_type(path: &Path) -> String {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let media = match ext.as_str() {
+        "ts" => Some("video/mp2t"),
+        "m3u8" => Some("application/vnd.apple.mpegurl"),
+        "mp4" => Some("video/mp4"),
+        "m4s" => Some("video/iso.segment"),
+        "m4v" => Some("video/x-m4v"),
+        "m4a" => Some("audio/mp4"),
+        "mov" => Some("video/quicktime"),
+        "mxf" => Some("application/mxf"),
+        "vtt" => Some("text/vtt"),
+        "mpd" => Some("application/dash+xml"),
+        _ => None,
+    };
+    match media {
+        Some(t) => t.to_string(),
+        None => mime_guess::from_path(path).first_raw().unwrap_or("application/octet-stream").to_string(),
+    }
+}
+
+/// The properties a local source gives its output: its guessed Content-Type.
+pub fn properties(path: &Path) -> Properties {
+    Properties { content_type: Some(content_type(path)), ..Properties::default() }
 }
 
 /// A source file, opened read-only.
@@ -229,7 +258,7 @@ impl Destination for LocalDir {
         Ok(Vacancy::Free)
     }
 
-    fn create(&self, relative: &Path, _len: u64, replace: bool, _envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>> {
+    fn create(&self, relative: &Path, _len: u64, replace: bool, _about: Option<&About<'_>>) -> Result<Box<dyn PendingOutput>> {
         let mut output = Output::create(&self.root.join(relative), self.overwrite || replace)?;
         output.location = Some(self.location(relative));
         Ok(Box::new(output))

@@ -121,6 +121,9 @@ pub trait Store: Send + Sync {
     /// Store the local file `local` as the object `url`, only if `condition`
     /// holds when given (a manifest written back over the one it read).
     fn upload(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional>;
+    /// The properties of the object `url` its output gets under `copy`
+    /// (`HeadObject`, and `GetObjectTagging` for tags).
+    fn properties(&self, url: &str, copy: CopyProps) -> Result<Properties>;
     /// Ask for the archived object `url` to be restored: `Ok(true)` if a
     /// restore was started, `Ok(false)` if one is in progress already.
     fn restore(&self, url: &str, request: &RestoreRequest) -> Result<bool>;
@@ -530,6 +533,51 @@ pub fn key_too_long(key: &str) -> Option<String> {
     (key.len() > MAX_KEY_BYTES).then(|| format!("key longer than S3's {MAX_KEY_BYTES}-byte limit ({} bytes); refused", key.len()))
 }
 
+/// The properties an object carries besides its bytes, as `aws s3 cp`
+/// copies them from an S3 source (a local source has its Content-Type
+/// guessed from its extension).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// User metadata (`x-amz-meta-*`), sealpipe's own keys (an earlier envelope) left out.
+    pub metadata: Vec<(String, String)>,
+    /// Object tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Which properties of an S3 source its output gets (`--copy-props`, the AWS CLI's values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CopyProps {
+    /// None: the output has only what the flags say.
+    None,
+    /// Content headers and user metadata, not tags.
+    MetadataDirective,
+    /// Content headers, user metadata and tags (the AWS CLI's default).
+    #[default]
+    Default,
+}
+
+/// What a new output carries besides its bytes: its envelope (made from
+/// `source`) and the source's properties. Explicit flags win over the
+/// properties; the envelope wins over copied user metadata (2 KB together).
+pub struct About<'a> {
+    /// The source, as records name it.
+    pub source: &'a str,
+    /// The envelope.
+    pub envelope: &'a Envelope,
+    /// The source's properties.
+    pub properties: &'a Properties,
+}
+
 /// What [`Destination::vacant`] found where an output goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Vacancy {
@@ -557,10 +605,11 @@ pub trait Destination: Sync {
     /// `replace`, or its envelope is one `ours` accepts ([`Vacancy::Unrecorded`]).
     fn vacant(&self, relative: &Path, ours: &dyn Fn(&Envelope) -> bool, replace: bool) -> Result<Vacancy>;
     /// Start writing `relative`, which will be `len` bytes long, carrying
-    /// `envelope` (made from the source it names) where the store keeps one
-    /// with the object (S3: user metadata). An existing output is refused
-    /// unless the destination overwrites or `replace`.
-    fn create(&self, relative: &Path, len: u64, replace: bool, envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>>;
+    /// what `about` says where the store keeps it with the object (S3: the
+    /// envelope in user metadata, the source's properties as headers and
+    /// tags). An existing output is refused unless the destination
+    /// overwrites or `replace`.
+    fn create(&self, relative: &Path, len: u64, replace: bool, about: Option<&About<'_>>) -> Result<Box<dyn PendingOutput>>;
     /// The local folder, if the destination is one (to refuse outputs inside the input tree).
     fn local_root(&self) -> Option<&Path> {
         None
@@ -660,6 +709,17 @@ pub struct ObjectOptions {
     pub content_type: Option<String>,
     /// `--metadata k=v`: user metadata (`x-amz-meta-k`).
     pub metadata: Vec<(String, String)>,
+    /// `--cache-control`, `--content-disposition`, `--content-language`,
+    /// `--content-encoding`; `None`: the source's (see [`Properties`]).
+    pub cache_control: Option<String>,
+    /// See [`ObjectOptions::cache_control`].
+    pub content_disposition: Option<String>,
+    /// See [`ObjectOptions::cache_control`].
+    pub content_language: Option<String>,
+    /// See [`ObjectOptions::cache_control`].
+    pub content_encoding: Option<String>,
+    /// Tags, as S3's `x-amz-tagging` query string (`k=v&k2=v2`, URL-encoded).
+    pub tagging: Option<String>,
     /// `--acl` (a canned ACL: `private`, `bucket-owner-full-control`, ...).
     pub acl: Option<String>,
     /// `--expected-bucket-owner`: the account id the bucket must belong to.

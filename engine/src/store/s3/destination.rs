@@ -16,7 +16,7 @@ use super::S3Url;
 use crate::aws::{describe, remote_error, status, Aws};
 use crate::error::{Error, Result};
 use crate::format::envelope::{Envelope, ENVELOPE_KEY};
-use crate::store::{ChecksumChoice, Cleaned, Destination, Journal, PendingOutput, UploadSettings, Vacancy};
+use crate::store::{About, ChecksumChoice, Cleaned, Destination, Journal, ObjectOptions, PendingOutput, UploadSettings, Vacancy};
 
 /// `HeadObject` of `bucket/key`: `None` if there is no such object.
 pub(super) fn head_object(
@@ -190,18 +190,16 @@ impl Destination for S3Destination {
         }
     }
 
-    fn create(&self, relative: &Path, len: u64, replace: bool, envelope: Option<(&Envelope, &str)>) -> Result<Box<dyn PendingOutput>> {
+    fn create(&self, relative: &Path, len: u64, replace: bool, about: Option<&About<'_>>) -> Result<Box<dyn PendingOutput>> {
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
         let path = PathBuf::from(&url);
         let fresh = !self.settings.overwrite && !replace;
         let replacing = !self.settings.overwrite && replace;
-        // The envelope travels in the object's own user metadata, beside --metadata.
-        let mut object = self.settings.object.clone();
-        if let Some((envelope, source)) = envelope {
-            let pairs = envelope.metadata(source, &object.metadata).map_err(|reason| Error::invalid(&path, reason))?;
-            object.metadata.extend(pairs);
-        }
+        let object = match about {
+            Some(about) => self.object_for(&url, about)?,
+            None => self.settings.object.clone(),
+        };
         let part_size = part_size_for(len, self.settings.part_size).map_err(|e| e.for_file(&path))?;
         // Parts in flight shrink where the part size was raised, so the
         // upload holds no more than the memory plan gave it (`--memory`).
@@ -313,6 +311,51 @@ impl Destination for S3Destination {
 }
 
 impl S3Destination {
+    /// The headers of one output: the flags', then the source's properties
+    /// where the flags say nothing; in its user metadata the envelope,
+    /// `--metadata`, then the source's metadata (a key `--metadata` names
+    /// is not copied). The envelope always goes: copied metadata that would
+    /// take the whole past S3's 2 KB is dropped, said as a warning; with
+    /// `--metadata` alone too much, the file is refused.
+    fn object_for(&self, url: &str, about: &About<'_>) -> Result<ObjectOptions> {
+        let mut object = self.settings.object.clone();
+        let p = about.properties;
+        let or = |flag: &mut Option<String>, source: &Option<String>| {
+            if flag.is_none() {
+                flag.clone_from(source);
+            }
+        };
+        or(&mut object.content_type, &p.content_type);
+        or(&mut object.cache_control, &p.cache_control);
+        or(&mut object.content_disposition, &p.content_disposition);
+        or(&mut object.content_language, &p.content_language);
+        or(&mut object.content_encoding, &p.content_encoding);
+        if object.tagging.is_none() && !p.tags.is_empty() {
+            object.tagging = Some(tagging(&p.tags));
+        }
+        let copied: Vec<(String, String)> =
+            p.metadata.iter().filter(|(k, _)| !object.metadata.iter().any(|(mine, _)| mine.eq_ignore_ascii_case(k))).cloned().collect();
+        let mut with_copied = object.metadata.clone();
+        with_copied.extend(copied.iter().cloned());
+        let envelope = match about.envelope.metadata(about.source, &with_copied) {
+            Ok(pairs) => {
+                object.metadata = with_copied;
+                pairs
+            }
+            Err(reason) if copied.is_empty() => return Err(Error::invalid(Path::new(url), reason)),
+            Err(_) => {
+                let pairs = about.envelope.metadata(about.source, &object.metadata).map_err(|reason| Error::invalid(Path::new(url), reason))?;
+                if let Some(j) = self.journal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    let names: Vec<&str> = copied.iter().map(|(k, _)| k.as_str()).collect();
+                    j.warn(url, format!("the source's user metadata ({}) is not copied: with the envelope it exceeds S3's 2 KB, and the envelope goes first", names.join(", ")));
+                }
+                pairs
+            }
+        };
+        object.metadata.extend(envelope);
+        Ok(object)
+    }
+
     fn head_len(&self, key: &str) -> Result<Option<u64>> {
         Ok(head_object(&self.client, &self.handle, &self.bucket, key)?.map(|head| head.content_length().unwrap_or(0).max(0) as u64))
     }
@@ -320,4 +363,10 @@ impl S3Destination {
     fn key_uploads(&self, key: &str) -> KeyUploads {
         KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string() }
     }
+}
+
+/// Tags as S3's `x-amz-tagging` query string: `k=v&k2=v2`, each part URL-encoded.
+fn tagging(tags: &[(String, String)]) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    tags.iter().map(|(k, v)| format!("{}={}", utf8_percent_encode(k, NON_ALPHANUMERIC), utf8_percent_encode(v, NON_ALPHANUMERIC))).collect::<Vec<_>>().join("&")
 }

@@ -10,7 +10,7 @@ use aws_sdk_s3::types::OptionalObjectAttributes;
 use super::{S3Store, S3Url};
 use crate::aws::{describe, status};
 use crate::error::{Error, Result};
-use crate::store::{Archived, Condition, Conditional, Listed, RestoreRequest, ServerSide};
+use crate::store::{Archived, Condition, Conditional, CopyProps, Listed, Properties, RestoreRequest, ServerSide};
 
 impl S3Store {
     /// `s3://b/p/` lists everything under `p/`; `s3://b/p` is the object `p`
@@ -83,6 +83,43 @@ impl S3Store {
         let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
         Ok(archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore()))
+    }
+
+    /// The properties of `url` its output gets under `copy`, as `aws s3 cp`
+    /// copies them: `HeadObject`'s content headers and user metadata
+    /// (sealpipe's own keys left out: an earlier envelope is never copied),
+    /// and with [`CopyProps::Default`] its tags (`GetObjectTagging`).
+    pub(super) fn properties_of(&self, url: &str, copy: CopyProps) -> Result<Properties> {
+        if copy == CopyProps::None {
+            return Ok(Properties::default());
+        }
+        let (aws, client) = self.client()?;
+        let parsed = S3Url::parse(url)?;
+        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+            .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
+        let mut metadata: Vec<(String, String)> =
+            head.metadata().into_iter().flatten().filter(|(k, _)| !k.starts_with("sealpipe-")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        metadata.sort();
+        let tags = match copy {
+            CopyProps::Default => aws
+                .handle
+                .block_on(client.get_object_tagging().bucket(&parsed.bucket).key(&parsed.key).send())
+                .map_err(|e| crate::aws::remote_error(url, "S3 GetObjectTagging", &e))?
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Properties {
+            content_type: head.content_type().map(str::to_string),
+            cache_control: head.cache_control().map(str::to_string),
+            content_disposition: head.content_disposition().map(str::to_string),
+            content_language: head.content_language().map(str::to_string),
+            content_encoding: head.content_encoding().map(str::to_string),
+            metadata,
+            tags,
+        })
     }
 
     /// `RestoreObject` of `url`: `Ok(false)` when a restore is in progress already.

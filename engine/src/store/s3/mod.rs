@@ -70,7 +70,7 @@ pub use read::S3Object;
 /// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
 pub use crate::format::url::S3Url;
 
-use super::{ChecksumChoice, Condition, Conditional, Destination, Listed, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged, UploadSettings};
+use super::{ChecksumChoice, Condition, Conditional, CopyProps, Destination, Listed, Properties, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged, UploadSettings};
 use crate::aws::{Aws, Session};
 use crate::error::{Error, Result};
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
@@ -116,6 +116,10 @@ impl Store for S3Store {
         let object = S3Object::open_with(aws, client.clone(), url, None)?;
         let key = S3Url::parse(url)?.key;
         Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string(), archived: object.archived().clone() })
+    }
+
+    fn properties(&self, url: &str, copy: CopyProps) -> Result<Properties> {
+        self.properties_of(url, copy)
     }
 
     fn restore(&self, url: &str, request: &RestoreRequest) -> Result<bool> {

@@ -28,6 +28,12 @@ macro_rules! object_options {
         for (k, v) in &o.metadata {
             req = req.metadata(k, v);
         }
+        req = req
+            .set_cache_control(o.cache_control.clone())
+            .set_content_disposition(o.content_disposition.clone())
+            .set_content_language(o.content_language.clone())
+            .set_content_encoding(o.content_encoding.clone())
+            .set_tagging(o.tagging.clone());
         sse!(req, o.sse.as_ref())
     }};
 }
