@@ -843,3 +843,39 @@ fn properties_and_tags_follow_the_object() {
     encrypt(media.to_str().unwrap(), "s3://props-out/typed/", &["--content-type", "video/mp4"]);
     assert_eq!(head("typed/a.m3u8")["type"], "video/mp4");
 }
+
+/// Issue 20, versions: a record names the source version it read and, in a
+/// versioned destination, the output's version; a key whose newest version
+/// is a delete marker is said deleted, not "no such object".
+#[test]
+fn versions_are_recorded_and_a_delete_marker_is_said() {
+    let moto = start_moto();
+    setup(&moto, "ver-out", "alias/ver");
+    let ids = py(
+        &moto,
+        "for b in ['ver', 'ver-out']:\n\
+         \x20   s3.create_bucket(Bucket=b) if b == 'ver' else None\n\
+         \x20   s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={'Status': 'Enabled'})\n\
+         s3.put_object(Bucket='ver', Key='raw/a.ts', Body=b'old' * 100)\n\
+         v2 = s3.put_object(Bucket='ver', Key='raw/a.ts', Body=b'new' * 100)['VersionId']\n\
+         s3.put_object(Bucket='ver', Key='gone/b.ts', Body=b'b' * 10)\n\
+         s3.delete_object(Bucket='ver', Key='gone/b.ts')\n\
+         print(v2)",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(&moto.url(), &["encrypt", "s3://ver/raw/", "--to", "s3://ver-out/enc/", "--kms-key", "alias/ver", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = &records(&manifest)[0];
+    assert_eq!(r["source_version_id"], ids.trim(), "the newest version was read: {r}");
+    let stored = py(&moto, "print(s3.head_object(Bucket='ver-out', Key='enc/a.ts')['VersionId'])", &[]);
+    assert_eq!(r["output_version_id"], stored.trim(), "{r}");
+
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "s3://ver/gone/b.ts\n").unwrap();
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://ver-out/l/", "--kms-key", "alias/ver", "--manifest", dir.path().join("l.jsonl").to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://ver/gone/b.ts") && err.contains("deleted: its newest version is a delete marker"), "{err}");
+}

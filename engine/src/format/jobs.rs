@@ -351,6 +351,8 @@ mod tests {
             output: "s3://media-in/archive/clip.mp4".into(),
             output_relative: None,
             etag: None,
+            source_version_id: None,
+            output_version_id: None,
             checksum: None,
             server_side_encryption: None,
             plaintext_size: 10,

@@ -58,6 +58,12 @@ pub struct Record {
     /// The stored object's entity tag (S3), if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub etag: Option<String>,
+    /// The source version read, from a versioned bucket (S3's `VersionId`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_version_id: Option<String>,
+    /// The output's version, in a versioned destination bucket.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_version_id: Option<String>,
     /// The whole-object checksum the store reported, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub checksum: Option<String>,
@@ -178,6 +184,8 @@ impl Record {
             output: r.output,
             output_relative: None,
             etag: r.etag,
+            source_version_id: None,
+            output_version_id: None,
             checksum: r.checksum,
             server_side_encryption: r.server_side_encryption,
             plaintext_size: r.plain_len,

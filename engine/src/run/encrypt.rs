@@ -458,13 +458,16 @@ impl Run<'_, '_> {
             }
             None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, job.digest, &progress)?,
         };
+        let version = input.version();
         let committed = output.commit()?;
         // Test hook: a pause after the commit (and the first SEALPIPE_TEST_PAUSE_SKIP_COMMITS commits), before the record.
         let skip = std::env::var("SEALPIPE_TEST_PAUSE_SKIP_COMMITS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         if COMMITS.fetch_add(1, Ordering::Relaxed) >= skip {
             crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
         }
-        file_record(job, keys, f, &material, &iv, &sealed, committed)
+        let mut record = file_record(job, keys, f, &material, &iv, &sealed, committed)?;
+        record.source_version_id = version;
+        Ok(record)
     }
 
     /// An archived object that cannot be read now: said with its class and
@@ -693,11 +696,12 @@ impl Tally<'_> {
 
 /// The manifest record of a file sealed and committed.
 fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Material, iv: &Iv, sealed: &pipeline::Sealed, committed: Committed) -> Result<Record> {
+    let output_version_id = committed.version_id.clone();
     let file_input = match &job.file_input_prefix {
         Some(prefix) => format!("{prefix}{}", f.relative.to_string_lossy().replace('\\', "/")),
         None => committed.location.clone(),
     };
-    Ok(Record::new(RecordInput {
+    let mut record = Record::new(RecordInput {
         source: &f.name,
         output: committed.location,
         etag: committed.etag,
@@ -717,5 +721,7 @@ fn file_record(job: &EncryptJob<'_>, keys: &Keys<'_>, f: &Entry, material: &Mate
         plain_len: sealed.plain_len,
         cipher_len: sealed.cipher_len,
         digest: sealed.digest(),
-    }))
+    });
+    record.output_version_id = output_version_id;
+    Ok(record)
 }

@@ -60,6 +60,10 @@ pub trait Source: Sync {
     }
     /// Confirm the source did not change while it was read.
     fn finish(&self) -> Result<()>;
+    /// The version read, in a versioned store (S3's `VersionId`); `None` elsewhere.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// An object of a remote store (an S3 object), as its listing showed it.
@@ -515,6 +519,8 @@ pub struct Committed {
     pub checksum: Option<String>,
     /// The server-side encryption the store reported applying, where it does (S3).
     pub server_side_encryption: Option<ServerSide>,
+    /// The version the store gave it, in a versioned bucket (S3's `VersionId`).
+    pub version_id: Option<String>,
 }
 
 /// An output being written; invisible under its final name until committed,

@@ -2,6 +2,7 @@
 //! each pinned to the object's ETag and resumed where a body stopped early.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -24,6 +25,8 @@ pub struct S3Object {
     listed: bool,
     /// Archived and not readable now, as `HeadObject` said (unknown from a listing).
     archived: Option<Archived>,
+    /// The version read (`HeadObject`'s, or the first `GetObject`'s), in a versioned bucket.
+    version: Arc<OnceLock<String>>,
 }
 
 impl S3Object {
@@ -42,7 +45,9 @@ impl S3Object {
             .handle
             .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
             .map_err(|e| {
+                let delete_marker = e.raw_response().and_then(|r| r.headers().get("x-amz-delete-marker")) == Some("true");
                 let cause = match status(&e) {
+                    Some(404 | 405) if delete_marker => "deleted: its newest version is a delete marker (name a version to read an older one)".to_string(),
                     Some(404) => "no such object (or no such bucket)".to_string(),
                     Some(403) => "access denied".to_string(),
                     _ => describe(&e),
@@ -60,14 +65,18 @@ impl S3Object {
         }
         let len = head.content_length().unwrap_or(0).max(0) as u64;
         let archived = super::list::archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore());
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived })
+        let version = Arc::new(OnceLock::new());
+        if let Some(v) = head.version_id() {
+            let _ = version.set(v.to_string());
+        }
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived, version })
     }
 
     /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
     /// another request; every read is pinned to that ETag (`If-Match`).
     pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true, archived: None })
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true, archived: None, version: Arc::default() })
     }
 
     /// The object's ETag when opened.
@@ -113,6 +122,7 @@ impl Source for S3Object {
             let path = self.path.clone();
             let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
             let mut pin = self.etag.clone();
+            let version = self.version.clone();
             tasks.push(self.handle.spawn(async move {
                 let mut got: Vec<u8> = Vec::with_capacity(n);
                 let mut resumes = 0;
@@ -129,6 +139,10 @@ impl Source for S3Object {
                     })?;
                     if pin.is_empty() {
                         pin = out.e_tag().unwrap_or_default().to_string();
+                    }
+                    if let Some(v) = out.version_id() {
+                        // Every read is pinned to one ETag: one version's bytes.
+                        let _ = version.set(v.to_string());
                     }
                     let cut = loop {
                         match out.body.try_next().await {
@@ -182,5 +196,9 @@ impl Source for S3Object {
 
     fn finish(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn version(&self) -> Option<String> {
+        self.version.get().cloned()
     }
 }

@@ -200,7 +200,7 @@ impl Upload {
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
-        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out), version_id: out.version_id().map(str::to_string) })
     }
 
     /// The ETag of the object now, `None` if there is none.
@@ -231,7 +231,7 @@ impl Upload {
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| head.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
-        Ok(Committed { location: self.url(), etag: head.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(head) })
+        Ok(Committed { location: self.url(), etag: head.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(head), version_id: head.version_id().map(str::to_string) })
     }
 
     fn complete_multipart(&mut self) -> Result<Committed> {
@@ -286,7 +286,7 @@ impl Upload {
             .checksum_crc32_c()
             .map(|c| format!("CRC32C:{c}"))
             .or_else(|| out.checksum_crc64_nvme().map(|c| format!("CRC64NVME:{c}")));
-        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out) })
+        Ok(Committed { location: self.url(), etag: out.e_tag().map(str::to_string), checksum, server_side_encryption: applied_sse!(out), version_id: out.version_id().map(str::to_string) })
     }
 
     pub(super) fn url(&self) -> String {
