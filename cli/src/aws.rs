@@ -83,6 +83,18 @@ pub struct AwsArgs {
     /// use an http:// --endpoint-url for a local test store instead. Example: --ca-bundle corp-ca.pem
     #[arg(long, value_name = "PATH", help_heading = "AWS")]
     pub ca_bundle: Option<PathBuf>,
+    /// Requester-pays buckets: every S3 request says the requester pays (x-amz-request-payer), as
+    /// the AWS CLI's flag. Example: --request-payer requester
+    #[arg(long, value_name = "requester", value_parser = ["requester"], help_heading = "AWS")]
+    pub request_payer: Option<String>,
+    /// The account the source buckets must belong to, on every request to them (and to any bucket
+    /// a list or inventory names), as the AWS CLI's flag. Example: --source-expected-bucket-owner 111122223333
+    #[arg(long, value_name = "ACCOUNT", help_heading = "AWS")]
+    pub source_expected_bucket_owner: Option<String>,
+    /// Buckets and the account each must belong to (the destination's and the manifest's, from
+    /// --expected-bucket-owner), set by the command.
+    #[arg(skip)]
+    pub bucket_owners: Vec<(String, String)>,
 }
 
 /// A timeout flag as a duration.
@@ -263,6 +275,9 @@ impl Context {
             max_attempts: args.max_attempts.unwrap_or(0),
             connect_timeout,
             read_timeout,
+            request_payer: args.request_payer.is_some(),
+            bucket_owners: args.bucket_owners.clone(),
+            other_buckets_owner: args.source_expected_bucket_owner.clone(),
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
         let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };

@@ -33,6 +33,7 @@ use sealpipe::format::record::{self, Record};
 use sealpipe::format::{Iv, KeyBits, Mode, Target};
 use sealpipe::keys::{unwrap_record, DataKey, LocalKeyring};
 use sealpipe::pipeline::Tuning;
+use sealpipe::format::url::S3Url;
 use sealpipe::run::encrypt::EncryptJob;
 use sealpipe::run::reencrypt::Unseal;
 use sealpipe::run::keys::KeyReuse;
@@ -56,6 +57,7 @@ struct Cli {
 }
 
 /// What the commands that do work are given, built from the flags each of them takes.
+#[derive(Clone)]
 struct Global {
     threads: Option<usize>,
     json: bool,
@@ -803,7 +805,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     // Objects and an s3:// manifest are stored with the same server-side encryption.
     let object = a.s3.object()?;
     let manifest_sse = object.sse.clone();
-    let ctx = context(g, keyring_path, g.kms_key.clone())?;
+    let ctx = context(&with_bucket_owners(g, &a), keyring_path, g.kms_key.clone())?;
     let mut default_manifest_note = None;
     // Where the job's manifest is: an s3:// URL (each shard its own), or a local path.
     let manifest_url = a.manifest.as_deref().filter(|m| aws::is_url(m)).map(|m| shard_url(&m.to_string_lossy(), shard));
@@ -1073,6 +1075,27 @@ fn read_manifest_lines(path: &Path, ctx: &aws::Context) -> anyhow::Result<(Vec<R
     } else {
         Ok(record::read_all(path)?)
     }
+}
+
+/// `g` with the account each bucket of the run must belong to, sent on
+/// every request to it: the destination's and an `s3://` manifest's
+/// (`--expected-bucket-owner`), the sources' (`--source-expected-bucket-owner`,
+/// also for any bucket a list or inventory names).
+fn with_bucket_owners(g: &Global, a: &EncryptArgs) -> Global {
+    let mut g = g.clone();
+    let bucket = |url: &str| S3Url::split(url).ok().map(|(b, _)| b.to_string());
+    if let Some(owner) = &a.s3.expected_bucket_owner {
+        let manifest = a.manifest.as_ref().map(|m| m.to_string_lossy().into_owned());
+        for b in a.s3.to.iter().chain(manifest.iter()).filter_map(|u| bucket(u)) {
+            g.aws.bucket_owners.push((b, owner.clone()));
+        }
+    }
+    if let Some(owner) = &g.aws.source_expected_bucket_owner.clone() {
+        for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
+            g.aws.bucket_owners.push((b, owner.clone()));
+        }
+    }
+    g
 }
 
 /// The context of a command; the keyring is created on first use only at

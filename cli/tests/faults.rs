@@ -636,3 +636,47 @@ fn sigkill_during_cleanup_of_a_crash_then_rerun_converges() {
     rerun_converges(&moto, &job, &proxy, "SIGKILL during the cleanup of an earlier crash", &first);
 }
 
+
+/// Issue 20, who pays and who owns: with `--request-payer requester`,
+/// `--expected-bucket-owner` and `--source-expected-bucket-owner`, every S3
+/// request the proxy sees says the requester pays, and every request to a
+/// bucket names the owner that bucket must have: the source's on reads and
+/// listings, the destination's on uploads, multipart calls, HEADs and the
+/// `s3://` manifest and lease calls.
+#[test]
+fn request_payer_and_bucket_owners_are_on_every_request() {
+    let moto = start_moto();
+    setup(&moto, "pay-src", "alias/pay");
+    py(&moto, "s3.create_bucket(Bucket='pay-dst')\nfor i, n in enumerate([100, 6 << 20]): s3.put_object(Bucket='pay-src', Key=f'raw/f{i}.ts', Body=bytes([i]) * n)", &[]);
+    let proxy = FaultProxy::start(moto.port, "{}");
+    let (src_owner, dst_owner) = ("111122223333", "123456789012");
+    let out = run_bounded(
+        &mut sealpipe_command(
+            &proxy.url(),
+            &[
+                "encrypt", "s3://pay-src/raw/", "--to", "s3://pay-dst/enc/", "--kms-key", "alias/pay", "--part-size", "5M",
+                "--manifest", "s3://pay-dst/runs/m.jsonl", "--request-payer", "requester",
+                "--expected-bucket-owner", dst_owner, "--source-expected-bucket-owner", src_owner,
+            ],
+        ),
+        WAIT,
+    );
+    assert_ok(&out, "run with payer and owners");
+    let log = proxy.log();
+    let s3: Vec<&Value> = log.iter().filter(|e| e["service"] == "s3").collect();
+    assert!(s3.len() >= 10, "{}", summarize_log(&log));
+    let mut ops = std::collections::BTreeSet::new();
+    for e in &s3 {
+        ops.insert(e["op"].as_str().unwrap_or_default().to_string());
+        assert_eq!(e["payer"], "requester", "{e}");
+        let want = match e["bucket"].as_str() {
+            Some("pay-src") => src_owner,
+            Some("pay-dst") => dst_owner,
+            other => panic!("a request to {other:?}: {e}"),
+        };
+        assert_eq!(e["owner"], want, "{e}");
+    }
+    for op in ["ListObjectsV2", "GetObject", "HeadObject", "PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"] {
+        assert!(ops.iter().any(|o| o.starts_with(op)), "no {op} seen: {ops:?}");
+    }
+}

@@ -39,6 +39,16 @@ pub struct AwsOptions {
     pub connect_timeout: Option<Duration>,
     /// Read timeout (`--read-timeout`); `None`: 120 s.
     pub read_timeout: Option<Duration>,
+    /// `--request-payer requester`: every S3 request says the requester pays
+    /// (`x-amz-request-payer`), for requester-pays buckets.
+    pub request_payer: bool,
+    /// The account each named bucket must belong to (`x-amz-expected-bucket-owner`
+    /// on every request to it): the destination's and the manifest's bucket
+    /// from `--expected-bucket-owner`, the named sources' from `--source-expected-bucket-owner`.
+    pub bucket_owners: Vec<(String, String)>,
+    /// The account every other bucket must belong to (sources a list or an
+    /// inventory names: `--source-expected-bucket-owner`).
+    pub other_buckets_owner: Option<String>,
 }
 
 /// Default attempts per AWS request.

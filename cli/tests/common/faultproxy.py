@@ -69,7 +69,8 @@ Control path (on the proxy itself, not logged, not forwarded):
   GET  /__fault/health     "ok"
 
 A log entry: seq, t (seconds since start), service, op, method, path, bucket,
-key, upload_id, part, range, key_id (KMS), rule (index of the rule that acted,
+key, upload_id, part, range, key_id (KMS), payer and owner (the
+x-amz-request-payer and x-amz-expected-bucket-owner headers), rule (index of the rule that acted,
 or null), action ("forward" when none), state ("pending", "held", "done"),
 status (what the client got; null when it got no status line), upstream
 (moto's status when forwarded, else null), sent (body bytes sent).
@@ -180,7 +181,8 @@ def classify(method, raw_path, headers, body):
     split = urllib.parse.urlsplit(raw_path)
     q = urllib.parse.parse_qs(split.query, keep_blank_values=True)
     info = {"service": "s3", "method": method, "path": raw_path, "bucket": None, "key": None, "upload_id": None,
-            "part": None, "range": headers.get("Range"), "key_id": None}
+            "part": None, "range": headers.get("Range"), "key_id": None,
+            "payer": headers.get("x-amz-request-payer"), "owner": headers.get("x-amz-expected-bucket-owner")}
     target = headers.get("X-Amz-Target")
     if target:
         info["service"] = "kms" if target.startswith("TrentService.") else "other"

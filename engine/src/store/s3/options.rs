@@ -138,7 +138,68 @@ pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
+    let o = &aws.options;
+    if o.request_payer || !o.bucket_owners.is_empty() || o.other_buckets_owner.is_some() {
+        builder = builder.interceptor(BucketHeaders {
+            request_payer: o.request_payer,
+            owners: o.bucket_owners.clone(),
+            other: o.other_buckets_owner.clone(),
+            path_style: o.force_path_style,
+        });
+    }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Who pays and who owns, on every S3 request the client sends (reads,
+/// writes, listings, multipart calls, manifests and leases alike), set in
+/// this one place rather than on each of the SDK's request builders: a
+/// new call cannot forget them.
+#[derive(Debug, Clone)]
+struct BucketHeaders {
+    request_payer: bool,
+    owners: Vec<(String, String)>,
+    other: Option<String>,
+    path_style: bool,
+}
+
+impl aws_sdk_s3::config::Intercept for BucketHeaders {
+    fn name(&self) -> &'static str {
+        "sealpipe::BucketHeaders"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        let request = context.request_mut();
+        let bucket = bucket_of(request.uri(), self.path_style).map(str::to_string);
+        let headers = request.headers_mut();
+        if self.request_payer && !headers.contains_key("x-amz-request-payer") {
+            headers.insert("x-amz-request-payer", "requester");
+        }
+        if let Some(bucket) = bucket {
+            let owner = self.owners.iter().find(|(b, _)| *b == bucket).map(|(_, o)| o).or(self.other.as_ref());
+            if let (Some(owner), false) = (owner, headers.contains_key("x-amz-expected-bucket-owner")) {
+                headers.insert("x-amz-expected-bucket-owner", owner.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bucket a request URI addresses: the first path segment with
+/// path-style addressing, else the host's first label
+/// (`bucket.s3.region.amazonaws.com`); `None` for a request to no bucket.
+fn bucket_of(uri: &str, path_style: bool) -> Option<&str> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.split(':').next().unwrap_or(host);
+    if !path_style && (host.contains(".s3.") || host.contains(".s3-")) {
+        return host.split('.').next().filter(|b| !b.is_empty());
+    }
+    path.split(['/', '?']).next().filter(|b| !b.is_empty())
 }
 
 /// The part size for an object of `len` bytes: at least `requested` (and
@@ -171,6 +232,14 @@ pub fn parts_in_flight(part_size: u64, planned: u64, concurrency: usize) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bucket_of_a_request_in_either_addressing() {
+        assert_eq!(bucket_of("http://127.0.0.1:9000/media/k/a.ts?x-id=GetObject", true), Some("media"));
+        assert_eq!(bucket_of("https://media.s3.eu-west-1.amazonaws.com/k/a.ts", false), Some("media"));
+        assert_eq!(bucket_of("https://s3.eu-west-1.amazonaws.com/media?list-type=2", false), Some("media"));
+        assert_eq!(bucket_of("http://127.0.0.1:9000/", true), None);
+    }
 
     #[test]
     fn part_size_fits_ten_thousand_parts() {
