@@ -105,6 +105,21 @@ pub(crate) struct PolicyArgs {
     /// Example: --decrypts
     #[arg(long)]
     decrypts: bool,
+    /// An S3 prefix the run reads sources from (adds listing and reads; repeatable). Example:
+    /// --from s3://old-archive/raw/
+    #[arg(long, value_name = "S3_URL")]
+    from: Vec<String>,
+    /// The run's s3:// manifest (adds reading and storing it, and its lease). Example:
+    /// --run-manifest s3://media-in/runs/2019.jsonl
+    #[arg(long, value_name = "S3_URL")]
+    run_manifest: Option<String>,
+    /// The run copies tags from its sources (encrypt's default --copy-props; adds GetObjectTagging
+    /// and PutObjectTagging). Example: --copy-tags
+    #[arg(long)]
+    copy_tags: bool,
+    /// The run restores archived sources (encrypt --restore; adds RestoreObject). Example: --restore
+    #[arg(long)]
+    restore: bool,
 }
 
 /// `sealpipe policy` with its AWS (for an s3:// manifest) and output flags.
@@ -321,7 +336,16 @@ pub(crate) fn run_policy(c: &PolicyCmd) -> Result<ExitCode, UsageError> {
     for s in services {
         roles.insert(s.short_name().into(), policy::service_role_policy(&key_arn, *s)?);
     }
-    let principal = policy::encrypting_principal_policy(&EncryptingRun { key_arn: &key_arn, services, destination: dest.as_ref(), decrypts: a.decrypts })?;
+    let sources = a.from.iter().map(|u| S3Prefix::parse(u)).collect::<sealpipe::Result<Vec<_>>>()?;
+    let manifest = a.run_manifest.as_deref().map(S3Prefix::parse).transpose()?;
+    let run = EncryptingRun {
+        sources: &sources,
+        manifest: manifest.as_ref(),
+        copies_tags: a.copy_tags,
+        restores: a.restore,
+        ..EncryptingRun::new(&key_arn, services, dest.as_ref(), a.decrypts)
+    };
+    let principal = policy::encrypting_principal_policy(&run)?;
     let out: Value = json!({"kms_key": key_arn, "target": target.to_string(), "service_roles": roles, "encrypting_principal": principal});
     outln!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
     Ok(ExitCode::SUCCESS)

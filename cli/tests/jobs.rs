@@ -270,30 +270,7 @@ fn printed_policy_lets_a_principal_run_encrypt_under_moto_iam() {
     let arn = setup(&moto, "media-in", "alias/media");
     let out = sealpipe(&moto.url(), &["policy", "--kms-key", &arn, "--target", "mediaconvert", "--to", "s3://media-in/enc/"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut policy = v["encrypting_principal"].clone();
-    for st in policy["Statement"].as_array_mut().unwrap() {
-        if st["Action"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("kms:")) {
-            assert_eq!(st["Resource"], arn.as_str());
-            st["Resource"] = "*".into();
-            st.as_object_mut().unwrap().remove("Condition");
-        }
-        // moto authorizes HeadBucket as "s3:HeadBucket", which is not an IAM action: AWS checks
-        // s3:ListBucket for it (in the policy already).
-        if st["Action"].as_array().unwrap().iter().any(|a| a == "s3:ListBucket") {
-            st["Action"].as_array_mut().unwrap().push("s3:HeadBucket".into());
-        }
-    }
-    let creds = py(
-        &moto,
-        "iam = boto3.client('iam', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n\
-         iam.create_user(UserName='encrypter')\n\
-         a = iam.create_access_key(UserName='encrypter')['AccessKey']\n\
-         iam.put_user_policy(UserName='encrypter', PolicyName='sealpipe', PolicyDocument=sys.argv[1])\n\
-         print(json.dumps([a['AccessKeyId'], a['SecretAccessKey']]))",
-        &[&policy.to_string()],
-    );
-    let creds: Vec<String> = serde_json::from_str(&creds).unwrap();
+    let creds = principal_under_moto_iam(&moto, &out, &arn);
     let dir = tempfile::tempdir().unwrap();
     let media = repo().join("testdata/media");
     let manifest = dir.path().join("run.jsonl");
@@ -319,6 +296,64 @@ fn printed_policy_lets_a_principal_run_encrypt_under_moto_iam() {
     let out = cmd.env("AWS_ACCESS_KEY_ID", &creds[0]).env("AWS_SECRET_ACCESS_KEY", &creds[1]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "kms:Decrypt is not in the policy: {}", stderr(&out));
     assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
+}
+
+/// The encrypting principal's policy `policy` printed, made enforceable by
+/// moto's IAM (see above), attached to a new user: its access key and secret.
+fn principal_under_moto_iam(moto: &Server, printed: &std::process::Output, arn: &str) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let mut policy = v["encrypting_principal"].clone();
+    for st in policy["Statement"].as_array_mut().unwrap() {
+        if st["Action"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("kms:")) {
+            assert_eq!(st["Resource"], arn);
+            st["Resource"] = "*".into();
+            st.as_object_mut().unwrap().remove("Condition");
+        }
+        // moto authorizes HeadBucket as "s3:HeadBucket", which is not an IAM action: AWS checks
+        // s3:ListBucket for it (in the policy already).
+        if st["Action"].as_array().unwrap().iter().any(|a| a == "s3:ListBucket") {
+            st["Action"].as_array_mut().unwrap().push("s3:HeadBucket".into());
+        }
+    }
+    let creds = py(
+        moto,
+        "iam = boto3.client('iam', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n\
+         iam.create_user(UserName='encrypter')\n\
+         a = iam.create_access_key(UserName='encrypter')['AccessKey']\n\
+         iam.put_user_policy(UserName='encrypter', PolicyName='sealpipe', PolicyDocument=sys.argv[1])\n\
+         print(json.dumps([a['AccessKeyId'], a['SecretAccessKey']]))",
+        &[&policy.to_string()],
+    );
+    serde_json::from_str(&creds).unwrap()
+}
+
+/// Issue 20, `sealpipe policy` for a whole S3 run: the policy printed with
+/// `--from` (sources), `--run-manifest` (an s3:// manifest and its lease)
+/// and `--copy-tags` lets a principal under moto's IAM run S3 -> S3 with
+/// an s3:// manifest, tags copied; a source outside `--from` is refused.
+#[test]
+fn printed_policy_covers_sources_the_manifest_its_lease_and_tags() {
+    // Setup without authorization: key, alias, two buckets, two objects, user, access key, policy.
+    let moto = start_moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "9")]);
+    let arn = setup(&moto, "media-in", "alias/media");
+    py(&moto, "s3.create_bucket(Bucket='raw-src')\ns3.put_object(Bucket='raw-src', Key='raw/a.ts', Body=b'a' * 100, Tagging='show=news')\ns3.put_object(Bucket='raw-src', Key='other/b.ts', Body=b'b')", &[]);
+    let out = sealpipe(
+        &moto.url(),
+        &["policy", "--kms-key", &arn, "--target", "mediaconvert", "--to", "s3://media-in/enc/", "--from", "s3://raw-src/raw/", "--run-manifest", "s3://media-in/runs/m.jsonl", "--copy-tags"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let creds = principal_under_moto_iam(&moto, &out, &arn);
+    let run = |from: &str, to: &str| {
+        let mut cmd = sealpipe_command(&moto.url(), &["encrypt", from, "--to", to, "--kms-key", "alias/media", "--target", "mediaconvert", "--manifest", "s3://media-in/runs/m.jsonl"]);
+        cmd.env("AWS_ACCESS_KEY_ID", &creds[0]).env("AWS_SECRET_ACCESS_KEY", &creds[1]).output().unwrap()
+    };
+    let out = run("s3://raw-src/raw/", "s3://media-in/enc/");
+    assert!(out.status.success(), "encrypt S3 -> S3 under the printed policy: {}", stderr(&out));
+    // (That the tags arrived is checked in s3::properties_and_tags_follow_the_object: here boto3's
+    // own credentials are no longer authorized.)
+    let out = run("s3://raw-src/other/", "s3://media-in/enc/");
+    assert_ne!(out.status.code(), Some(0), "a source outside --from is refused: {}", stderr(&out));
+    assert!(stderr(&out).contains("AccessDenied") || stderr(&out).contains("access denied"), "{}", stderr(&out));
 }
 
 fn head(moto: &Server, key: &str) -> Value {

@@ -57,6 +57,23 @@ pub struct EncryptingRun<'a> {
     pub destination: Option<&'a S3Prefix>,
     /// Whether the run also unwraps keys (`verify`, `decrypt`): adds `kms:Decrypt`.
     pub decrypts: bool,
+    /// S3 prefixes the run reads its sources from (listing, ranged reads,
+    /// the properties and tags it copies).
+    pub sources: &'a [S3Prefix],
+    /// An `s3://` manifest the run keeps (`bucket`, `key`): read, stored as
+    /// the run goes, and its lease `KEY.lease` taken, renewed and given back.
+    pub manifest: Option<&'a S3Prefix>,
+    /// Tags are copied (`--copy-props default`): read on sources, written on outputs.
+    pub copies_tags: bool,
+    /// Archived sources are restored (`--restore`).
+    pub restores: bool,
+}
+
+impl<'a> EncryptingRun<'a> {
+    /// A run with no S3 sources or manifest, no tags, no restores.
+    pub fn new(key_arn: &'a str, services: &'a [Service], destination: Option<&'a S3Prefix>, decrypts: bool) -> Self {
+        EncryptingRun { key_arn, services, destination, decrypts, sources: &[], manifest: None, copies_tags: false, restores: false }
+    }
 }
 
 /// The key ARN's partition (`aws`, `aws-cn`, `aws-us-gov`), refusing what
@@ -135,10 +152,15 @@ pub fn encrypting_principal_policy(run: &EncryptingRun<'_>) -> Result<Value> {
     ];
     if let Some(dest) = run.destination {
         let bucket = format!("arn:{partition}:s3:::{}", dest.bucket);
+        let mut actions = vec!["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"];
+        if run.copies_tags {
+            // PutObject and CreateMultipartUpload with x-amz-tagging.
+            actions.push("s3:PutObjectTagging");
+        }
         statements.push(json!({
             "Sid": "WriteAndReadBackOutputs",
             "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
+            "Action": actions,
             "Resource": format!("{bucket}/{}*", dest.prefix),
         }));
         statements.push(json!({
@@ -146,6 +168,28 @@ pub fn encrypting_principal_policy(run: &EncryptingRun<'_>) -> Result<Value> {
             "Effect": "Allow",
             "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
             "Resource": bucket,
+        }));
+    }
+    for (i, source) in run.sources.iter().enumerate() {
+        let bucket = format!("arn:{partition}:s3:::{}", source.bucket);
+        let mut actions = vec!["s3:GetObject"];
+        if run.copies_tags {
+            actions.push("s3:GetObjectTagging");
+        }
+        if run.restores {
+            actions.push("s3:RestoreObject");
+        }
+        let n = if run.sources.len() > 1 { (i + 1).to_string() } else { String::new() };
+        statements.push(json!({"Sid": format!("ReadSources{n}"), "Effect": "Allow", "Action": actions, "Resource": format!("{bucket}/{}*", source.prefix)}));
+        statements.push(json!({"Sid": format!("ListSources{n}"), "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket}));
+    }
+    if let Some(m) = run.manifest {
+        let object = format!("arn:{partition}:s3:::{}/{}", m.bucket, m.prefix);
+        statements.push(json!({
+            "Sid": "KeepTheManifestAndItsLease",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": [object.clone(), format!("{object}.lease")],
         }));
     }
     Ok(json!({"Version": VERSION, "Statement": statements}))
@@ -179,7 +223,7 @@ mod tests {
     fn encrypting_principal_policy_structure() {
         let dest = S3Prefix::parse("s3://media-in/2019/").unwrap();
         let both = [Service::ElasticTranscoder, Service::MediaConvert];
-        let run = EncryptingRun { key_arn: ARN, services: &both, destination: Some(&dest), decrypts: false };
+        let run = EncryptingRun::new(ARN, &both, Some(&dest), false);
         let p = encrypting_principal_policy(&run).unwrap();
         let wrap = statement(&p, "WrapDataKeysForTheServices");
         assert_eq!(wrap["Action"], json!(["kms:GenerateDataKey", "kms:Encrypt"]));
@@ -199,7 +243,7 @@ mod tests {
         assert_eq!(bucket["Action"], json!(["s3:ListBucket", "s3:ListBucketMultipartUploads"]));
 
         let one = [Service::MediaConvert];
-        let run = EncryptingRun { key_arn: ARN, services: &one, destination: None, decrypts: true };
+        let run = EncryptingRun::new(ARN, &one, None, true);
         let p = encrypting_principal_policy(&run).unwrap();
         assert_eq!(p["Statement"].as_array().unwrap().len(), 2, "local output: no S3 statements");
         let wrap = statement(&p, "WrapDataKeysForTheServices");
@@ -208,18 +252,38 @@ mod tests {
     }
 
     #[test]
+    fn sources_manifest_tags_and_restores_have_their_statements() {
+        let dest = S3Prefix::parse("s3://media-in/2019/").unwrap();
+        let sources = [S3Prefix::parse("s3://raw-a/2019/").unwrap(), S3Prefix::parse("s3://raw-b/").unwrap()];
+        let manifest = S3Prefix::parse("s3://runs/2019.jsonl").unwrap();
+        let run = EncryptingRun { sources: &sources, manifest: Some(&manifest), copies_tags: true, restores: true, ..EncryptingRun::new(ARN, &[Service::MediaConvert], Some(&dest), false) };
+        let p = encrypting_principal_policy(&run).unwrap();
+        assert_eq!(statement(&p, "WriteAndReadBackOutputs")["Action"], json!(["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObjectTagging"]));
+        let read = statement(&p, "ReadSources1");
+        assert_eq!((&read["Resource"], &read["Action"]), (&json!("arn:aws:s3:::raw-a/2019/*"), &json!(["s3:GetObject", "s3:GetObjectTagging", "s3:RestoreObject"])));
+        assert_eq!(statement(&p, "ListSources2")["Resource"], "arn:aws:s3:::raw-b");
+        let m = statement(&p, "KeepTheManifestAndItsLease");
+        assert_eq!(m["Resource"], json!(["arn:aws:s3:::runs/2019.jsonl", "arn:aws:s3:::runs/2019.jsonl.lease"]));
+        assert_eq!(m["Action"], json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]));
+        // One source: no number in its Sids; without tags or restores, reads only.
+        let run = EncryptingRun { sources: &sources[..1], ..EncryptingRun::new(ARN, &[Service::MediaConvert], None, false) };
+        let p = encrypting_principal_policy(&run).unwrap();
+        assert_eq!(statement(&p, "ReadSources")["Action"], json!(["s3:GetObject"]));
+    }
+
+    #[test]
     fn partitions_and_refusals() {
         let cn = "arn:aws-cn:kms:cn-north-1:123456789012:key/abcd";
         let dest = S3Prefix::parse("s3://b").unwrap();
         assert_eq!(dest.prefix, "");
-        let run = EncryptingRun { key_arn: cn, services: &[Service::MediaConvert], destination: Some(&dest), decrypts: false };
+        let run = EncryptingRun::new(cn, &[Service::MediaConvert], Some(&dest), false);
         let p = encrypting_principal_policy(&run).unwrap();
         assert_eq!(statement(&p, "WriteAndReadBackOutputs")["Resource"], "arn:aws-cn:s3:::b/*");
         for bad in ["alias/media", "1234abcd", "arn:aws:kms:eu-west-1:123456789012:alias/media"] {
             let e = service_role_policy(bad, Service::MediaConvert).unwrap_err().to_string();
             assert!(e.contains("key ARN"), "{e}");
         }
-        let run = EncryptingRun { key_arn: ARN, services: &[], destination: None, decrypts: false };
+        let run = EncryptingRun::new(ARN, &[], None, false);
         assert!(encrypting_principal_policy(&run).is_err());
         assert!(S3Prefix::parse("/local").is_err());
         assert!(S3Prefix::parse("s3:///x").is_err());
