@@ -680,3 +680,39 @@ fn request_payer_and_bucket_owners_are_on_every_request() {
         assert!(ops.iter().any(|o| o.starts_with(op)), "no {op} seen: {ops:?}");
     }
 }
+
+/// Issue 20, regions: source and destination buckets in two other regions
+/// than `--region` (us-east-1), behind the proxy answering as S3 does for a
+/// request signed for the wrong region (HEAD: 301 with x-amz-bucket-region;
+/// other calls: 301 PermanentRedirect, or 400 AuthorizationHeaderMalformed
+/// naming the region). Each bucket's region is found once and its requests
+/// are signed for it: the run, its s3:// manifest and verify all succeed.
+#[test]
+fn buckets_in_other_regions_are_found_and_signed_for() {
+    let moto = start_moto();
+    setup(&moto, "eu-src", "alias/regions");
+    py(&moto, "s3.create_bucket(Bucket='ap-dst')\nfor i, n in enumerate([100, 6 << 20]): s3.put_object(Bucket='eu-src', Key=f'raw/f{i}.ts', Body=bytes([i + 1]) * n)", &[]);
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [
+            {"bucket": "eu-src", "action": "region", "region": "eu-west-1", "answer": "malformed"},
+            {"bucket": "ap-dst", "action": "region", "region": "ap-southeast-2"}
+        ]}"#,
+    );
+    let manifest = "s3://ap-dst/runs/m.jsonl";
+    let out = run_bounded(
+        &mut sealpipe_command(&proxy.url(), &["encrypt", "s3://eu-src/raw/", "--to", "s3://ap-dst/enc/", "--kms-key", "alias/regions", "--part-size", "5M", "--manifest", manifest]),
+        WAIT,
+    );
+    assert_ok(&out, "a run across three regions");
+    let log = proxy.log();
+    for (bucket, region) in [("eu-src", "eu-west-1"), ("ap-dst", "ap-southeast-2")] {
+        let to: Vec<&Value> = log.iter().filter(|e| e["bucket"] == bucket).collect();
+        let wrong = to.iter().filter(|e| e["signed_region"] != region).count();
+        assert!(wrong <= 1, "{bucket}: at most the one request that finds its region is signed for another ({wrong}): {}", summarize_log(&log));
+        assert!(to.iter().filter(|e| e["signed_region"] == region).count() >= 2, "{}", summarize_log(&log));
+    }
+    let v = run_bounded(&mut sealpipe_command(&proxy.url(), &["verify", "--manifest", manifest]), WAIT);
+    assert_ok(&v, "verify across regions");
+    assert_eq!(objects_under(&moto, "ap-dst", "enc/"), ["enc/f0.ts", "enc/f1.ts"]);
+}

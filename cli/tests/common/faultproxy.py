@@ -64,6 +64,7 @@ Control path (on the proxy itself, not logged, not forwarded):
   POST /__fault/schedule   body: a schedule; replaces the current one, counts reset
   GET  /__fault/schedule   the current schedule
   GET  /__fault/log        JSON list of log entries (see `entry` below)
+  (action "region": see `act`: a bucket in another region, as S3 answers)
   POST /__fault/reset      clears the log, the counts and the schedule; releases held requests
   POST /__fault/release    releases every held request (`?n=K`: the K oldest)
   GET  /__fault/health     "ok"
@@ -91,7 +92,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KMS_CODES = {400: "ThrottlingException", 500: "KMSInternalException", 503: "KMSInternalException"}
 S3_CODES = {500: "InternalError", 503: "SlowDown", 400: "InvalidArgument", 403: "AccessDenied", 404: "NoSuchKey"}
-ACTIONS = {"forward", "status", "lose_reply_reset", "lose_reply_500", "lose_reply", "reset", "truncate", "delay",
+ACTIONS = {"forward", "region", "status", "lose_reply_reset", "lose_reply_500", "lose_reply", "reset", "truncate", "delay",
            "pause_until_released"}
 START = time.monotonic()
 
@@ -182,7 +183,8 @@ def classify(method, raw_path, headers, body):
     q = urllib.parse.parse_qs(split.query, keep_blank_values=True)
     info = {"service": "s3", "method": method, "path": raw_path, "bucket": None, "key": None, "upload_id": None,
             "part": None, "range": headers.get("Range"), "key_id": None,
-            "payer": headers.get("x-amz-request-payer"), "owner": headers.get("x-amz-expected-bucket-owner")}
+            "payer": headers.get("x-amz-request-payer"), "owner": headers.get("x-amz-expected-bucket-owner"),
+            "signed_region": (re.search(r"Credential=[^/]*/[^/]*/([^/]*)/", headers.get("Authorization") or "") or [None, None])[1]}
     target = headers.get("X-Amz-Target")
     if target:
         info["service"] = "kms" if target.startswith("TrentService.") else "other"
@@ -425,6 +427,23 @@ def make_handler(state, upstream):
                 time.sleep(float(rule.get("ms", 1000)) / 1000)
             if action == "reset":
                 return self.rst()
+            if action == "region":
+                # A bucket in rule["region"], as S3 answers a request signed for another region:
+                # 301 PermanentRedirect with x-amz-bucket-region (HEAD: no body), or with
+                # "answer": "malformed" 400 AuthorizationHeaderMalformed naming the region
+                # (HEAD still 301, as S3 does). Signed for its region: forwarded.
+                if info.get("signed_region") != rule["region"]:
+                    region = rule["region"]
+                    if info["method"] == "HEAD" or rule.get("answer") != "malformed":
+                        status, code = 301, "PermanentRedirect"
+                    else:
+                        status, code = 400, "AuthorizationHeaderMalformed"
+                    err = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>the bucket is in %s</Message>"
+                           "<Region>%s</Region><RequestId>faultproxy</RequestId></Error>" % (code, region, region)).encode()
+                    entry["status"] = status
+                    self.reply(status, [("Content-Type", "application/xml"), ("x-amz-bucket-region", region)], err)
+                    entry["sent"] = len(err)
+                    return
             if action == "status":
                 status = int(rule.get("status", 503))
                 headers, err = self.error_body(info, status, rule.get("code"))

@@ -14,7 +14,8 @@ use crate::store::{Condition, Conditional, ServerSide, Tagged};
 impl S3Store {
     pub(super) fn put_conditional(&self, url: &str, body: &[u8], condition: Condition<'_>, sse: Option<&ServerSide>) -> Result<Conditional> {
         let parsed = S3Url::parse(url)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let mut req = sse!(client.put_object().bucket(&parsed.bucket).key(&parsed.key), sse).body(ByteStream::from(body.to_vec()));
         req = match condition {
             Condition::Absent => req.if_none_match("*"),
@@ -32,7 +33,8 @@ impl S3Store {
 
     pub(super) fn get_small(&self, url: &str) -> Result<Option<Tagged>> {
         let parsed = S3Url::parse(url)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let out = match aws.handle.block_on(client.get_object().bucket(&parsed.bucket).key(&parsed.key).send()) {
             Ok(out) => out,
             Err(e) if code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
@@ -50,7 +52,8 @@ impl S3Store {
 
     pub(super) fn delete_matching(&self, url: &str, etag: &str) -> Result<bool> {
         let parsed = S3Url::parse(url)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         match aws.handle.block_on(client.delete_object().bucket(&parsed.bucket).key(&parsed.key).if_match(etag).send()) {
             Ok(_) => Ok(true),
             Err(e) if status(&e) == Some(412) || status(&e) == Some(404) || code(&e) == Some("NoSuchKey") => Ok(false),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_s3::types::ChecksumType;
 use tokio::sync::Semaphore;
 
-use super::options::{algorithm, client, create_error, part_size_for, parts_in_flight, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
+use super::options::{algorithm, client_in, create_error, part_size_for, parts_in_flight, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
 use super::orphans::{KeyUploads, OpenUploads};
 use super::upload::{Multipart, Upload};
 use super::S3Url;
@@ -66,7 +66,7 @@ pub struct S3Destination {
 impl S3Destination {
     /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
     /// a folder). Checks with `HeadBucket` that the bucket exists and is reachable.
-    pub fn new(aws: &Aws, url: &str, settings: UploadSettings) -> Result<Self> {
+    pub fn new(aws: &Aws, url: &str, settings: UploadSettings, region: Option<&str>) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
         if settings.concurrency == 0 {
             return Err(Error::Usage("--concurrency must be at least 1".into()));
@@ -81,13 +81,14 @@ impl S3Destination {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        let client = client(aws, settings.checksum);
+        // Signed for and sent to the bucket's own region (`None`: the configured one).
+        let client = client_in(aws, settings.checksum, region);
         let bucket = parsed.bucket;
         aws.handle.block_on(client.head_bucket().bucket(&bucket).send()).map_err(|e| {
             let cause = match status(&e) {
                 Some(404) => "bucket does not exist".to_string(),
                 Some(403) => "access denied to the bucket (or it belongs to another account)".to_string(),
-                Some(301) => "the bucket is in another region: pass its --region".to_string(),
+                Some(301) => "the bucket is in another region, and S3 did not say which".to_string(),
                 _ => describe(&e),
             };
             Error::Usage(format!("s3://{bucket}/: {cause}"))

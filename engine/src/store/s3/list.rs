@@ -17,7 +17,8 @@ impl S3Store {
     /// itself (relative path: its name) and/or everything under `p/`.
     pub(super) fn list_under(&self, input: &str, each: &mut dyn FnMut(Listed)) -> Result<()> {
         let url = S3Url::parse(input)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(input)?;
+        let client = &client;
         let folder = if url.key.is_empty() || url.key.ends_with('/') { url.key.clone() } else { format!("{}/", url.key) };
         let mut token: Option<String> = None;
         loop {
@@ -78,7 +79,8 @@ impl S3Store {
 
     /// The archive state of the object `url` as `HeadObject` says it.
     pub(super) fn head_archive(&self, url: &str) -> Result<Option<Archived>> {
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let parsed = S3Url::parse(url)?;
         let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
@@ -93,7 +95,8 @@ impl S3Store {
         if copy == CopyProps::None {
             return Ok(Properties::default());
         }
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let parsed = S3Url::parse(url)?;
         let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
@@ -125,7 +128,8 @@ impl S3Store {
     /// `RestoreObject` of `url`: `Ok(false)` when a restore is in progress already.
     pub(super) fn restore_object(&self, url: &str, request: &RestoreRequest) -> Result<bool> {
         use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest as S3Restore, Tier};
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let parsed = S3Url::parse(url)?;
         let job = GlacierJobParameters::builder().tier(Tier::from(request.tier.as_str())).build().map_err(|e| Error::Usage(format!("--restore: {e}")))?;
         let body = S3Restore::builder().days(request.days as i32).glacier_job_parameters(job).build();
@@ -140,7 +144,8 @@ impl S3Store {
     /// stays flat whatever the report's size.
     pub(super) fn fetch_to_temp(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>> {
         use std::io::{Seek, Write};
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let parsed = S3Url::parse(url)?;
         let fail = |cause: String| Error::invalid(url, format!("cannot read: {cause}"));
         let mut file = tempfile::tempfile().map_err(|e| fail(e.to_string()))?;
@@ -157,7 +162,8 @@ impl S3Store {
 
     pub(super) fn download_to(&self, url: &str, local: &Path) -> Result<Option<String>> {
         let parsed = S3Url::parse(url)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let got = aws.handle.block_on(async {
             let out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await?;
             Ok::<_, aws_sdk_s3::error::SdkError<_, _>>((out.e_tag.unwrap_or_default(), out.body))
@@ -186,7 +192,8 @@ impl S3Store {
     /// on an object deleted since) is `Refused`, 409 `Conflict`.
     pub(super) fn upload_from(&self, local: &Path, url: &str, condition: Option<Condition<'_>>, sse: Option<&ServerSide>) -> Result<Conditional> {
         let parsed = S3Url::parse(url)?;
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         aws.handle.block_on(async {
             let body = ByteStream::from_path(local).await.map_err(|e| Error::invalid(local, e.to_string()))?;
             let mut req = sse!(client.put_object().bucket(&parsed.bucket).key(&parsed.key), sse).body(body);

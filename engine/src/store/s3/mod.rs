@@ -82,17 +82,49 @@ use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY
 pub struct S3Store {
     session: Arc<Session>,
     client: std::sync::OnceLock<aws_sdk_s3::Client>,
+    /// Each bucket's region, found once ([`options::bucket_region`]), and a
+    /// client per region: source, destination and manifest buckets may each
+    /// be in another region, whatever `--region` says.
+    regions: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    clients: std::sync::Mutex<std::collections::HashMap<String, aws_sdk_s3::Client>>,
 }
 
 impl S3Store {
     /// S3 through `session`.
     pub fn new(session: Arc<Session>) -> Self {
-        S3Store { session, client: std::sync::OnceLock::new() }
+        S3Store { session, client: std::sync::OnceLock::new(), regions: Default::default(), clients: Default::default() }
     }
 
+    /// The client of the configured region (requests that name no bucket).
     fn client(&self) -> Result<(&Aws, &aws_sdk_s3::Client)> {
         let aws = self.session.aws()?;
         Ok((aws, self.client.get_or_init(|| client(aws, ChecksumChoice::Crc32c))))
+    }
+
+    /// The region of `bucket` (`None`: the configured one), asked once per run.
+    fn region_of(&self, bucket: &str) -> Result<Option<String>> {
+        if let Some(r) = self.regions.lock().unwrap_or_else(|p| p.into_inner()).get(bucket) {
+            return Ok(r.clone());
+        }
+        let (aws, default) = self.client()?;
+        let configured = aws.config.region().map(|r| r.to_string());
+        let found = options::bucket_region(aws, default, bucket).filter(|r| Some(r) != configured.as_ref());
+        self.regions.lock().unwrap_or_else(|p| p.into_inner()).insert(bucket.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// A client whose requests go to the region of the bucket `url` names.
+    fn client_for(&self, url: &str) -> Result<(&Aws, aws_sdk_s3::Client)> {
+        let bucket = S3Url::parse(url)?.bucket;
+        let (aws, default) = self.client()?;
+        match self.region_of(&bucket)? {
+            None => Ok((aws, default.clone())),
+            Some(region) => {
+                let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+                let c = clients.entry(region.clone()).or_insert_with(|| options::client_in(aws, ChecksumChoice::Crc32c, Some(&region)));
+                Ok((aws, c.clone()))
+            }
+        }
     }
 }
 
@@ -112,7 +144,8 @@ impl Store for S3Store {
     }
 
     fn stat(&self, url: &str) -> Result<Listed> {
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let object = S3Object::open_with(aws, client.clone(), url, None)?;
         let key = S3Url::parse(url)?.key;
         Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string(), archived: object.archived().clone() })
@@ -127,12 +160,14 @@ impl Store for S3Store {
     }
 
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(&item.url)?;
+        let client = &client;
         Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))
     }
 
     fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>> {
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         Ok(Box::new(S3Object::open_with(aws, client.clone(), url, etag)?))
     }
 
@@ -144,7 +179,8 @@ impl Store for S3Store {
 
     fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
         S3Url::parse(url)?;
-        Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings)?))
+        let region = self.region_of(&S3Url::parse(url)?.bucket)?;
+        Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings, region.as_deref())?))
     }
 
     fn download(&self, url: &str, local: &Path) -> Result<Option<String>> {
@@ -157,7 +193,8 @@ impl Store for S3Store {
 
     /// `HeadObject`: the envelope is user metadata (`x-amz-meta-sealpipe-envelope`).
     fn envelope(&self, url: &str) -> Result<Option<Stamped>> {
-        let (aws, client) = self.client()?;
+        let (aws, client) = self.client_for(url)?;
+        let client = &client;
         let parsed = S3Url::parse(url)?;
         let head = destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
             .ok_or_else(|| Error::invalid(Path::new(url), "no such object"))?;

@@ -130,8 +130,17 @@ pub fn checksum_of(choice: ChecksumChoice, data: &[u8]) -> Option<String> {
 
 /// An S3 client honouring `force_path_style` and the checksum choice.
 pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
+    client_in(aws, checksum, None)
+}
+
+/// [`client`] whose requests are signed for and sent to `region` (a bucket's
+/// own, found by [`bucket_region`]); `None`: the configured region.
+pub fn client_in(aws: &Aws, checksum: ChecksumChoice, region: Option<&str>) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
     let mut builder = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(aws.options.force_path_style);
+    if let Some(region) = region {
+        builder = builder.region(aws_sdk_s3::config::Region::new(region.to_string()));
+    }
     if checksum == ChecksumChoice::None {
         // Stores that reject the SDK's default CRC32 headers.
         builder = builder
@@ -148,6 +157,18 @@ pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
         });
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// The region `bucket` lives in, as S3 says it on a `HeadBucket` through
+/// `client`: the `x-amz-bucket-region` header of its answer, a 200 or the
+/// 301 `PermanentRedirect` (or 400 `AuthorizationHeaderMalformed`) a
+/// request signed for another region gets. `None` when the answer names
+/// none (an S3-compatible store): the configured region is used.
+pub fn bucket_region(aws: &Aws, client: &aws_sdk_s3::Client, bucket: &str) -> Option<String> {
+    match aws.handle.block_on(client.head_bucket().bucket(bucket).send()) {
+        Ok(out) => out.bucket_region().map(str::to_string),
+        Err(e) => e.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string),
+    }
 }
 
 /// Who pays and who owns, on every S3 request the client sends (reads,
