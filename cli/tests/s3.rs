@@ -879,3 +879,27 @@ fn versions_are_recorded_and_a_delete_marker_is_said() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("s3://ver/gone/b.ts") && err.contains("deleted: its newest version is a delete marker"), "{err}");
 }
+
+/// Issue 20, a KMS key in another region: a key ARN's region is where its
+/// KMS calls go (moto keeps keys per region, as KMS does), with `--region`
+/// (us-east-1) only the default; MediaConvert's KmsKeyRegion follows the key,
+/// and verify unwraps the records' keys there too.
+#[test]
+fn a_kms_key_in_another_region_is_called_there() {
+    let moto = start_moto();
+    setup(&moto, "kms-far", "alias/unused");
+    let arn = py(&moto, "k = boto3.client('kms', region_name='eu-west-1', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_key()['KeyMetadata']\nprint(k['Arn'])", &[]);
+    let arn = arn.trim();
+    assert!(arn.contains(":eu-west-1:"), "{arn}");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.mp4");
+    std::fs::write(&src, pattern(5_000, 3)).unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(&moto.url(), &["encrypt", src.to_str().unwrap(), "--to", "s3://kms-far/enc/", "--kms-key", arn, "--region", "us-east-1", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = &records(&manifest)[0];
+    assert_eq!(r["key_id"], arn);
+    assert_eq!(r["mediaconvert"]["DecryptionSettings"]["KmsKeyRegion"], "eu-west-1", "{r}");
+    let v = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap(), "--region", "us-east-1"]);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+}

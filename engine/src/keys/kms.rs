@@ -53,8 +53,15 @@ impl KmsProvider {
     /// A provider for `key` (key id, key ARN, alias name `alias/...` or alias
     /// ARN). Nothing is asked of KMS here; see [`KmsProvider::resolve`].
     pub fn new(aws: &Aws, key: &str) -> Self {
+        // A key (or alias) ARN names its region: its calls go there, whatever `--region` says.
+        let client = match arn_region(key).filter(|r| aws.region().ok().as_deref() != Some(*r)) {
+            Some(region) => aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&aws.config).region(aws_sdk_kms::config::Region::new(region.to_string())).build(),
+            ),
+            None => aws_sdk_kms::Client::new(&aws.config),
+        };
         KmsProvider {
-            client: aws_sdk_kms::Client::new(&aws.config),
+            client,
             handle: aws.handle.clone(),
             key: key.to_string(),
             default_region: aws.region().ok(),
@@ -112,6 +119,15 @@ impl KmsProvider {
             .or_else(|| self.default_region.clone())
             .ok_or_else(|| Error::Usage("no AWS region configured: pass --region, or set AWS_REGION or a region in the profile".into()))?;
         Ok(Resolved { arn, region })
+    }
+}
+
+/// The region a KMS key or alias ARN names (`arn:aws:kms:<region>:<account>:key/<id>`).
+fn arn_region(key: &str) -> Option<&str> {
+    let parts: Vec<&str> = key.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "kms", region, _, _] if !region.is_empty() => Some(region),
+        _ => None,
     }
 }
 
