@@ -903,3 +903,34 @@ fn a_kms_key_in_another_region_is_called_there() {
     let v = sealpipe(&moto.url(), &["verify", "--manifest", manifest.to_str().unwrap(), "--region", "us-east-1"]);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
 }
+
+/// Issue 20, a list entry that names a version (`?versionId=`, as S3's
+/// console links do): exactly that version is read and recorded, though a
+/// newer one exists; its output keeps the key's name.
+#[test]
+fn a_list_entry_naming_a_version_reads_exactly_that_version() {
+    let moto = start_moto();
+    setup(&moto, "pin-out", "alias/pin");
+    let v1 = py(
+        &moto,
+        "s3.create_bucket(Bucket='pin')\n\
+         s3.put_bucket_versioning(Bucket='pin', VersioningConfiguration={'Status': 'Enabled'})\n\
+         v1 = s3.put_object(Bucket='pin', Key='raw/a.ts', Body=b'first' * 100)['VersionId']\n\
+         s3.put_object(Bucket='pin', Key='raw/a.ts', Body=b'second' * 100)\n\
+         print(v1)",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("s3://pin/raw/a.ts?versionId={v1}\n")).unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://pin-out/enc/", "--kms-key", "alias/pin", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = &records(&manifest)[0];
+    assert_eq!((r["source"].as_str(), r["source_version_id"].as_str(), r["plaintext_size"].as_u64()), (Some("s3://pin/raw/a.ts"), Some(v1.as_str()), Some(500)), "{r}");
+    assert_eq!(objects_under(&moto, "pin-out", "enc/"), ["enc/raw/a.ts"]);
+    let plain = dir.path().join("a.plain");
+    let d = sealpipe(&moto.url(), &["decrypt", "s3://pin-out/enc/raw/a.ts", "--manifest", manifest.to_str().unwrap(), "--out", plain.to_str().unwrap()]);
+    assert_eq!(d.status.code(), Some(0), "{}", stderr(&d));
+    assert_eq!(std::fs::read(&plain).unwrap(), b"first".repeat(100), "the version named, not the newest");
+}

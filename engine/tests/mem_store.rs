@@ -101,13 +101,13 @@ impl Store for MemStore {
         let prefix = key_of(url).to_string();
         let found: Vec<(String, Object)> = self.objects.lock().unwrap().range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, o)| (k.clone(), o.clone())).collect();
         for (key, o) in found {
-            each(Listed { url: format!("mem://{key}"), relative: PathBuf::from(&key[prefix.len()..]), size: o.body.len() as u64, etag: o.etag, archived: None });
+            each(Listed { url: format!("mem://{key}"), relative: PathBuf::from(&key[prefix.len()..]), size: o.body.len() as u64, etag: o.etag, archived: None, version_id: None });
         }
         Ok(())
     }
     fn stat(&self, url: &str) -> Result<Listed> {
         let o = self.get(url)?;
-        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key_of(url)), size: o.body.len() as u64, etag: o.etag, archived: None })
+        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key_of(url)), size: o.body.len() as u64, etag: o.etag, archived: None, version_id: None })
     }
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
         self.open_url(&item.url, Some(&item.etag))

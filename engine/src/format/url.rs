@@ -35,6 +35,18 @@ impl S3Url {
         Ok((bucket, key))
     }
 
+    /// A list or inventory entry that names one version of an object,
+    /// `s3://bucket/key?versionId=ID` (the form S3's console links use), as
+    /// `(url, Some(id))`; any other name as `(name, None)`. The last
+    /// `?versionId=` counts: a key that itself ends in one must be written
+    /// with a version after it.
+    pub fn split_version(name: &str) -> (&str, Option<&str>) {
+        match name.rsplit_once("?versionId=") {
+            Some((url, id)) if Self::is_s3(url) && !id.is_empty() && !id.contains(['/', '?']) => (url, Some(id)),
+            _ => (name, None),
+        }
+    }
+
     /// Parse `s3://bucket[/key]`.
     pub fn parse(url: &str) -> Result<S3Url> {
         match Self::split(url) {

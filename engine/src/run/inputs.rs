@@ -160,6 +160,7 @@ struct Columns {
     is_delete_marker: Option<usize>,
     storage_class: Option<usize>,
     tiering_tier: Option<usize>,
+    version_id: Option<usize>,
     /// The exact number of columns a row must have (known with a schema);
     /// without one, rows need only reach the last column used.
     width: Option<usize>,
@@ -179,6 +180,7 @@ impl Columns {
             is_delete_marker: find("IsDeleteMarker"),
             storage_class: find("StorageClass"),
             tiering_tier: find("IntelligentTieringAccessTier"),
+            version_id: find("VersionId"),
             width: Some(schema.len()),
         })
     }
@@ -186,7 +188,7 @@ impl Columns {
     /// Without a schema: `Bucket, Key`, then `Size` when the first row's third column is a number.
     fn detect(first: &csv::StringRecord) -> Columns {
         let size = first.get(2).filter(|s| s.parse::<u64>().is_ok()).map(|_| 2);
-        Columns { bucket: 0, key: 1, size, etag: None, is_latest: None, is_delete_marker: None, storage_class: None, tiering_tier: None, width: None }
+        Columns { bucket: 0, key: 1, size, etag: None, is_latest: None, is_delete_marker: None, storage_class: None, tiering_tier: None, version_id: None, width: None }
     }
 
     fn needed(&self) -> usize {
@@ -278,7 +280,10 @@ fn named(record: &csv::StringRecord, cols: &Columns) -> Result<Named, String> {
         (Some(class @ ("GLACIER" | "DEEP_ARCHIVE")), _) => Some(class.to_string()),
         _ => None,
     };
-    Ok(Named { name: format!("s3://{bucket}/{key}"), size, etag, archived_class })
+    // A versioned bucket's inventory names the version listed: exactly that one is read.
+    // ("null": an object written before versioning was enabled; the latest row of one is read as is.)
+    let version = column(cols.version_id).filter(|v| *v != "null").map(|v| format!("?versionId={v}")).unwrap_or_default();
+    Ok(Named { name: format!("s3://{bucket}/{key}{version}"), size, etag, archived_class })
 }
 
 /// A `true`/`false` column (case-insensitive); `None` when absent or empty.
@@ -412,11 +417,11 @@ mod tests {
             got,
             [
                 Named {
-                    name: "s3://media-in/raw/my clip 1.mp4".into(),
+                    name: "s3://media-in/raw/my clip 1.mp4?versionId=v2".into(),
                     size: Some(1048576),
                     etag: Some("9b2cf535f27731c974343645a3985328".into()), archived_class: None
                 },
-                Named { name: "s3://media-in/raw/C++ talk.mov".into(), size: Some(7), etag: Some("abc-2".into()), archived_class: None },
+                Named { name: "s3://media-in/raw/C++ talk.mov?versionId=v1".into(), size: Some(7), etag: Some("abc-2".into()), archived_class: None },
                 Named {
                     name: "s3://media-in/映像/café %.ts".into(), size: Some(0), etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()), archived_class: None
                 },
@@ -523,7 +528,8 @@ mod tests {
         // Its schema reads a data file with all 18 columns.
         let row = "\"example-source-bucket\",\"a+b.mp4\",\"v1\",\"true\",\"false\",\"5\",\"2024-01-01T00:00:00.000Z\",\"e\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\",\"\",\"\",\"\",\"DISABLED\",\"\"\n";
         let got = collect_inventory(&gz(row), Some(&m.file_schema)).unwrap();
-        assert_eq!(got, [Named { name: "s3://example-source-bucket/a b.mp4".into(), size: Some(5), etag: Some("e".into()), archived_class: None }]);
+        // The version listed is the one read.
+        assert_eq!(got, [Named { name: "s3://example-source-bucket/a b.mp4?versionId=v1".into(), size: Some(5), etag: Some("e".into()), archived_class: None }]);
     }
 
     #[test]

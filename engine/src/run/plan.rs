@@ -311,7 +311,7 @@ pub(crate) fn is_folder_marker(name: &str) -> bool {
 /// for byte (`//` and a leading `/` included: S3 keys are names), a local
 /// path its components without the root (`/archive/a.ts` → `archive/a.ts`).
 fn relative_of(name: &str) -> PathBuf {
-    match S3Url::split(name) {
+    match S3Url::split(S3Url::split_version(name).0) {
         Ok((_, key)) => PathBuf::from(key),
         Err(_) if S3Url::is_s3(name) => PathBuf::new(), // `s3:///…`: refused when the list is read
         Err(_) => Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).collect(),
@@ -320,7 +320,7 @@ fn relative_of(name: &str) -> PathBuf {
 
 /// The key of an `s3://bucket/key` URL (empty for other names).
 fn key_of(name: &str) -> &str {
-    S3Url::split(name).map(|(_, key)| key).unwrap_or("")
+    S3Url::split(S3Url::split_version(name).0).map(|(_, key)| key).unwrap_or("")
 }
 
 /// One named entry (from a list file or an inventory) as a listing.
@@ -343,8 +343,11 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, archived_class: Op
             Listing::Failed(shown.clone(), Error::invalid(&shown, reason))
         }
         (Ok(Some(store)), None) => {
+            let (url, version) = S3Url::split_version(name);
             let listed = match (size, etag, archived_class) {
-                (Some(size), Some(etag), None) => Ok(Listed { url: name.to_string(), relative, size, etag, archived: None }),
+                (Some(size), Some(etag), None) => {
+                    Ok(Listed { url: url.to_string(), relative, size, etag, archived: None, version_id: version.map(str::to_string) })
+                }
                 // Without both, one HEAD request gives the size and the ETag to pin reads to;
                 // an archived class, whether it is restored.
                 _ => store.stat(name).map(|l| Listed { relative, ..l }),

@@ -80,6 +80,9 @@ pub struct Listed {
     /// Set when the object is archived and cannot be read now (GLACIER,
     /// DEEP_ARCHIVE, Intelligent-Tiering's archive tiers, not restored).
     pub archived: Option<Archived>,
+    /// The version to read, when an entry names one (`?versionId=`, an
+    /// inventory's `VersionId`): exactly that version is read.
+    pub version_id: Option<String>,
 }
 
 /// An archived object that cannot be read until a restore completes.
@@ -109,7 +112,8 @@ pub trait Store: Send + Sync {
     fn endpoint(&self) -> String;
     /// List the objects under `url`, page by page, handing each to `each`.
     fn list(&self, url: &str, each: &mut dyn FnMut(Listed)) -> Result<()>;
-    /// Look up one object: its size and entity tag.
+    /// Look up one object: its size and entity tag (of the version a
+    /// `?versionId=ID` suffix names, if any: see `S3Url::split_version`).
     fn stat(&self, url: &str) -> Result<Listed>;
     /// Open a listed object for reading, pinned to the listed entity tag.
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>>;

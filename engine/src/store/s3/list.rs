@@ -67,6 +67,7 @@ impl S3Store {
                     size: object.size().unwrap_or(0).max(0) as u64,
                     etag: object.e_tag().unwrap_or_default().to_string(),
                     archived,
+                    version_id: None,
                 });
             }
             match page.next_continuation_token() {

@@ -143,12 +143,19 @@ impl Store for S3Store {
         self.list_under(input, each)
     }
 
-    fn stat(&self, url: &str) -> Result<Listed> {
+    fn stat(&self, name: &str) -> Result<Listed> {
+        let (url, version) = S3Url::split_version(name);
         let (aws, client) = self.client_for(url)?;
-        let client = &client;
-        let object = S3Object::open_with(aws, client.clone(), url, None)?;
+        let object = S3Object::open_version(aws, client, url, None, version)?;
         let key = S3Url::parse(url)?.key;
-        Ok(Listed { url: url.to_string(), relative: PathBuf::from(key), size: object.len(), etag: object.etag().to_string(), archived: object.archived().clone() })
+        Ok(Listed {
+            url: url.to_string(),
+            relative: PathBuf::from(key),
+            size: object.len(),
+            etag: object.etag().to_string(),
+            archived: object.archived().clone(),
+            version_id: version.map(str::to_string),
+        })
     }
 
     fn properties(&self, url: &str, copy: CopyProps) -> Result<Properties> {
@@ -162,7 +169,7 @@ impl Store for S3Store {
     fn open(&self, item: &Listed) -> Result<Box<dyn Source>> {
         let (aws, client) = self.client_for(&item.url)?;
         let client = &client;
-        Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag)?))
+        Ok(Box::new(S3Object::listed(aws, client.clone(), &item.url, item.size, &item.etag, item.version_id.as_deref())?))
     }
 
     fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>> {

@@ -27,6 +27,8 @@ pub struct S3Object {
     archived: Option<Archived>,
     /// The version read (`HeadObject`'s, or the first `GetObject`'s), in a versioned bucket.
     version: Arc<OnceLock<String>>,
+    /// The version an entry named: every read asks for exactly it.
+    pinned: Option<String>,
 }
 
 impl S3Object {
@@ -39,11 +41,16 @@ impl S3Object {
     /// [`S3Object::open`] with an existing client (and its connection pool),
     /// for many objects in a row (a list file's entries).
     pub fn open_with(aws: &Aws, client: aws_sdk_s3::Client, url: &str, expected_etag: Option<&str>) -> Result<Self> {
+        Self::open_version(aws, client, url, expected_etag, None)
+    }
+
+    /// [`S3Object::open_with`] of one `version` of the object (every read pinned to it too).
+    pub fn open_version(aws: &Aws, client: aws_sdk_s3::Client, url: &str, expected_etag: Option<&str>, version: Option<&str>) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
         let path = PathBuf::from(url);
         let head = aws
             .handle
-            .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).send())
+            .block_on(client.head_object().bucket(&parsed.bucket).key(&parsed.key).set_version_id(version.map(str::to_string)).send())
             .map_err(|e| {
                 let delete_marker = e.raw_response().and_then(|r| r.headers().get("x-amz-delete-marker")) == Some("true");
                 let cause = match status(&e) {
@@ -65,18 +72,33 @@ impl S3Object {
         }
         let len = head.content_length().unwrap_or(0).max(0) as u64;
         let archived = super::list::archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore());
-        let version = Arc::new(OnceLock::new());
-        if let Some(v) = head.version_id() {
-            let _ = version.set(v.to_string());
+        let read = Arc::new(OnceLock::new());
+        if let Some(v) = head.version_id().or(version) {
+            let _ = read.set(v.to_string());
         }
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived, version })
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived, version: read, pinned: version.map(str::to_string) })
     }
 
     /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
     /// another request; every read is pinned to that ETag (`If-Match`).
-    pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str) -> Result<Self> {
+    pub fn listed(aws: &Aws, client: aws_sdk_s3::Client, url: &str, len: u64, etag: &str, version: Option<&str>) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path: PathBuf::from(url), len, etag: etag.to_string(), listed: true, archived: None, version: Arc::default() })
+        let read = Arc::new(OnceLock::new());
+        if let Some(v) = version {
+            let _ = read.set(v.to_string());
+        }
+        Ok(S3Object {
+            client,
+            handle: aws.handle.clone(),
+            url: parsed,
+            path: PathBuf::from(url),
+            len,
+            etag: etag.to_string(),
+            listed: true,
+            archived: None,
+            version: read,
+            pinned: version.map(str::to_string),
+        })
     }
 
     /// The object's ETag when opened.
@@ -123,13 +145,14 @@ impl Source for S3Object {
             let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
             let mut pin = self.etag.clone();
             let version = self.version.clone();
+            let pinned = self.pinned.clone();
             tasks.push(self.handle.spawn(async move {
                 let mut got: Vec<u8> = Vec::with_capacity(n);
                 let mut resumes = 0;
                 loop {
                     // From the first byte not received yet, pinned to the ETag.
                     let from = start + got.len() as u64;
-                    let mut req = client.get_object().bucket(&bucket).key(&key).range(format!("bytes={from}-{end}"));
+                    let mut req = client.get_object().bucket(&bucket).key(&key).range(format!("bytes={from}-{end}")).set_version_id(pinned.clone());
                     if !pin.is_empty() {
                         req = req.if_match(&pin);
                     }
