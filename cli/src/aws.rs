@@ -95,6 +95,13 @@ pub struct AwsArgs {
     /// --expected-bucket-owner), set by the command.
     #[arg(skip)]
     pub bucket_owners: Vec<(String, String)>,
+    /// The region of the source buckets, as the AWS CLI's flag (default: each bucket's region is
+    /// asked of S3 once, whatever --region says). Example: --source-region eu-west-1
+    #[arg(long, value_name = "REGION", help_heading = "AWS")]
+    pub source_region: Option<String>,
+    /// Buckets and their regions (the sources', from --source-region), set by the command.
+    #[arg(skip)]
+    pub bucket_regions: Vec<(String, String)>,
 }
 
 /// A timeout flag as a duration.
@@ -278,6 +285,7 @@ impl Context {
             request_payer: args.request_payer.is_some(),
             bucket_owners: args.bucket_owners.clone(),
             other_buckets_owner: args.source_expected_bucket_owner.clone(),
+            bucket_regions: args.bucket_regions.clone(),
         };
         let session = Arc::new(Session::new(runtime.handle().clone(), options));
         let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };

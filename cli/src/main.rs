@@ -1080,7 +1080,8 @@ fn read_manifest_lines(path: &Path, ctx: &aws::Context) -> anyhow::Result<(Vec<R
 /// `g` with the account each bucket of the run must belong to, sent on
 /// every request to it: the destination's and an `s3://` manifest's
 /// (`--expected-bucket-owner`), the sources' (`--source-expected-bucket-owner`,
-/// also for any bucket a list or inventory names).
+/// also for any bucket a list or inventory names); and the sources' region
+/// where `--source-region` says it.
 fn with_bucket_owners(g: &Global, a: &EncryptArgs) -> Global {
     let mut g = g.clone();
     let bucket = |url: &str| S3Url::split(url).ok().map(|(b, _)| b.to_string());
@@ -1093,6 +1094,11 @@ fn with_bucket_owners(g: &Global, a: &EncryptArgs) -> Global {
     if let Some(owner) = &g.aws.source_expected_bucket_owner.clone() {
         for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
             g.aws.bucket_owners.push((b, owner.clone()));
+        }
+    }
+    if let Some(region) = &g.aws.source_region.clone() {
+        for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
+            g.aws.bucket_regions.push((b, region.clone()));
         }
     }
     g

@@ -714,5 +714,15 @@ fn buckets_in_other_regions_are_found_and_signed_for() {
     }
     let v = run_bounded(&mut sealpipe_command(&proxy.url(), &["verify", "--manifest", manifest]), WAIT);
     assert_ok(&v, "verify across regions");
+    // Said with --source-region (as the AWS CLI spells it): not one request to the source is signed for another region.
+    proxy.reset();
+    proxy.set_schedule(r#"{"rules": [{"bucket": "eu-src", "action": "region", "region": "eu-west-1", "answer": "malformed"}, {"bucket": "ap-dst", "action": "region", "region": "ap-southeast-2"}]}"#);
+    let out = run_bounded(
+        &mut sealpipe_command(&proxy.url(), &["encrypt", "s3://eu-src/raw/", "--to", "s3://ap-dst/said/", "--kms-key", "alias/regions", "--source-region", "eu-west-1", "--manifest", "s3://ap-dst/runs/said.jsonl"]),
+        WAIT,
+    );
+    assert_ok(&out, "a run with --source-region");
+    let log = proxy.log();
+    assert!(log.iter().filter(|e| e["bucket"] == "eu-src").all(|e| e["signed_region"] == "eu-west-1"), "{}", summarize_log(&log));
     assert_eq!(objects_under(&moto, "ap-dst", "enc/"), ["enc/f0.ts", "enc/f1.ts"]);
 }

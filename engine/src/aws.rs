@@ -49,6 +49,8 @@ pub struct AwsOptions {
     /// The account every other bucket must belong to (sources a list or an
     /// inventory names: `--source-expected-bucket-owner`).
     pub other_buckets_owner: Option<String>,
+    /// Buckets whose region the user said (`--source-region`): asked of no `HeadBucket`.
+    pub bucket_regions: Vec<(String, String)>,
 }
 
 /// Default attempts per AWS request.

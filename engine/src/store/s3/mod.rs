@@ -108,7 +108,8 @@ impl S3Store {
         }
         let (aws, default) = self.client()?;
         let configured = aws.config.region().map(|r| r.to_string());
-        let found = options::bucket_region(aws, default, bucket).filter(|r| Some(r) != configured.as_ref());
+        let said = aws.options.bucket_regions.iter().find(|(b, _)| b == bucket).map(|(_, r)| r.clone());
+        let found = said.or_else(|| options::bucket_region(aws, default, bucket)).filter(|r| Some(r) != configured.as_ref());
         self.regions.lock().unwrap_or_else(|p| p.into_inner()).insert(bucket.to_string(), found.clone());
         Ok(found)
     }
