@@ -235,6 +235,7 @@ impl S3Args {
             content_language: self.content_language.clone(),
             content_encoding: self.content_encoding.clone(),
             tagging: None,
+            expires: None,
             acl: self.acl.clone(),
             expected_bucket_owner: self.expected_bucket_owner.clone(),
             sse: self.sse()?,

@@ -789,8 +789,8 @@ fn properties_and_tags_follow_the_object() {
     setup(&moto, "props-out", "alias/props");
     py(
         &moto,
-        "s3.create_bucket(Bucket='props')\n\
-         s3.put_object(Bucket='props', Key='raw/list.m3u8', Body=b'#EXTM3U\\n' * 50, ContentType='application/vnd.apple.mpegurl', CacheControl='max-age=60', ContentDisposition='inline', ContentLanguage='en', Metadata={'camera': 'a7'}, Tagging='show=news&year=2019')\n\
+        "import datetime\ns3.create_bucket(Bucket='props')\n\
+         s3.put_object(Bucket='props', Key='raw/list.m3u8', Body=b'#EXTM3U\\n' * 50, ContentType='application/vnd.apple.mpegurl', CacheControl='max-age=60', ContentDisposition='inline', ContentLanguage='en', Expires=datetime.datetime(2030, 1, 2, 3, 4, 5), Metadata={'camera': 'a7'}, Tagging='show=news&year=2019')\n\
          s3.put_object(Bucket='props', Key='big/huge-meta.ts', Body=b'x' * 100, ContentType='video/mp2t', Metadata={'notes': 'n' * 1500})",
         &[],
     );
@@ -800,7 +800,7 @@ fn properties_and_tags_follow_the_object() {
             &moto,
             "h = s3.head_object(Bucket='props-out', Key=sys.argv[1]); m = h['Metadata']\n\
              t = {x['Key']: x['Value'] for x in s3.get_object_tagging(Bucket='props-out', Key=sys.argv[1])['TagSet']}\n\
-             print(json.dumps({'type': h.get('ContentType'), 'cache': h.get('CacheControl'), 'disposition': h.get('ContentDisposition'), 'language': h.get('ContentLanguage'), 'envelope': 'sealpipe-envelope' in m, 'meta': {k: v for k, v in m.items() if not k.startswith('sealpipe-')}, 'tags': t}))",
+             print(json.dumps({'type': h.get('ContentType'), 'expires': h.get('ExpiresString'), 'cache': h.get('CacheControl'), 'disposition': h.get('ContentDisposition'), 'language': h.get('ContentLanguage'), 'envelope': 'sealpipe-envelope' in m, 'meta': {k: v for k, v in m.items() if not k.startswith('sealpipe-')}, 'tags': t}))",
             &[key],
         );
         serde_json::from_str(&text).unwrap()
@@ -816,7 +816,7 @@ fn properties_and_tags_follow_the_object() {
     encrypt("s3://props/raw/", "s3://props-out/all/", &[]);
     assert_eq!(
         head("all/list.m3u8"),
-        serde_json::json!({"type": "application/vnd.apple.mpegurl", "cache": "max-age=60", "disposition": "inline", "language": "en", "envelope": true, "meta": {"camera": "a7"}, "tags": {"show": "news", "year": "2019"}})
+        serde_json::json!({"type": "application/vnd.apple.mpegurl", "expires": "Wed, 02 Jan 2030 03:04:05 GMT", "cache": "max-age=60", "disposition": "inline", "language": "en", "envelope": true, "meta": {"camera": "a7"}, "tags": {"show": "news", "year": "2019"}})
     );
     encrypt("s3://props/raw/", "s3://props-out/md/", &["--copy-props", "metadata-directive", "--cache-control", "no-store"]);
     let h = head("md/list.m3u8");

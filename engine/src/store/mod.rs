@@ -558,6 +558,8 @@ pub struct Properties {
     pub content_language: Option<String>,
     /// `Content-Encoding`.
     pub content_encoding: Option<String>,
+    /// `Expires`, as an HTTP date.
+    pub expires: Option<String>,
     /// User metadata (`x-amz-meta-*`), sealpipe's own keys (an earlier envelope) left out.
     pub metadata: Vec<(String, String)>,
     /// Object tags.
@@ -730,6 +732,8 @@ pub struct ObjectOptions {
     pub content_encoding: Option<String>,
     /// Tags, as S3's `x-amz-tagging` query string (`k=v&k2=v2`, URL-encoded).
     pub tagging: Option<String>,
+    /// `Expires` (an HTTP date), copied from an S3 source.
+    pub expires: Option<String>,
     /// `--acl` (a canned ACL: `private`, `bucket-owner-full-control`, ...).
     pub acl: Option<String>,
     /// `--expected-bucket-owner`: the account id the bucket must belong to.

@@ -331,6 +331,7 @@ impl S3Destination {
         or(&mut object.content_disposition, &p.content_disposition);
         or(&mut object.content_language, &p.content_language);
         or(&mut object.content_encoding, &p.content_encoding);
+        or(&mut object.expires, &p.expires);
         if object.tagging.is_none() && !p.tags.is_empty() {
             object.tagging = Some(tagging(&p.tags));
         }

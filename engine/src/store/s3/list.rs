@@ -121,6 +121,7 @@ impl S3Store {
             content_disposition: head.content_disposition().map(str::to_string),
             content_language: head.content_language().map(str::to_string),
             content_encoding: head.content_encoding().map(str::to_string),
+            expires: head.expires_string().map(str::to_string),
             metadata,
             tags,
         })

@@ -33,7 +33,8 @@ macro_rules! object_options {
             .set_content_disposition(o.content_disposition.clone())
             .set_content_language(o.content_language.clone())
             .set_content_encoding(o.content_encoding.clone())
-            .set_tagging(o.tagging.clone());
+            .set_tagging(o.tagging.clone())
+            .set_expires(o.expires.as_deref().and_then(|d| aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::HttpDate).ok()));
         sse!(req, o.sse.as_ref())
     }};
 }
