@@ -759,9 +759,10 @@ fn parse_restore(text: &str) -> Result<sealpipe::store::RestoreRequest, String> 
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some(("days", n)) => request.days = n.parse().ok().filter(|d| (1..=36500).contains(d)).ok_or_else(|| format!("days={n}: a number of days from 1"))?,
-            Some(("tier", t)) if ["Bulk", "Standard", "Expedited"].iter().any(|k| k.eq_ignore_ascii_case(t)) => {
-                request.tier = ["Bulk", "Standard", "Expedited"].iter().find(|k| k.eq_ignore_ascii_case(t)).expect("matched").to_string()
-            }
+            Some(("tier", t)) => match ["Bulk", "Standard", "Expedited"].iter().find(|k| k.eq_ignore_ascii_case(t)) {
+                Some(tier) => request.tier = tier.to_string(),
+                None => return Err(format!("tier={t}: expected Bulk, Standard or Expedited")),
+            },
             _ => return Err(format!("{part}: expected days=N or tier=Bulk|Standard|Expedited")),
         }
     }
@@ -805,7 +806,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     // Objects and an s3:// manifest are stored with the same server-side encryption.
     let object = a.s3.object()?;
     let manifest_sse = object.sse.clone();
-    let ctx = context(&with_bucket_owners(g, &a), keyring_path, g.kms_key.clone())?;
+    let ctx = context(&with_buckets(g, &a), keyring_path, g.kms_key.clone())?;
     let mut default_manifest_note = None;
     // Where the job's manifest is: an s3:// URL (each shard its own), or a local path.
     let manifest_url = a.manifest.as_deref().filter(|m| aws::is_url(m)).map(|m| shard_url(&m.to_string_lossy(), shard));
@@ -981,7 +982,7 @@ fn decrypt(a: DecryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> R
         Some(m) => {
             let mut records = read_manifest(m, &ctx)?;
             if !aws::is_url(m) {
-                verify::relocate(&mut records, m);
+                let _ = verify::relocate(&mut records, m);
             }
             let wanted = sealpipe::store::local::resolve(&a.input);
             let input_text = a.input.to_string_lossy();
@@ -1082,7 +1083,7 @@ fn read_manifest_lines(path: &Path, ctx: &aws::Context) -> anyhow::Result<(Vec<R
 /// (`--expected-bucket-owner`), the sources' (`--source-expected-bucket-owner`,
 /// also for any bucket a list or inventory names); and the sources' region
 /// where `--source-region` says it.
-fn with_bucket_owners(g: &Global, a: &EncryptArgs) -> Global {
+fn with_buckets(g: &Global, a: &EncryptArgs) -> Global {
     let mut g = g.clone();
     let bucket = |url: &str| S3Url::split(url).ok().map(|(b, _)| b.to_string());
     if let Some(owner) = &a.s3.expected_bucket_owner {
@@ -1091,13 +1092,11 @@ fn with_bucket_owners(g: &Global, a: &EncryptArgs) -> Global {
             g.aws.bucket_owners.push((b, owner.clone()));
         }
     }
-    if let Some(owner) = &g.aws.source_expected_bucket_owner.clone() {
-        for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
-            g.aws.bucket_owners.push((b, owner.clone()));
+    for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
+        if let Some(owner) = &g.aws.source_expected_bucket_owner {
+            g.aws.bucket_owners.push((b.clone(), owner.clone()));
         }
-    }
-    if let Some(region) = &g.aws.source_region.clone() {
-        for b in a.inputs.iter().filter_map(|p| bucket(&p.to_string_lossy())) {
+        if let Some(region) = &g.aws.source_region {
             g.aws.bucket_regions.push((b, region.clone()));
         }
     }
@@ -1121,8 +1120,8 @@ fn verify(a: VerifyArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Res
     let ctx = context(g, keyring_path, g.kms_key.clone())?;
     let (mut records, bad_lines) = read_manifest_lines(&a.manifest, &ctx)?;
     // Outputs recorded below the manifest's folder are read below it, wherever it is now.
-    if !aws::is_url(&a.manifest) && verify::relocate(&mut records, &a.manifest) && !g.json {
-        let folder = sealpipe::store::local::resolve(&a.manifest).parent().map(Path::to_path_buf).unwrap_or_default();
+    let relocated = if aws::is_url(&a.manifest) { None } else { verify::relocate(&mut records, &a.manifest) };
+    if let (Some(folder), false) = (relocated, g.json) {
         report::info(&format!("sealpipe: verify: outputs are read below {} (their folder moved since they were recorded)", folder.display()));
     }
     if records.is_empty() && bad_lines.is_empty() {

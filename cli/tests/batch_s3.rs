@@ -12,10 +12,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -56,20 +55,6 @@ fn summary_of(out: &Output) -> Value {
     last
 }
 
-/// Lines of a child's pipe, read on a thread as they come.
-fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Start `cmd` with the test hook that pauses a minute after a commit,
 /// before its record, and wait for it to say so: the child, and the
 /// location it committed.
@@ -85,13 +70,6 @@ fn paused_after_commit(mut cmd: Command) -> (Child, String) {
         }
         seen.push(line);
     }
-}
-
-/// SIGKILL (no handler runs: nothing is aborted or cleaned) and reap.
-fn sigkill(child: &mut Child) {
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
 }
 
 /// Keys of the objects under `prefix` in `bucket`, sorted.

@@ -14,10 +14,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::*;
@@ -33,20 +32,6 @@ fn sealpipe_cmd(endpoint: &str, args: &[&str]) -> Command {
     aws_env(&mut cmd, endpoint);
     cmd.env_remove(PAUSE).env_remove("JOB_COMPLETION_INDEX").env_remove("AWS_BATCH_JOB_ARRAY_INDEX");
     cmd
-}
-
-/// Lines of a child's pipe, read on a thread as they come.
-fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// A run started by a test, killed if the test ends (or fails) before it does.
@@ -71,13 +56,6 @@ fn start_paused(mut cmd: Command, ms: u64) -> (Run, Receiver<String>) {
         }
         seen.push(line);
     }
-}
-
-/// SIGKILL (no handler runs: nothing is given back) and reap.
-fn sigkill(child: &mut Child) {
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
 }
 
 /// This host's name, as the kernel has it (what a lease must name).

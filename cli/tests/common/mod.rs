@@ -657,3 +657,25 @@ pub fn media_files(sizes: &[usize]) -> (tempfile::TempDir, PathBuf) {
     }
     (dir, media)
 }
+
+/// Lines of a child's pipe, read on a thread as they come (a test waits on
+/// a line the child writes, never on a sleep).
+pub fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// SIGKILL (no handler runs: nothing is aborted, cleaned or given back) and reap.
+pub fn sigkill(child: &mut Child) {
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
+}

@@ -434,7 +434,11 @@ impl Run<'_, '_> {
         // Room for the output first: one that exists refuses the file before its key is asked for (no KMS call).
         let replace = self.make_room(f)?;
         let keys = self.keys()?;
-        let material: Arc<Material> = match keys.for_file(plain_len).and_then(|m| keys.wrapped(&m).map(|_| ()).map(|()| m)) {
+        let made = keys.for_file(plain_len).and_then(|m| {
+            keys.wrapped(&m)?;
+            Ok(m)
+        });
+        let material: Arc<Material> = match made {
             Ok(material) => material,
             Err(e) => return Err(self.unwritten(f, e)),
         };
@@ -461,7 +465,8 @@ impl Run<'_, '_> {
         let version = input.version();
         let committed = output.commit()?;
         // Test hook: a pause after the commit (and the first SEALPIPE_TEST_PAUSE_SKIP_COMMITS commits), before the record.
-        let skip = std::env::var("SEALPIPE_TEST_PAUSE_SKIP_COMMITS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        static SKIP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let skip = *SKIP.get_or_init(|| std::env::var("SEALPIPE_TEST_PAUSE_SKIP_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
         if COMMITS.fetch_add(1, Ordering::Relaxed) >= skip {
             crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
         }
@@ -653,7 +658,7 @@ impl Tally<'_> {
         let result = result.and_then(|mut record| {
             record.shard = self.shard.map(|s| s.to_string());
             if !crate::store::Stores::is_url(&record.output) {
-                record.output_relative = super::manifest::relative_to_manifest(self.manifest.path(), &record.output);
+                record.output_relative = super::manifest::relative_to_folder(self.manifest.folder(), &record.output);
             }
             self.manifest.write(&record)?;
             // Best effort: without this line a later run only looks for leftovers it need not.

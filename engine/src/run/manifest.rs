@@ -29,6 +29,8 @@ pub struct ManifestWriter {
     /// [`ManifestWriter::open`] made the file (it was not there before).
     created: std::sync::atomic::AtomicBool,
     path: PathBuf,
+    /// The folder holding it, resolved once (records name outputs below it relative to it).
+    folder: std::sync::OnceLock<PathBuf>,
     durable: bool,
     sync: Arc<(Mutex<SyncState>, Condvar)>,
     syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -58,7 +60,7 @@ impl ManifestWriter {
     }
 
     fn new(path: &Path, durable: bool) -> Self {
-        ManifestWriter { file: Mutex::new(None), created: Default::default(), path: path.to_path_buf(), durable, sync: Arc::default(), syncer: Mutex::new(None) }
+        ManifestWriter { file: Mutex::new(None), created: Default::default(), path: path.to_path_buf(), folder: Default::default(), durable, sync: Arc::default(), syncer: Mutex::new(None) }
     }
 
     /// Create or open the manifest for appending, if not done yet. Call it
@@ -103,6 +105,11 @@ impl ManifestWriter {
     /// The manifest path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The folder holding the manifest, resolved (`..`, symlinks) the first time it is asked.
+    pub fn folder(&self) -> &Path {
+        self.folder.get_or_init(|| resolve(&self.path).parent().map(Path::to_path_buf).unwrap_or_default())
     }
 
     /// Append one record as one line.
@@ -218,11 +225,11 @@ fn drop_torn_tail(file: &File, path: &Path) -> Result<()> {
 }
 
 
-/// `output` relative to the folder holding `manifest`, when it lies below it
-/// (both resolved: `..` and symlinks): what [`Record::output_relative`] holds.
-pub fn relative_to_manifest(manifest: &Path, output: &str) -> Option<String> {
-    let folder = resolve(manifest).parent()?.to_path_buf();
-    let below = Path::new(output).strip_prefix(&folder).ok()?;
+/// `output` relative to `folder` (a manifest's, resolved: `..` and
+/// symlinks), `/`-separated, when it lies below it: what
+/// [`Record::output_relative`] holds.
+pub fn relative_to_folder(folder: &Path, output: &str) -> Option<String> {
+    let below = Path::new(output).strip_prefix(folder).ok()?;
     let parts: Vec<&str> = below.components().map(|c| c.as_os_str().to_str()).collect::<Option<_>>()?;
     (!parts.is_empty()).then(|| parts.join("/"))
 }

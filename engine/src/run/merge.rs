@@ -12,7 +12,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use super::manifest::relative_to_manifest;
+use super::manifest::relative_to_folder;
 use crate::store::local::{resolve, Output};
 use crate::store::Sink;
 use crate::format::record::Record;
@@ -332,7 +332,7 @@ fn copy_kept(manifests: &[PathBuf], sources: &HashMap<Rc<str>, Entry>, out: &Pat
                         if beside.exists() {
                             r.output = beside.display().to_string();
                         }
-                        r.output_relative = relative_to_manifest(out, &r.output);
+                        r.output_relative = out_folder.as_deref().and_then(|f| relative_to_folder(f, &r.output));
                         buf.extend(serde_json::to_vec(&r).expect("records serialize"));
                     }
                     _ => buf.extend_from_slice(text.as_bytes()),

@@ -70,20 +70,21 @@ pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &d
 /// original, and an output missing there fails by its new path. The
 /// folder moved with its outputs when any of them is there; when none is,
 /// the manifest alone was moved (copied out of the folder), and the
-/// records' own paths stand. Returns whether outputs were relocated.
-pub fn relocate(records: &mut [Record], manifest: &Path) -> bool {
+/// records' own paths stand. Returns the folder outputs are now read
+/// below, when they were relocated.
+pub fn relocate(records: &mut [Record], manifest: &Path) -> Option<PathBuf> {
     let folder = resolve(manifest).parent().map(Path::to_path_buf).unwrap_or_default();
     let beside = |r: &Record| r.output_relative.as_ref().map(|rel| folder.join(rel));
     let moved = records.iter().any(|r| beside(r).is_some_and(|p| p.display().to_string() != r.output));
     if !moved || !records.iter().any(|r| beside(r).is_some_and(|p| p.exists())) {
-        return false;
+        return None;
     }
     for r in records {
         if let Some(path) = beside(r) {
             r.output = path.display().to_string();
         }
     }
-    true
+    Some(folder)
 }
 
 /// Read back every record's (local) output, decrypt it with `provider`'s
