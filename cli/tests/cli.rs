@@ -635,6 +635,36 @@ mod interop {
         assert_same(&fs::read(&out).unwrap(), &fs::read(env.p("media/sub/b.ts")).unwrap(), "decrypt --manifest");
     }
 
+    /// Issue 19: an error is typed where it is made. `verify` with another
+    /// keyring fails each file at the key stage (not the plan), not
+    /// retryable, and its line names the file once.
+    #[test]
+    fn verify_with_another_keyring_fails_each_file_at_the_key_stage() {
+        let env = Env::new();
+        env.write("media/a.mp4", &data(901, 70_000));
+        env.write("media/b.ts", &data(902, 5));
+        let enc = env.p("enc");
+        env.sealpipe(args!["encrypt", env.p("media"), "--out", enc, "--json"]).ok();
+        let manifest = enc.join("manifest.jsonl");
+        // Another keyring, made by a run of its own.
+        let other = env.p("other/keyring.json");
+        env.sealpipe_with(args!["encrypt", env.p("media/b.ts"), "--out", env.p("enc2")], &[("SEALPIPE_KEYRING", other.as_os_str())]).ok();
+        let verify = env.sealpipe_with(args!["verify", "--manifest", manifest, "--json"], &[("SEALPIPE_KEYRING", other.as_os_str())]);
+        assert_eq!(verify.code, 1, "{verify:?}");
+        let failures = verify.json()["failures"].as_array().cloned().unwrap_or_default();
+        assert_eq!(failures.len(), 2, "{verify:?}");
+        for f in &failures {
+            assert_eq!(f["stage"], "key", "{f}");
+            assert_eq!(f["retry"], "no", "{f}");
+            let path = f["path"].as_str().unwrap();
+            let message = f["error"].as_str().unwrap();
+            assert_eq!(message.matches(path).count(), 1, "the path once: {message}");
+            assert!(message.contains("was wrapped by local"), "{message}");
+            // The line on stderr is that message, once.
+            assert_eq!(verify.stderr.lines().filter(|l| l.contains(path)).collect::<Vec<_>>(), [format!("sealpipe: error: {message}")], "{verify:?}");
+        }
+    }
+
     #[test]
     fn manifest_settings_follow_target_and_mode() {
         let env = Env::new();

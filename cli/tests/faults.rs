@@ -323,6 +323,69 @@ fn kms_throttling_and_internal_errors_are_retried() {
     assert_eq!(proxy.count_action("Decrypt", "status"), 2);
 }
 
+/// The `failed` events of a run's `--json` output.
+fn failed_events(b: &Bounded) -> Vec<Value> {
+    b.stdout().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|e| e["event"] == "failed").collect()
+}
+
+/// Issue 19: one retry policy. The classifier the SDK retries by is the one
+/// that types the error a run reports, so a failure reported `retry: yes`
+/// is one that was retried (each request sent --max-attempts times) and one
+/// reported `retry: no` was sent once. KMS errors are typed too (stage `key`):
+/// KMSInternalException retryable, InvalidCiphertextException not; an S3
+/// HeadObject answering 503 retryable, 403 not (stage `read`).
+#[test]
+fn what_is_reported_retryable_is_what_was_retried() {
+    const ATTEMPTS: usize = 3;
+    let attempts = ATTEMPTS.to_string();
+    let moto = start_moto();
+    let sizes = [100_000, 33];
+    let job = Job::new(&moto, "faults-retry-policy", &sizes);
+    let failing = |b: &Bounded, stage: &str, retry: &str, cause: &str| {
+        assert_eq!(b.code(), Some(1), "stdout: {} stderr: {}", b.stdout(), b.stderr());
+        // The summary's failures, and the `failed` events where the command sends them (encrypt does).
+        let mut failed = summary(b)["failures"].as_array().cloned().unwrap_or_default();
+        assert_eq!(failed.len(), sizes.len(), "every file fails: {}", b.stdout());
+        failed.extend(failed_events(b));
+        for e in &failed {
+            assert_eq!((e["stage"].as_str(), e["retry"].as_str()), (Some(stage), Some(retry)), "{e}");
+            assert!(e["error"].as_str().unwrap().contains(cause), "{e}");
+        }
+    };
+
+    // KMS GenerateDataKey failing for now, every time: retried, then reported retryable.
+    let proxy = FaultProxy::start(
+        moto.port,
+        r#"{"rules": [{"op": "GenerateDataKey", "all": true, "action": "status", "status": 500, "code": "KMSInternalException"}]}"#,
+    );
+    let out = job.run(&proxy.url(), &["--max-attempts", &attempts]);
+    failing(&out, "key", "yes", "KMSInternalException");
+    assert_eq!(proxy.count("GenerateDataKey"), ATTEMPTS * sizes.len(), "each data key asked --max-attempts times: {:?}", proxy.faults());
+
+    // A clean run, then verify's Decrypt refused for good: asked once per file, reported permanent.
+    let clean = job.run(&moto.url(), &[]);
+    assert_ok(&clean, "clean run");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--manifest", job.manifest.to_str().unwrap(), "--json", "--max-attempts", &attempts];
+        args.extend_from_slice(extra);
+        run_bounded(&mut sealpipe_command(&proxy.url(), &args), WAIT)
+    };
+    proxy.reset();
+    proxy.set_schedule(r#"{"rules": [{"op": "Decrypt", "all": true, "action": "status", "status": 400, "code": "InvalidCiphertextException"}]}"#);
+    failing(&verify(&[]), "key", "no", "InvalidCiphertextException");
+    assert_eq!(proxy.count("Decrypt"), sizes.len(), "a permanent answer is not retried: {:?}", proxy.faults());
+
+    // The outputs' HeadObject: 503 is retried and reported retryable, 403 is neither.
+    proxy.reset();
+    proxy.set_schedule(r#"{"rules": [{"op": "HeadObject", "key_regex": "^enc/", "all": true, "action": "status", "status": 503}]}"#);
+    failing(&verify(&[]), "read", "yes", "cannot open");
+    assert_eq!(proxy.count("HeadObject"), ATTEMPTS * sizes.len(), "{:?}", proxy.faults());
+    proxy.reset();
+    proxy.set_schedule(r#"{"rules": [{"op": "HeadObject", "key_regex": "^enc/", "all": true, "action": "status", "status": 403}]}"#);
+    failing(&verify(&[]), "read", "no", "access denied");
+    assert_eq!(proxy.count("HeadObject"), sizes.len(), "{:?}", proxy.faults());
+}
+
 /// Issue 24, finding 7: a KMS key that DescribeKey allows but that refuses
 /// GenerateDataKey (AccessDenied) stops the run at the first file, exit 2,
 /// one line; the summary counts no keys; nothing is left on S3; and a clean

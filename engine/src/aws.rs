@@ -15,10 +15,13 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::config::interceptors::InterceptorContext;
+use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::error::{Error, Result, Retry};
+use crate::error::{Error, Result, Retry, Stage};
+use crate::retry::{classify, error_code, Backoff, Failed, Verdict};
 
 /// How to reach AWS, as with the AWS CLI; anything `None` falls back to the
 /// standard chain (environment, shared config/credentials files, IMDS).
@@ -32,8 +35,8 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// Path-style S3 addressing (`--force-path-style`), for S3-compatible stores.
     pub force_path_style: bool,
-    /// Attempts per request (throttling, 5xx, timeouts, connection resets are retried with
-    /// backoff); 0: `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
+    /// Attempts per request (what [`crate::retry::classify`] calls transient is retried,
+    /// by [`Backoff`]); 0: `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
     /// Connect timeout (`--connect-timeout`); `None`: 10 s.
     pub connect_timeout: Option<Duration>,
@@ -54,7 +57,7 @@ pub struct AwsOptions {
 }
 
 /// Default attempts per AWS request.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = crate::retry::DEFAULT_ATTEMPTS;
 
 /// A loaded AWS configuration and the runtime to drive it.
 #[derive(Clone)]
@@ -78,12 +81,13 @@ impl Aws {
                 .unwrap_or(DEFAULT_MAX_ATTEMPTS),
             n => n,
         };
+        let backoff = Backoff::attempts(attempts);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(attempts)
-                    .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(20)),
+                    .with_max_attempts(backoff.retries + 1)
+                    .with_initial_backoff(backoff.initial)
+                    .with_max_backoff(backoff.max),
             )
             .timeout_config(
                 TimeoutConfig::builder()
@@ -200,21 +204,93 @@ pub fn status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> O
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-/// Whether the failed call may succeed if made again: throttling, a 5xx
-/// answer, a timeout or a lost connection, as the SDK's own retry policy
-/// judges them (a call that still failed after its attempts may succeed in a later run).
+/// Whether the failed call may succeed if made again, as [`crate::retry::classify`]
+/// judges it: the same judgement [`Classifier`] gave the SDK, so a call
+/// reported retryable is one the SDK retried (and a later run may get through).
 pub fn retry<E, R>(err: &SdkError<E, R>) -> Retry
 where
     E: ProvideErrorMetadata,
     R: HasStatus,
 {
-    let throttled = |code: Option<&str>| {
-        matches!(code, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException" | "RequestTimeout" | "InternalError" | "KMSInternalException" | "ServiceUnavailable"))
-    };
+    verdict(err).retry()
+}
+
+/// [`crate::retry::classify`]'s verdict on a failed call (throttled, a
+/// server error, a network failure, permanent).
+pub fn verdict<E, R>(err: &SdkError<E, R>) -> Verdict
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    classify(failed(err))
+}
+
+/// What [`crate::retry::classify`] needs of an SDK error.
+fn failed<E, R>(err: &SdkError<E, R>) -> Failed<'_>
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Retry::Yes,
-        SdkError::ServiceError(s) if throttled(s.err().code()) || s.raw().status_code() >= 500 || s.raw().status_code() == 429 => Retry::Yes,
-        _ => Retry::No,
+        SdkError::ServiceError(s) => Failed::Answer { status: s.raw().status_code(), code: s.err().code() },
+        SdkError::TimeoutError(_) => Failed::Timeout,
+        SdkError::ResponseError(_) => Failed::Connection,
+        SdkError::DispatchFailure(d) if d.is_timeout() => Failed::Timeout,
+        SdkError::DispatchFailure(d) if d.is_io() || d.as_other().is_some() => Failed::Connection,
+        _ => Failed::Unsent,
+    }
+}
+
+/// [`crate::retry::classify`] as the SDK's retry classifier, installed on
+/// every S3, KMS and MediaConvert client the engine makes
+/// ([`Classifier::install`]'s callers): its verdict is final both ways (a
+/// permanent answer is never retried by the SDK's own classifiers either),
+/// but for clock-skew answers, which the SDK retries once it corrected its clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Classifier;
+
+impl Classifier {
+    /// What the SDK sees of a failed attempt, for [`crate::retry::classify`].
+    fn verdict(ctx: &InterceptorContext) -> Option<Verdict> {
+        let error = match ctx.output_or_error() {
+            Some(Err(e)) => e,
+            _ => return None,
+        };
+        let failed = if error.is_timeout_error() {
+            Failed::Timeout
+        } else if error.is_response_error() {
+            Failed::Connection
+        } else if let Some(c) = error.as_connector_error() {
+            match () {
+                _ if c.is_timeout() => Failed::Timeout,
+                _ if c.is_io() || c.as_other().is_some() => Failed::Connection,
+                _ => Failed::Unsent,
+            }
+        } else if let Some(response) = ctx.response().filter(|_| error.is_operation_error()) {
+            let header = response.headers().get("x-amzn-errortype");
+            let body = response.body().bytes().unwrap_or_default();
+            return Some(classify(Failed::Answer { status: response.status().as_u16(), code: error_code(header, body) }));
+        } else {
+            Failed::Unsent
+        };
+        Some(classify(failed))
+    }
+}
+
+impl ClassifyRetry for Classifier {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        use aws_smithy_types::retry::ErrorKind;
+        match Self::verdict(ctx) {
+            None | Some(Verdict::SdkDecides) => RetryAction::NoActionIndicated,
+            Some(Verdict::Throttled) => RetryAction::retryable_error(ErrorKind::ThrottlingError),
+            Some(Verdict::ServerError) => RetryAction::retryable_error(ErrorKind::ServerError),
+            Some(Verdict::Network) => RetryAction::retryable_error(ErrorKind::TransientError),
+            Some(Verdict::Permanent) => RetryAction::RetryForbidden,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "sealpipe::retry::classify"
     }
 }
 
@@ -230,13 +306,23 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
-/// An SDK error as an engine error about `path`: `"<op> failed: <describe>"`, typed with its retry.
-pub fn remote_error<E, R>(path: impl AsRef<std::path::Path>, op: impl Into<String>, err: &SdkError<E, R>) -> Error
+/// An SDK error as an engine error about `path` at `stage`: `"<op> failed: <describe>"`, typed with its retry.
+pub fn remote_error<E, R>(path: impl AsRef<std::path::Path>, stage: Stage, op: impl std::fmt::Display, err: &SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HasStatus + 'static,
 {
-    Error::Remote { path: path.as_ref().to_path_buf(), op: op.into(), reason: describe(err), retry: retry(err) }
+    Error::remote(path, stage, retry(err), format!("{op} failed: {}", describe(err)))
+}
+
+/// An SDK error as an engine error about `path` at `stage`, said as
+/// `message` (which names the cause), typed with the error's retry.
+pub fn remote_said<E, R>(path: impl AsRef<std::path::Path>, stage: Stage, message: impl Into<String>, err: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    Error::remote(path, stage, retry(err), message)
 }
 
 /// Join an error and its sources with `: `, skipping repeats.
@@ -251,4 +337,11 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
+}
+
+/// A tokio task (`what`: "S3 read task") that ended without an answer, at `stage`:
+/// retryable when it was cancelled (the runtime is stopping), not when it panicked.
+pub fn task_failed(stage: Stage, what: &str, err: &tokio::task::JoinError) -> Error {
+    let retry = if err.is_cancelled() { Retry::Yes } else { Retry::No };
+    Error::Internal { reason: format!("{what} failed: {err}"), stage, retry }
 }

@@ -76,16 +76,47 @@ pub enum Error {
         /// The holder, as its lease names it: "host H, pid P, since T".
         by: String,
     },
-    /// A request to a remote service (S3, KMS) failed.
+    /// A request to a remote service (S3, KMS, MediaConvert) failed. Its
+    /// stage and retry are said where it is made: the retry by the one
+    /// classifier that also decides what the SDK retries (`crate::retry`).
     Remote {
-        /// The file or object concerned.
-        path: PathBuf,
-        /// The service and operation, e.g. "S3 UploadPart 3", "KMS GenerateDataKey".
-        op: String,
-        /// One-line cause (the service's code and message, or the transport's).
-        reason: String,
+        /// The file or object concerned; `None` for a request about no one
+        /// file (a KMS key), until [`Error::for_file`] names the file.
+        path: Option<PathBuf>,
+        /// One-line cause after the path: the operation and the service's
+        /// code and message, or the transport's failure.
+        message: String,
+        /// What the run was doing.
+        stage: Stage,
         /// Whether the same request may succeed later (throttling, 5xx, timeouts, resets).
         retry: Retry,
+    },
+    /// The operating system failed a request about no one file (its random
+    /// generator): nothing a run of sealpipe can change.
+    System {
+        /// One-line cause.
+        reason: String,
+        /// What the run was doing.
+        stage: Stage,
+    },
+    /// A task or thread of the engine ended without an answer: it panicked
+    /// (a bug), or the runtime it ran on was shutting down.
+    Internal {
+        /// One-line cause.
+        reason: String,
+        /// What the run was doing.
+        stage: Stage,
+        /// Yes when the task was cancelled (the process is stopping), no when it panicked.
+        retry: Retry,
+    },
+    /// An error about no one file (a key, a usage error) attributed to the
+    /// file it happened with ([`Error::for_file`]): the path is added, the
+    /// error's own stage, retry and message are kept.
+    Located {
+        /// The file concerned.
+        path: PathBuf,
+        /// The error, as it was made.
+        error: Box<Error>,
     },
 }
 
@@ -156,6 +187,16 @@ impl Error {
         Error::Invalid { path: path.as_ref().to_path_buf(), reason: reason.into() }
     }
 
+    /// A remote request about `path` that failed: `message` follows the path.
+    pub(crate) fn remote(path: impl AsRef<Path>, stage: Stage, retry: Retry, message: impl Into<String>) -> Self {
+        Error::Remote { path: Some(path.as_ref().to_path_buf()), message: message.into(), stage, retry }
+    }
+
+    /// The OS random generator failed while the run was at `stage`.
+    pub(crate) fn random(stage: Stage, err: impl fmt::Display) -> Self {
+        Error::System { reason: format!("cannot read the OS random generator: {err}"), stage }
+    }
+
     /// The file this error is about, if any.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -166,8 +207,9 @@ impl Error {
             | Error::Digest { path, .. }
             | Error::Exists { path }
             | Error::Held { path, .. }
-            | Error::Remote { path, .. } => Some(path),
-            Error::Key(_) | Error::KeyProvider(_) | Error::Usage(_) => None,
+            | Error::Located { path, .. } => Some(path),
+            Error::Remote { path, .. } => path.as_deref(),
+            Error::Key(_) | Error::KeyProvider(_) | Error::Usage(_) | Error::System { .. } | Error::Internal { .. } => None,
         }
     }
 
@@ -185,7 +227,8 @@ impl Error {
             {
                 Retry::Yes
             }
-            Error::Remote { retry, .. } => *retry,
+            Error::Remote { retry, .. } | Error::Internal { retry, .. } => *retry,
+            Error::Located { error, .. } => error.retry(),
             Error::Held { .. } => Retry::Yes,
             _ => Retry::No,
         }
@@ -198,19 +241,25 @@ impl Error {
                 "open" | "read" | "map" | "stat" | "open list file" | "open inventory" | "read inventory manifest" => Stage::Read,
                 _ => Stage::Write,
             },
-            Error::Remote { op, .. } if op.starts_with("KMS") => Stage::Key,
-            Error::Remote { op, .. } if op.contains("GetObject") || op.contains("HeadObject") || op.contains("List") => Stage::Read,
-            Error::Remote { .. } | Error::Exists { .. } => Stage::Write,
+            Error::Remote { stage, .. } | Error::System { stage, .. } | Error::Internal { stage, .. } => *stage,
+            Error::Located { error, .. } => error.stage(),
+            Error::Exists { .. } => Stage::Write,
             Error::Authentication { .. } | Error::Padding { .. } | Error::Digest { .. } => Stage::Verify,
             Error::Key(_) | Error::KeyProvider(_) => Stage::Key,
             Error::Invalid { .. } | Error::Usage(_) | Error::Held { .. } => Stage::Plan,
         }
     }
 
-    /// Re-attribute a path-less error (key/usage) to a file, for batch reports.
+    /// Attribute an error about no one file to `path`, for batch reports:
+    /// only the path is added (its stage, retry and message stay as made).
+    /// An error that names a file already, and a key-encryption key that
+    /// cannot be used at all ([`Error::KeyProvider`], which ends the run), are kept as they are.
     pub fn for_file(self, path: &Path) -> Self {
         match self {
-            Error::Key(reason) | Error::Usage(reason) => Error::invalid(path, reason),
+            Error::Remote { path: None, message, stage, retry } => Error::Remote { path: Some(path.to_path_buf()), message, stage, retry },
+            e @ (Error::Key(_) | Error::Usage(_) | Error::System { .. } | Error::Internal { .. }) => {
+                Error::Located { path: path.to_path_buf(), error: Box::new(e) }
+            }
             other => other,
         }
     }
@@ -248,7 +297,10 @@ impl fmt::Display for Error {
             }
             Error::Key(reason) | Error::KeyProvider(reason) => write!(f, "{reason}"),
             Error::Usage(reason) => write!(f, "{reason}"),
-            Error::Remote { path, op, reason, .. } => write!(f, "{}: {op} failed: {reason}", path.display()),
+            Error::Remote { path: Some(path), message, .. } => write!(f, "{}: {message}", path.display()),
+            Error::Remote { path: None, message, .. } => write!(f, "{message}"),
+            Error::System { reason, .. } | Error::Internal { reason, .. } => write!(f, "{reason}"),
+            Error::Located { path, error } => write!(f, "{}: {error}", path.display()),
             Error::Held { path, by } => write!(f, "{}: another run of this job holds it ({by}); wait for it to finish", path.display()),
         }
     }

@@ -7,6 +7,7 @@
 //!
 //! * [`error`], [`size`]: typed errors (which file, what stage, whether a
 //!   retry can help); sizes as the AWS CLI writes them;
+//! * [`retry`]: the one retry policy (which failures are transient, the backoff);
 //! * [`format`]: the contract as types: modes, IVs, keys sizes, the manifest
 //!   record, and one module per service's settings block;
 //! * `aws` (feature `aws`): the AWS configuration every AWS client is made from;
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod retry;
 pub mod size;
 pub mod format;
 #[cfg(feature = "aws")]

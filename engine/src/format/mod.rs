@@ -271,7 +271,7 @@ impl Iv {
         assert!(len == 12 || len == 16, "IV length must be 12 or 16");
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes[..len])
-            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            .map_err(|e| Error::random(crate::error::Stage::Key, e))?;
         Ok(Iv { bytes, len })
     }
 

@@ -8,9 +8,9 @@
 //!
 //! The plaintext key KMS returns is copied into a [`DataKey`] and the SDK's
 //! buffer zeroized at once. Throttling and 5xx answers are retried by the
-//! SDK (standard retry mode, exponential backoff with jitter); access
-//! denied, missing or disabled keys and context mismatches are permanent
-//! and reported as one line ([`Error::Key`]).
+//! SDK by the one classifier (`crate::retry`), and a call still failing is
+//! reported retryable ([`Error::Remote`], stage `key`); access denied,
+//! missing or disabled keys and context mismatches are permanent, one line each.
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 
 use zeroize::Zeroize;
 
-use crate::aws::{describe, Aws};
-use crate::error::{Error, Result};
+use crate::aws::{describe, retry, Aws, Classifier};
+use crate::error::{Error, Result, Stage};
 use crate::format::{EncryptionContext, KeyBits};
 use crate::keys::{DataKey, KeyProvider};
 
@@ -56,9 +56,12 @@ impl KmsProvider {
         // A key (or alias) ARN names its region: its calls go there, whatever `--region` says.
         let client = match arn_region(key).filter(|r| aws.region().ok().as_deref() != Some(*r)) {
             Some(region) => aws_sdk_kms::Client::from_conf(
-                aws_sdk_kms::config::Builder::from(&aws.config).region(aws_sdk_kms::config::Region::new(region.to_string())).build(),
+                aws_sdk_kms::config::Builder::from(&aws.config)
+                    .region(aws_sdk_kms::config::Region::new(region.to_string()))
+                    .retry_classifier(Classifier)
+                    .build(),
             ),
-            None => aws_sdk_kms::Client::new(&aws.config),
+            None => aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&aws.config).retry_classifier(Classifier).build()),
         };
         KmsProvider {
             client,
@@ -171,11 +174,9 @@ where
     if unusable {
         return Error::KeyProvider(format!("{what}: KMS {op} refused: {hint} ({detail})"));
     }
-    if hint.is_empty() {
-        Error::Key(format!("{what}: KMS {op} failed: {detail}"))
-    } else {
-        Error::Key(format!("{what}: KMS {op} failed: {hint} ({detail})"))
-    }
+    let message = if hint.is_empty() { format!("{what}: KMS {op} failed: {detail}") } else { format!("{what}: KMS {op} failed: {hint} ({detail})") };
+    // About no one file (the caller names it): retryable as the SDK's classifier judged it.
+    Error::Remote { path: None, message, stage: Stage::Key, retry: retry(err) }
 }
 
 fn context_pairs(context: &EncryptionContext) -> impl Iterator<Item = (String, String)> + '_ {

@@ -37,7 +37,7 @@ impl DataKey {
     pub fn random(bits: KeyBits) -> Result<Self> {
         let mut key = DataKey { bytes: [0; 32], len: bits.bytes() };
         getrandom::fill(&mut key.bytes[..key.len])
-            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            .map_err(|e| Error::random(crate::error::Stage::Key, e))?;
         Ok(key)
     }
 
@@ -218,8 +218,7 @@ pub fn unwrap_record(record: &Record, provider: &dyn KeyProvider) -> Result<Data
     let key_id = provider.key_id()?;
     if record.key_provider != provider.name() || record.key_id != key_id {
         return Err(Error::Key(format!(
-            "the data key of {} was wrapped by {} {}, not by {} {key_id}",
-            record.output,
+            "the data key was wrapped by {} {}, not by {} {key_id}",
             record.key_provider,
             record.key_id,
             provider.name(),
@@ -227,7 +226,7 @@ pub fn unwrap_record(record: &Record, provider: &dyn KeyProvider) -> Result<Data
     }
     let key = provider.unwrap(&record.wrapped_key()?, &record.encryption_context)?;
     if KeyBits::from_len(key.expose_secret().len()) != Some(record.key_bits) {
-        return Err(Error::Key(format!("{}: unwrapped key is not {}-bit", record.output, u16::from(record.key_bits))));
+        return Err(Error::Key(format!("unwrapped key is not {}-bit", u16::from(record.key_bits))));
     }
     Ok(key)
 }
@@ -296,7 +295,7 @@ impl LocalKeyring {
         }
         let mut kek = Zeroizing::new([0u8; 32]);
         getrandom::fill(kek.as_mut())
-            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            .map_err(|e| Error::random(crate::error::Stage::Key, e))?;
         let body = Zeroizing::new(
             serde_json::to_vec_pretty(&KeyringFile {
                 format: KEYRING_FORMAT.into(),
@@ -384,7 +383,7 @@ impl KeyProvider for LocalKeyring {
     fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
-            .map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            .map_err(|e| Error::random(crate::error::Stage::Key, e))?;
         let aad = context.canonical();
         let sealed = self
             .aead()

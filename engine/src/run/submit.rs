@@ -33,8 +33,9 @@ use aws_sdk_mediaconvert::types::JobSettings;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{Map, Value};
 
-use crate::aws::{describe, Aws};
-use crate::error::{Error, Result};
+use crate::aws::{describe, remote_said, task_failed, verdict, Aws, Classifier};
+use crate::error::{Error, Result, Stage};
+use crate::retry::Verdict;
 
 /// Members whose values are maps keyed by the user's names (selector names,
 /// tag and metadata keys): their keys are not member names.
@@ -43,7 +44,7 @@ pub const MAP_MEMBERS: &[&str] =
 
 /// A MediaConvert client for `aws` (its region, credentials, endpoint, retries).
 pub fn client(aws: &Aws) -> aws_sdk_mediaconvert::Client {
-    aws_sdk_mediaconvert::Client::new(&aws.config)
+    aws_sdk_mediaconvert::Client::from_conf(aws_sdk_mediaconvert::config::Builder::from(&aws.config).retry_classifier(Classifier).build())
 }
 
 /// A `CreateJob` request with the API's member names (`Role`, `Settings`,
@@ -77,35 +78,8 @@ pub fn to_wire(request: &Value) -> Value {
     convert(request, true)
 }
 
-/// Retries of `TooManyRequestsException` after the SDK's own.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    /// Further attempts (0: none).
-    pub retries: u32,
-    /// Wait before the first retry; doubled each time, with jitter.
-    pub initial: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { retries: 8, initial: Duration::from_millis(500), max: Duration::from_secs(30) }
-    }
-}
-
-impl Backoff {
-    /// The wait before retry `n` (0-based): `initial · 2^n`, capped, times a jitter in [0.5, 1).
-    pub fn delay(&self, n: u32) -> Duration {
-        let base = self.initial.saturating_mul(1u32 << n.min(20)).min(self.max);
-        let mut r = [0u8; 2];
-        let jitter = match getrandom::fill(&mut r) {
-            Ok(()) => 0.5 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) / 2.0,
-            Err(_) => 0.75,
-        };
-        base.mul_f64(jitter.min(0.9999))
-    }
-}
+/// Retries of throttling after the SDK's own: the one backoff (`crate::retry`).
+pub use crate::retry::Backoff;
 
 /// Replaces the body the SDK serialized with the request's own wire JSON.
 #[derive(Debug)]
@@ -161,11 +135,11 @@ pub async fn submit(client: &aws_sdk_mediaconvert::Client, request: &Value, back
                     .map(str::to_string)
                     .ok_or_else(|| Error::Usage(format!("{file}: MediaConvert CreateJob answered without a job id")))
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_too_many_requests_exception()) && retry < backoff.retries => {
+            Err(e) if verdict(&e) == Verdict::Throttled && retry < backoff.retries => {
                 tokio::time::sleep(backoff.delay(retry)).await;
                 retry += 1;
             }
-            Err(e) => return Err(Error::Usage(format!("{file}: MediaConvert CreateJob failed: {}", describe(&e)))),
+            Err(e) => return Err(remote_said(&file, Stage::Write, format!("MediaConvert CreateJob failed: {}", describe(&e)), &e)),
         }
     }
 }
@@ -277,7 +251,10 @@ pub async fn find_jobs(
             .set_next_token(next.take())
             .send()
             .await
-            .map_err(|e| Error::Usage(format!("MediaConvert ListJobs failed (looking for jobs an interrupted run may have made): {}", describe(&e))))?;
+            .map_err(|e| {
+                let message = format!("MediaConvert ListJobs failed (looking for jobs an interrupted run may have made): {}", describe(&e));
+                Error::Remote { path: None, message, stage: Stage::Plan, retry: crate::aws::retry(&e) }
+            })?;
         let mut older = false;
         for job in page.jobs() {
             if let (Some(token), Some(id)) = (job.client_request_token(), job.id()) {
@@ -386,7 +363,7 @@ pub fn submit_all(
                 }
             }
             match running.join_next().await {
-                Some(done) => finish(&mut book, done.map_err(|e| Error::Usage(format!("a CreateJob task failed: {e}")))?)?,
+                Some(done) => finish(&mut book, done.map_err(|e| task_failed(Stage::Write, "a CreateJob task", &e))?)?,
                 None => return Ok(()),
             }
         }
@@ -446,15 +423,5 @@ mod tests {
         assert!(matches!(seen.get("b"), Some(Ledgered::Sending(t)) if *t > 1_700_000_000));
         assert_eq!(seen.get("c"), Some(&Ledgered::Submitted("job-c".into())));
         assert_eq!(seen.get("d"), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let b = Backoff { retries: 5, initial: Duration::from_millis(100), max: Duration::from_secs(1) };
-        for n in 0..30 {
-            let d = b.delay(n);
-            let base = Duration::from_millis(100).saturating_mul(1 << n.min(20)).min(Duration::from_secs(1));
-            assert!(d >= base / 2 && d < base, "retry {n}: {d:?}");
-        }
     }
 }

@@ -331,7 +331,7 @@ impl Output {
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
         let name = path.file_name().ok_or_else(|| Error::invalid(path, "output has no file name"))?;
         let mut nonce = [0u8; 6];
-        getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| Error::random(crate::error::Stage::Write, e))?;
         let tmp = dir.join(format!(
             ".{}.sealpipe-tmp-{}-{}",
             name.to_string_lossy(),

@@ -310,7 +310,7 @@ impl<'s> ManifestCopy<'s> {
             work.join(format!("sealpipe-ledger-{tag}.jsonl"))
         } else {
             let mut nonce = [0u8; 8];
-            getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("cannot read the OS random generator: {e}")))?;
+            getrandom::fill(&mut nonce).map_err(|e| Error::random(crate::error::Stage::Plan, e))?;
             work.join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
         };
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, "create the state folder", e))?;

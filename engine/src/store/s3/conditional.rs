@@ -7,8 +7,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{S3Store, S3Url};
-use crate::aws::{code, describe, remote_error, status};
-use crate::error::{Error, Result};
+use crate::aws::{code, describe, remote_error, remote_said, status};
+use crate::error::{Error, Result, Retry, Stage};
 use crate::store::{Condition, Conditional, ServerSide, Tagged};
 
 impl S3Store {
@@ -27,7 +27,7 @@ impl S3Store {
             // If-Match on an object that is gone: S3 answers 404 NoSuchKey.
             Err(e) if matches!(condition, Condition::Matches(_)) && (status(&e) == Some(404) || code(&e) == Some("NoSuchKey")) => Ok(Conditional::Refused),
             Err(e) if status(&e) == Some(409) => Ok(Conditional::Conflict),
-            Err(e) => Err(remote_error(url, "S3 PutObject", &e)),
+            Err(e) => Err(remote_error(url, Stage::Write, "S3 PutObject", &e)),
         }
     }
 
@@ -38,13 +38,13 @@ impl S3Store {
         let out = match aws.handle.block_on(client.get_object().bucket(&parsed.bucket).key(&parsed.key).send()) {
             Ok(out) => out,
             Err(e) if code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(remote_error(url, "S3 GetObject", &e)),
+            Err(e) => return Err(remote_error(url, Stage::Plan, "S3 GetObject", &e)),
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
         let body = aws
             .handle
             .block_on(out.body.collect())
-            .map_err(|e| Error::invalid(url, format!("reading the object failed: {e}")))?
+            .map_err(|e| Error::remote(url, Stage::Plan, Retry::Yes, format!("reading the object failed: {e}")))?
             .into_bytes()
             .to_vec();
         Ok(Some(Tagged { body, etag }))
@@ -57,7 +57,7 @@ impl S3Store {
         match aws.handle.block_on(client.delete_object().bucket(&parsed.bucket).key(&parsed.key).if_match(etag).send()) {
             Ok(_) => Ok(true),
             Err(e) if status(&e) == Some(412) || status(&e) == Some(404) || code(&e) == Some("NoSuchKey") => Ok(false),
-            Err(e) => Err(Error::invalid(url, format!("cannot delete: {}", describe(&e)))),
+            Err(e) => Err(remote_said(url, Stage::Write, format!("cannot delete: {}", describe(&e)), &e)),
         }
     }
 }

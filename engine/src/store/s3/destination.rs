@@ -13,22 +13,23 @@ use super::options::{algorithm, client_in, create_error, part_size_for, parts_in
 use super::orphans::{KeyUploads, OpenUploads};
 use super::upload::{Multipart, Upload};
 use super::S3Url;
-use crate::aws::{describe, remote_error, status, Aws};
-use crate::error::{Error, Result};
+use crate::aws::{describe, remote_error, remote_said, status, Aws};
+use crate::error::{Error, Result, Stage};
 use crate::format::envelope::{Envelope, ENVELOPE_KEY};
 use crate::store::{About, ChecksumChoice, Cleaned, Destination, Journal, ObjectOptions, PendingOutput, UploadSettings, Vacancy};
 
-/// `HeadObject` of `bucket/key`: `None` if there is no such object.
+/// `HeadObject` of `bucket/key`, asked at `stage`: `None` if there is no such object.
 pub(super) fn head_object(
     client: &aws_sdk_s3::Client,
     handle: &tokio::runtime::Handle,
     bucket: &str,
     key: &str,
+    stage: Stage,
 ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
     match handle.block_on(client.head_object().bucket(bucket).key(key).send()) {
         Ok(head) => Ok(Some(head)),
         Err(e) if status(&e) == Some(404) => Ok(None),
-        Err(e) => Err(Error::invalid(Path::new(&format!("s3://{bucket}/{key}")), format!("cannot check whether the object exists: {}", describe(&e)))),
+        Err(e) => Err(remote_said(format!("s3://{bucket}/{key}"), stage, format!("cannot check whether the object exists: {}", describe(&e)), &e)),
     }
 }
 
@@ -91,7 +92,7 @@ impl S3Destination {
                 Some(301) => "the bucket is in another region, and S3 did not say which".to_string(),
                 _ => describe(&e),
             };
-            Error::Usage(format!("s3://{bucket}/: {cause}"))
+            remote_said(format!("s3://{bucket}/"), Stage::Plan, cause, &e)
         })?;
         let open = OpenUploads { client: client.clone(), open: Arc::default() };
         Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None) })
@@ -135,7 +136,7 @@ impl Destination for S3Destination {
         let key = self.key(relative);
         self.handle
             .block_on(self.client.delete_object().bucket(&self.bucket).key(&key).send())
-            .map_err(|e| remote_error(format!("s3://{}/{key}", self.bucket), "S3 DeleteObject", &e))?;
+            .map_err(|e| remote_error(format!("s3://{}/{key}", self.bucket), Stage::Write, "S3 DeleteObject", &e))?;
         Ok(())
     }
 
@@ -179,7 +180,7 @@ impl Destination for S3Destination {
         }
         let key = self.key(relative);
         let url = format!("s3://{}/{key}", self.bucket);
-        match head_object(&self.client, &self.handle, &self.bucket, &key)? {
+        match head_object(&self.client, &self.handle, &self.bucket, &key, Stage::Write)? {
             None => Ok(Vacancy::Free),
             Some(head) => {
                 let envelope = head.metadata().and_then(|m| m.get(ENVELOPE_KEY)).and_then(|text| Envelope::parse(text).ok());
@@ -359,7 +360,7 @@ impl S3Destination {
     }
 
     fn head_len(&self, key: &str) -> Result<Option<u64>> {
-        Ok(head_object(&self.client, &self.handle, &self.bucket, key)?.map(|head| head.content_length().unwrap_or(0).max(0) as u64))
+        Ok(head_object(&self.client, &self.handle, &self.bucket, key, Stage::Write)?.map(|head| head.content_length().unwrap_or(0).max(0) as u64))
     }
 
     fn key_uploads(&self, key: &str) -> KeyUploads {

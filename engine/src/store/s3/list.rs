@@ -8,8 +8,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::OptionalObjectAttributes;
 
 use super::{S3Store, S3Url};
-use crate::aws::{describe, status};
-use crate::error::{Error, Result};
+use crate::aws::{describe, remote_error, remote_said, status};
+use crate::error::{Error, Result, Retry, Stage};
 use crate::store::{Archived, Condition, Conditional, CopyProps, Listed, Properties, RestoreRequest, ServerSide};
 
 impl S3Store {
@@ -28,10 +28,13 @@ impl S3Store {
                 .prefix(&url.key)
                 .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
                 .set_continuation_token(token.take());
-            let page = aws.handle.block_on(req.send()).map_err(|e| match crate::aws::code(&e) {
-                Some("NoSuchBucket") => Error::invalid(input, "cannot list: the bucket does not exist"),
-                Some("AccessDenied") => Error::invalid(input, "cannot list: access denied"),
-                _ => Error::invalid(input, format!("cannot list: {}", describe(&e))),
+            let page = aws.handle.block_on(req.send()).map_err(|e| {
+                let cause = match crate::aws::code(&e) {
+                    Some("NoSuchBucket") => "the bucket does not exist".to_string(),
+                    Some("AccessDenied") => "access denied".to_string(),
+                    _ => describe(&e),
+                };
+                remote_said(input, Stage::Plan, format!("cannot list: {cause}"), &e)
             })?;
             // Test hook: a window between listing a page and reading its objects, to replace one in.
             if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -83,7 +86,7 @@ impl S3Store {
         let (aws, client) = self.client_for(url)?;
         let client = &client;
         let parsed = S3Url::parse(url)?;
-        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key, Stage::Plan)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
         Ok(archive_state(head.storage_class().map(|c| c.as_str()), head.archive_status().map(|a| a.as_str()), head.restore()))
     }
@@ -99,7 +102,7 @@ impl S3Store {
         let (aws, client) = self.client_for(url)?;
         let client = &client;
         let parsed = S3Url::parse(url)?;
-        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+        let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key, Stage::Read)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
         let mut metadata: Vec<(String, String)> =
             head.metadata().into_iter().flatten().filter(|(k, _)| !k.starts_with("sealpipe-")).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -108,7 +111,7 @@ impl S3Store {
             CopyProps::Default => aws
                 .handle
                 .block_on(client.get_object_tagging().bucket(&parsed.bucket).key(&parsed.key).send())
-                .map_err(|e| crate::aws::remote_error(url, "S3 GetObjectTagging", &e))?
+                .map_err(|e| remote_error(url, Stage::Read, "S3 GetObjectTagging", &e))?
                 .tag_set()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
@@ -138,7 +141,7 @@ impl S3Store {
         match aws.handle.block_on(client.restore_object().bucket(&parsed.bucket).key(&parsed.key).restore_request(body).send()) {
             Ok(_) => Ok(true),
             Err(e) if crate::aws::code(&e) == Some("RestoreAlreadyInProgress") || status(&e) == Some(409) => Ok(false),
-            Err(e) => Err(crate::aws::remote_error(url, "S3 RestoreObject", &e)),
+            Err(e) => Err(remote_error(url, Stage::Plan, "S3 RestoreObject", &e)),
         }
     }
 
@@ -152,8 +155,14 @@ impl S3Store {
         let fail = |cause: String| Error::invalid(url, format!("cannot read: {cause}"));
         let mut file = tempfile::tempfile().map_err(|e| fail(e.to_string()))?;
         aws.handle.block_on(async {
-            let mut out = client.get_object().bucket(&parsed.bucket).key(&parsed.key).send().await.map_err(|e| fail(describe(&e)))?;
-            while let Some(chunk) = out.body.try_next().await.map_err(|e| fail(e.to_string()))? {
+            let mut out = client
+                .get_object()
+                .bucket(&parsed.bucket)
+                .key(&parsed.key)
+                .send()
+                .await
+                .map_err(|e| remote_said(url, Stage::Plan, format!("cannot read: {}", describe(&e)), &e))?;
+            while let Some(chunk) = out.body.try_next().await.map_err(|e| Error::remote(url, Stage::Plan, Retry::Yes, format!("cannot read: {e}")))? {
                 file.write_all(&chunk).map_err(|e| fail(e.to_string()))?;
             }
             Ok::<_, Error>(())
@@ -173,12 +182,12 @@ impl S3Store {
         let (etag, body) = match got {
             Ok(got) => got,
             Err(e) if crate::aws::code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(Error::invalid(url, format!("cannot read the manifest: {}", describe(&e)))),
+            Err(e) => return Err(remote_said(url, Stage::Plan, format!("cannot read the manifest: {}", describe(&e)), &e)),
         };
         let bytes = aws
             .handle
             .block_on(body.collect())
-            .map_err(|e| Error::invalid(url, format!("cannot read the manifest: reading it failed: {e}")))?
+            .map_err(|e| Error::remote(url, Stage::Plan, Retry::Yes, format!("cannot read the manifest: reading it failed: {e}")))?
             .into_bytes();
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -209,7 +218,7 @@ impl S3Store {
                 Err(e) if status(&e) == Some(412) => Ok(Conditional::Refused),
                 Err(e) if matches!(condition, Some(Condition::Matches(_))) && (status(&e) == Some(404) || crate::aws::code(&e) == Some("NoSuchKey")) => Ok(Conditional::Refused),
                 Err(e) if status(&e) == Some(409) => Ok(Conditional::Conflict),
-                Err(e) => Err(Error::invalid(url, describe(&e))),
+                Err(e) => Err(remote_said(url, Stage::Write, describe(&e), &e)),
             }
         })
     }

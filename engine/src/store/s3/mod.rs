@@ -72,7 +72,7 @@ pub use crate::format::url::S3Url;
 
 use super::{ChecksumChoice, Condition, Conditional, CopyProps, Destination, Listed, Properties, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged, UploadSettings};
 use crate::aws::{Aws, Session};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
 
 /// S3 as a [`Store`]: `s3://bucket/prefix/` listed with `ListObjectsV2`
@@ -204,7 +204,7 @@ impl Store for S3Store {
         let (aws, client) = self.client_for(url)?;
         let client = &client;
         let parsed = S3Url::parse(url)?;
-        let head = destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key)?
+        let head = destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key, Stage::Plan)?
             .ok_or_else(|| Error::invalid(Path::new(url), "no such object"))?;
         let metadata = head.metadata();
         let Some(text) = metadata.and_then(|m| m.get(ENVELOPE_KEY)) else { return Ok(None) };

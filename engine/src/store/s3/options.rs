@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aws_sdk_s3::types::ChecksumAlgorithm;
 
-use crate::aws::{code, remote_error, Aws};
-use crate::error::{Error, Result};
+use crate::aws::{code, remote_error, Aws, Classifier};
+use crate::error::{Error, Result, Stage};
 use crate::format::b64;
 use crate::store::{ChecksumChoice, ObjectOptions};
 
@@ -79,8 +79,8 @@ where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + crate::aws::HasStatus + 'static,
 {
-    let mut e = remote_error(path, op, err);
-    if let Error::Remote { reason, .. } = &mut e {
+    let mut e = remote_error(path, Stage::Write, op, err);
+    if let Error::Remote { message: reason, .. } = &mut e {
         if object.sse.is_none() && code(err) == Some("AccessDenied") {
             reason.push_str(" (if the bucket policy requires server-side encryption, give --sse AES256 or --sse aws:kms)");
         }
@@ -138,7 +138,7 @@ pub fn client(aws: &Aws, checksum: ChecksumChoice) -> aws_sdk_s3::Client {
 /// own, found by [`bucket_region`]); `None`: the configured region.
 pub fn client_in(aws: &Aws, checksum: ChecksumChoice, region: Option<&str>) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-    let mut builder = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(aws.options.force_path_style);
+    let mut builder = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(aws.options.force_path_style).retry_classifier(Classifier);
     if let Some(region) = region {
         builder = builder.region(aws_sdk_s3::config::Region::new(region.to_string()));
     }

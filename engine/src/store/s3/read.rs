@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use super::options::{client, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
 use super::S3Url;
-use crate::aws::{describe, remote_error, status, Aws};
-use crate::error::{Error, Result};
+use crate::aws::{describe, remote_error, remote_said, status, Aws};
+use crate::error::{Error, Result, Retry, Stage};
+use crate::retry::Backoff;
 use crate::store::{Archived, ChecksumChoice, Source, Window};
 
 /// An S3 object read by windows of concurrent ranged GETs.
@@ -59,7 +60,7 @@ impl S3Object {
                     Some(403) => "access denied".to_string(),
                     _ => describe(&e),
                 };
-                Error::invalid(&path, format!("cannot open: {cause}"))
+                remote_said(&path, Stage::Read, format!("cannot open: {cause}"), &e)
             })?;
         let etag = head.e_tag().unwrap_or_default().to_string();
         if let Some(want) = expected_etag {
@@ -158,7 +159,7 @@ impl Source for S3Object {
                     }
                     let mut out = req.send().await.map_err(|e| match status(&e) {
                         Some(412) => Error::invalid(&path, changed),
-                        _ => remote_error(&path, "S3 GetObject", &e),
+                        _ => remote_error(&path, Stage::Read, "S3 GetObject", &e),
                     })?;
                     if pin.is_empty() {
                         pin = out.e_tag().unwrap_or_default().to_string();
@@ -180,13 +181,17 @@ impl Source for S3Object {
                     if got.len() == n {
                         return Ok::<_, Error>(Bytes::from(got));
                     }
-                    resumes += 1;
-                    if resumes > MAX_RESUMES {
-                        return Err(Error::invalid(
+                    if resumes >= MAX_RESUMES {
+                        return Err(Error::remote(
                             &path,
+                            Stage::Read,
+                            Retry::Yes,
                             format!("reading the object failed: {cut} ({} of {n} bytes of the range after {MAX_RESUMES} resumed reads)", got.len()),
                         ));
                     }
+                    // Resumed by the one backoff (the SDK's own), from where the body stopped.
+                    tokio::time::sleep(Backoff::attempts(MAX_RESUMES + 1).delay(resumes)).await;
+                    resumes += 1;
                 }
             }));
             at += n;
@@ -197,7 +202,7 @@ impl Source for S3Object {
             let bytes = self
                 .handle
                 .block_on(t)
-                .map_err(|e| Error::invalid(&self.path, format!("S3 read task failed: {e}")))??;
+                .map_err(|e| crate::aws::task_failed(Stage::Read, "S3 read task", &e).for_file(&self.path))??;
             scratch.extend_from_slice(&bytes);
         }
         if scratch.len() != len {

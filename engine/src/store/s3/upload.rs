@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use super::destination::head_object;
 use super::options::{checksum_of, create_error};
 use super::orphans::{journal_cleaned, KeyUploads, OpenUploads};
-use crate::aws::{describe, remote_error, status};
-use crate::error::{Error, Result};
+use crate::aws::{describe, remote_error, remote_said, status, task_failed};
+use crate::error::{Error, Result, Retry, Stage};
 use crate::format::b64;
 use crate::store::{ChecksumChoice, Cleaned, Committed, Journal, ObjectOptions, PendingOutput, Sink};
 
@@ -80,7 +80,7 @@ impl Upload {
     }
 
     pub(super) fn fail(&self, op: &str, cause: &str) -> Error {
-        Error::invalid(&self.path, format!("S3 {op} failed: {cause}"))
+        Error::remote(&self.path, Stage::Write, Retry::No, format!("S3 {op} failed: {cause}"))
     }
 
     /// Hand the full buffer to an upload task, waiting for a free slot first.
@@ -121,7 +121,7 @@ impl Upload {
                 .body(ByteStream::from(data))
                 .send()
                 .await
-                .map_err(|e| remote_error(&path, format!("S3 UploadPart {number}"), &e))?;
+                .map_err(|e| remote_error(&path, Stage::Write, format_args!("S3 UploadPart {number}"), &e))?;
             let mut part = CompletedPart::builder().part_number(number).set_e_tag(out.e_tag);
             match (choice, checksum) {
                 (ChecksumChoice::Crc32c, Some(c)) => part = part.checksum_crc32_c(c),
@@ -152,7 +152,7 @@ impl Upload {
             let part = self
                 .handle
                 .block_on(t)
-                .map_err(|e| Error::invalid(&self.path, format!("S3 upload task failed: {e}")))??;
+                .map_err(|e| task_failed(Stage::Write, "S3 upload task", &e).for_file(&self.path))??;
             self.multipart.as_mut().expect("multipart upload").done.push(part);
         }
         Ok(())
@@ -205,7 +205,7 @@ impl Upload {
 
     /// The ETag of the object now, `None` if there is none.
     fn etag_now(&self) -> Result<Option<String>> {
-        Ok(head_object(&self.client, &self.handle, &self.bucket, &self.key)?.and_then(|head| head.e_tag().map(str::to_string)))
+        Ok(head_object(&self.client, &self.handle, &self.bucket, &self.key, Stage::Write)?.and_then(|head| head.e_tag().map(str::to_string)))
     }
 
     /// After a conditional `PutObject` refused because the object exists:
@@ -216,7 +216,7 @@ impl Upload {
         let head = self
             .handle
             .block_on(self.client.head_object().bucket(&self.bucket).key(&self.key).checksum_mode(ChecksumMode::Enabled).send())
-            .map_err(|e| Error::invalid(&self.path, format!("PutObject was refused (the object exists) and the object cannot be read back: {}", describe(&e))))?;
+            .map_err(|e| remote_said(&self.path, Stage::Write, format!("PutObject was refused (the object exists) and the object cannot be read back: {}", describe(&e)), &e))?;
         let stored = head.checksum_crc32_c().or(head.checksum_crc64_nvme());
         let etag = head.e_tag().map(|t| t.trim_matches('"').to_string());
         let same = head.content_length() == Some(data.len() as i64)
@@ -250,7 +250,7 @@ impl Upload {
                     first_error.get_or_insert(e);
                 }
                 Err(e) => {
-                    first_error.get_or_insert(Error::invalid(&self.path, format!("S3 upload task failed: {e}")));
+                    first_error.get_or_insert(task_failed(Stage::Write, "S3 upload task", &e).for_file(&self.path));
                 }
             }
         }
@@ -271,7 +271,7 @@ impl Upload {
         let out = self
             .handle
             .block_on(req.send())
-            .map_err(|e| remote_error(&self.path, "S3 CompleteMultipartUpload", &e))?;
+            .map_err(|e| remote_error(&self.path, Stage::Write, "S3 CompleteMultipartUpload", &e))?;
         // Completed: nothing to abort any more.
         self.open.remove(&upload_id);
         self.multipart = None;
