@@ -188,6 +188,7 @@ impl Error {
     }
 
     /// A remote request about `path` that failed: `message` follows the path.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the remote stores are behind `aws`
     pub(crate) fn remote(path: impl AsRef<Path>, stage: Stage, retry: Retry, message: impl Into<String>) -> Self {
         Error::Remote { path: Some(path.as_ref().to_path_buf()), message: message.into(), stage, retry }
     }
@@ -312,5 +313,39 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_attached_adds_only_the_path() {
+        let file = Path::new("enc/a.mp4");
+        // A key error keeps its stage (not the plan's), its retry and its message.
+        let e = Error::Key("the data key was wrapped by local-keyring local:1, not by local-keyring local:2".into()).for_file(file);
+        assert_eq!((e.stage(), e.retry(), e.path()), (Stage::Key, Retry::No, Some(file)));
+        assert_eq!(e.to_string(), "enc/a.mp4: the data key was wrapped by local-keyring local:1, not by local-keyring local:2");
+        // A remote error about no one file (KMS) gets the path, keeps the rest.
+        let kms = Error::Remote { path: None, message: "KMS key k: KMS Decrypt failed: x".into(), stage: Stage::Key, retry: Retry::Yes };
+        let e = kms.for_file(file);
+        assert_eq!((e.stage(), e.retry()), (Stage::Key, Retry::Yes));
+        assert_eq!(e.to_string(), "enc/a.mp4: KMS key k: KMS Decrypt failed: x");
+        // One that names its file already is unchanged; so is a key that cannot be used at all.
+        let e = Error::remote("s3://b/k", Stage::Read, Retry::Yes, "cannot open: SlowDown").for_file(file);
+        assert_eq!((e.stage(), e.retry(), e.to_string().as_str()), (Stage::Read, Retry::Yes, "s3://b/k: cannot open: SlowDown"));
+        assert!(matches!(Error::KeyProvider("refused".into()).for_file(file), Error::KeyProvider(_)));
+    }
+
+    #[test]
+    fn system_and_task_failures_have_kinds_of_their_own() {
+        let e = Error::random(Stage::Write, "ENOSYS");
+        assert_eq!((e.stage(), e.retry(), e.path()), (Stage::Write, Retry::No, None));
+        assert_eq!(e.to_string(), "cannot read the OS random generator: ENOSYS");
+        let cancelled = Error::Internal { reason: "S3 read task failed: cancelled".into(), stage: Stage::Read, retry: Retry::Yes };
+        let e = cancelled.for_file(Path::new("s3://b/k"));
+        assert_eq!((e.stage(), e.retry()), (Stage::Read, Retry::Yes));
+        assert_eq!(e.to_string(), "s3://b/k: S3 read task failed: cancelled");
     }
 }
