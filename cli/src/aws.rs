@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use sealpipe::aws::{AwsOptions, Session};
 use sealpipe::keys::Providers;
 use sealpipe::store::s3::S3Store;
-use sealpipe::store::{ChecksumChoice, ServerSide, Stores};
+use sealpipe::store::{s3::ChecksumChoice, ServerSide, Stores};
 
 /// The folder default manifests go to: `$XDG_STATE_HOME/sealpipe`, else `~/.local/state/sealpipe`
 /// (else `./.sealpipe-state` when neither is set).
@@ -225,8 +225,8 @@ impl S3Args {
     }
 
     /// The object headers these flags ask for.
-    pub fn object(&self) -> anyhow::Result<sealpipe::store::ObjectOptions> {
-        Ok(sealpipe::store::ObjectOptions {
+    pub fn object(&self) -> anyhow::Result<sealpipe::store::s3::ObjectOptions> {
+        Ok(sealpipe::store::s3::ObjectOptions {
             storage_class: self.storage_class.clone(),
             content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),

@@ -44,7 +44,7 @@ use sealpipe::run::schedule::MemoryPlan;
 use sealpipe::run::shard::Shard;
 use sealpipe::run::{encrypt, verify};
 use sealpipe::size::parse_size;
-use sealpipe::store::{ManifestCopy, Stores, UploadSettings};
+use sealpipe::store::{s3::UploadSettings, ManifestCopy, Stores};
 
 const ABOUT: &str = "Encrypt media client-side (AES-CTR, AES-CBC/PKCS#7, AES-GCM) on all cores, \
 so AWS Elemental MediaConvert and Amazon Elastic Transcoder can decrypt it with a wrapped data key.";
@@ -877,7 +877,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     if let Some(note) = &default_manifest_note {
         report::info(note);
     }
-    if let Some(abort) = destination.on_interrupt() {
+    if let Some(abort) = destination.recovery().map(|r| r.on_interrupt()) {
         interrupt::on_interrupt(move || {
             let n = abort();
             errln!("sealpipe: interrupted: aborted {n} open multipart upload(s)");

@@ -20,7 +20,7 @@ use sealpipe::run::report::Silent;
 use sealpipe::run::verify;
 use sealpipe::store::{
     About, Committed, Condition, Conditional, CopyProps, Destination, Listed, PendingOutput, Properties, RestoreRequest, ServerSide, Sink,
-    Source, Stamped, Store, Stores, Tagged, UploadSettings, Vacancy, Window,
+    OutputSettings, Source, Stamped, Store, Stores, Tagged, Vacancy, Window,
 };
 
 // ---------------------------------------------------------------------------
@@ -122,7 +122,7 @@ impl Store for MemStore {
     fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(Cursor::new(self.get(url)?.body.to_vec())))
     }
-    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+    fn destination(&self, url: &str, settings: &OutputSettings) -> Result<Box<dyn Destination>> {
         let mut prefix = key_of(url).to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
@@ -256,7 +256,7 @@ fn a_new_store_is_one_module_plus_one_line() {
 
     let dir = tempfile::tempdir().unwrap();
     let keyring = LocalKeyring::open_or_create(&dir.path().join("keyring.json")).unwrap();
-    let destination = stores.destination("mem://enc/", UploadSettings::default()).unwrap();
+    let destination = stores.destination("mem://enc/", OutputSettings::default()).unwrap();
     let manifest = dir.path().join("m.jsonl");
     let run = || {
         let job = EncryptJob { stores: &stores, ..EncryptJob::new(vec![PathBuf::from("mem://raw/")], destination.as_ref(), &keyring) };

@@ -46,7 +46,7 @@ use crate::format::{Iv, KeyBits, Mode};
 use crate::keys::DataKey;
 use crate::pipeline::{self, Tuning};
 use crate::store::local::{Input, Output};
-use crate::store::{Source as _, Stores, UploadSettings};
+use crate::store::{s3::UploadSettings, Source as _, Stores};
 
 /// The `schema` of a report this version writes.
 pub const SCHEMA: &str = "sealpipe-bench/1";

@@ -169,7 +169,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         summary.cleaned = ledger.clean_interrupted(job.destination)?;
         report_warnings(&ledger, reporter);
         // What the destination creates is journalled before it is created.
-        job.destination.set_journal(Some(ledger.clone() as Arc<dyn crate::store::Journal>));
+        job.destination.recovery().inspect(|r| r.set_journal(Some(ledger.clone() as Arc<dyn crate::store::Journal>)));
     }
 
     let (tx, rx) = crossbeam_channel::bounded::<Listing>(1024);
@@ -251,7 +251,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         Ok(())
     });
     if !job.dry_run {
-        job.destination.set_journal(None);
+        job.destination.recovery().inspect(|r| r.set_journal(None));
         report_warnings(&ledger, reporter);
     }
     if let Err(e) = outcome {

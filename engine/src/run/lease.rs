@@ -329,11 +329,16 @@ impl Shared {
 
     /// Create the lease object, or take over a stale one: its ETag, expiry, and the holder taken over.
     fn take(&self) -> Result<(String, u64, Option<Holder>)> {
-        for _ in 0..TAKE_TRIES {
+        let backoff = crate::retry::Backoff::default();
+        for n in 0..TAKE_TRIES as u32 {
             let (body, expires) = self.body();
             match self.store.put_if(&self.url, &body, Condition::Absent, self.sse.as_ref())? {
                 Conditional::Written(etag) => return Ok((etag, expires, None)),
-                Conditional::Conflict => continue,
+                // Another write of the key in flight (S3's 409): ask again after the one backoff.
+                Conditional::Conflict => {
+                    backoff.wait(n);
+                    continue;
+                }
                 Conditional::Refused => {}
             }
             let Some(found) = self.store.get_tagged(&self.url)? else { continue }; // released meanwhile
@@ -347,7 +352,8 @@ impl Shared {
             match self.store.put_if(&self.url, &body, Condition::Matches(&found.etag), self.sse.as_ref())? {
                 Conditional::Written(etag) => return Ok((etag, expires, Some(holder))),
                 // Another run took it over (or released it) first: look again.
-                Conditional::Refused | Conditional::Conflict => continue,
+                Conditional::Refused => continue,
+                Conditional::Conflict => backoff.wait(n),
             }
         }
         Err(Error::invalid(&self.url, format!("cannot take the lease: it changed hands on each of {TAKE_TRIES} tries")))
@@ -408,6 +414,8 @@ fn now() -> u64 {
 }
 
 /// This host's name (`gethostname`, else `$HOSTNAME`).
+// The standard library has no hostname call: libc's, on a buffer of ours.
+#[allow(unsafe_code)]
 fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which outlives the call.
@@ -423,6 +431,8 @@ fn host_name() -> String {
 }
 
 /// Whether a process `pid` exists on this host (signal 0: a check, nothing sent).
+// The standard library cannot ask about a process it did not spawn: libc's kill(pid, 0).
+#[allow(unsafe_code)]
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     if pid <= 0 {

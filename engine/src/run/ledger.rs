@@ -323,7 +323,9 @@ impl Ledger {
             ids.sort();
             let Some(relative) = destination.relative(output) else { continue };
             let existing = self.interrupted.creating.get(output).map(Vec::as_slice);
-            let done = destination.abort_journalled(&relative, &ids, existing);
+            // A destination without recovery opens nothing that outlives a run: nothing to abort.
+            let Some(recovery) = destination.recovery() else { continue };
+            let done = recovery.abort_journalled(&relative, &ids, existing);
             cleaned += done.aborted;
             for id in &done.closed {
                 crate::store::Journal::closed(self, output, id);

@@ -11,7 +11,7 @@ use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::store::local::resolve;
 use crate::format::url::S3Url;
-use crate::store::{key_too_long, Listed, Store, Stores};
+use crate::store::{Listed, Store, Stores};
 
 /// One input entry: a file or object to encrypt, as listing found it.
 #[derive(Debug)]
@@ -318,11 +318,6 @@ fn relative_of(name: &str) -> PathBuf {
     }
 }
 
-/// The key of an `s3://bucket/key` URL (empty for other names).
-fn key_of(name: &str) -> &str {
-    S3Url::split(S3Url::split_version(name).0).map(|(_, key)| key).unwrap_or("")
-}
-
 /// One named entry (from a list file or an inventory) as a listing.
 fn entry(name: &str, size: Option<u64>, etag: Option<String>, archived_class: Option<&str>, origin: &Path, stores: &Stores) -> Listing {
     let source = PathBuf::from(name);
@@ -337,7 +332,12 @@ fn entry(name: &str, size: Option<u64>, etag: Option<String>, archived_class: Op
     } else if !safe_relative(&relative) || Path::new(name).components().any(|c| c == Component::ParentDir) {
         return Listing::Failed(source.clone(), Error::invalid(&source, "the name does not make a safe relative output path"));
     }
-    match (stores.remote(name), key_too_long(key_of(name))) {
+    let remote = stores.remote(name);
+    let refused = match &remote {
+        Ok(Some(store)) => store.refuses_name(name),
+        _ => None,
+    };
+    match (remote, refused) {
         (Ok(Some(_)), Some(reason)) => {
             let shown = PathBuf::from(shortened(name));
             Listing::Failed(shown.clone(), Error::invalid(&shown, reason))

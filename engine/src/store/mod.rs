@@ -4,7 +4,12 @@
 //! committed; inputs named by URL are listed and opened through a [`Store`].
 //!
 //! * [`local`]: files and folders;
-//! * [`s3`] (feature `aws`): Amazon S3 and S3-compatible stores.
+//! * [`s3`] (feature `aws`): Amazon S3 and S3-compatible stores (its own
+//!   settings, [`s3::UploadSettings`], reach it inside [`OutputSettings`]);
+//! * `recovery`: [`Recovery`], what a destination that opens things that
+//!   outlive a crash can do about them (S3's multipart uploads), and the
+//!   run's [`Journal`] it writes ahead to;
+//! * `manifest`: [`ManifestCopy`], a run's manifest kept in a remote store.
 //!
 //! [`Stores`] chooses the store of a URL by its scheme, from the list the
 //! caller assembles it from ([`Stores::from_list`]; the CLI's is in
@@ -14,8 +19,21 @@
 //! job through it.
 
 pub mod local;
+mod manifest;
+mod recovery;
 #[cfg(feature = "aws")]
 pub mod s3;
+/// Without the `aws` feature, S3's settings alone (plain data: code that
+/// only names them builds either way).
+#[cfg(not(feature = "aws"))]
+pub mod s3 {
+    #[path = "settings.rs"]
+    mod settings;
+    pub use settings::*;
+}
+
+pub use manifest::ManifestCopy;
+pub use recovery::{Cleaned, Journal, Recovery};
 
 use std::path::{Path, PathBuf};
 
@@ -121,8 +139,14 @@ pub trait Store: Send + Sync {
     fn open_url(&self, url: &str, etag: Option<&str>) -> Result<Box<dyn Source>>;
     /// Read a whole object (an inventory report) as a stream.
     fn fetch(&self, url: &str) -> Result<Box<dyn std::io::Read + Send>>;
-    /// Outputs under the prefix `url`.
-    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>>;
+    /// Outputs under the prefix `url`, written as `settings` say (the
+    /// store takes its own kind's settings from them: [`OutputSettings::get`]).
+    fn destination(&self, url: &str, settings: &OutputSettings) -> Result<Box<dyn Destination>>;
+    /// Why the object `url` cannot be named so in this store, if it cannot
+    /// (S3: a key longer than its limit): asked before any request about it.
+    fn refuses_name(&self, _url: &str) -> Option<String> {
+        None
+    }
     /// Copy the object `url` into the new local file `local`: its entity
     /// tag, or `Ok(None)` if there is no such object.
     fn download(&self, url: &str, local: &Path) -> Result<Option<String>>;
@@ -244,256 +268,50 @@ impl Stores {
     }
 
     /// The destination `target`: a URL's store, or a local folder.
-    pub fn destination(&self, target: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+    /// `settings`: [`OutputSettings`], or one store's own (S3's
+    /// `s3::UploadSettings`), which becomes them.
+    pub fn destination(&self, target: &str, settings: impl Into<OutputSettings>) -> Result<Box<dyn Destination>> {
+        let settings = settings.into();
         match self.remote(target)? {
-            Some(store) => store.destination(target, settings),
+            Some(store) => store.destination(target, &settings),
             None => Ok(Box::new(local::LocalDir::new(Path::new(target), settings.overwrite))),
         }
     }
 }
 
-/// A manifest kept in a remote store, worked on as a local copy: read at
-/// the start, written back at the end. The copy of an `encrypt` run has a
-/// name fixed by the URL and endpoint, so a run killed before writing it
-/// back leaves it (and its journal) for the re-run to resume from.
-///
-/// Writing it back never drops another run's records: the upload is
-/// conditional on the object the copy was read from (its ETag, or its
-/// absence, kept beside a resumable copy in `<copy>.base`). If another run
-/// wrote the manifest meanwhile (one that ran while this copy waited to be
-/// resumed, or one that took over a lease this run lost track of), its
-/// lines that the copy lacks are appended to the copy, and the upload is
-/// made again on the object just read.
-pub struct ManifestCopy<'s> {
-    store: &'s dyn Store,
-    /// The manifest's URL.
-    pub url: String,
-    /// The local working copy.
-    pub local: PathBuf,
-    /// The local copy is one an interrupted run left, resumed from.
-    pub resumed: bool,
-    /// Lines of the manifest as another run wrote it, joined into the copy at upload.
-    pub joined: usize,
-    /// What the copy was read from or last stored as; `None`: unknown (a
-    /// copy left by a version that did not say). Locked: the flusher's
-    /// snapshots move it while the run goes.
-    base: std::sync::Mutex<Option<Base>>,
-    /// A snapshot found the manifest another run's (or the base unknown):
-    /// no more snapshots; the end of the run joins the two.
-    snapshots_off: std::sync::atomic::AtomicBool,
-    keep: bool,
+/// How a destination writes its outputs: what every store understands
+/// (`overwrite`), and the settings of particular kinds of store (S3's part
+/// size, checksum and object headers: `s3::UploadSettings`), which this
+/// module does not know and each store takes for itself ([`OutputSettings::get`]).
+#[derive(Clone, Default)]
+pub struct OutputSettings {
+    /// Replace existing outputs.
+    pub overwrite: bool,
+    own: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
-/// The remote manifest a copy was read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Base {
-    /// There was none.
-    Absent,
-    /// The object with this entity tag.
-    Tag(String),
-}
-
-/// How often a manifest is joined with a newer remote one and sent again before giving up.
-const UPLOAD_TRIES: usize = 5;
-
-impl<'s> ManifestCopy<'s> {
-    /// Fetch the manifest at `url` from `store` into the folder `work` (a
-    /// state folder that outlives the run: never the temporary folder a
-    /// reboot empties). A missing object is an empty manifest when
-    /// `appending` (encrypt adds to it), else an error.
-    pub fn fetch(store: &'s dyn Store, url: &str, appending: bool, work: &Path) -> Result<Self> {
-        let path = Path::new(url);
-        Self::check_url(store, url)?;
-        let local = if appending {
-            use sha2::Digest as _;
-            let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
-            work.join(format!("sealpipe-ledger-{tag}.jsonl"))
-        } else {
-            let mut nonce = [0u8; 8];
-            getrandom::fill(&mut nonce).map_err(|e| Error::random(crate::error::Stage::Plan, e))?;
-            work.join(format!("sealpipe-manifest-{}-{}.jsonl", std::process::id(), hex::encode(nonce)))
-        };
-        std::fs::create_dir_all(work).map_err(|e| Error::io(work, "create the state folder", e))?;
-        let resumed = appending && local.exists();
-        let mut copy = ManifestCopy { store, url: url.to_string(), local, resumed, joined: 0, base: Default::default(), snapshots_off: Default::default(), keep: false };
-        if resumed {
-            *copy.base_mut() = std::fs::read_to_string(copy.base_path()).ok().map(|t| if t.is_empty() { Base::Absent } else { Base::Tag(t) });
-            return Ok(copy);
-        }
-        let base = match store.download(url, &copy.local)? {
-            Some(etag) => Base::Tag(etag),
-            None if appending => Base::Absent, // absent until the run writes a record
-            None => return Err(Error::invalid(path, "no such manifest object")),
-        };
-        if appending {
-            copy.save_base(Some(&base))?;
-        }
-        *copy.base_mut() = Some(base);
-        Ok(copy)
+impl OutputSettings {
+    /// Settings that replace existing outputs or not, and nothing else.
+    pub fn new(overwrite: bool) -> Self {
+        OutputSettings { overwrite, own: Vec::new() }
     }
 
-    fn base_mut(&mut self) -> &mut Option<Base> {
-        self.base.get_mut().unwrap_or_else(|p| p.into_inner())
+    /// With one kind of store's own settings (one of each type).
+    pub fn with<T: std::any::Any + Send + Sync>(mut self, settings: T) -> Self {
+        self.own.retain(|s| !s.is::<T>());
+        self.own.push(std::sync::Arc::new(settings));
+        self
     }
 
-    /// Say beside the copy which manifest it was read from or last stored as, for a run that resumes it.
-    fn save_base(&self, base: Option<&Base>) -> Result<()> {
-        let text = match base {
-            None => return Ok(()),
-            Some(Base::Absent) => "",
-            Some(Base::Tag(etag)) => etag.as_str(),
-        };
-        std::fs::write(self.base_path(), text).map_err(|e| Error::io(self.base_path(), "write", e))
-    }
-
-    /// Beside a resumable copy: the ETag of the manifest it was read from (empty: there was none).
-    fn base_path(&self) -> PathBuf {
-        let mut name = self.local.as_os_str().to_owned();
-        name.push(".base");
-        PathBuf::from(name)
-    }
-
-    /// Refuse a manifest URL that names no object (a bucket, or a prefix ending in `/`).
-    pub fn check_url(store: &dyn Store, url: &str) -> Result<()> {
-        if url.ends_with('/') || url.split_once("://").is_none_or(|(_, rest)| !rest.contains('/')) {
-            return Err(Error::Usage(format!("{url}: a manifest URL must name an object ({}://bucket/run.jsonl)", store.scheme())));
-        }
-        Ok(())
-    }
-
-    /// Keep the local copy when this is dropped (its records could not be
-    /// written back); returns its path, for the message that says so.
-    pub fn keep_local(&mut self) -> &Path {
-        self.keep = true;
-        &self.local
-    }
-
-    /// Store a whole-line snapshot of the local copy as the manifest (a
-    /// copy as the run goes, see `run::manifest::Flusher`), over the object
-    /// the copy was read from or last stored as only. One that another run
-    /// wrote meanwhile is left as it is (an error says so): the end of the
-    /// run joins the two ([`ManifestCopy::upload`]), once nothing appends to the copy.
-    pub fn upload_snapshot(&self, snapshot: &Path, sse: Option<&ServerSide>) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.snapshots_off.load(Relaxed) {
-            return Ok(()); // said once; the end of the run stores it
-        }
-        let mut base = self.base.lock().unwrap_or_else(|p| p.into_inner());
-        let off = |why: &str| {
-            self.snapshots_off.store(true, Relaxed);
-            Err(Error::invalid(Path::new(&self.url), format!("{why}; this run's records are stored, joined with what is there, at its end")))
-        };
-        let condition = match &*base {
-            Some(Base::Absent) => Condition::Absent,
-            Some(Base::Tag(etag)) => Condition::Matches(etag),
-            None => return off("the copy does not say which manifest it was read from"),
-        };
-        match self.store.upload(snapshot, &self.url, Some(condition), sse)? {
-            Conditional::Written(etag) => {
-                *base = Some(Base::Tag(etag));
-                self.save_base(base.as_ref())
-            }
-            Conditional::Refused | Conditional::Conflict => off("another run wrote it meanwhile"),
-        }
-    }
-
-    /// Write the local copy back (if the run wrote one), over the manifest
-    /// it was read from only; one written meanwhile is joined in first (see
-    /// [`ManifestCopy`]). On failure the copy is kept and named in the error.
-    pub fn upload(&mut self, sse: Option<&ServerSide>) -> Result<bool> {
-        if !self.local.exists() {
-            return Ok(false);
-        }
-        self.write_back(sse).map_err(|e| {
-            self.keep = true;
-            Error::invalid(Path::new(&self.url), format!("cannot upload the manifest ({e}); its records are kept in {}", self.local.display()))
-        })?;
-        Ok(true)
-    }
-
-    fn write_back(&mut self, sse: Option<&ServerSide>) -> Result<()> {
-        for _ in 0..UPLOAD_TRIES {
-            let base = self.base_mut().clone();
-            let condition = match &base {
-                Some(Base::Absent) => Condition::Absent,
-                Some(Base::Tag(etag)) => Condition::Matches(etag),
-                None => {
-                    self.join_remote()?;
-                    continue;
-                }
-            };
-            match self.store.upload(&self.local, &self.url, Some(condition), sse)? {
-                Conditional::Written(_) => return Ok(()),
-                Conditional::Refused | Conditional::Conflict => self.join_remote()?,
-            }
-        }
-        Err(Error::invalid(Path::new(&self.url), format!("another run wrote the manifest on each of {UPLOAD_TRIES} tries")))
-    }
-
-    /// Read the manifest as it is now and append to the copy each of its
-    /// lines the copy lacks; the copy's base is then that object.
-    fn join_remote(&mut self) -> Result<()> {
-        let mut name = self.local.as_os_str().to_owned();
-        name.push(".remote");
-        let remote = PathBuf::from(name);
-        let _ = std::fs::remove_file(&remote);
-        let got = self.store.download(&self.url, &remote);
-        let joined = match &got {
-            Ok(Some(_)) => join_lines(&self.local, &remote),
-            _ => Ok(0),
-        };
-        let _ = std::fs::remove_file(&remote);
-        self.joined += joined?;
-        let base = got?.map_or(Base::Absent, Base::Tag);
-        self.save_base(Some(&base))?;
-        *self.base_mut() = Some(base);
-        Ok(())
+    /// The settings of type `T`, if given.
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.own.iter().find_map(|s| s.downcast_ref::<T>())
     }
 }
 
-/// Append to `into` every line of `from` that `into` does not have (by a
-/// 16-byte hash of each line: memory flat in the lines' length); returns how many.
-fn join_lines(into: &Path, from: &Path) -> Result<usize> {
-    use sha2::Digest as _;
-    use std::io::{BufRead, Write};
-    use std::os::unix::fs::FileExt as _;
-    let hash = |line: &[u8]| -> [u8; 16] { sha2::Sha256::digest(line)[..16].try_into().expect("16 bytes") };
-    let lines = |path: &Path| -> Result<std::io::Split<std::io::BufReader<std::fs::File>>> {
-        Ok(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?).split(b'\n'))
-    };
-    let mut have = std::collections::HashSet::new();
-    for line in lines(into)? {
-        have.insert(hash(&line.map_err(|e| Error::io(into, "read", e))?));
-    }
-    let mut out = std::fs::OpenOptions::new().read(true).append(true).open(into).map_err(|e| Error::io(into, "open", e))?;
-    // A copy whose last line has no newline gets one, so the first joined line starts a line of its own.
-    let len = out.metadata().map_err(|e| Error::io(into, "stat", e))?.len();
-    let mut last = [b'\n'];
-    if len > 0 {
-        out.read_exact_at(&mut last, len - 1).map_err(|e| Error::io(into, "read", e))?;
-    }
-    if last[0] != b'\n' {
-        out.write_all(b"\n").map_err(|e| Error::io(into, "write", e))?;
-    }
-    let mut added = 0;
-    for line in lines(from)? {
-        let line = line.map_err(|e| Error::io(from, "read", e))?;
-        if line.is_empty() || !have.insert(hash(&line)) {
-            continue;
-        }
-        out.write_all(&line).and_then(|()| out.write_all(b"\n")).map_err(|e| Error::io(into, "write", e))?;
-        added += 1;
-    }
-    out.sync_all().map_err(|e| Error::io(into, "sync", e))?;
-    Ok(added)
-}
-
-impl Drop for ManifestCopy<'_> {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.local);
-            let _ = std::fs::remove_file(self.base_path());
-        }
+impl std::fmt::Debug for OutputSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputSettings").field("overwrite", &self.overwrite).field("own", &self.own.len()).finish()
     }
 }
 
@@ -532,15 +350,6 @@ pub struct Committed {
 pub trait PendingOutput: Sink {
     /// Make the output visible under its final name.
     fn commit(self: Box<Self>) -> Result<Committed>;
-}
-
-/// S3's limit on the length of an object key, in bytes (UTF-8).
-pub const MAX_KEY_BYTES: usize = 1024;
-
-/// Why `key` cannot be an S3 object key, if it is too long: refused before
-/// any request (the SDK cannot even build the URI of a 64 KiB key).
-pub fn key_too_long(key: &str) -> Option<String> {
-    (key.len() > MAX_KEY_BYTES).then(|| format!("key longer than S3's {MAX_KEY_BYTES}-byte limit ({} bytes); refused", key.len()))
 }
 
 /// The properties an object carries besides its bytes, as `aws s3 cp`
@@ -607,7 +416,7 @@ pub trait Destination: Sync {
     /// The final location of `relative` (a path or URL).
     fn location(&self, relative: &Path) -> String;
     /// Why `relative` cannot be stored here under its name, if it cannot
-    /// (an S3 key over [`MAX_KEY_BYTES`]): asked before any request about it.
+    /// (an S3 key over its limit): asked before any request about it.
     fn refuses_name(&self, _relative: &Path) -> Option<String> {
         None
     }
@@ -636,139 +445,25 @@ pub trait Destination: Sync {
     /// Delete the committed output `relative` (`bench` removes its scratch
     /// object; runs never delete). Nothing there is not an error.
     fn remove(&self, relative: &Path) -> Result<()>;
-    /// Abort what a run's journal names for `relative`: the upload ids it
-    /// opened (`uploads`), and, where it sent a create whose duplicates were
-    /// never checked (`existing`: the uploads of that key open before it),
-    /// every other upload of exactly that key. By id only: no clock decides.
-    fn abort_journalled(&self, _relative: &Path, _uploads: &[String], _existing: Option<&[String]>) -> Cleaned {
-        Cleaned { settled: true, ..Cleaned::default() }
-    }
-    /// Write ahead to `journal` what this destination is about to create
-    /// (upload ids) from now on; `None` stops it.
-    fn set_journal(&self, _journal: Option<std::sync::Arc<dyn Journal>>) {}
-    /// What to call when the process is interrupted (Ctrl-C, SIGTERM) so
-    /// nothing stays open and billed: it aborts the destination's uploads in
-    /// progress and returns how many. `None` where dropping is enough (local files).
-    fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
+    /// What this destination can do to recover from an interrupted run
+    /// (write ahead what it opens, abort it on a signal or in the next run),
+    /// where it opens anything that outlives a crash (S3's multipart uploads).
+    /// `None` where dropping is enough (local files).
+    fn recovery(&self) -> Option<&dyn Recovery> {
         None
     }
 }
 
-/// What [`Destination::abort_journalled`] did.
-#[derive(Debug, Default)]
-pub struct Cleaned {
-    /// Uploads aborted now.
-    pub aborted: usize,
-    /// Upload ids that are closed (aborted now, or already gone).
-    pub closed: Vec<String>,
-    /// The key's uploads were listed and every one not open before the
-    /// create was aborted (nothing left to look for).
-    pub settled: bool,
-    /// What could not be done, one line each (said to the user; kept in the journal).
-    pub failed: Vec<String>,
-}
-
-/// The run's journal as a destination writes to it: what it is about to
-/// create, before the request that creates it, and what it closed.
-pub trait Journal: Send + Sync {
-    /// A create of a multipart upload of `location` is about to be sent;
-    /// `existing` are the ids of that key's uploads open before it.
-    fn creating(&self, location: &str, existing: &[String]) -> Result<()>;
-    /// The upload `upload_id` of `location` is open (before any part is sent).
-    fn opened(&self, location: &str, upload_id: &str) -> Result<()>;
-    /// The upload `upload_id` is completed or aborted.
-    fn closed(&self, location: &str, upload_id: &str);
-    /// Every upload of `location` other than the journalled ones is known
-    /// to be aborted (or never existed): no listing needed any more.
-    fn settled(&self, location: &str);
-    /// Something the user must hear about `location` (an abort that failed).
-    fn warn(&self, location: &str, message: String);
-}
-
-/// The checksum sent with every part (`--checksum`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ChecksumChoice {
-    /// CRC32C per part; the object checksum is S3's composite of the parts.
-    #[default]
-    Crc32c,
-    /// CRC64NVME per part and of the whole object (full-object checksum).
-    Crc64Nvme,
-    /// No checksum headers (for S3-compatible stores that reject them).
-    None,
-}
-
-/// How uploads are cut and sent.
-#[derive(Clone, Debug)]
-pub struct UploadSettings {
-    /// Requested part size (raised where needed so a file fits in 10,000 parts).
-    pub part_size: u64,
-    /// Parts in flight per upload.
-    pub concurrency: usize,
-    /// Per-part checksum.
-    pub checksum: ChecksumChoice,
-    /// Replace existing objects.
-    pub overwrite: bool,
-    /// Headers of every uploaded object (storage class, content type, metadata, ACL, owner check).
-    pub object: ObjectOptions,
-}
-
-/// What every uploaded object is created with, as `aws s3 cp` spells it.
-#[derive(Clone, Debug, Default)]
-pub struct ObjectOptions {
-    /// `--storage-class` (`STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR`, ...); `None`: the bucket's default.
-    pub storage_class: Option<String>,
-    /// `--content-type`; `None`: `application/octet-stream` (ciphertext).
-    pub content_type: Option<String>,
-    /// `--metadata k=v`: user metadata (`x-amz-meta-k`).
-    pub metadata: Vec<(String, String)>,
-    /// `--cache-control`, `--content-disposition`, `--content-language`,
-    /// `--content-encoding`; `None`: the source's (see [`Properties`]).
-    pub cache_control: Option<String>,
-    /// See [`ObjectOptions::cache_control`].
-    pub content_disposition: Option<String>,
-    /// See [`ObjectOptions::cache_control`].
-    pub content_language: Option<String>,
-    /// See [`ObjectOptions::cache_control`].
-    pub content_encoding: Option<String>,
-    /// Tags, as S3's `x-amz-tagging` query string (`k=v&k2=v2`, URL-encoded).
-    pub tagging: Option<String>,
-    /// `Expires` (an HTTP date), copied from an S3 source.
-    pub expires: Option<String>,
-    /// `--acl` (a canned ACL: `private`, `bucket-owner-full-control`, ...).
-    pub acl: Option<String>,
-    /// `--expected-bucket-owner`: the account id the bucket must belong to.
-    pub expected_bucket_owner: Option<String>,
-    /// `--sse`, `--sse-kms-key-id`, `--bucket-key-enabled`: server-side
-    /// encryption asked for (on objects and on manifests written to the store).
-    pub sse: Option<ServerSide>,
-}
-
-impl Default for UploadSettings {
-    fn default() -> Self {
-        UploadSettings {
-            part_size: 16 << 20,
-            concurrency: 8,
-            checksum: ChecksumChoice::default(),
-            overwrite: false,
-            object: ObjectOptions::default(),
-        }
-    }
-}
-
-
 #[cfg(test)]
 mod tests {
-    use super::join_lines;
-
     #[test]
-    fn join_lines_appends_only_what_the_copy_lacks() {
-        let dir = tempfile::tempdir().unwrap();
-        let (into, from) = (dir.path().join("copy.jsonl"), dir.path().join("remote.jsonl"));
-        // A copy whose last line has no newline yet, and a remote one sharing a line with it.
-        std::fs::write(&into, "{\"a\":1}\n{\"b\":2}").unwrap();
-        std::fs::write(&from, "{\"b\":2}\n{\"c\":3}\n\n{\"a\":1}\n{\"c\":3}\n").unwrap();
-        assert_eq!(join_lines(&into, &from).unwrap(), 1);
-        assert_eq!(std::fs::read_to_string(&into).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
-        assert_eq!(join_lines(&into, &from).unwrap(), 0, "joined once");
+    fn output_settings_carry_one_of_each_stores_own() {
+        #[derive(Debug, PartialEq)]
+        struct Parts(u64);
+        let s = super::OutputSettings::new(true).with(Parts(5)).with(Parts(8));
+        assert!(s.overwrite);
+        assert_eq!(s.get::<Parts>(), Some(&Parts(8)), "the last given wins");
+        assert_eq!(s.get::<String>(), None);
+        assert_eq!(super::OutputSettings::default().get::<Parts>(), None);
     }
 }

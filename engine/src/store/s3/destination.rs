@@ -16,7 +16,8 @@ use super::S3Url;
 use crate::aws::{describe, remote_error, remote_said, status, Aws};
 use crate::error::{Error, Result, Stage};
 use crate::format::envelope::{Envelope, ENVELOPE_KEY};
-use crate::store::{About, ChecksumChoice, Cleaned, Destination, Journal, ObjectOptions, PendingOutput, UploadSettings, Vacancy};
+use super::options::{key_too_long, ChecksumChoice, ObjectOptions, UploadSettings};
+use crate::store::{About, Cleaned, Destination, Journal, PendingOutput, Recovery, Vacancy};
 
 /// `HeadObject` of `bucket/key`, asked at `stage`: `None` if there is no such object.
 pub(super) fn head_object(
@@ -115,7 +116,7 @@ impl Destination for S3Destination {
     }
 
     fn refuses_name(&self, relative: &Path) -> Option<String> {
-        crate::store::key_too_long(&self.key(relative)).map(|reason| format!("output {reason}"))
+        key_too_long(&self.key(relative)).map(|reason| format!("output {reason}"))
     }
 
     fn stored_len(&self, relative: &Path) -> Result<Option<u64>> {
@@ -127,7 +128,7 @@ impl Destination for S3Destination {
         Some(PathBuf::from(key))
     }
 
-    /// Nothing: S3 outputs have no temporary files (uploads: [`Destination::abort_journalled`]).
+    /// Nothing: S3 outputs have no temporary files (uploads: [`Recovery::abort_journalled`]).
     fn clean_interrupted(&self, _relative: &Path) -> Result<usize> {
         Ok(0)
     }
@@ -140,35 +141,9 @@ impl Destination for S3Destination {
         Ok(())
     }
 
-    fn abort_journalled(&self, relative: &Path, uploads: &[String], existing: Option<&[String]>) -> Cleaned {
-        let key_uploads = self.key_uploads(&self.key(relative));
-        self.handle.block_on(async {
-            let mut cleaned = Cleaned { settled: existing.is_none(), ..Cleaned::default() };
-            for id in uploads {
-                key_uploads.abort_into(id, &mut cleaned).await;
-            }
-            if let Some(existing) = existing {
-                // Uploads of the key opened by a create whose reply was lost (no id journalled).
-                let mut others = Cleaned::default();
-                let already: Vec<String> = existing.iter().chain(uploads).cloned().collect();
-                key_uploads.abort_others(&already, None, &mut others).await;
-                cleaned.aborted += others.aborted;
-                cleaned.closed.extend(others.closed);
-                cleaned.failed.extend(others.failed);
-                cleaned.settled = others.settled;
-            }
-            cleaned
-        })
-    }
-
-    fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
-        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
-    }
-
-    fn on_interrupt(&self) -> Option<Box<dyn Fn() -> usize + Send + Sync>> {
-        let uploads = self.open.clone();
-        let handle = self.handle.clone();
-        Some(Box::new(move || handle.block_on(uploads.abort_all())))
+    /// Multipart uploads outlive a crash and are billed while open.
+    fn recovery(&self) -> Option<&dyn Recovery> {
+        Some(self)
     }
 
     /// One `HeadObject` for a fresh output (none when overwriting or
@@ -309,6 +284,41 @@ impl Destination for S3Destination {
             upload.buf = Vec::with_capacity(len as usize);
         }
         Ok(Box::new(upload))
+    }
+}
+
+/// Upload ids are journalled before each `CreateMultipartUpload`'s answer
+/// is used, aborted on a signal, and aborted by id by the next run.
+impl Recovery for S3Destination {
+    fn abort_journalled(&self, relative: &Path, uploads: &[String], existing: Option<&[String]>) -> Cleaned {
+        let key_uploads = self.key_uploads(&self.key(relative));
+        self.handle.block_on(async {
+            let mut cleaned = Cleaned { settled: existing.is_none(), ..Cleaned::default() };
+            for id in uploads {
+                key_uploads.abort_into(id, &mut cleaned).await;
+            }
+            if let Some(existing) = existing {
+                // Uploads of the key opened by a create whose reply was lost (no id journalled).
+                let mut others = Cleaned::default();
+                let already: Vec<String> = existing.iter().chain(uploads).cloned().collect();
+                key_uploads.abort_others(&already, None, &mut others).await;
+                cleaned.aborted += others.aborted;
+                cleaned.closed.extend(others.closed);
+                cleaned.failed.extend(others.failed);
+                cleaned.settled = others.settled;
+            }
+            cleaned
+        })
+    }
+
+    fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
+    }
+
+    fn on_interrupt(&self) -> Box<dyn Fn() -> usize + Send + Sync> {
+        let uploads = self.open.clone();
+        let handle = self.handle.clone();
+        Box::new(move || handle.block_on(uploads.abort_all()))
     }
 }
 

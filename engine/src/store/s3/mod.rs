@@ -30,7 +30,7 @@
 //! that was not open before and is not ours is aborted ([`Journal::settled`]
 //! then). A crashed run's journal names the ids to abort and the uploads
 //! that were open before its creates: the next run aborts by id, no clock
-//! comparison ([`S3Destination::abort_journalled`]).
+//! comparison (`S3Destination`'s [`crate::store::Recovery`]).
 //!
 //! ## Reads ([`S3Object`])
 //! `HeadObject` gives the size and ETag; each window is fetched by
@@ -40,6 +40,7 @@
 //! stopped (a ranged GET pinned to the same ETag), up to [`MAX_RESUMES`] times.
 //!
 //! The module's files, one job each:
+//! * `settings.rs`: what a destination is told ([`UploadSettings`], [`ObjectOptions`], [`ChecksumChoice`]) and S3's key limit;
 //! * `options.rs`: request macros (object options, SSE), S3's limits, part sizing, checksums, client construction;
 //! * `destination.rs`: [`S3Destination`], the [`Destination`] (create, stat, remove, journalled aborts);
 //! * `upload.rs`: one object being uploaded (single `PutObject` or multipart), its state machine;
@@ -55,6 +56,7 @@ mod destination;
 mod list;
 mod orphans;
 mod read;
+mod settings;
 mod upload;
 
 use std::path::{Path, PathBuf};
@@ -62,7 +64,7 @@ use std::sync::Arc;
 
 pub use destination::S3Destination;
 pub use options::{
-    checksum_of, client, part_size_for, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
+    checksum_of, client, key_too_long, part_size_for, ChecksumChoice, ObjectOptions, UploadSettings, MAX_KEY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
     MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT,
 };
 pub use orphans::OpenUploads;
@@ -70,7 +72,7 @@ pub use read::S3Object;
 /// The one `s3://` parser lives in `format::url` (below the stores); re-exported for the store's callers.
 pub use crate::format::url::S3Url;
 
-use super::{ChecksumChoice, Condition, Conditional, CopyProps, Destination, Listed, Properties, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged, UploadSettings};
+use super::{Condition, Conditional, CopyProps, Destination, Listed, OutputSettings, Properties, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged};
 use crate::aws::{Aws, Session};
 use crate::error::{Error, Result, Stage};
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
@@ -185,10 +187,16 @@ impl Store for S3Store {
         self.fetch_to_temp(url)
     }
 
-    fn destination(&self, url: &str, settings: UploadSettings) -> Result<Box<dyn Destination>> {
+    fn destination(&self, url: &str, settings: &OutputSettings) -> Result<Box<dyn Destination>> {
         S3Url::parse(url)?;
         let region = self.region_of(&S3Url::parse(url)?.bucket)?;
-        Ok(Box::new(S3Destination::new(self.session.aws()?, url, settings, region.as_deref())?))
+        Ok(Box::new(S3Destination::new(self.session.aws()?, url, UploadSettings::of(settings), region.as_deref())?))
+    }
+
+    /// A key longer than S3's limit ([`MAX_KEY_BYTES`]).
+    fn refuses_name(&self, url: &str) -> Option<String> {
+        let (url, _) = S3Url::split_version(url);
+        key_too_long(S3Url::split(url).map(|(_, key)| key).unwrap_or(""))
     }
 
     fn download(&self, url: &str, local: &Path) -> Result<Option<String>> {

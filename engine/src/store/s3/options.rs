@@ -8,13 +8,13 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use crate::aws::{code, remote_error, Aws, Classifier};
 use crate::error::{Error, Result, Stage};
 use crate::format::b64;
-use crate::store::{ChecksumChoice, ObjectOptions};
+pub use super::settings::{key_too_long, ChecksumChoice, ObjectOptions, UploadSettings, MAX_KEY_BYTES};
 
 /// The [`ObjectOptions`] on a `PutObject` or `CreateMultipartUpload` request builder
 /// (the two share these setters but no trait).
 macro_rules! object_options {
     ($req:expr, $o:expr) => {{
-        let o: &$crate::store::ObjectOptions = $o;
+        let o: &$crate::store::s3::ObjectOptions = $o;
         let mut req = $req.content_type(o.content_type.as_deref().unwrap_or("application/octet-stream"));
         if let Some(class) = &o.storage_class {
             req = req.storage_class(aws_sdk_s3::types::StorageClass::from(class.as_str()));

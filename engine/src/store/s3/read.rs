@@ -6,12 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::options::{client, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
+use super::options::{client, ChecksumChoice, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
 use super::S3Url;
 use crate::aws::{describe, remote_error, remote_said, status, Aws};
 use crate::error::{Error, Result, Retry, Stage};
 use crate::retry::Backoff;
-use crate::store::{Archived, ChecksumChoice, Source, Window};
+use crate::store::{Archived, Source, Window};
 
 /// An S3 object read by windows of concurrent ranged GETs.
 pub struct S3Object {

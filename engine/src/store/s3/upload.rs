@@ -12,12 +12,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::destination::head_object;
-use super::options::{checksum_of, create_error};
+use super::options::{checksum_of, create_error, ChecksumChoice, ObjectOptions};
 use super::orphans::{journal_cleaned, KeyUploads, OpenUploads};
 use crate::aws::{describe, remote_error, remote_said, status, task_failed};
 use crate::error::{Error, Result, Retry, Stage};
 use crate::format::b64;
-use crate::store::{ChecksumChoice, Cleaned, Committed, Journal, ObjectOptions, PendingOutput, Sink};
+use crate::store::{Cleaned, Committed, Journal, PendingOutput, Sink};
 
 pub(super) struct Multipart {
     pub(super) upload_id: String,
