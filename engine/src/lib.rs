@@ -18,10 +18,14 @@
 //! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report;
 //! * [`bench`]: throughput measurement on the target hardware.
 //!
-//! The engine never prints and never parses arguments; parallelism runs on
-//! the caller's rayon pool, AWS calls on the caller's tokio runtime.
+//! The engine never parses arguments, and prints nothing but the line of
+//! its one test hook (`test_pause`), which tests wait on; parallelism runs
+//! on the caller's rayon pool, AWS calls on the caller's tokio runtime.
+//! `unsafe` is denied but in the cipher kernels (intrinsics) and two libc
+//! calls of `run::lease`, each allowed with its reason.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod error;
 pub mod retry;

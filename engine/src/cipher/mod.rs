@@ -21,6 +21,9 @@ mod cbc;
 mod ctr;
 mod dispatch;
 mod gcm;
+// x86-64 intrinsics (AES-NI, VAES, PCLMULQDQ) are `unsafe` functions: the
+// kernels call them only after checking the CPU has them (`kernels/mod.rs`).
+#[allow(unsafe_code)]
 mod kernels;
 pub mod reference;
 

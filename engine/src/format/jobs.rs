@@ -242,21 +242,15 @@ pub fn build_request(record: &Record, template: &JobTemplate, options: &JobOptio
             return Err(Error::Usage(format!("--priority {p}: MediaConvert priorities are -50 to 50")));
         }
     }
-    let ds = &mc.decryption_settings;
-    let mut decryption = Map::new();
-    decryption.insert("DecryptionMode".into(), json!(ds.decryption_mode));
-    decryption.insert("EncryptedDecryptionKey".into(), json!(ds.encrypted_decryption_key));
-    decryption.insert("InitializationVector".into(), json!(ds.initialization_vector));
-    let region = key_region(record);
-    match (&region, &options.region) {
-        (Some(key), Some(job)) if key == job => {}
-        (Some(key), _) => {
-            decryption.insert("KmsKeyRegion".into(), json!(key));
-        }
+    // The record's typed block (format/mediaconvert.rs), with KmsKeyRegion only where the job's region is not the key's.
+    let mut decryption = mc.decryption_settings.clone();
+    decryption.kms_key_region = match (key_region(record), &options.region) {
+        (Some(key), Some(job)) if &key == job => None,
+        (Some(key), _) => Some(key),
         (None, _) => {
             return Err(Error::Usage(format!("{what}: the region of KMS key {} is unknown (not an ARN, none recorded)", record.key_id)))
         }
-    }
+    };
 
     let mut request = template.base.clone();
     {
@@ -267,7 +261,7 @@ pub fn build_request(record: &Record, template: &JobTemplate, options: &JobOptio
             .and_then(Value::as_object_mut)
             .expect("a template has Settings.Inputs[0], checked when made");
         input.insert("FileInput".into(), json!(file_input));
-        input.insert("DecryptionSettings".into(), Value::Object(decryption));
+        input.insert("DecryptionSettings".into(), serde_json::to_value(&decryption).expect("DecryptionSettings serialize"));
     }
     if let Some(q) = &options.queue {
         request.insert("Queue".into(), json!(q));

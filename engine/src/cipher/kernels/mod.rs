@@ -1,5 +1,6 @@
-//! Hand-written AES-CTR, AES-CBC and GHASH kernels for x86-64, and the ONE
-//! run-time dispatch point that picks among them.
+//! Hand-written AES-CTR, AES-CBC and GHASH kernels for x86-64, and the entry
+//! points ([`Aes`], [`AesDec`], `Ghash`) that run the one a caller was given.
+//! Which one that is, is chosen once in `cipher::dispatch`.
 //!
 //! Backends, one file each (blocks per loop: CTR / CBC decryption / GHASH):
 //!

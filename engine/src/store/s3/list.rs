@@ -36,11 +36,6 @@ impl S3Store {
                 };
                 remote_said(input, Stage::Plan, format!("cannot list: {cause}"), &e)
             })?;
-            // Test hook: a window between listing a page and reading its objects, to replace one in.
-            if let Some(ms) = std::env::var("SEALPIPE_TEST_PAUSE_AFTER_LIST_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
-                eprintln!("sealpipe: test hook: {input} listed; pausing {ms} ms");
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 let relative = if key == url.key && !key.ends_with('/') {
