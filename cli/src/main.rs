@@ -522,6 +522,13 @@ struct EncryptArgs {
     /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
     #[arg(long, help_heading = "Input")]
     no_follow_symlinks: bool,
+    /// On SIGTERM or Ctrl-C (an eviction, a spot reclaim): start no more files, let those in flight
+    /// finish and store the manifest within this many seconds, then exit 130 (a re-run resumes);
+    /// past it, or on a second signal, in-flight files are aborted. Keep it under the engine's own
+    /// grace (Kubernetes' terminationGracePeriodSeconds, default 30); 0 aborts at once.
+    /// Example: --grace-seconds 90
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, help_heading = "Run control")]
+    grace_seconds: u64,
 }
 
 fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
@@ -741,7 +748,10 @@ fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn exit_for(summary: &Summary) -> ExitCode {
-    if summary.stopped_early() {
+    if summary.interrupted {
+        // Stopped by a signal with everything in flight finished and recorded: retried, it resumes.
+        ExitCode::from(interrupt::INTERRUPTED)
+    } else if summary.stopped_early() {
         ExitCode::from(3)
     } else if !summary.failures.is_empty() {
         ExitCode::from(1)
@@ -910,6 +920,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
         restore: a.restore.clone(),
         copy_props: a.s3.copy_props.into(),
+        stop: (!a.dry_run).then(|| interrupt::graceful(std::time::Duration::from_secs(a.grace_seconds))),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
@@ -954,6 +965,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         "mode": mode.to_string(),
         "threads": rayon::current_num_threads(),
         "shard": shard.map(|s| s.to_string()),
+        "interrupted": summary.interrupted,
         "filtered": filter.rejected(),
         "filtered_by": filter.reasons().into_iter().map(|(rule, files)| serde_json::json!({"rule": rule, "files": files})).collect::<Vec<_>>(),
         "contexts": target.services().iter().map(|s| match s {
@@ -968,6 +980,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {
         report::info(&format!("sealpipe: manifest: {}", manifest_path.display()));
+    }
+    if summary.interrupted {
+        errln!("sealpipe: interrupted: no file left half done; {} file(s) finished and recorded in {}; a re-run does the rest", summary.files, manifest_path.display());
     }
     Ok(exit_for(&summary))
 }
