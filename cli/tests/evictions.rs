@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -260,4 +260,194 @@ fn the_grace_period_over_or_a_second_signal_aborts_what_is_in_flight() {
         assert_eq!(again.code(), Some(0), "{}", again.stderr());
         assert_converged(&moto, &manifest, "evict-abort", &format!("{case}/"), &sources);
     }
+}
+
+// ---------------------------------------------------------------------------
+// The shard protocol as Kubernetes Indexed Jobs and AWS Batch array jobs drive it.
+
+const SHARDS: u32 = 8;
+
+/// Whether the engines run an attempt that ended so again: the exit codes
+/// `sealpipe deploy` tells Kubernetes' `podFailurePolicy` and Batch's
+/// `retryStrategy` to retry (130 interrupted; 137 and 143, SIGKILL and
+/// SIGTERM as a container runtime reports a process killed by them),
+/// read from the generated definitions themselves.
+fn retried(status: &std::process::ExitStatus, retry_codes: &[i32]) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s));
+    code.is_some_and(|c| retry_codes.contains(&c))
+}
+
+/// A machine a shard runs on: its own home (state folder, temporary folder).
+fn machine(name: &str) -> tempfile::TempDir {
+    let home = tempfile::Builder::new().prefix(name).tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("tmp")).unwrap();
+    home
+}
+
+/// The command of shard `index` on `home`, as the engine starts it: the index in `var`.
+fn shard_command(endpoint: &str, args: &[&str], var: &str, index: u32, home: &Path) -> Command {
+    let mut cmd = sealpipe_command(endpoint, args);
+    cmd.env(var, index.to_string()).env("HOME", home).env_remove("XDG_STATE_HOME").env("TMPDIR", home.join("tmp"));
+    cmd
+}
+
+/// One round: 8 shards side by side, the index in `var`; shard `a` is
+/// SIGKILLed mid-upload (its multipart source's parts held by a delay proxy) and
+/// restarted on its machine; shard `b` gets SIGTERM between a commit and its
+/// record (an eviction) and is restarted on its machine; shard `c` is
+/// SIGKILLed between a commit and its record (a node lost) and restarted on
+/// a fresh machine, empty home and state folder. Then every shard's
+/// manifest is merged: every source exactly once, no gap, nothing open,
+/// verify passes. Prints the round's row of the table.
+#[allow(clippy::too_many_arguments)]
+fn shard_round(moto: &Server, round: &str, var: &str, manifest: &str, media: &Path, sources: &[String], victims: (u32, u32, u32), retry_codes: &[i32], local_manifests: impl Fn(u32) -> PathBuf) {
+    let (a, b, c) = victims;
+    let to = format!("s3://shards/{round}/");
+    let args = ["encrypt", media.to_str().unwrap(), "--to", &to, "--kms-key", "alias/shards", "--part-size", "5M", "--concurrency", "1", "--threads", "1", "--shard", "auto/8", "--manifest", manifest, "--manifest-flush-records", "1", "--json"];
+    let machines: Vec<tempfile::TempDir> = (0..SHARDS).map(|i| machine(&format!("{round}-pod-{i}-"))).collect();
+    // Every shard through one proxy that holds each UploadPart 3 s: only
+    // big/b0.ts (shard a's first file) has parts. A retry runs the same
+    // command, endpoint included (an s3:// manifest's working copy is found by endpoint and URL).
+    let slow = start_proxy(moto.port, "delay:3");
+    let started = Instant::now();
+    let mut runs: Vec<Watched> = (0..SHARDS)
+        .map(|i| {
+            let mut cmd = shard_command(&slow.url(), &args, var, i, machines[i as usize].path());
+            if i == b {
+                cmd.env("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", "2000").env("SEALPIPE_TEST_PAUSE_SKIP_COMMITS", "1");
+            } else if i == c {
+                cmd.env("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", "60000").env("SEALPIPE_TEST_PAUSE_SKIP_COMMITS", "2");
+            }
+            Watched::spawn(&mut cmd)
+        })
+        .collect();
+    // Shard a: killed while its multipart upload (big/b0.ts, listed first) is open.
+    let key = format!("{round}/big/b0.ts");
+    let deadline = Instant::now() + WAIT;
+    while !open_upload_list(moto, "shards").iter().any(|(k, _)| *k == key) {
+        assert!(Instant::now() < deadline, "shard {a}'s upload never opened");
+        assert!(runs[a as usize].child.try_wait().unwrap().is_none(), "shard {a} ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runs[a as usize].child.kill().unwrap();
+    // Shards b and c: signalled once paused between a commit and its record.
+    wait_line(&runs[b as usize].lines, "sealpipe: test hook: ");
+    signal(&runs[b as usize].child, "-TERM");
+    wait_line(&runs[c as usize].lines, "sealpipe: test hook: ");
+    runs[c as usize].child.kill().unwrap();
+    let mut attempts = SHARDS;
+    let (mut killed, mut restarted) = (0, 0);
+    for (i, run) in runs.iter_mut().enumerate() {
+        let i = i as u32;
+        let (code, stdout, err) = run.finish();
+        let status = run.child.wait().unwrap();
+        if [a, b, c].contains(&i) {
+            killed += 1;
+            let expect = if i == b { Some(130) } else { None };
+            assert_eq!(code, expect, "shard {i}: {err:#?}");
+            assert!(retried(&status, retry_codes), "shard {i} ({status}) must be retried by the job definitions");
+            // Restarted as backoffLimitPerIndex / retryStrategy would; shard c on a fresh machine.
+            let fresh = (i == c).then(|| machine(&format!("{round}-pod-{i}-again-")));
+            let home = fresh.as_ref().map_or(machines[i as usize].path(), |f| f.path());
+            let again = run_bounded(&mut shard_command(&slow.url(), &args, var, i, home), WAIT);
+            attempts += 1;
+            restarted += 1;
+            assert_eq!(again.code(), Some(0), "shard {i} restarted: {}", again.stderr());
+            let s = summary(&again.stdout());
+            assert_eq!(s["shard"], format!("{i}/8").as_str(), "{s}");
+            if i == b {
+                let first = summary(&stdout);
+                assert_eq!(first["interrupted"], true, "{first}");
+                assert_eq!(s["skipped"], first["files"], "the evicted shard recorded every commit before it exited: {first} {s}");
+            }
+        } else {
+            assert_eq!(code, Some(0), "shard {i}: {err:#?}");
+            assert_eq!(summary(&stdout)["shard"], format!("{i}/8").as_str());
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(slow);
+
+    // merge-manifests proves every source exactly once, against the list of every source.
+    let dir = tempfile::tempdir().unwrap();
+    let expect = dir.path().join("sources.txt");
+    std::fs::write(&expect, sources.join("\n") + "\n").unwrap();
+    let merged = dir.path().join("merged.jsonl");
+    let mut merge = Command::new(bin());
+    merge.args(["merge-manifests", "--out", merged.to_str().unwrap(), "--expect-list", expect.to_str().unwrap(), "--json"]);
+    for i in 0..SHARDS {
+        merge.arg(local_manifests(i));
+    }
+    let m = run_bounded(&mut merge, WAIT);
+    assert_eq!(m.code(), Some(0), "{} {}", m.stdout(), m.stderr());
+    let report: Value = serde_json::from_str(m.stdout().trim()).unwrap();
+    let c_ = convergence(moto, &merged, "shards", &format!("{round}/"), sources);
+    let once = sources.len() - c_.lost.len() - c_.duplicated.len();
+    eprintln!(
+        "SHARDS|{round} ({var}, manifest {manifest})|sources {}|shard attempts {attempts}|done {}|killed {killed}|restarted {restarted}|exactly once {once}/{}|open uploads {}|verify {:?}|{seconds:.1} s",
+        sources.len(),
+        report["records_written"],
+        sources.len(),
+        c_.open_uploads.len(),
+        c_.verify.0
+    );
+    assert!(c_.ok(), "{round}: not converged: {c_:#?}");
+    assert_eq!(report["records_written"], sources.len() as u64, "{report}");
+}
+
+/// Issue 22: 8 shards of one job, as a Kubernetes Indexed Job
+/// (`JOB_COMPLETION_INDEX`, the ledger on a shared folder) and as an AWS
+/// Batch array job (`AWS_BATCH_JOB_ARRAY_INDEX`, an `s3://` manifest per
+/// shard), 3 of them killed mid-run and restarted: see [`shard_round`].
+#[test]
+fn eight_shards_killed_and_restarted_as_the_engines_would_cover_every_source_exactly_once() {
+    let moto = start_moto();
+    setup(&moto, "shards", "alias/shards");
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    for i in 0..96u64 {
+        let path = media.join(format!("show{}/seg{i:03}.ts", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, pattern(1000 + 23 * i as usize, 500 + i)).unwrap();
+    }
+    std::fs::create_dir_all(media.join("big")).unwrap();
+    std::fs::write(media.join("big/b0.ts"), pattern((5 << 20) + 999, 7)).unwrap();
+    let sources = files_under(&media);
+    // Each source's shard, computed independently (first 8 bytes of SHA-256, big-endian, mod 8).
+    let relative: Vec<String> = sources.iter().map(|s| s.strip_prefix(&format!("{}/", canonical_path(&media))).unwrap().to_string()).collect();
+    let shard_of: Vec<u32> = serde_json::from_str(&py(
+        &moto,
+        "import hashlib\nprint(json.dumps([int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], 'big') % 8 for k in json.loads(sys.argv[1])]))",
+        &[&serde_json::to_string(&relative).unwrap()],
+    ))
+    .unwrap();
+    let count = |s: u32| shard_of.iter().filter(|&&x| x == s).count();
+    let a = shard_of[relative.iter().position(|r| r == "big/b0.ts").unwrap()];
+    // b and c: the two other shards with the most files (each needs 3 at least).
+    let mut others: Vec<u32> = (0..SHARDS).filter(|&s| s != a).collect();
+    others.sort_by_key(|&s| std::cmp::Reverse(count(s)));
+    let (b, c) = (others[0], others[1]);
+    assert!(count(b) >= 3 && count(c) >= 3, "{:?}", (0..SHARDS).map(count).collect::<Vec<_>>());
+    assert!((0..SHARDS).all(|s| count(s) > 0), "every shard has work");
+    let retry_codes = retry_codes();
+
+    let shared = dir.path().join("shared");
+    let ledger = shared.join("run.jsonl");
+    shard_round(&moto, "k8s", "JOB_COMPLETION_INDEX", ledger.to_str().unwrap(), &media, &sources, (a, b, c), &retry_codes, |i| shared.join(format!("run.shard-{i}-of-8.jsonl")));
+    assert!(std::fs::read_dir(&shared).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".inflight")), "no journal left in the shared folder");
+
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let moto_ref = &moto;
+    shard_round(&moto, "batch", "AWS_BATCH_JOB_ARRAY_INDEX", "s3://shards/runs/m.jsonl", &media, &sources, (a, b, c), &retry_codes, |i| {
+        let local = copies.join(format!("m.shard-{i}-of-8.jsonl"));
+        download(moto_ref, "shards", &format!("runs/m.shard-{i}-of-8.jsonl"), &local);
+        local
+    });
+}
+
+/// The exit codes the generated job definitions retry.
+fn retry_codes() -> Vec<i32> {
+    vec![130, 137, 143]
 }
