@@ -11,6 +11,7 @@
 mod out;
 mod aws;
 mod bench;
+mod deploy;
 mod docs;
 mod interrupt;
 mod jobs;
@@ -362,6 +363,9 @@ Exit codes: 0 every record has its request (or job), 1 some were refused or fail
   sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd \\
       --target mediaconvert --to s3://media-in/2019/ | jq .service_roles.mediaconvert")]
     Policy(jobs::PolicyCmd),
+    /// Print a Kubernetes Indexed Job or an AWS Batch job definition (and its array job) that runs an
+    /// encrypt or reencrypt command as N shards, from that command's own flags (after `--`).
+    Deploy(deploy::DeployCmd),
     /// Print a shell completion script on stdout.
     #[command(after_help = "Examples:
   sealpipe completions bash > ~/.local/share/bash-completion/completions/sealpipe
@@ -656,7 +660,7 @@ fn main() -> ExitCode {
         Command::MergeManifests(c) => c.output.clone(),
         Command::Jobs(c) => c.output.clone(),
         Command::Policy(c) => c.output.clone(),
-        Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
+        Command::Completions(_) | Command::Man(_) | Command::Deploy(_) => OutputArgs::default(),
     };
     if let Err(e) = logging::init(&output) {
         errln!("sealpipe: error: {}", one_line(&e));
@@ -702,6 +706,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
         Command::Jobs(c) => return jobs::run_jobs(c),
         Command::Policy(c) => return jobs::run_policy(c),
+        Command::Deploy(c) => return deploy::run(c, Cli::command()),
     };
     let g = &g;
     if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
@@ -727,7 +732,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Verify(c) => verify(c.args, g, &keyring_path, tuning),
         Command::RebuildManifest(c) => rebuild::run(c.args, &context(g, &keyring_path, None)?, g.json).map_err(UsageError::from),
         Command::Bench(c) => bench::run(c.args, g),
-        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Completions(_) | Command::Man(_) => {
+        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Deploy(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }
     }

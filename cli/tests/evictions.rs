@@ -447,7 +447,23 @@ fn eight_shards_killed_and_restarted_as_the_engines_would_cover_every_source_exa
     });
 }
 
-/// The exit codes the generated job definitions retry.
+/// The exit codes the job definitions `sealpipe deploy` generates retry:
+/// the Kubernetes `podFailurePolicy` rule that counts a retry, which must be
+/// the codes Batch's `retryStrategy` retries too.
 fn retry_codes() -> Vec<i32> {
-    vec![130, 137, 143]
+    let deploy = |args: &[&str]| -> Value {
+        let out = Command::new(bin()).arg("deploy").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let run = ["--", "encrypt", "s3://raw/", "--to", "s3://in/", "--kms-key", "alias/media", "--manifest", "s3://in/m.jsonl"];
+    let job = deploy(&[&["kubernetes", "--name", "shards", "--image", "sealpipe", "--shards", "8"], &run[..]].concat());
+    let rules = job["spec"]["podFailurePolicy"]["rules"].as_array().unwrap();
+    let count = rules.iter().find(|r| r["action"] == "Count").expect("a Count rule");
+    let k8s: Vec<i32> = count["onExitCodes"]["values"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+    let def = deploy(&[&["batch", "--name", "shards", "--image", "sealpipe", "--shards", "8"], &run[..]].concat());
+    let batch: Vec<i32> = def["retryStrategy"]["evaluateOnExit"].as_array().unwrap().iter().filter(|r| r["action"] == "RETRY").map(|r| r["onExitCode"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(k8s, batch, "Kubernetes and Batch retry the same exits");
+    assert!(!k8s.contains(&2), "a usage error is never retried");
+    k8s
 }
