@@ -157,8 +157,26 @@ pub(crate) fn run(c: &DeployCmd, cli: clap::Command) -> Result<ExitCode, UsageEr
             }
         }
     };
-    outln!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
+    outln!("{}", pretty(&value, 0));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Indented JSON, with arrays of numbers and strings (arguments, exit codes) on one line.
+fn pretty(v: &serde_json::Value, depth: usize) -> String {
+    use serde_json::Value;
+    let pad = |d: usize| "  ".repeat(d);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("{}{}: {}", pad(depth + 1), Value::from(k.as_str()), pretty(v, depth + 1))).collect();
+            format!("{{\n{}\n{}}}", items.join(",\n"), pad(depth))
+        }
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+            let items: Vec<String> = a.iter().map(|x| format!("{}{}", pad(depth + 1), pretty(x, depth + 1))).collect();
+            format!("[\n{}\n{}]", items.join(",\n"), pad(depth))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(Value::to_string).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
 }
 
 /// A Kubernetes name (RFC 1123 label: it is also a label's value) or a Batch one.

@@ -171,3 +171,27 @@ fn commands_a_container_would_refuse_are_refused_in_one_line() {
     let err = refused(&["batch", "--name", "x", "--image", "i", "--shards", "4", "--efs-file-system", "fs-1", "--", "encrypt", "s3://raw/", "--to", "s3://in/", "--manifest", "m.jsonl"]);
     assert!(err.contains("not below --ledger-mount"), "{err}");
 }
+
+/// README's recipes are this command's output, byte for byte (and valid).
+#[test]
+fn readme_recipes_are_the_commands_output() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sealpipe:0.1";
+    let batch_run = ["--", "encrypt", "s3://media-raw/", "--to", "s3://media-in/", "--kms-key", "alias/media", "--target", "mediaconvert", "--reuse-key", "--manifest", "s3://media-in/runs/backfill.jsonl", "--json"];
+    let recipes: Vec<(&str, Vec<&str>)> = vec![
+        ("kubernetes", vec![
+            "kubernetes", "--name", "backfill-2026-11-22", "--image", "registry.example.com/sealpipe:0.1", "--shards", "16", "--service-account", "sealpipe",
+            "--ledger-claim", "sealpipe-ledger", "--cpu", "16", "--memory", "4Gi", "--", "encrypt", "--inventory", "s3://inv/media-raw/daily/2026-11-21T01-00Z/manifest.json",
+            "--to", "s3://media-in/", "--kms-key", "alias/media", "--target", "mediaconvert", "--reuse-key", "--manifest", "/ledger/run.jsonl", "--json",
+        ]),
+        ("register-job-definition", [&["batch", "--name", "sealpipe", "--image", image, "--shards", "16", "--job-role-arn", "arn:aws:iam::123456789012:role/sealpipe", "--vcpus", "16", "--memory-mib", "4096"], &batch_run[..]].concat()),
+        ("submit-job", [&["batch", "--name", "sealpipe", "--image", image, "--shards", "16", "--submit-job", "--job-queue", "media-batch", "--job-name", "sealpipe-backfill-2026-11-22"], &batch_run[..]].concat()),
+    ];
+    for (kind, args) in recipes {
+        let out = Command::new(bin()).arg("deploy").args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(readme.contains(&format!("```json\n{text}```")), "README lacks the {kind} recipe as printed now:\n{text}");
+        valid(kind, &serde_json::from_str(&text).unwrap());
+    }
+}
