@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 need_py() { python3 -c "import $1" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "$2"; }
 command -v openssl >/dev/null || { echo "test.sh: openssl is required for the interop tests" >&2; exit 1; }
 need_py cryptography cryptography
+# The job definitions of `sealpipe deploy` are validated against the Kubernetes API schemas (cli/tests/deploy.rs).
+need_py kubernetes_validate kubernetes-validate
 # S3 + KMS integration tests (cli/tests/s3.rs) run against a local moto server.
 # moto >= 5.2.5: 5.2.0-5.2.4 answer CompleteMultipartUpload with an XML root the Rust SDK refuses.
 python3 -c "import moto.server, boto3, sys; sys.exit(tuple(int(x) for x in moto.__version__.split('.')[:3]) < (5, 2, 5))" 2>/dev/null \

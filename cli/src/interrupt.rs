@@ -1,26 +1,67 @@
-//! Ctrl-C and SIGTERM: undo what is half done, then exit 130.
+//! Ctrl-C and SIGTERM: stop gracefully where the command can, else (and on
+//! a second signal, or when the grace period is over) undo what is half
+//! done and exit 130.
 //!
-//! One watcher thread waits for the signal; then it runs the registered
-//! hooks (abort open S3 multipart uploads) and deletes the temporary files
-//! of local outputs not yet complete, so an interrupted run leaves nothing
-//! under a final name, no temporary files and no open uploads.
+//! One watcher thread waits for the signal. While an encrypt or reencrypt
+//! run has asked for a graceful stop ([`graceful`]), the first signal only
+//! sets its stop token: the run starts no more files, lets those in flight
+//! finish, stores its manifest (an `s3://` one included) and exits 130 by
+//! itself, all within `--grace-seconds` (an eviction's SIGTERM gives 30 s
+//! by default before SIGKILL, a spot reclaim 2 minutes). Otherwise, or on
+//! a second signal, or once the grace period is over, it runs the
+//! registered hooks (abort open S3 multipart uploads, give the lease back)
+//! and deletes the temporary files of local outputs not yet complete, so an
+//! interrupted run leaves nothing under a final name, no temporary files
+//! and no open uploads; then it exits 130.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// The stop token of the run that stops gracefully, and its grace period.
+static GRACEFUL: Mutex<Option<(Arc<AtomicBool>, Duration)>> = Mutex::new(None);
+
+/// Exit code of an interrupted run (graceful or not): a re-run resumes it.
+pub const INTERRUPTED: u8 = 130;
 
 /// Run `hook` if the process is interrupted.
 pub fn on_interrupt(hook: impl FnOnce() + Send + 'static) {
     HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
 }
 
+/// From now on the first signal stops the run gracefully: the token
+/// returned is set, and the run has `grace` to finish before the hooks run.
+pub fn graceful(grace: Duration) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    *GRACEFUL.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop.clone(), grace));
+    stop
+}
+
 /// Start the watcher thread.
 pub fn install() {
     let started = std::thread::Builder::new().name("sealpipe-signals".into()).spawn(|| {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(wait_for_signal());
+        runtime.block_on(async {
+            let mut signals = Signals::new();
+            let first = signals.next().await;
+            let graceful = GRACEFUL.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some((stop, grace)) = graceful {
+                stop.store(true, Ordering::SeqCst);
+                errln!(
+                    "sealpipe: {first}: stopping: no new files; the files in flight finish and the manifest is stored \
+                     (another signal, or {} s from now, aborts them instead)",
+                    grace.as_secs_f64()
+                );
+                tokio::select! {
+                    second = signals.next() => errln!("sealpipe: {second} again: aborting"),
+                    _ = tokio::time::sleep(grace) => errln!("sealpipe: the grace period ({} s) is over: aborting", grace.as_secs_f64()),
+                }
+            }
+        });
         // Out of the watcher's runtime: hooks may block on another runtime.
         drop(runtime);
         let hooks = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|p| p.into_inner()));
@@ -29,31 +70,48 @@ pub fn install() {
         }
         let removed = sealpipe::store::local::discard_pending_outputs();
         errln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
-        std::process::exit(130);
+        std::process::exit(i32::from(INTERRUPTED));
     });
     if let Err(e) = started {
         errln!("sealpipe: warning: cannot watch for Ctrl-C ({e}); an interrupted run may leave temporary files");
     }
 }
 
-async fn wait_for_signal() {
+/// Ctrl-C and SIGTERM, each time one comes.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupt",
+                _ = term => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
+        }
+    }
 }

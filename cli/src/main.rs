@@ -11,6 +11,7 @@
 mod out;
 mod aws;
 mod bench;
+mod deploy;
 mod docs;
 mod interrupt;
 mod jobs;
@@ -362,6 +363,9 @@ Exit codes: 0 every record has its request (or job), 1 some were refused or fail
   sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd \\
       --target mediaconvert --to s3://media-in/2019/ | jq .service_roles.mediaconvert")]
     Policy(jobs::PolicyCmd),
+    /// Print a Kubernetes Indexed Job or an AWS Batch job definition (and its array job) that runs an
+    /// encrypt or reencrypt command as N shards, from that command's own flags (after `--`).
+    Deploy(deploy::DeployCmd),
     /// Print a shell completion script on stdout.
     #[command(after_help = "Examples:
   sealpipe completions bash > ~/.local/share/bash-completion/completions/sealpipe
@@ -522,6 +526,13 @@ struct EncryptArgs {
     /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
     #[arg(long, help_heading = "Input")]
     no_follow_symlinks: bool,
+    /// On SIGTERM or Ctrl-C (an eviction, a spot reclaim): start no more files, let those in flight
+    /// finish and store the manifest within this many seconds, then exit 130 (a re-run resumes);
+    /// past it, or on a second signal, in-flight files are aborted. Keep it under the engine's own
+    /// grace (Kubernetes' terminationGracePeriodSeconds, default 30); 0 aborts at once.
+    /// Example: --grace-seconds 90
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, help_heading = "Run control")]
+    grace_seconds: u64,
 }
 
 fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
@@ -649,7 +660,7 @@ fn main() -> ExitCode {
         Command::MergeManifests(c) => c.output.clone(),
         Command::Jobs(c) => c.output.clone(),
         Command::Policy(c) => c.output.clone(),
-        Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
+        Command::Completions(_) | Command::Man(_) | Command::Deploy(_) => OutputArgs::default(),
     };
     if let Err(e) = logging::init(&output) {
         errln!("sealpipe: error: {}", one_line(&e));
@@ -695,6 +706,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Man(c) => return docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
         Command::Jobs(c) => return jobs::run_jobs(c),
         Command::Policy(c) => return jobs::run_policy(c),
+        Command::Deploy(c) => return deploy::run(c, Cli::command()),
     };
     let g = &g;
     if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
@@ -720,7 +732,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Verify(c) => verify(c.args, g, &keyring_path, tuning),
         Command::RebuildManifest(c) => rebuild::run(c.args, &context(g, &keyring_path, None)?, g.json).map_err(UsageError::from),
         Command::Bench(c) => bench::run(c.args, g),
-        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Completions(_) | Command::Man(_) => {
+        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Deploy(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }
     }
@@ -741,7 +753,10 @@ fn parse_hex(text: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn exit_for(summary: &Summary) -> ExitCode {
-    if summary.stopped_early() {
+    if summary.interrupted {
+        // Stopped by a signal with everything in flight finished and recorded: retried, it resumes.
+        ExitCode::from(interrupt::INTERRUPTED)
+    } else if summary.stopped_early() {
         ExitCode::from(3)
     } else if !summary.failures.is_empty() {
         ExitCode::from(1)
@@ -910,6 +925,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
         restore: a.restore.clone(),
         copy_props: a.s3.copy_props.into(),
+        stop: (!a.dry_run).then(|| interrupt::graceful(std::time::Duration::from_secs(a.grace_seconds))),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);
@@ -954,6 +970,7 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
         "mode": mode.to_string(),
         "threads": rayon::current_num_threads(),
         "shard": shard.map(|s| s.to_string()),
+        "interrupted": summary.interrupted,
         "filtered": filter.rejected(),
         "filtered_by": filter.reasons().into_iter().map(|(rule, files)| serde_json::json!({"rule": rule, "files": files})).collect::<Vec<_>>(),
         "contexts": target.services().iter().map(|s| match s {
@@ -968,6 +985,9 @@ fn encrypt(a: EncryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning, unse
     report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {
         report::info(&format!("sealpipe: manifest: {}", manifest_path.display()));
+    }
+    if summary.interrupted {
+        errln!("sealpipe: interrupted: no file left half done; {} file(s) finished and recorded in {}; a re-run does the rest", summary.files, manifest_path.display());
     }
     Ok(exit_for(&summary))
 }

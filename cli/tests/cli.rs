@@ -1214,7 +1214,8 @@ mod interrupted {
         let home = env.p("home");
         fs::create_dir_all(&home).unwrap();
         let mut child = Command::new(BIN)
-            .args(args!["encrypt", src, "--out", out, "--threads", "1", "--json"])
+            // --grace-seconds 0: a signal aborts at once (no waiting for the file in flight).
+            .args(args!["encrypt", src, "--out", out, "--threads", "1", "--json", "--grace-seconds", "0"])
             .current_dir(env.root())
             .env("SEALPIPE_KEYRING", env.keyring())
             .env("HOME", &home)

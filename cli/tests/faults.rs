@@ -481,8 +481,10 @@ fn lost_replies_to_upload_part_converge() {
 /// Where a file is held mid-part (its second UploadPart held by the proxy):
 /// the run is killed there; the held part is then let through to moto (as a
 /// request already on the wire would be), and a fault-free re-run converges.
+/// A held part never finishes: SIGTERM's graceful stop waits for it one
+/// second (`--grace-seconds 1`), then aborts it.
 fn killed_mid_part(bucket: &str, signal: &str) -> (Server, Job, FaultProxy, Bounded) {
-    killed_at(bucket, signal, r#"{"rules": [{"op": "UploadPart", "key": "enc/f01.ts", "part": 2, "nth": 1, "action": "pause_until_released"}]}"#, &[])
+    killed_at(bucket, signal, r#"{"rules": [{"op": "UploadPart", "key": "enc/f01.ts", "part": 2, "nth": 1, "action": "pause_until_released"}]}"#, &["--grace-seconds", "1"])
 }
 
 /// A run (with `extra` arguments) signalled with `signal` once the proxy
@@ -532,7 +534,8 @@ fn sigkill_mid_part_then_clean_rerun_converges() {
 fn sigterm_mid_part_exits_130_and_rerun_converges() {
     let (moto, job, proxy, killed) = killed_mid_part("faults-term", "-TERM");
     assert_eq!(killed.code(), Some(130), "{}", killed.stderr());
-    assert!(proxy.count("AbortMultipartUpload") >= 1, "SIGTERM aborts the open upload: {}", summarize_log(&proxy.log()));
+    assert!(killed.stderr().contains("grace period (1 s) is over: aborting"), "{}", killed.stderr());
+    assert!(proxy.count("AbortMultipartUpload") >= 1, "SIGTERM aborts the open upload once the grace period is over: {}", summarize_log(&proxy.log()));
     rerun_converges(&moto, &job, &proxy, "SIGTERM mid-part", &killed);
 }
 

@@ -255,6 +255,8 @@ fn sigterm_mid_upload_aborts_open_uploads() {
     cmd.args(["encrypt", tree.media.join("big.ts").to_str().unwrap(), "--to", "s3://media-int/p/", "--kms-key", "alias/int"])
         .args(["--part-size", "5M", "--concurrency", "1", "--force-path-style", "--manifest"])
         .arg(&manifest)
+        // A signal aborts at once (the graceful stop is tests/evict.rs's).
+        .args(["--grace-seconds", "0"])
         .stderr(Stdio::piped());
     aws_env(&mut cmd, &proxy.url());
     let mut child = cmd.spawn().unwrap();

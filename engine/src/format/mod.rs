@@ -3,9 +3,11 @@
 //! one module per service's settings block ([`mediaconvert`],
 //! [`elastictranscoder`]), so a change on a service's side touches one file;
 //! whole MediaConvert `CreateJob` requests ([`jobs`]) and the IAM policies the
-//! services' roles need ([`policy`]).
+//! services' roles need ([`policy`]); the Kubernetes and AWS Batch job
+//! definitions of a sharded run ([`deploy`]).
 //! This module depends on nothing else of the engine but its errors.
 
+pub mod deploy;
 pub mod digest;
 pub mod elastictranscoder;
 pub mod envelope;

@@ -98,6 +98,11 @@ pub struct EncryptJob<'a> {
     /// `None`: its resolved local path. Outputs carry its [`job_id`] in their
     /// envelopes, by which a re-run of this job knows its own unrecorded outputs.
     pub manifest_name: Option<String>,
+    /// Set by the caller to stop the run gracefully (an eviction's SIGTERM):
+    /// no file is started after it is set, the files in flight finish and
+    /// are recorded, and the run returns as usual with
+    /// [`Summary::interrupted`]. The engine never reads signals itself.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -131,7 +136,13 @@ impl<'a> EncryptJob<'a> {
             manifest_name: None,
             restore: None,
             copy_props: CopyProps::Default,
+            stop: None,
         }
+    }
+
+    /// Whether the caller asked the run to stop.
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -174,11 +185,17 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
 
     let (tx, rx) = crossbeam_channel::bounded::<Listing>(1024);
     let stop = AtomicBool::new(false);
+    // The caller's stop cut the run short: files were left unstarted.
+    let cut = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| -> Result<()> {
-        let stop = &stop;
+        let (stop, cut) = (&stop, &cut);
         let inputs = &inputs;
         scope.spawn(move || {
             list(inputs, &mut |item| {
+                if job.stopping() {
+                    cut.store(true, Ordering::Relaxed);
+                    return ControlFlow::Break(());
+                }
                 if stop.load(Ordering::Relaxed) || tx.send(item).is_err() {
                     ControlFlow::Break(())
                 } else {
@@ -215,7 +232,15 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         };
         let job_id = job_id(job.manifest_name.as_deref().unwrap_or(&resolve(manifest.path()).display().to_string()));
         let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, job_id, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
-        let items = first.drain(..).chain(rx.iter());
+        // Once the caller says stop, no further file is started (the one
+        // taken when it is seen is left unplanned, as if never listed).
+        let items = first.drain(..).chain(rx.iter()).take_while(|_| {
+            let go_on = !job.stopping();
+            if !go_on {
+                cut.store(true, Ordering::Relaxed);
+            }
+            go_on
+        });
         let admitted = items.filter_map(|item| run.admit(item));
         let multi_buffer = job.mode == Mode::Cbc && job.unseal.is_none() && inputs.all_local();
         match keys.as_ref().filter(|k| multi_buffer && (k.supplied().is_some() || job.reuse_key.is_some())) {
@@ -248,6 +273,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         if let Some(k) = &keys {
             summary.key_requests = k.requests();
         }
+        summary.interrupted = cut.load(Ordering::Relaxed);
         Ok(())
     });
     if !job.dry_run {

@@ -75,6 +75,9 @@ pub struct Summary {
     /// decrypt (GCM tag, CBC padding) and have the recorded length, but
     /// their content was compared with nothing.
     pub unchecked_content: u64,
+    /// The caller's stop ([`super::encrypt::EncryptJob::stop`]) left files
+    /// unstarted: what was in flight finished and is recorded; a re-run does the rest.
+    pub interrupted: bool,
 }
 
 impl Summary {
