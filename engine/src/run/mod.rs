@@ -4,6 +4,8 @@
 //!   Inventory reports, this shard's share) → a stream of entries;
 //! * [`ledger`] and [`manifest`]: what earlier runs finished (the manifest) and
 //!   left in flight (the journal), so a re-run resumes;
+//! * [`location`]: where a job's manifest is, and reading one wherever it is (a local
+//!   file or a store's object), for the commands to share;
 //! * [`lease`]: who may run a job now (one run per manifest; a dead holder never blocks);
 //! * [`keys`]: where each file's data key comes from (fresh, supplied, cached);
 //! * [`schedule`]: files over the workers (one per worker, or the multi-buffer CBC path);
@@ -19,6 +21,7 @@ pub mod filter;
 pub mod inputs;
 pub mod keys;
 pub mod lease;
+pub mod location;
 pub mod ledger;
 pub mod manifest;
 pub mod merge;
