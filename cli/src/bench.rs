@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use sealpipe::bench::{self, BenchPlan, Report};
+use sealpipe_bench::{self as bench, BenchPlan, Report};
 use sealpipe::format::{KeyBits, Mode};
 use sealpipe::size::{human, parse_size};
 
@@ -320,7 +320,7 @@ fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
 }
 
 fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
-    use sealpipe::bench::capacity::{estimate, PlanInput};
+    use sealpipe_bench::capacity::{estimate, PlanInput};
     let report = read_report(a.plan.as_deref().expect("--plan given"))?;
     let cores = a.cores.unwrap_or(report.machine.cpus);
     let (objects, bytes) = match (a.objects, a.bytes) {

@@ -14,8 +14,10 @@
 //! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM;
 //! * [`store`]: where bytes come from and go (local files, S3), chosen by URL scheme;
 //! * [`pipeline`]: the one data path: source → cipher + plaintext digest → sink;
-//! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report;
-//! * [`bench`]: throughput measurement on the target hardware.
+//! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report.
+//!
+//! Throughput measurement (`sealpipe bench`) is a crate of its own, `benches/`
+//! (`sealpipe-benches`), built on this one's public API.
 //!
 //! The engine never prints and never parses arguments; parallelism runs on
 //! the caller's rayon pool, AWS calls on the caller's tokio runtime.
@@ -32,7 +34,6 @@ pub mod cipher;
 pub mod store;
 pub mod pipeline;
 pub mod run;
-pub mod bench;
 
 pub use error::{Error, Result};
 

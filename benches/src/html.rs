@@ -216,7 +216,7 @@ pub fn report(r: &Report, json: &str) -> String {
         m.cpus,
         esc(&feats.join(" ")),
         esc(m.cache.as_deref().unwrap_or("unknown")),
-        m.memory_bytes.map_or("unknown".into(), crate::size::human),
+        m.memory_bytes.map_or("unknown".into(), sealpipe::size::human),
         esc(m.kernel.as_deref().unwrap_or("unknown")),
         esc(m.governor.as_deref().unwrap_or("not readable")),
         esc(&m.dir),
@@ -231,8 +231,8 @@ pub fn report(r: &Report, json: &str) -> String {
 In memory: the cipher alone on one buffer ({} fits the caches, {} does not); CBC encryption is sequential per file, so it is shown as one file (one thread) and as N files interleaved (multi-buffer, 8 per thread, one key). \
 File → file: read, encrypt/decrypt + SHA-256, write through the page cache (warm), and with the output fsynced. \
 openssl lines: <code>openssl speed -evp</code>, 16 KiB blocks, one thread and (<code>-multi N</code>) the most threads; a row's ratio is to openssl at its own thread count where that ran, else to one thread. Efficiency: median / (threads × the 1-thread median).</p>",
-        if r.settings.cache_bytes > 0 { crate::size::human(r.settings.cache_bytes) } else { "(not measured)".into() },
-        crate::size::human(r.settings.memory_bytes)
+        if r.settings.cache_bytes > 0 { sealpipe::size::human(r.settings.cache_bytes) } else { "(not measured)".into() },
+        sealpipe::size::human(r.settings.memory_bytes)
     );
     // Charts per mode.
     let ladder = &r.settings.threads;
