@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
-use crate::{LogLevel, OutputArgs};
+use crate::args::{LogLevel, OutputArgs};
 
 /// The level the flags ask for.
 pub fn level(o: &OutputArgs) -> LevelFilter {

@@ -22,7 +22,7 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 static BARS: AtomicU8 = AtomicU8::new(0);
 
 /// Take the output flags of the command line.
-pub fn configure(o: &crate::OutputArgs) {
+pub fn configure(o: &crate::args::OutputArgs) {
     QUIET.store(o.quiet, Ordering::Relaxed);
     BARS.store(if o.no_progress || o.quiet { 2 } else if o.progress { 1 } else { 0 }, Ordering::Relaxed);
 }
