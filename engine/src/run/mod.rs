@@ -12,6 +12,7 @@
 //! * [`encrypt`], [`verify`] (and `decrypt`), [`reencrypt`]: the commands' runs;
 //! * [`report`]: events and the summary, for the caller to render;
 //! * [`filter`]: `--include`/`--exclude`, as the AWS CLI evaluates them;
+//! * [`status`]: how far a job is (done, in flight, the last run's failures), for `sealpipe status`;
 //! * [`rebuild`]: a manifest again from the envelopes S3 outputs carry;
 //! * [`merge`]: joining the manifests of sharded runs; [`inputs`] and
 //!   [`shard`]: the readers and the split behind `plan`.
@@ -31,6 +32,7 @@ pub mod reencrypt;
 pub mod report;
 pub mod schedule;
 pub mod shard;
+pub mod status;
 #[cfg(feature = "aws")]
 pub mod submit;
 pub mod verify;
