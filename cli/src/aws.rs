@@ -79,16 +79,16 @@ impl Context {
     pub fn new(args: &AwsArgs, keyring: &Path, kms_key: Option<String>) -> anyhow::Result<Self> {
         let connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
         let read_timeout = seconds("--read-timeout", args.read_timeout)?;
-        if let Some(bundle) = &args.ca_bundle {
+        if let Some(bundle) = &args.connect.ca_bundle {
             std::fs::metadata(bundle).map_err(|e| anyhow!("--ca-bundle {}: {e}", bundle.display()))?;
             // Read by the HTTPS client's native certificate loader, when the first client is built.
             std::env::set_var("SSL_CERT_FILE", bundle);
         }
         let options = AwsOptions {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            endpoint_url: args.endpoint_url.clone(),
-            force_path_style: args.force_path_style,
+            region: args.connect.region.clone(),
+            profile: args.connect.profile.clone(),
+            endpoint_url: args.connect.endpoint_url.clone(),
+            force_path_style: args.connect.force_path_style,
             max_attempts: args.max_attempts.unwrap_or(0),
             connect_timeout,
             read_timeout,

@@ -24,15 +24,15 @@ use anyhow::{anyhow, Context};
 use clap::{CommandFactory, FromArgMatches};
 use sealpipe::keys::LocalKeyring;
 
-use args::{filter_rules, Cli, Command, OutputArgs};
+use args::{filter_rules, upload_flags, Cli, Command, OutputArgs};
 use cmd::{Global, UsageError};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match (&mut cli.command, matches.subcommand()) {
-        (Command::Encrypt(c), Some((_, m))) => c.args.filters = filter_rules(m),
-        (Command::Reencrypt(c), Some((_, m))) => c.args.encrypt.filters = filter_rules(m),
+        (Command::Encrypt(c), Some((_, m))) => (c.args.filters, c.args.upload_flags) = (filter_rules(m), upload_flags(m)),
+        (Command::Reencrypt(c), Some((_, m))) => (c.args.encrypt.filters, c.args.encrypt.upload_flags) = (filter_rules(m), upload_flags(m)),
         _ => {}
     }
     let output = match &cli.command {
@@ -44,7 +44,8 @@ fn main() -> ExitCode {
         Command::Bench(c) => c.output.clone(),
         Command::MergeManifests(c) => c.output.clone(),
         Command::Jobs(c) => c.output.clone(),
-        Command::Policy(c) => c.output.clone(),
+        Command::Policy(c) => c.log.output(),
+        Command::Status(c) => c.log.output(),
         Command::Completions(_) | Command::Man(_) => OutputArgs::default(),
     };
     if let Err(e) = logging::init(&output) {
@@ -63,11 +64,13 @@ fn main() -> ExitCode {
 }
 
 /// An error and its causes on one line, each cause once (a cause whose text an
-/// outer message already contains is not repeated).
+/// outer message already contains, in any case and less its OS error number, is not repeated).
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain().map(|c| c.to_string()) {
-        if line.contains(&cause) {
+        // "No such file or directory (os error 2)" under "...: no such file or directory".
+        let bare = cause.split(" (os error").next().unwrap_or(&cause).to_lowercase();
+        if line.to_lowercase().contains(&bare) {
             continue;
         }
         if !line.is_empty() {
@@ -92,6 +95,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Man(c) => return cmd::docs::man(Cli::command(), c.out_dir.as_deref()).map_err(UsageError::from),
         Command::Jobs(c) => return cmd::jobs::run(c),
         Command::Policy(c) => return cmd::policy::run(c),
+        Command::Status(c) => return cmd::status::run(c),
     };
     let g = &g;
     if g.chunk_size < 16 || g.chunk_size % 16 != 0 || g.chunk_size > 1 << 30 {
@@ -114,7 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Verify(c) => cmd::verify::run(c.args, g, &keyring_path),
         Command::RebuildManifest(c) => cmd::rebuild::run(c.args, &cmd::context(g, &keyring_path, None)?, g.json).map_err(UsageError::from),
         Command::Bench(c) => cmd::bench::run(c.args, g),
-        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Completions(_) | Command::Man(_) => {
+        Command::MergeManifests(_) | Command::Jobs(_) | Command::Policy(_) | Command::Status(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }
     }

@@ -20,6 +20,19 @@ pub struct EncryptArgs {
     /// between listing and reading fails). Example: testdata/media
     #[arg(value_name = "INPUT", required_unless_present_any = ["from_list", "inventory"])]
     pub inputs: Vec<PathBuf>,
+    /// Where the encrypted files go: this local folder; files keep their relative paths and names.
+    /// Give --out or --to. Example: --out /tmp/enc
+    #[arg(long, value_name = "DIR", help_heading = "Destination")]
+    pub out: Option<PathBuf>,
+    /// Where the encrypted files go: uploaded to S3 under this prefix, instead of --out (the manifest
+    /// then defaults to a file named after it under $XDG_STATE_HOME/sealpipe/). Example: --to s3://media-in/2019/
+    #[arg(long, value_name = "S3_URL", conflicts_with = "out", help_heading = "Destination")]
+    pub to: Option<String>,
+    /// Manifest to append records to (an s3:// URL is uploaded at the end of the run, also after failures).
+    /// Default: OUT/manifest.jsonl, or with --to a file named after the destination under
+    /// $XDG_STATE_HOME/sealpipe/ (~/.local/state/sealpipe/). Example: --manifest run.jsonl
+    #[arg(long, value_name = "PATH", help_heading = "Destination")]
+    pub manifest: Option<PathBuf>,
     /// A list file: one local path or s3:// URL per line (# comments; - for standard input).
     /// Outputs keep the path without its root, or the object key. Repeatable. Example: --from-list todo.txt
     #[arg(long, value_name = "FILE", help_heading = "Input")]
@@ -31,21 +44,69 @@ pub struct EncryptArgs {
     pub inventory: Vec<PathBuf>,
     /// Take files matching this pattern again after an --exclude (as the AWS CLI: every file is
     /// taken by default, filters apply in order and the last match wins; * also matches /; matched
-    /// against the path below the input). Repeatable. Example: --exclude '*' --include '*.ts'
+    /// against the path below the input). Alone it leaves nothing out: --include '*.ts' takes
+    /// every file; --exclude '*' --include '*.ts' takes only .ts files. Repeatable.
+    /// Example: --exclude '*' --include '*.ts'
     #[arg(long = "include", value_name = "PATTERN", help_heading = "Input")]
     pub include_glob: Vec<String>,
-    /// Leave out files matching this pattern (see --include; counted in the summary as skipped).
+    /// Leave out files matching this pattern (see --include; counted in the summary as filtered).
     /// Repeatable. Example: --exclude '*.tmp' --exclude 'cache/*'
     #[arg(long = "exclude", value_name = "PATTERN", help_heading = "Input")]
     pub exclude_glob: Vec<String>,
     /// --include and --exclude in command-line order (filled from the matches).
     #[arg(skip)]
     pub filters: Vec<Rule>,
+    /// Ask S3 to restore archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive
+    /// tiers), once each: RestoreObject for this many days at this tier (default days=7,tier=Bulk).
+    /// Without it they are only reported; either way a later run encrypts what is restored.
+    /// Example: --restore days=3,tier=Standard
+    #[arg(long, value_name = "days=N,tier=T", num_args = 0..=1, default_missing_value = "", value_parser = parse_restore, help_heading = "Input")]
+    pub restore: Option<sealpipe::store::RestoreRequest>,
+    /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
+    /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
+    #[arg(long, help_heading = "Input")]
+    pub no_follow_symlinks: bool,
+    /// Cipher mode. Example: --mode gcm
+    #[arg(long, value_enum, default_value = "ctr", help_heading = "Keys")]
+    pub mode: ModeArg,
+    /// Service(s) that will decrypt: sets IV length, encryption context and settings blocks.
+    /// Example: --target mediaconvert
+    #[arg(long, value_enum, default_value = "any", help_heading = "Keys")]
+    pub target: TargetArg,
+    /// Key size for generated data keys. Example: --key-bits 128
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::PossibleValuesParser::new(["128", "192", "256"]).map(|s| s.parse::<u16>().expect("listed values parse")), help_heading = "Keys")]
+    pub key_bits: u16,
     /// Let one generated data key serve several files (each with its own random IV), within
     /// limits: max-files (default 1000, at most 1000000), max-bytes (default 64G), max-age
     /// (default 5m). Without it every file gets its own key. Example: --reuse-key max-files=500,max-age=10m
     #[arg(long, value_name = "LIMITS", num_args = 0..=1, default_missing_value = "", value_parser = parse_reuse, help_heading = "Keys")]
     pub reuse_key: Option<KeyReuse>,
+    /// Use this raw data key (16, 24 or 32 bytes) for every file instead of a fresh key per file.
+    /// Example: --data-key-file key.bin  (made with: openssl rand 32 > key.bin)
+    #[arg(long, value_name = "PATH", help_heading = "Keys")]
+    pub data_key_file: Option<PathBuf>,
+    /// Use this IV (hex; 16 bytes, or 12 for GCM; a 12-byte CTR IV is allowed with a warning). Refused when one key
+    /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
+    #[arg(long, value_name = "HEX", help_heading = "Keys")]
+    pub iv_hex: Option<String>,
+    /// Plaintext digest each record carries and verify compares: sha256 (as sha256sum prints it),
+    /// blake3 (as b3sum prints it) and crc64nvme (S3's ChecksumCRC64NVME, in hex) hash in parallel
+    /// and never cap one file; none records no digest, so verify can check only that each file
+    /// decrypts and has its length. Example: --digest blake3
+    #[arg(long, default_value = "sha256", value_parser = clap::builder::PossibleValuesParser::new(["sha256", "blake3", "crc64nvme", "none"]).map(|s| s.parse::<DigestAlg>().expect("listed values parse")), help_heading = "Manifest")]
+    pub digest: DigestAlg,
+    /// With an s3:// --manifest: store its records in S3 at least this often as the run goes
+    /// (seconds), so a machine lost mid-run loses at most that much of the record; an output whose
+    /// record was lost is found by its envelope and encrypted again. Example: --manifest-flush-seconds 30
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Manifest")]
+    pub manifest_flush_seconds: u64,
+    /// With an s3:// --manifest: also store it once this many new records wait. Example: --manifest-flush-records 500
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Manifest")]
+    pub manifest_flush_records: u64,
+    /// Prefix for each record's MediaConvert FileInput (relative path appended).
+    /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
+    #[arg(long, value_name = "URL", help_heading = "Manifest")]
+    pub file_input_prefix: Option<String>,
     /// Take only shard I of N (a stable hash of each file's key); auto/N reads the index from
     /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch).
     /// The manifest name gets .shard-I-of-N (or put {shard} in --manifest). Example: --shard auto/16
@@ -58,58 +119,6 @@ pub struct EncryptArgs {
     /// writing or asking for keys. Example: --dry-run
     #[arg(long, help_heading = "Run control")]
     pub dry_run: bool,
-    /// Output folder; files keep their relative paths and names (or --to s3://...). Example: --out /tmp/enc
-    #[arg(long, value_name = "DIR", required_unless_present = "to", help_heading = "Output")]
-    pub out: Option<PathBuf>,
-    #[command(flatten)]
-    pub s3: S3Args,
-    /// Cipher mode. Example: --mode gcm
-    #[arg(long, value_enum, default_value = "ctr", help_heading = "Keys")]
-    pub mode: ModeArg,
-    /// Plaintext digest each record carries and verify compares: sha256 (as sha256sum prints it),
-    /// blake3 (as b3sum prints it) and crc64nvme (S3's ChecksumCRC64NVME, in hex) hash in parallel
-    /// and never cap one file; none records no digest, so verify can check only that each file
-    /// decrypts and has its length. Example: --digest blake3
-    #[arg(long, default_value = "sha256", value_parser = clap::builder::PossibleValuesParser::new(["sha256", "blake3", "crc64nvme", "none"]).map(|s| s.parse::<DigestAlg>().expect("listed values parse")), help_heading = "Output")]
-    pub digest: DigestAlg,
-    /// Service(s) that will decrypt: sets IV length, encryption context and settings blocks.
-    /// Example: --target mediaconvert
-    #[arg(long, value_enum, default_value = "any", help_heading = "Keys")]
-    pub target: TargetArg,
-    /// Key size for generated data keys. Example: --key-bits 128
-    #[arg(long, default_value_t = 256, value_parser = clap::builder::PossibleValuesParser::new(["128", "192", "256"]).map(|s| s.parse::<u16>().expect("listed values parse")), help_heading = "Keys")]
-    pub key_bits: u16,
-    /// Use this raw data key (16, 24 or 32 bytes) for every file instead of a fresh key per file.
-    /// Example: --data-key-file key.bin  (made with: openssl rand 32 > key.bin)
-    #[arg(long, value_name = "PATH", help_heading = "Keys")]
-    pub data_key_file: Option<PathBuf>,
-    /// Use this IV (hex; 16 bytes, or 12 for GCM; a 12-byte CTR IV is allowed with a warning). Refused when one key
-    /// would encrypt several files. Example: --iv-hex 00112233445566778899aabbccddeeff
-    #[arg(long, value_name = "HEX", help_heading = "Keys")]
-    pub iv_hex: Option<String>,
-    /// Manifest to append records to (an s3:// URL is uploaded at the end of the run, also after failures).
-    /// Default: OUT/manifest.jsonl, or with --to a file named after the destination under
-    /// $XDG_STATE_HOME/sealpipe/ (~/.local/state/sealpipe/). Example: --manifest run.jsonl
-    #[arg(long, value_name = "PATH", help_heading = "Output")]
-    pub manifest: Option<PathBuf>,
-    /// Ask S3 to restore archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive
-    /// tiers), once each: RestoreObject for this many days at this tier (default days=7,tier=Bulk).
-    /// Without it they are only reported; either way a later run encrypts what is restored.
-    /// Example: --restore days=3,tier=Standard
-    #[arg(long, value_name = "days=N,tier=T", num_args = 0..=1, default_missing_value = "", value_parser = parse_restore, help_heading = "Input")]
-    pub restore: Option<sealpipe::store::RestoreRequest>,
-    /// With an s3:// --manifest: store its records in S3 at least this often as the run goes
-    /// (seconds), so a machine lost mid-run loses at most that much of the record; an output whose
-    /// record was lost is found by its envelope and encrypted again. Example: --manifest-flush-seconds 30
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Output")]
-    pub manifest_flush_seconds: u64,
-    /// With an s3:// --manifest: also store it once this many new records wait. Example: --manifest-flush-records 500
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Output")]
-    pub manifest_flush_records: u64,
-    /// Prefix for each record's MediaConvert FileInput (relative path appended).
-    /// Default: the local output path. Example: --file-input-prefix s3://media-in/2019/
-    #[arg(long, value_name = "URL", help_heading = "Output")]
-    pub file_input_prefix: Option<String>,
     /// Overwrite outputs that already exist, and encrypt again files the manifest records as done.
     /// Example: --force
     #[arg(long, help_heading = "Run control")]
@@ -119,10 +128,15 @@ pub struct EncryptArgs {
     /// It is renewed every third of it. Example: --lease-seconds 300
     #[arg(long, value_name = "SECONDS", default_value_t = sealpipe::run::lease::DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(3..), help_heading = "Run control")]
     pub lease_seconds: u64,
-    /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
-    /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
-    #[arg(long, help_heading = "Input")]
-    pub no_follow_symlinks: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Not a flag of sealpipe: folders and s3:// prefixes are always encrypted recursively (refused
+    /// with a line that says so, for habits from `aws s3 cp --recursive`).
+    #[arg(long, short = 'r', hide = true)]
+    pub recursive: bool,
+    /// The S3 upload flags given on the command line (filled from the matches), refused with --out.
+    #[arg(skip)]
+    pub upload_flags: Vec<String>,
 }
 
 pub fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
@@ -169,10 +183,6 @@ impl From<ChecksumArg> for ChecksumChoice {
 /// Upload options of `encrypt`.
 #[derive(Args)]
 pub struct S3Args {
-    /// Upload outputs to S3 under this prefix instead of writing --out (the manifest then defaults
-    /// to a file named after it under $XDG_STATE_HOME/sealpipe/). Example: --to s3://media-in/2019/
-    #[arg(long, value_name = "S3_URL", conflicts_with = "out", help_heading = "Output")]
-    pub to: Option<String>,
     /// Multipart part size (5MiB to 5GiB; raised so a file fits in 10,000 parts). Example: --part-size 64MiB
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = sealpipe::size::parse_size, help_heading = "AWS")]
     pub part_size: u64,
@@ -242,6 +252,15 @@ pub fn parse_metadata(text: &str) -> Result<(String, String), String> {
 }
 
 impl S3Args {
+    /// The ids of the flags that say what an uploaded object is (its checksum, class, headers,
+    /// metadata, ACL, owner, server-side encryption): lost without a word on a local output, so
+    /// refused with --out. --part-size and --concurrency only size buffers, and are let be.
+    pub const UPLOAD_ONLY: &'static [&'static str] = &[
+        "checksum", "storage_class", "content_type", "cache_control", "content_disposition",
+        "content_language", "content_encoding", "copy_props", "metadata", "acl", "expected_bucket_owner", "sse",
+        "sse_kms_key_id", "bucket_key_enabled",
+    ];
+
     /// The server-side encryption these flags ask for; refuses KMS options without a KMS algorithm.
     pub fn sse(&self) -> anyhow::Result<Option<ServerSide>> {
         let kms = self.sse.as_deref().is_some_and(|a| a.starts_with("aws:kms"));

@@ -50,6 +50,14 @@ pub struct OutputArgs {
     /// Never draw progress bars (default: drawn when stderr is a terminal). Example: --no-progress
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+    /// Verbosity and the log.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Verbosity and the log: every command (alone, for those that print one document and draw no progress).
+#[derive(Args, Clone, Default)]
+pub struct LogArgs {
     /// Print errors only: no progress, summary or notes on stderr (--json still prints). Example: -q
     #[arg(short, long, help_heading = "Output", conflicts_with_all = ["verbose", "log_level"])]
     pub quiet: bool,
@@ -64,6 +72,13 @@ pub struct OutputArgs {
     /// Write the log to this file (appended) instead of stderr. Example: --log-file sealpipe.log
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub log_file: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// As the whole set of output flags, the others at their defaults.
+    pub fn output(&self) -> OutputArgs {
+        OutputArgs { log: self.clone(), ..OutputArgs::default() }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,9 +115,10 @@ pub struct PerfArgs {
 /// The local keyring.
 #[derive(Args, Clone)]
 pub struct KeyringArg {
-    /// Local keyring file. The default one is created (mode 0600) on first use; a --keyring path
-    /// that does not exist is an error unless --create-keyring is given.
-    /// Default: $SEALPIPE_KEYRING, else ~/.config/sealpipe/keyring.json.
+    /// Local keyring file, the only thing that can unwrap the data keys it wrapped (back it up). The
+    /// default one is created (mode 0600) on first use; a --keyring path that does not exist is an
+    /// error unless --create-keyring is given. Default: $SEALPIPE_KEYRING, else
+    /// $XDG_CONFIG_HOME/sealpipe/keyring.json (~/.config/sealpipe/keyring.json when it is unset).
     /// Example: --keyring ./keyring.json
     #[arg(long, value_name = "PATH", help_heading = "Keys")]
     pub keyring: Option<PathBuf>,
@@ -184,6 +200,10 @@ pub struct VerifyCmd {
 
 /// `bench`: its own flags, plus the output flags, the chunk size it measures with, and the AWS flags of `--to`.
 #[derive(Args)]
+#[command(mut_arg("json", |a| a.help(
+    "Print the whole run as one JSON document on stdout (schema sealpipe-bench/1: machine, settings, rows, peers), \
+     as --compare and --plan read it; progress still goes to stderr. Example: --json > bench.json"
+)))]
 pub struct BenchCmd {
     #[command(flatten)]
     pub args: bench::BenchArgs,
@@ -210,6 +230,21 @@ pub struct MergeCmd {
     pub args: manifests::MergeArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `status`: how far a job is.
+#[derive(Args)]
+pub struct StatusCmd {
+    /// Manifests of the job (local files or s3:// URLs), e.g. one per shard. Example: run.jsonl
+    #[arg(value_name = "MANIFEST", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// Print one JSON object on stdout instead of text. Example: --json | jq .files
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: aws::ConnectArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Args)]
@@ -314,12 +349,23 @@ Exit codes: 0 every record has its request (or job), 1 some were refused or fail
   sealpipe policy --kms-key arn:aws:kms:eu-west-1:123456789012:key/1234abcd \\
       --target mediaconvert --to s3://media-in/2019/ | jq .service_roles.mediaconvert")]
     Policy(jobs::PolicyCmd),
+    /// How far a job is: files done and bytes (per shard in a merged manifest), files in flight,
+    /// and the last run's failures with their causes, archived and skipped objects.
+    #[command(after_help = "Examples:
+  sealpipe status /tmp/enc/manifest.jsonl
+  sealpipe status runs/2019.shard-*.jsonl
+  sealpipe status s3://media-in/runs/2019.jsonl --json | jq .files
+
+Exit codes: 0 nothing failed or in flight, 1 some files failed or are in flight, 2 unreadable manifest.")]
+    Status(StatusCmd),
     /// Print a shell completion script on stdout.
     #[command(after_help = "Examples:
   sealpipe completions bash > ~/.local/share/bash-completion/completions/sealpipe
   sealpipe completions zsh > ~/.zfunc/_sealpipe
   sealpipe completions fish > ~/.config/fish/completions/sealpipe.fish
-  sealpipe completions powershell >> $PROFILE")]
+  sealpipe completions powershell >> $PROFILE
+
+The folders must exist first, e.g. mkdir -p ~/.local/share/bash-completion/completions")]
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout, or write one page per command with --out-dir.
     #[command(after_help = "Examples:
@@ -363,6 +409,19 @@ impl From<TargetArg> for Target {
             TargetArg::Elastictranscoder => Target::ElasticTranscoder,
         }
     }
+}
+
+/// The S3 upload flags of encrypt (`S3Args`) given on the command line of `m`, as typed (`--sse`).
+pub fn upload_flags(m: &clap::ArgMatches) -> Vec<String> {
+    use clap::parser::ValueSource;
+    let mut given: Vec<(usize, String)> = m
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| encrypt::S3Args::UPLOAD_ONLY.contains(id) && m.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| (m.index_of(id).unwrap_or(0), format!("--{}", id.replace('_', "-"))))
+        .collect();
+    given.sort();
+    given.into_iter().map(|(_, flag)| flag).collect()
 }
 
 /// The `--include`/`--exclude` rules of `m` in the order they were given.

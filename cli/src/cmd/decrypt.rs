@@ -42,13 +42,22 @@ pub fn run(a: DecryptArgs, g: &Global, keyring_path: &Path) -> Result<ExitCode, 
             (record.mode, key, record.iv()?, None)
         }
         None => {
-            let mode = Mode::from(a.mode.expect("clap requires --mode without --manifest"));
+            let given = (a.mode, a.iv_hex.as_deref(), a.key_hex.is_some() || a.data_key_file.is_some());
+            let (Some(mode), Some(iv_hex), true) = given else {
+                return Err(anyhow!(
+                    "{}: how was it encrypted? give --manifest PATH (the manifest of the run that encrypted it, local or s3://), \
+                     --envelope (an S3 object sealpipe wrote), or --mode, --key-hex or --data-key-file, and --iv-hex",
+                    a.input.display()
+                )
+                .into());
+            };
+            let mode = Mode::from(mode);
             let key = match (&a.key_hex, &a.data_key_file) {
                 (Some(h), _) => DataKey::from_slice(&zeroize_hex(h)?)?,
                 (None, Some(f)) => DataKey::from_file(f)?,
-                (None, None) => return Err(anyhow!("without --manifest, give the key with --key-hex or --data-key-file").into()),
+                (None, None) => unreachable!("checked above"),
             };
-            let iv_bytes = parse_hex(a.iv_hex.as_deref().expect("clap requires --iv-hex without --manifest"), "--iv-hex")?;
+            let iv_bytes = parse_hex(iv_hex, "--iv-hex")?;
             Target::Any.check_iv_len(mode, iv_bytes.len())?;
             (mode, key, Iv::from_slice(&iv_bytes)?, None)
         }
@@ -69,8 +78,12 @@ pub fn run(a: DecryptArgs, g: &Global, keyring_path: &Path) -> Result<ExitCode, 
             Summary { failures: vec![sealpipe::error::Failure::new(&a.input, &e)], ..Default::default() }
         }
     };
-    if g.json {
-        report::summary("decrypt", "decrypted", &summary, serde_json::json!({"output": a.out}), true);
+    // A failure is its one error line; a success is said as encrypt and verify say theirs.
+    if g.json || summary.failures.is_empty() {
+        report::summary("decrypt", "decrypted", &summary, serde_json::json!({"output": a.out}), g.json);
+    }
+    if !g.json && summary.failures.is_empty() {
+        report::info(&format!("sealpipe: plaintext: {}", a.out.display()));
     }
     Ok(exit_for(&summary))
 }

@@ -44,10 +44,11 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     }
     let shard = a.shard.as_deref().map(resolve_shard).transpose()?;
     // Argument checks before any network or credential work.
+    check_destination(&a)?;
     if let Some(out) = &a.out {
         check_out_dir(out)?;
     }
-    if a.s3.to.is_some() {
+    if a.to.is_some() {
         sealpipe::store::s3::check_part_size(a.s3.part_size).map_err(|e| anyhow!("--part-size: {e}"))?;
     }
     // Objects and an s3:// manifest are stored with the same server-side encryption.
@@ -56,17 +57,17 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     let ctx = context(&with_buckets(g, &a), keyring_path, g.kms_key.clone())?;
     // Where the job's manifest is: a store URL (each shard its own), or a local path.
     let folders = aws::folders();
-    let located = location::locate(&ctx.stores, a.manifest.as_deref(), a.out.as_deref(), a.s3.to.as_deref(), shard, &folders)?;
+    let located = location::locate(&ctx.stores, a.manifest.as_deref(), a.out.as_deref(), a.to.as_deref(), shard, &folders)?;
     // Said once the run is sure to start (after every check that can refuse it).
     let default_manifest_note = match (&located.default_for, &located.place) {
         (Some(to), Place::Local(path)) => Some(format!("sealpipe: manifest: {} (the default for --to {to}; --manifest names another)", path.display())),
         _ => None,
     };
     // One budget sizes every buffer: files in flight, pipeline windows, part buffers.
-    let upload = a.s3.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
+    let upload = a.to.as_ref().map(|_| (a.s3.part_size, a.s3.concurrency));
     let plan = super::memory_plan(g, upload)?;
     let settings = UploadSettings { part_size: a.s3.part_size, concurrency: plan.upload_concurrency, checksum: a.s3.checksum.into(), overwrite: a.force, object };
-    let destination = match (&a.s3.to, &a.out) {
+    let destination = match (&a.to, &a.out) {
         (Some(to), _) if !aws::is_url(Path::new(to)) => return Err(anyhow!("{to}: not an s3:// URL (expected s3://bucket/prefix/)").into()),
         (Some(to), _) => ctx.stores.destination(to, settings)?,
         (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
@@ -103,7 +104,10 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     let manifest = ManifestWriter::durable(&manifest_path)?;
     // Only now, every check that can refuse the run done: the key provider
     // (a dry run creates no keyring; the files' keys are asked for one by one).
+    let keyring_was_there = keyring_path.exists();
     let provider = if a.dry_run { ctx.providers.for_dry_run()? } else { ctx.providers.for_new_keys()? };
+    // Said once, at the end of the run that made it (see below): losing it loses every file it wraps keys for.
+    let new_keyring = provider.file().filter(|f| !keyring_was_there && f.exists()).map(Path::to_path_buf);
     if let Some(note) = &default_manifest_note {
         report::info(note);
     }
@@ -179,7 +183,11 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         Some(m) => PathBuf::from(&m.url),
         None => manifest_path,
     };
+    // The provider that wrapped new keys over the network (KMS), for the summary's request count.
+    let key_requests_to = (job.supplied_key.is_none() && g.kms_key.is_some()).then_some("KMS");
     let extra = serde_json::json!({
+        "key_requests_to": key_requests_to,
+        "keyring_created": new_keyring,
         "manifest": manifest_path,
         "mode": mode.to_string(),
         "threads": rayon::current_num_threads(),
@@ -194,10 +202,24 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     if let Some(Err(e)) = lease.map(Lease::release) {
         report::info(&format!("sealpipe: warning: the job's lease was not given back ({e}); it ends when its time runs out"));
     }
+    if !a.dry_run {
+        // For `sealpipe status`: what this run could not do, which the manifest does not say.
+        let last = sealpipe::run::status::LastRun::of(&summary, filter.rejected());
+        if let Err(e) = sealpipe::run::status::save_last_run(&manifest_path, &folders, &last) {
+            report::info(&format!("sealpipe: warning: cannot keep this run's outcome for sealpipe status: {e}"));
+        }
+    }
     let verb = if a.dry_run { "would encrypt" } else { verb };
     report::summary(command, verb, &summary, extra, g.json);
     if !g.json && summary.files > 0 && !a.dry_run {
         report::info(&format!("sealpipe: manifest: {}", manifest_path.display()));
+        if let Some(file) = &new_keyring {
+            report::info(&format!(
+                "sealpipe: keyring: created {} (mode 0600); only it can unwrap the data keys of these files: back it up (e.g. cp {} to a safe place)",
+                file.display(),
+                file.display()
+            ));
+        }
     }
     Ok(exit_for(&summary))
 }
@@ -212,7 +234,7 @@ fn with_buckets(g: &Global, a: &EncryptArgs) -> Global {
     let bucket = |url: &str| S3Url::split(url).ok().map(|(b, _)| b.to_string());
     if let Some(owner) = &a.s3.expected_bucket_owner {
         let manifest = a.manifest.as_ref().map(|m| m.to_string_lossy().into_owned());
-        for b in a.s3.to.iter().chain(manifest.iter()).filter_map(|u| bucket(u)) {
+        for b in a.to.iter().chain(manifest.iter()).filter_map(|u| bucket(u)) {
             g.aws.bucket_owners.push((b, owner.clone()));
         }
     }
@@ -236,6 +258,26 @@ fn resolve_shard(text: &str) -> anyhow::Result<Shard> {
         }
     }
     Err(anyhow!("--shard auto/{count}: neither JOB_COMPLETION_INDEX (Kubernetes Indexed Job) nor AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array job) is set"))
+}
+
+/// A destination, and no flag that means something else here: `--recursive`
+/// (folders and prefixes always are), upload flags with `--out` (only an
+/// `s3://` manifest is stored with `--sse` and `--expected-bucket-owner` then).
+fn check_destination(a: &EncryptArgs) -> anyhow::Result<()> {
+    if a.recursive {
+        return Err(anyhow!("--recursive: not needed: folders and s3:// prefixes are always encrypted recursively (every file below them); drop it"));
+    }
+    if a.out.is_none() && a.to.is_none() {
+        return Err(anyhow!("give a destination: --out DIR (a local folder) or --to s3://bucket/prefix/ (uploads to S3)"));
+    }
+    if a.out.is_some() {
+        let manifest_in_s3 = a.manifest.as_deref().is_some_and(aws::is_url);
+        let for_manifest = ["--sse", "--sse-kms-key-id", "--bucket-key-enabled", "--expected-bucket-owner"];
+        if let Some(flag) = a.upload_flags.iter().find(|f| !(manifest_in_s3 && for_manifest.contains(&f.as_str()))) {
+            return Err(anyhow!("{flag} applies to uploads (--to s3://bucket/prefix/), not to --out {}", a.out.as_deref().unwrap_or(Path::new("")).display()));
+        }
+    }
+    Ok(())
 }
 
 /// `--out DIR` must be a folder or creatable as one: said about the flag, not a path derived from it.

@@ -56,7 +56,7 @@ pub fn run(c: &JobsCmd) -> Result<ExitCode, UsageError> {
     let ctx = aws::Context::new(&c.aws, &LocalKeyring::default_path(), None)?;
     let records = super::records(&a.manifest, &ctx)?;
     // KmsKeyRegion is left out only where the key is in the job's region: that region must be known.
-    let region = match &c.aws.region {
+    let region = match &c.aws.connect.region {
         Some(r) => r.clone(),
         None => ctx.providers.session.aws()?.region().map_err(|_| anyhow!("give --region: the region jobs run in decides whether KmsKeyRegion is needed"))?,
     };

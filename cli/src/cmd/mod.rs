@@ -11,6 +11,7 @@ pub mod merge;
 pub mod policy;
 pub mod rebuild;
 pub mod reencrypt;
+pub mod status;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

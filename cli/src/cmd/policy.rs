@@ -21,7 +21,7 @@ pub fn run(c: &PolicyCmd) -> Result<ExitCode, UsageError> {
     let a = &c.args;
     let (key_arn, target) = match (&a.manifest, &a.kms_key) {
         (Some(m), _) => {
-            let ctx = aws::Context::new(&c.aws, &LocalKeyring::default_path(), None)?;
+            let ctx = aws::Context::new(&c.aws.all(), &LocalKeyring::default_path(), None)?;
             let records = super::records(m, &ctx)?;
             let kms: Vec<&Record> = records.iter().filter(|r| r.key_provider == jobs::KMS_PROVIDER).collect();
             let mut keys: Vec<&str> = kms.iter().map(|r| r.key_id.as_str()).collect();
@@ -51,7 +51,9 @@ pub fn run(c: &PolicyCmd) -> Result<ExitCode, UsageError> {
         roles.insert(s.short_name().into(), policy::service_role_policy(&key_arn, *s)?);
     }
     let sources = a.from.iter().map(|u| S3Prefix::parse(u)).collect::<sealpipe::Result<Vec<_>>>()?;
-    let manifest = a.run_manifest.as_deref().map(S3Prefix::parse).transpose()?;
+    // An s3:// --manifest is the run's manifest too: the principal reads and stores it (and its lease) there.
+    let s3_manifest = a.manifest.as_ref().map(|m| m.to_string_lossy().into_owned()).filter(|m| aws::is_url(std::path::Path::new(m)));
+    let manifest = a.run_manifest.as_deref().or(s3_manifest.as_deref()).map(S3Prefix::parse).transpose()?;
     let run = EncryptingRun {
         sources: &sources,
         manifest: manifest.as_ref(),
