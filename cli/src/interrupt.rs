@@ -2,7 +2,8 @@
 //! a second signal, or when the grace period is over) undo what is half
 //! done and exit 130.
 //!
-//! One watcher thread waits for the signal. While an encrypt or reencrypt
+//! One watcher thread waits for the signal on the process's runtime
+//! ([`crate::aws::runtime`]). While an encrypt or reencrypt
 //! run has asked for a graceful stop ([`graceful`]), the first signal only
 //! sets its stop token: the run starts no more files, lets those in flight
 //! finish, stores its manifest (an `s3://` one included) and exits 130 by
@@ -43,34 +44,38 @@ pub fn graceful(grace: Duration) -> Arc<AtomicBool> {
 
 /// Start the watcher thread.
 pub fn install() {
-    let started = std::thread::Builder::new().name("sealpipe-signals".into()).spawn(|| {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(async {
-            let mut signals = Signals::new();
-            let first = signals.next().await;
-            let graceful = GRACEFUL.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some((stop, grace)) = graceful {
-                stop.store(true, Ordering::SeqCst);
-                errln!(
-                    "sealpipe: {first}: stopping: no new files; the files in flight finish and the manifest is stored \
-                     (another signal, or {} s from now, aborts them instead)",
-                    grace.as_secs_f64()
-                );
-                tokio::select! {
-                    second = signals.next() => errln!("sealpipe: {second} again: aborting"),
-                    _ = tokio::time::sleep(grace) => errln!("sealpipe: the grace period ({} s) is over: aborting", grace.as_secs_f64()),
+    let started = crate::aws::runtime().and_then(|runtime| {
+        // The signal handlers are registered now, before any work starts.
+        let mut signals = runtime.block_on(async { Signals::new() });
+        std::thread::Builder::new()
+            .name("sealpipe-signals".into())
+            .spawn(move || {
+                // A plain thread, not one of the runtime's: the hooks below may block on the runtime.
+                runtime.block_on(async {
+                    let first = signals.next().await;
+                    let graceful = GRACEFUL.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some((stop, grace)) = graceful {
+                        stop.store(true, Ordering::SeqCst);
+                        errln!(
+                            "sealpipe: {first}: stopping: no new files; the files in flight finish and the manifest is stored \
+                             (another signal, or {} s from now, aborts them instead)",
+                            grace.as_secs_f64()
+                        );
+                        tokio::select! {
+                            second = signals.next() => errln!("sealpipe: {second} again: aborting"),
+                            _ = tokio::time::sleep(grace) => errln!("sealpipe: the grace period ({} s) is over: aborting", grace.as_secs_f64()),
+                        }
+                    }
+                });
+                let hooks = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|p| p.into_inner()));
+                for hook in hooks.into_iter().rev() {
+                    hook();
                 }
-            }
-        });
-        // Out of the watcher's runtime: hooks may block on another runtime.
-        drop(runtime);
-        let hooks = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|p| p.into_inner()));
-        for hook in hooks.into_iter().rev() {
-            hook();
-        }
-        let removed = sealpipe::store::local::discard_pending_outputs();
-        errln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
-        std::process::exit(i32::from(INTERRUPTED));
+                let removed = sealpipe::store::local::discard_pending_outputs();
+                errln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
+                std::process::exit(i32::from(INTERRUPTED));
+            })
+            .map_err(anyhow::Error::from)
     });
     if let Err(e) = started {
         errln!("sealpipe: warning: cannot watch for Ctrl-C ({e}); an interrupted run may leave temporary files");
@@ -84,6 +89,7 @@ struct Signals {
 }
 
 impl Signals {
+    /// Register the handlers (inside the runtime).
     fn new() -> Self {
         Signals {
             #[cfg(unix)]

@@ -16,11 +16,11 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
-use crate::{LogLevel, OutputArgs};
+use crate::args::{LogLevel, OutputArgs};
 
 /// The level the flags ask for.
 pub fn level(o: &OutputArgs) -> LevelFilter {
-    match (o.log_level, o.quiet, o.verbose) {
+    match (o.log.log_level, o.log.quiet, o.log.verbose) {
         (Some(LogLevel::Error), ..) => LevelFilter::ERROR,
         (Some(LogLevel::Warn), ..) => LevelFilter::WARN,
         (Some(LogLevel::Info), ..) => LevelFilter::INFO,
@@ -47,7 +47,7 @@ pub fn init(o: &OutputArgs) -> anyhow::Result<()> {
     let filter = Targets::new().with_target("sealpipe", level).with_default(others);
     // No internal-error reports: tracing-subscriber `eprintln!`s a failed write, which panics on a closed stderr.
     let layer = tracing_subscriber::fmt::layer().with_target(true).log_internal_errors(false);
-    match &o.log_file {
+    match &o.log.log_file {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("--log-file {}", path.display()))?;
             let file = Mutex::new(file);

@@ -22,9 +22,9 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 static BARS: AtomicU8 = AtomicU8::new(0);
 
 /// Take the output flags of the command line.
-pub fn configure(o: &crate::OutputArgs) {
-    QUIET.store(o.quiet, Ordering::Relaxed);
-    BARS.store(if o.no_progress || o.quiet { 2 } else if o.progress { 1 } else { 0 }, Ordering::Relaxed);
+pub fn configure(o: &crate::args::OutputArgs) {
+    QUIET.store(o.log.quiet, Ordering::Relaxed);
+    BARS.store(if o.no_progress || o.log.quiet { 2 } else if o.progress { 1 } else { 0 }, Ordering::Relaxed);
 }
 
 /// Whether only errors are printed (`-q`).
@@ -93,10 +93,12 @@ impl Progress {
         Progress { bars, files_total: AtomicU64::new(0), events }
     }
 
+    /// The end of the run: the bars drawn once more as they end (every file
+    /// listed by now, so the count is the run's whole), then left above the summary.
     pub fn clear(&self) {
         if let Some((_, bytes, files)) = &self.bars {
-            bytes.finish_and_clear();
-            files.finish_and_clear();
+            bytes.finish();
+            files.finish();
         }
     }
 }
@@ -255,13 +257,13 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     } else {
         let per_s = if s.seconds > 0.0 { s.bytes as f64 / s.seconds } else { 0.0 };
         say(format!(
-            "sealpipe: {verb} {} file{} ({}) in {:.2} s, {}/s, {:.0} files/s",
+            "sealpipe: {verb} {} file{} ({}) in {:.2} s, {}/s, {}",
             s.files,
             if s.files == 1 { "" } else { "s" },
             sealpipe::size::human(s.bytes),
             s.seconds,
             sealpipe::size::human(per_s as u64),
-            if s.seconds > 0.0 { s.files as f64 / s.seconds } else { 0.0 }
+            files_per_second(s.files, s.seconds),
         ));
     }
     if s.skipped > 0 {
@@ -291,7 +293,11 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
         say(format!("sealpipe: skipped {filtered} file{} left out by filters ({})", if filtered == 1 { "" } else { "s" }, by.join(", ")));
     }
     if let Some(line) = key_line(s, &contexts) {
-        say(format!("sealpipe: {line} (key provider requests: GenerateDataKey/Encrypt)"));
+        // Only a key provider that is asked over the network (KMS) made requests; the local keyring made none.
+        match extra.get("key_requests_to").and_then(|v| v.as_str()) {
+            Some(provider) => say(format!("sealpipe: {line} ({provider} requests: GenerateDataKey/Encrypt)")),
+            None => say(format!("sealpipe: {line}")),
+        }
     }
     if s.stopped_early() {
         say(format!("sealpipe: stopped after {} failures (--max-errors); {} file(s) not attempted; re-run to resume", s.failures.len(), s.not_attempted));
@@ -304,6 +310,13 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
     }
 }
 
+/// "N files/s", "1 file/s" as the rate rounds.
+fn files_per_second(files: u64, seconds: f64) -> String {
+    let rate = format!("{:.0}", if seconds > 0.0 { files as f64 / seconds } else { 0.0 });
+    let word = if rate == "1" { "file" } else { "files" };
+    format!("{rate} {word}/s")
+}
+
 /// A bar counting `len` items (jobs submitted) on stderr, when bars are drawn.
 pub fn counter(prefix: &str, len: u64) -> Option<ProgressBar> {
     draw_bars().then(|| {
@@ -312,4 +325,16 @@ pub fn counter(prefix: &str, len: u64) -> Option<ProgressBar> {
         bar.set_prefix(prefix.to_string());
         bar
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_file_per_second_is_singular() {
+        assert_eq!(super::files_per_second(1, 1.0), "1 file/s");
+        assert_eq!(super::files_per_second(3, 2.5), "1 file/s");
+        assert_eq!(super::files_per_second(2, 1.0), "2 files/s");
+        assert_eq!(super::files_per_second(0, 0.0), "0 files/s");
+        assert_eq!(super::files_per_second(10, 0.5), "20 files/s");
+    }
 }

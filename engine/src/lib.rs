@@ -15,8 +15,10 @@
 //! * [`cipher`]: streaming, parallel AES-CTR/CBC/GCM;
 //! * [`store`]: where bytes come from and go (local files, S3), chosen by URL scheme;
 //! * [`pipeline`]: the one data path: source → cipher + plaintext digest → sink;
-//! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report;
-//! * [`bench`]: throughput measurement on the target hardware.
+//! * [`run`]: whole jobs: plan, ledger, keys, schedule, encrypt/verify/reencrypt, report.
+//!
+//! Throughput measurement (`sealpipe bench`) is a crate of its own, `benches/`
+//! (`sealpipe-benches`), built on this one's public API.
 //!
 //! The engine never parses arguments, and prints nothing but the line of
 //! its one test hook (`test_pause`), which tests wait on; parallelism runs
@@ -38,7 +40,6 @@ pub mod cipher;
 pub mod store;
 pub mod pipeline;
 pub mod run;
-pub mod bench;
 
 pub use error::{Error, Result};
 

@@ -94,6 +94,10 @@ pub trait KeyProvider: Send + Sync {
     /// A provider that resolves its key lazily (KMS) resolves it here, so
     /// this may fail as a key request does.
     fn key_id(&self) -> Result<String>;
+    /// Where the key-encryption key is kept, when it is a file (the local keyring's path).
+    fn file(&self) -> Option<&Path> {
+        None
+    }
     /// [`KeyProvider::key_id`] where it is known without a request (a KMS
     /// key named by its ARN, or already resolved); `None` otherwise. A run
     /// with nothing to do compares records with it and asks KMS nothing.
@@ -217,8 +221,13 @@ pub const KMS_NAME: &str = "aws-kms";
 pub fn unwrap_record(record: &Record, provider: &dyn KeyProvider) -> Result<DataKey> {
     let key_id = provider.key_id()?;
     if record.key_provider != provider.name() || record.key_id != key_id {
+        // A keyring is a file: name it, and the flag that names another.
+        let hint = match provider.file() {
+            Some(file) => format!(" (the keyring {}); give the keyring that wrapped it with --keyring PATH", file.display()),
+            None => String::new(),
+        };
         return Err(Error::Key(format!(
-            "the data key was wrapped by {} {}, not by {} {key_id}",
+            "the data key was wrapped by {} {}, not by {} {key_id}{hint}",
             record.key_provider,
             record.key_id,
             provider.name(),
@@ -374,6 +383,10 @@ impl KeyProvider for LocalKeyring {
 
     fn key_id(&self) -> Result<String> {
         Ok(self.id())
+    }
+
+    fn file(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 
     fn kms_region(&self) -> Result<Option<String>> {

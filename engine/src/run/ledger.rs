@@ -273,15 +273,7 @@ impl Ledger {
         if let Some(output) = torn {
             interrupted.outputs.insert(output, (PathBuf::new(), false));
         }
-        if let Ok(file) = File::open(&journal_path) {
-            for line in BufReader::new(file).lines() {
-                let line = line.map_err(|e| Error::io(&journal_path, "read", e))?;
-                // A torn last line (killed mid-write) names nothing that was created.
-                if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
-                    interrupted.apply(line);
-                }
-            }
-        }
+        read_journal(&journal_path, &mut interrupted)?;
         Ok(Ledger {
             entries: Mutex::new(entries),
             settings,
@@ -507,6 +499,31 @@ impl crate::store::Journal for Ledger {
     fn warn(&self, location: &str, message: String) {
         self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push((location.to_string(), message));
     }
+}
+
+/// Apply the lines of the journal at `path` (none if it does not exist) to `state`.
+fn read_journal(path: &Path, state: &mut Inflight) -> Result<()> {
+    if let Ok(file) = File::open(path) {
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| Error::io(path, "read", e))?;
+            // A torn last line (killed mid-write) names nothing that was created.
+            if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
+                state.apply(line);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The outputs the journal at `path` says were started and not recorded
+/// (in flight now, or left by a run that was stopped), sorted; and the open
+/// uploads it names.
+pub fn in_flight(path: &Path) -> Result<(Vec<String>, usize)> {
+    let mut state = Inflight::default();
+    read_journal(path, &mut state)?;
+    let mut outputs: Vec<String> = state.outputs.into_keys().collect();
+    outputs.sort();
+    Ok((outputs, state.uploads.len()))
 }
 
 /// The journal beside a manifest.

@@ -60,9 +60,7 @@ impl<'s> ManifestCopy<'s> {
         let path = Path::new(url);
         Self::check_url(store, url)?;
         let local = if appending {
-            use sha2::Digest as _;
-            let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
-            work.join(format!("sealpipe-ledger-{tag}.jsonl"))
+            Self::working_copy(store, url, work)
         } else {
             let mut nonce = [0u8; 8];
             getrandom::fill(&mut nonce).map_err(|e| Error::random(crate::error::Stage::Plan, e))?;
@@ -85,6 +83,14 @@ impl<'s> ManifestCopy<'s> {
         }
         *copy.base_mut() = Some(base);
         Ok(copy)
+    }
+
+    /// Where a run's working copy of the manifest at `url` is kept in the
+    /// folder `work`: a name fixed by the URL and endpoint, so a re-run finds it.
+    pub fn working_copy(store: &dyn Store, url: &str, work: &Path) -> PathBuf {
+        use sha2::Digest as _;
+        let tag = hex::encode(&sha2::Sha256::digest(format!("{}\n{url}", store.endpoint()).as_bytes())[..12]);
+        work.join(format!("sealpipe-ledger-{tag}.jsonl"))
     }
 
     fn base_mut(&mut self) -> &mut Option<Base> {

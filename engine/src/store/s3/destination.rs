@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_s3::types::ChecksumType;
 use tokio::sync::Semaphore;
 
-use super::options::{algorithm, client_in, create_error, part_size_for, parts_in_flight, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
+use super::options::{algorithm, check_part_size, client_in, create_error, part_size_for, parts_in_flight, MAX_PARTS};
 use super::orphans::{KeyUploads, OpenUploads};
 use super::upload::{Multipart, Upload};
 use super::S3Url;
@@ -73,12 +73,7 @@ impl S3Destination {
         if settings.concurrency == 0 {
             return Err(Error::Usage("--concurrency must be at least 1".into()));
         }
-        if settings.part_size < MIN_PART_SIZE || settings.part_size > MAX_PART_SIZE {
-            return Err(Error::Usage(format!(
-                "--part-size must be between 5 MiB and 5 GiB (S3's limits), got {} bytes",
-                settings.part_size
-            )));
-        }
+        check_part_size(settings.part_size).map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
         let mut prefix = parsed.key.clone();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');

@@ -64,7 +64,7 @@ use std::sync::Arc;
 
 pub use destination::S3Destination;
 pub use options::{
-    checksum_of, client, key_too_long, part_size_for, ChecksumChoice, ObjectOptions, UploadSettings, MAX_KEY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
+    check_part_size, checksum_of, client, key_too_long, part_size_for, ChecksumChoice, ObjectOptions, UploadSettings, MAX_KEY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
     MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT,
 };
 pub use orphans::OpenUploads;

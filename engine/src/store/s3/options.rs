@@ -107,6 +107,14 @@ pub const MIN_RANGE_SIZE: usize = 1 << 20;
 /// A ranged GET whose body ends early is resumed at most this many times.
 pub const MAX_RESUMES: u32 = 5;
 
+/// Refuse a part size outside S3's limits (5 MiB to 5 GiB); the caller names its flag.
+pub fn check_part_size(part_size: u64) -> Result<()> {
+    if (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!("{part_size} bytes is outside S3's part sizes, 5MiB to 5GiB")))
+}
+
 /// The SDK's name of a checksum choice.
 pub(super) fn algorithm(choice: ChecksumChoice) -> Option<ChecksumAlgorithm> {
     match choice {

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, Result};
+use sealpipe::error::Result;
+
+use crate::{invalid, io_error};
 
 /// `openssl version`, when `openssl` is on the PATH.
 pub fn openssl_version() -> Option<String> {
@@ -47,12 +49,12 @@ pub fn parse_mr(text: &str) -> Option<f64> {
 /// `cp src dst`, and with `synced` the copy's data flushed to disk (fsync)
 /// before it counts as done.
 pub fn cp(src: &Path, dst: &Path, synced: bool) -> Result<()> {
-    let status = Command::new("cp").arg(src).arg(dst).status().map_err(|e| Error::io(dst, "run cp", e))?;
+    let status = Command::new("cp").arg(src).arg(dst).status().map_err(|e| io_error(dst, "run cp", e))?;
     if !status.success() {
-        return Err(Error::invalid(dst, format!("cp failed: {status}")));
+        return Err(invalid(dst, format!("cp failed: {status}")));
     }
     if synced {
-        std::fs::File::open(dst).and_then(|f| f.sync_all()).map_err(|e| Error::io(dst, "sync", e))?;
+        std::fs::File::open(dst).and_then(|f| f.sync_all()).map_err(|e| io_error(dst, "sync", e))?;
     }
     Ok(())
 }

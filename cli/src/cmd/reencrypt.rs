@@ -1,58 +1,18 @@
-//! `sealpipe reencrypt`: the options naming the legacy settings, and the key
-//! providers that unwrap the old data keys. The run itself is `encrypt`'s,
-//! with the inputs decrypted on the fly by [`sealpipe::reencrypt::Legacy`].
+//! `sealpipe reencrypt`: the key providers that unwrap the old data keys.
+//! The run itself is `encrypt`'s, with the inputs decrypted on the fly by
+//! [`sealpipe::run::reencrypt::Legacy`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use clap::Args;
 use sealpipe::format::record::Record;
 use sealpipe::keys::{KeyProvider, ProviderFor};
-use sealpipe::pipeline::Tuning;
 use sealpipe::run::reencrypt::{Legacy, RecordProviders};
 
-use crate::{aws, EncryptArgs, Global, UsageError};
-
-/// Arguments of `reencrypt`: those of `encrypt` (the INPUTs being the legacy
-/// objects) and where their old settings are.
-#[derive(Args)]
-#[command(mut_arg("inputs", |a| a.help(
-    "Legacy encrypted files or folders, or s3://bucket/prefix/ (every object under it). Example: s3://old-archive/2015/"
-)))]
-pub struct ReencryptArgs {
-    #[command(flatten)]
-    pub encrypt: EncryptArgs,
-    #[command(flatten)]
-    pub legacy: LegacyArgs,
-}
-
-/// Where the legacy objects' settings come from.
-#[derive(Args)]
-pub struct LegacyArgs {
-    #[command(flatten)]
-    pub from: LegacyFrom,
-    /// KMS key that wrapped the keys of --et-encryption (default: --kms-key; without either, the
-    /// local keyring). Example: --legacy-kms-key alias/old-transcoder
-    #[arg(long, value_name = "KEY", conflicts_with = "from_manifest", help_heading = "Keys")]
-    pub legacy_kms_key: Option<String>,
-}
-
-/// Exactly one source of legacy settings.
-#[derive(Args)]
-#[group(required = true, multiple = false)]
-pub struct LegacyFrom {
-    /// Old sealpipe manifest of the legacy objects (a local file or s3://bucket/key); each record's key
-    /// is unwrapped by the provider that made it (its KMS key, else the local keyring), and its
-    /// plaintext SHA-256 is checked. Example: --from-manifest old-run.jsonl
-    #[arg(long, value_name = "PATH", help_heading = "Input")]
-    pub from_manifest: Option<PathBuf>,
-    /// Elastic Transcoder Encryption JSON: {"Encryption": {"Mode": "aes-cbc-pkcs7", "Key": ..., "KeyMd5": ...,
-    /// "InitializationVector": ...}} (or the bare inner object) for every input, or
-    /// [{"Input": "s3://bucket/key", "Encryption": {...}}, ...] per object. Example: --et-encryption et.json
-    #[arg(long, value_name = "PATH", help_heading = "Input")]
-    pub et_encryption: Option<PathBuf>,
-}
+use super::{Global, UsageError};
+use crate::args::encrypt::{LegacyArgs, ReencryptArgs};
+use crate::aws;
 
 /// The legacy settings, loaded, with what unwraps their keys.
 pub enum LegacyKeys {
@@ -70,7 +30,7 @@ impl LegacyKeys {
         if let Some(manifest) = &a.from.from_manifest {
             // Records name their own KMS key: --kms-key is the new one, not theirs.
             let ctx = aws::Context::new(&g.aws, keyring_path, None)?;
-            let records = crate::read_manifest(manifest, &ctx)?;
+            let records = super::read_manifest(manifest, &ctx)?;
             if records.is_empty() {
                 return Err(anyhow!("{}: manifest has no records", manifest.display()));
             }
@@ -104,10 +64,10 @@ impl LegacyKeys {
 }
 
 /// `sealpipe reencrypt`: `encrypt` of the legacy objects' plaintext.
-pub fn run(a: ReencryptArgs, g: &Global, keyring_path: &Path, tuning: Tuning) -> Result<ExitCode, UsageError> {
+pub fn run(a: ReencryptArgs, g: &Global, keyring_path: &Path) -> Result<ExitCode, UsageError> {
     let mut keys = LegacyKeys::open(&a.legacy, g, keyring_path)?;
-    let legacy = keys.legacy(tuning.chunk)?;
+    let legacy = keys.legacy(g.chunk_size as usize)?;
     // A legacy manifest kept inside the folder being migrated is not an input.
-    let exclude = a.legacy.from.from_manifest.iter().filter(|m| !crate::aws::is_url(m)).cloned().collect();
-    crate::encrypt(a.encrypt, g, keyring_path, tuning, Some(&legacy), exclude)
+    let exclude = a.legacy.from.from_manifest.iter().filter(|m| !aws::is_url(m)).cloned().collect();
+    super::encrypt::run(a.encrypt, g, keyring_path, Some(&legacy), exclude)
 }

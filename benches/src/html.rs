@@ -25,13 +25,19 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// `id` escaped, with a line break allowed after each `/` (case ids are long: the
+/// rows table fits a 1280-px window only when they may wrap there).
+fn breakable(id: &str) -> String {
+    esc(id).replace('/', "/<wbr/>")
+}
+
 /// JSON made safe inside a `<script>` element of an XHTML document: no `<`, `>` or `&`.
 fn script_json(json: &str) -> String {
     json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:72em}\
-table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
+table{border-collapse:collapse;margin:1em 0;font-size:85%;max-width:100%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
 td.l,th.l{text-align:left}.warn{color:#a40}svg{background:#fcfcfc;border:1px solid #ddd;margin:0.5em 1em 0.5em 0}\
 svg text{font-size:11px;font-family:system-ui,sans-serif}code{background:#f3f3f3;padding:0 3px}";
 
@@ -60,9 +66,13 @@ struct HLine {
 
 /// Throughput (or efficiency) vs threads, x on a log2 scale of the ladder.
 fn chart(title: &str, unit: &str, ladder: &[usize], series: &[Series], hlines: &[HLine], field: &str, bars: bool) -> String {
-    let (w, h, left, right, top, bottom) = (620.0, 300.0, 56.0, 170.0, 28.0, 40.0);
-    let pw = w - left - right;
-    let ph = h - top - bottom;
+    // The legend (peers first, then the series) is a column right of the plot, one
+    // entry a line: as wide as its longest name, as tall as its entries.
+    let longest = series.iter().map(|s| s.name.as_str()).chain(hlines.iter().map(|l| l.name.as_str())).map(text_width).fold(0.0, f64::max);
+    let (left, right, top, bottom, pw, ph): (f64, f64, f64, f64, f64, f64) = (56.0, (LEGEND_SWATCH + longest + 8.0).max(170.0), 28.0, 40.0, 394.0, 232.0);
+    let entries = (series.len() + hlines.len()) as f64;
+    let w = left + pw + right;
+    let h = (top + ph + bottom).max(top + 4.0 + LEGEND_LINE * entries + 8.0);
     let mut ymax = 0.0f64;
     for s in series {
         for p in &s.points {
@@ -106,7 +116,7 @@ fn chart(title: &str, unit: &str, ladder: &[usize], series: &[Series], hlines: &
     for (i, t) in ladder.iter().enumerate() {
         let _ = writeln!(o, "<text class=\"tick\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">{t}</text>", xs[i], y0 + 16.0);
     }
-    let _ = writeln!(o, "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">threads</text>", left + pw / 2.0, h - 6.0);
+    let _ = writeln!(o, "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">threads</text>", left + pw / 2.0, y0 + 34.0);
     for (k, l) in hlines.iter().enumerate() {
         let y = y0 - l.value * scale;
         let _ = writeln!(
@@ -117,7 +127,20 @@ fn chart(title: &str, unit: &str, ladder: &[usize], series: &[Series], hlines: &
             left + pw,
             if k % 2 == 0 { "6 3" } else { "2 3" }
         );
-        let _ = writeln!(o, "<text x=\"{:.2}\" y=\"{:.2}\" fill=\"#555\">{}</text>", left + pw + 6.0, y + 4.0, esc(&l.name));
+        // Named in the legend, not beside the line: two peers of close values would overlap there.
+        let ly = top + LEGEND_LINE * k as f64 + 4.0;
+        let _ = writeln!(
+            o,
+            "<line x1=\"{:.2}\" y1=\"{:.2}\" x2=\"{:.2}\" y2=\"{:.2}\" stroke=\"#555\" stroke-dasharray=\"{}\"/><text class=\"legend\" x=\"{:.2}\" y=\"{:.2}\" fill=\"#555\">{}</text>",
+            left + pw + 6.0,
+            ly + 11.5,
+            left + pw + 16.0,
+            ly + 11.5,
+            if k % 2 == 0 { "6 3" } else { "2 3" },
+            left + pw + LEGEND_SWATCH,
+            ly + 14.0,
+            esc(&l.name)
+        );
     }
     for (k, s) in series.iter().enumerate() {
         let c = COLORS[k % COLORS.len()];
@@ -148,19 +171,29 @@ fn chart(title: &str, unit: &str, ladder: &[usize], series: &[Series], hlines: &
                 p.2
             );
         }
-        let ly = top + 14.0 * k as f64 + 4.0 + 14.0 * hlines.len() as f64;
+        let ly = top + LEGEND_LINE * (k + hlines.len()) as f64 + 4.0;
         let _ = writeln!(
             o,
-            "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"10\" height=\"3\" fill=\"{c}\"/><text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
+            "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"10\" height=\"3\" fill=\"{c}\"/><text class=\"legend\" x=\"{:.2}\" y=\"{:.2}\">{}</text>",
             left + pw + 6.0,
             ly + 10.0,
-            left + pw + 20.0,
+            left + pw + LEGEND_SWATCH,
             ly + 14.0,
             esc(&s.name)
         );
     }
     o.push_str("</g>\n</svg>\n");
     o
+}
+
+/// Height of one legend entry: a line of 11-px text and its leading.
+const LEGEND_LINE: f64 = 14.0;
+/// From the legend column's edge to an entry's text: the swatch and a gap.
+const LEGEND_SWATCH: f64 = 20.0;
+
+/// A generous width of `text` in the charts' 11-px sans-serif: 6.6 px a character.
+fn text_width(text: &str) -> f64 {
+    6.6 * text.chars().count() as f64
 }
 
 fn nice_ceiling(v: f64) -> f64 {
@@ -216,7 +249,7 @@ pub fn report(r: &Report, json: &str) -> String {
         m.cpus,
         esc(&feats.join(" ")),
         esc(m.cache.as_deref().unwrap_or("unknown")),
-        m.memory_bytes.map_or("unknown".into(), crate::size::human),
+        m.memory_bytes.map_or("unknown".into(), sealpipe::size::human),
         esc(m.kernel.as_deref().unwrap_or("unknown")),
         esc(m.governor.as_deref().unwrap_or("not readable")),
         esc(&m.dir),
@@ -228,11 +261,13 @@ pub fn report(r: &Report, json: &str) -> String {
     let _ = writeln!(
         o,
         "<p>Figures are GB/s (10<sup>9</sup> bytes/s of plaintext): the median of the repeats, error bars from the slowest to the fastest. \
-In memory: the cipher alone on one buffer ({} fits the caches, {} does not); CBC encryption is sequential per file, so it is shown as one file (one thread) and as N files interleaved (multi-buffer, 8 per thread, one key). \
+In memory: the cipher alone on one buffer ({}); CBC encryption is sequential per file, so it is shown as one file (one thread) and as N files interleaved (multi-buffer, 8 per thread, one key). \
 File → file: read, encrypt/decrypt + SHA-256, write through the page cache (warm), and with the output fsynced. \
 openssl lines: <code>openssl speed -evp</code>, 16 KiB blocks, one thread and (<code>-multi N</code>) the most threads; a row's ratio is to openssl at its own thread count where that ran, else to one thread. Efficiency: median / (threads × the 1-thread median).</p>",
-        if r.settings.cache_bytes > 0 { crate::size::human(r.settings.cache_bytes) } else { "(not measured)".into() },
-        crate::size::human(r.settings.memory_bytes)
+        match r.settings.cache_bytes {
+            0 => format!("{} does not fit the caches; none that fits them was measured", sealpipe::size::human(r.settings.memory_bytes)),
+            fits => format!("{} fits the caches, {} does not", sealpipe::size::human(fits), sealpipe::size::human(r.settings.memory_bytes)),
+        }
     );
     // Charts per mode.
     let ladder = &r.settings.threads;
@@ -280,7 +315,8 @@ openssl lines: <code>openssl speed -evp</code>, 16 KiB blocks, one thread and (<
     for row in &r.rows {
         let _ = writeln!(
             o,
-            "<tr data-case=\"{id}\"><td class=\"l\">{id}</td><td class=\"l\">{} ({})</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>{}{}<td class=\"l\">{}</td>{}</tr>",
+            "<tr data-case=\"{id}\"><td class=\"l\">{}</td><td class=\"l\">{} ({})</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>{}{}<td class=\"l\">{}</td>{}</tr>",
+            breakable(&row.id),
             esc(&row.scope),
             esc(&row.buffer),
             esc(&row.mode),
@@ -291,7 +327,7 @@ openssl lines: <code>openssl speed -evp</code>, 16 KiB blocks, one thread and (<
             esc(&row.kernel),
             gbps_cells(row),
             opt_cell(&row.id, "efficiency", row.efficiency, true),
-            esc(row.peer.as_deref().unwrap_or("none")),
+            breakable(row.peer.as_deref().unwrap_or("none")),
             opt_cell(&row.id, "ratio_to_peer", row.ratio_to_peer, false),
             id = esc(&row.id)
         );
@@ -339,4 +375,58 @@ pub fn comparison(c: &Comparison, json: &str) -> String {
     }
     let _ = writeln!(o, "</table>\n<script type=\"application/json\" id=\"bench-json\">{}</script>\n</body>\n</html>", script_json(json));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of attribute `name` in the tag text `tag`.
+    fn attr(tag: &str, name: &str) -> f64 {
+        let at = tag.find(&format!(" {name}=\"")).unwrap_or_else(|| panic!("no {name} in {tag}")) + name.len() + 3;
+        tag[at..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_legend_fits_the_picture_one_entry_a_line() {
+        let long = "large ctr-256 encrypt one file";
+        let series = [long, "large ctr-256 decrypt interleaved", "small ctr-256 encrypt one file"]
+            .iter()
+            .map(|n| Series { name: n.to_string(), points: vec![(1, format!("{n}/1t"), 1.0, 0.9, 1.1), (2, format!("{n}/2t"), 1.9, 1.8, 2.0)] })
+            .collect::<Vec<_>>();
+        // Two peers of nearly the same value: their lines are 0.12 px apart.
+        let hlines = [
+            HLine { name: "openssl ctr-256 encrypt 1t".into(), id: "openssl/a".into(), value: 1.5 },
+            HLine { name: "openssl ctr-256 encrypt 2t".into(), id: "openssl/b".into(), value: 1.5005 },
+        ];
+        let svg = chart("CTR throughput vs threads (GB/s)", "GB/s", &[1, 2], &series, &hlines, "gb_per_s", true);
+        let open = &svg[..svg.find('>').unwrap()];
+        let (w, h) = (attr(open, "width"), attr(open, "height"));
+        assert!(svg.contains(&format!("viewBox=\"0 0 {w} {h}\"")), "{open}");
+        let legend: Vec<(f64, f64, &str)> = svg
+            .split("<text class=\"legend\"")
+            .skip(1)
+            .map(|t| {
+                let tag = &t[..t.find('>').unwrap()];
+                let text = t[t.find('>').unwrap() + 1..].split("</text>").next().unwrap();
+                (attr(tag, "x"), attr(tag, "y"), text)
+            })
+            .collect();
+        assert_eq!(legend.len(), 5, "every series and peer named once: {svg}");
+        for (x, y, text) in &legend {
+            assert!(x + text_width(text) <= w, "{text:?} ends at {} in a {w}-px picture", x + text_width(text));
+            assert!(*y <= h - 4.0, "{text:?} below the picture");
+        }
+        let mut ys: Vec<f64> = legend.iter().map(|l| l.1).collect();
+        ys.sort_by(f64::total_cmp);
+        for pair in ys.windows(2) {
+            assert!(pair[1] - pair[0] >= 11.0, "labels closer than a line: {ys:?}");
+        }
+        // Many entries: the picture grows to hold them.
+        let many: Vec<Series> = (0..30).map(|i| Series { name: format!("series {i}"), points: vec![(1, format!("s{i}"), 1.0, 1.0, 1.0)] }).collect();
+        let svg = chart("t", "GB/s", &[1], &many, &[], "gb_per_s", false);
+        let h = attr(&svg[..svg.find('>').unwrap()], "height");
+        let last = svg.rsplit("<text class=\"legend\"").next().unwrap();
+        assert!(attr(&last[..last.find('>').unwrap()], "y") <= h - 4.0);
+    }
 }

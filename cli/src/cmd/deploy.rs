@@ -5,129 +5,17 @@
 //! named manifest, in S3 or on the shared volume; no `--shard`, which the
 //! engine's index sets), and put in a Kubernetes Indexed Job or an AWS
 //! Batch job definition (or its array submission), made by
-//! `sealpipe::format::deploy`. This file is flags, checks and printing.
+//! `sealpipe::format::deploy`. This file is checks and printing; the flags are `args::deploy`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use clap::{Args, Subcommand};
 
 use sealpipe::format::deploy::{self, Batch, Kubernetes, Ledger, Run};
 
-use crate::UsageError;
-
-/// `sealpipe deploy`.
-#[derive(Args)]
-pub(crate) struct DeployCmd {
-    #[command(subcommand)]
-    engine: Engine,
-}
-
-#[derive(Subcommand)]
-enum Engine {
-    /// A Kubernetes Indexed Job (JSON, for `kubectl apply -f -`): one pod per shard, each retried
-    /// on its own (backoffLimitPerIndex), usage errors not retried, evictions not counted.
-    #[command(after_help = "Example:
-  sealpipe deploy kubernetes --name backfill-2019 --image registry.example.com/sealpipe:0.1 \\
-      --shards 16 --service-account sealpipe --ledger-claim sealpipe-ledger -- \\
-      encrypt s3://media-raw/2019/ --to s3://media-in/2019/ --kms-key alias/media \\
-      --manifest /ledger/2019.jsonl | kubectl apply -f -")]
-    Kubernetes(KubernetesArgs),
-    /// An AWS Batch job definition (JSON, for `aws batch register-job-definition --cli-input-json`),
-    /// or with --submit-job its array job (for `aws batch submit-job --cli-input-json`).
-    #[command(after_help = "Examples:
-  sealpipe deploy batch --name sealpipe-2019 \\
-      --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/sealpipe:0.1 --shards 16 \\
-      --job-role-arn arn:aws:iam::123456789012:role/sealpipe -- \\
-      encrypt s3://media-raw/2019/ --to s3://media-in/2019/ --kms-key alias/media \\
-      --manifest s3://media-in/runs/2019.jsonl > jobdef.json
-  sealpipe deploy batch ... --submit-job --job-queue media-batch -- encrypt ... > job.json")]
-    Batch(BatchArgs),
-}
-
-/// What every engine's definition needs.
-#[derive(Args)]
-struct CommonArgs {
-    /// Name of the Job (Kubernetes: lowercase letters, digits and '-') or the job definition.
-    /// Example: --name backfill-2019
-    #[arg(long, value_name = "NAME")]
-    name: String,
-    /// Container image (see the Dockerfile). Example: --image registry.example.com/sealpipe:0.1
-    #[arg(long, value_name = "IMAGE")]
-    image: String,
-    /// Number of shards: the command runs as --shard auto/N, each shard's index from the engine.
-    /// Example: --shards 16
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    shards: u32,
-    /// Where the shared ledger volume is mounted in the container (a local --manifest must be below it).
-    /// Example: --ledger-mount /ledger
-    #[arg(long, value_name = "PATH", default_value = "/ledger")]
-    ledger_mount: PathBuf,
-    /// The run's command, as `sealpipe` takes it (encrypt or reencrypt, with --manifest), after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
-
-#[derive(Args)]
-struct KubernetesArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Namespace of the Job. Example: --namespace media
-    #[arg(long, value_name = "NS")]
-    namespace: Option<String>,
-    /// Service account of the pods (its IAM role through IRSA or EKS Pod Identity). Example: --service-account sealpipe
-    #[arg(long, value_name = "NAME")]
-    service_account: Option<String>,
-    /// PersistentVolumeClaim (ReadWriteMany) holding the shards' manifests, mounted at --ledger-mount.
-    /// Needed for a local --manifest. Example: --ledger-claim sealpipe-ledger
-    #[arg(long, value_name = "CLAIM")]
-    ledger_claim: Option<String>,
-    /// Shards running at once (default: all). Example: --parallelism 8
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    parallelism: Option<u32>,
-    /// Failed attempts of one shard before it is given up (evictions are not counted). Example: --backoff-limit-per-index 5
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    backoff_limit_per_index: u32,
-    /// CPU request of each pod. Example: --cpu 4
-    #[arg(long, value_name = "CPU")]
-    cpu: Option<String>,
-    /// Memory request and limit of each pod (above the run's --memory). Example: --memory 4Gi
-    #[arg(long, value_name = "QUANTITY")]
-    memory: Option<String>,
-}
-
-#[derive(Args)]
-struct BatchArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// IAM role the container runs as. Example: --job-role-arn arn:aws:iam::123456789012:role/sealpipe
-    #[arg(long, value_name = "ARN")]
-    job_role_arn: Option<String>,
-    /// EFS file system holding the shards' manifests, mounted at --ledger-mount. Needed for a local
-    /// --manifest. Example: --efs-file-system fs-0123456789abcdef0
-    #[arg(long, value_name = "ID")]
-    efs_file_system: Option<String>,
-    /// vCPUs of each child job. Example: --vcpus 16
-    #[arg(long, value_name = "N", default_value = "4")]
-    vcpus: String,
-    /// Memory of each child job, MiB. Example: --memory-mib 8192
-    #[arg(long, value_name = "MIB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(4..))]
-    memory_mib: u64,
-    /// Attempts of each child job (1 to 10). Example: --attempts 5
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
-    attempts: u32,
-    /// Print the array job's submission (for aws batch submit-job --cli-input-json) instead of the
-    /// job definition. Example: --submit-job --job-queue media-batch
-    #[arg(long, requires = "job_queue")]
-    submit_job: bool,
-    /// Job queue of the submission. Example: --job-queue media-batch
-    #[arg(long, value_name = "QUEUE")]
-    job_queue: Option<String>,
-    /// Name of the submitted job (default: --name). Example: --job-name backfill-2026-11-22
-    #[arg(long, value_name = "NAME")]
-    job_name: Option<String>,
-}
+use super::UsageError;
+use crate::args::deploy::{CommonArgs, DeployCmd, Engine};
 
 /// Print the definition `c` asks for; `cli` parses the run's command.
 pub(crate) fn run(c: &DeployCmd, cli: clap::Command) -> Result<ExitCode, UsageError> {

@@ -2,29 +2,15 @@
 //! objects under a destination prefix carry (when every copy of the
 //! manifest is lost, or to check one against what is stored).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use clap::Args;
 
 use sealpipe::run::manifest::ManifestWriter;
 use sealpipe::run::rebuild::rebuild;
 
+use crate::args::manifests::RebuildArgs;
 use crate::{aws, report};
-
-#[derive(Args, Clone)]
-pub struct RebuildArgs {
-    /// The destination prefix whose objects carry sealpipe envelopes. Example: s3://media-in/2019/
-    #[arg(value_name = "PREFIX")]
-    prefix: String,
-    /// Where to write the rebuilt manifest (a local file or s3://bucket/key). Example: --manifest rebuilt.jsonl
-    #[arg(long, value_name = "PATH", help_heading = "Output")]
-    manifest: PathBuf,
-    /// Replace --manifest if it exists. Example: --force
-    #[arg(long, help_heading = "Output")]
-    force: bool,
-}
 
 /// Rebuild, print the summary; exit 0 when every object with an envelope has its record.
 pub fn run(a: RebuildArgs, ctx: &aws::Context, json: bool) -> anyhow::Result<ExitCode> {
@@ -74,7 +60,7 @@ pub fn run(a: RebuildArgs, ctx: &aws::Context, json: bool) -> anyhow::Result<Exi
     if !json && summary.files > 0 {
         report::info(&format!("sealpipe: manifest: {} ({note})", a.manifest.display()));
     }
-    Ok(crate::exit_for(&summary))
+    Ok(super::exit_for(&summary))
 }
 
 fn store_of<'c>(ctx: &'c aws::Context, url: &std::path::Path) -> anyhow::Result<&'c dyn sealpipe::store::Store> {

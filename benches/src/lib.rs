@@ -23,7 +23,6 @@
 //! [`html`]), compares reports ([`compare`]) and plans capacity
 //! ([`capacity`]).
 
-#[cfg(feature = "aws")]
 pub mod capacity;
 pub mod html;
 mod machine;
@@ -39,14 +38,24 @@ use sha2::Digest;
 
 pub use machine::{describe_machine, Machine};
 
-use crate::format::digest::DigestAlg;
-use crate::cipher::{kernel_name, CbcBatch, Opener, Sealer, CBC_LANES};
-use crate::error::{Error, Result};
-use crate::format::{Iv, KeyBits, Mode};
-use crate::keys::DataKey;
-use crate::pipeline::{self, Tuning};
-use crate::store::local::{Input, Output};
-use crate::store::{s3::UploadSettings, Source as _, Stores};
+use sealpipe::format::digest::DigestAlg;
+use sealpipe::cipher::{kernel_name, CbcBatch, Opener, Sealer, CBC_LANES};
+use sealpipe::error::{Error, Result};
+use sealpipe::format::{Iv, KeyBits, Mode};
+use sealpipe::keys::DataKey;
+use sealpipe::pipeline::{self, Tuning};
+use sealpipe::store::local::{Input, Output};
+use sealpipe::store::{s3::UploadSettings, Source as _, Stores};
+
+/// An I/O error on `path` (`op`: what was attempted), as the engine reports them.
+pub(crate) fn io_error(path: impl AsRef<Path>, op: &'static str, source: std::io::Error) -> Error {
+    Error::Io { path: path.as_ref().to_path_buf(), op, source }
+}
+
+/// `path` cannot be used as asked.
+pub(crate) fn invalid(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {
+    Error::Invalid { path: path.as_ref().to_path_buf(), reason: reason.into() }
+}
 
 /// The `schema` of a report this version writes.
 pub const SCHEMA: &str = "sealpipe-bench/1";
@@ -331,7 +340,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let machine = describe_machine(plan.dir);
     let mut warnings = Vec::new();
-    if let Some(note) = crate::cipher::override_note() {
+    if let Some(note) = sealpipe::cipher::override_note() {
         warnings.push(note.to_string());
     }
     let cache_bytes = if plan.cache_bytes > 0 && plan.cache_bytes < plan.memory_bytes { plan.cache_bytes } else { 0 };
@@ -366,7 +375,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 // Outputs are written with O_DIRECT (store::local), so the page cache
                 // does not hold this one: read it once, so the decrypt rows start warm
                 // like the encrypt rows, whose input was written through the cache.
-                std::io::copy(&mut std::fs::File::open(&p).map_err(|e| Error::io(&p, "read", e))?, &mut std::io::sink()).map_err(|e| Error::io(&p, "read", e))?;
+                std::io::copy(&mut std::fs::File::open(&p).map_err(|e| io_error(&p, "read", e))?, &mut std::io::sink()).map_err(|e| io_error(&p, "read", e))?;
                 Some(p)
             } else {
                 None
@@ -413,7 +422,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let sha_kernel = if machine.features.get("sha-ni").copied().unwrap_or(false) || machine.features.get("sha2").copied().unwrap_or(false) { "sha2 (sha extensions)" } else { "sha2 (portable)" };
     cases.push(Case { row: row("digest/large/sha256/hash/one/1t".into(), "digest", "large", "sha256", 0, "hash", 1, 1, sha_kernel.into(), whole), op: Op::Digest, mode: None, key: 0 });
     let scratch = format!("sealpipe-bench-{}.bin", std::process::id());
-    let mut s3_destinations: BTreeMap<(u64, usize), Box<dyn crate::store::Destination>> = BTreeMap::new();
+    let mut s3_destinations: BTreeMap<(u64, usize), Box<dyn sealpipe::store::Destination>> = BTreeMap::new();
     if let (Some(s3), Some(&mode), Some(&bits)) = (&plan.s3, plan.modes.first(), plan.key_bits.first()) {
         if plan.file_bytes == 0 {
             return Err(Error::Usage("S3 rows upload the bench file: give a --file-size above 0".into()));
@@ -701,13 +710,13 @@ impl Drop for Cleanup {
 
 fn write_file(path: &Path, len: u64) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, "create", e))?;
+    let mut f = std::fs::File::create(path).map_err(|e| io_error(path, "create", e))?;
     let mut block = vec![0u8; 8 << 20];
     fill(&mut block);
     let mut left = len;
     while left > 0 {
         let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n]).map_err(|e| Error::io(path, "write", e))?;
+        f.write_all(&block[..n]).map_err(|e| io_error(path, "write", e))?;
         left -= n as u64;
     }
     Ok(())

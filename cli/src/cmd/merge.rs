@@ -3,40 +3,22 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
 use anyhow::{anyhow, bail};
-use clap::Args;
 
 use sealpipe::run::inputs::{read_list, Named};
 use sealpipe::run::merge::{merge, Duplicate, DuplicateKind, MergeReport};
+
+use crate::args::manifests::MergeArgs;
 
 /// How many duplicates, and how many gaps, the text report lists before "... and N more".
 const SHOWN: usize = 20;
 
 /// Expected source names queued between the list reader and the merge.
 const EXPECTED_QUEUE: usize = 4096;
-
-#[derive(Args, Clone)]
-pub struct MergeArgs {
-    /// Manifests to join (local JSON Lines files), e.g. one per shard. Example: run-0.jsonl run-1.jsonl
-    #[arg(required = true, value_name = "MANIFEST")]
-    manifests: Vec<PathBuf>,
-    /// Write the merged manifest here: one record per source, the newest. Without it, only report.
-    /// Example: --out merged.jsonl
-    #[arg(long, value_name = "PATH", help_heading = "Output")]
-    out: Option<PathBuf>,
-    /// Replace --out if it exists. Example: --force
-    #[arg(long, requires = "out", help_heading = "Output")]
-    force: bool,
-    /// List file of the sources the run should have covered: one local path or s3:// URL per line,
-    /// # comments allowed; relative paths are taken from the current folder. Each source with no
-    /// record is a gap. Example: --expect-list sources.txt
-    #[arg(long, value_name = "FILE", help_heading = "Input")]
-    expect_list: Option<PathBuf>,
-}
 
 /// Merge, print the report, and exit 0 when there are no duplicates and no gaps, 1 otherwise.
 pub fn run(a: MergeArgs, json: bool) -> anyhow::Result<ExitCode> {

@@ -10,9 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Report, Row};
-use crate::error::{Error, Result};
-use crate::run::schedule::MemoryPlan;
-use crate::store::s3::{part_size_for, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
+use sealpipe::error::{Error, Result};
+use sealpipe::run::schedule::MemoryPlan;
+use sealpipe::store::s3::{part_size_for, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
 
 /// KMS's default quota for symmetric cryptographic requests (GenerateDataKey, Encrypt, Decrypt)
 /// per account and region, requests per second. Adjustable through Service Quotas; lower in some regions.
@@ -179,7 +179,7 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
     let part_size = part_size_for(object_bytes, input.part_size)?;
     let plan = MemoryPlan::new(input.memory, input.cores, input.chunk, Some((part_size, input.concurrency)))?;
     let mut notes = vec![
-        format!("every object taken as the average size, {}", crate::size::human(object_bytes)),
+        format!("every object taken as the average size, {}", sealpipe::size::human(object_bytes)),
         "wall time = bytes / the lowest rate; per-request latency, retries and small-object overheads are not modelled".into(),
         format!(
             "KMS quota: {} symmetric requests/s per account and region (the default in most regions; adjustable in Service Quotas, and shared with every other caller of the key)",
@@ -208,7 +208,7 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
     notes.push(format!(
         "--reuse-key: a key per {} files, {} or {} s, whichever comes first ({by_files} by files, {by_bytes} by bytes, {by_age} by age)",
         input.reuse_max_files,
-        crate::size::human(input.reuse_max_bytes),
+        sealpipe::size::human(input.reuse_max_bytes),
         input.reuse_max_age_s
     ));
     let fleet = input.shards as f64 / wall_seconds.max(1e-9);

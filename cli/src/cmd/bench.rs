@@ -1,120 +1,16 @@
-//! `sealpipe bench`: the arguments and the rendering of the engine's measurements.
+//! `sealpipe bench`: the rendering of the measurements the `sealpipe_bench`
+//! crate makes (text, JSON, HTML report), comparisons and capacity plans.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
-use sealpipe::bench::{self, BenchPlan, Report};
 use sealpipe::format::{KeyBits, Mode};
-use sealpipe::size::{human, parse_size};
+use sealpipe::size::human;
+use sealpipe_bench::{self as bench, BenchPlan, Report};
 
-use crate::{Global, ModeArg, UsageError};
-
-#[derive(Args)]
-// Examples for `sealpipe bench --help` live on the `Bench` variant in main.rs (its
-// after_help wins over one here): --report, --compare and --plan have theirs in their flag docs.
-pub(crate) struct BenchArgs {
-    /// Modes to measure, comma-separated. Example: --modes ctr,gcm
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ctr,cbc,gcm")]
-    modes: Vec<ModeArg>,
-    /// Key sizes, comma-separated. Example: --key-bits 128,256
-    #[arg(long, value_delimiter = ',', default_value = "256")]
-    key_bits: Vec<u16>,
-    /// Largest thread count; measured at 1, 2, 4, ... up to it (file rows at 1 and at it). Default: all cores. Example: --max-threads 16
-    #[arg(long, value_name = "N")]
-    max_threads: Option<usize>,
-    /// In-memory buffer that does not fit the caches. Example: --memory-size 512MiB
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
-    memory_size: u64,
-    /// In-memory buffer that fits the caches (default: half the last-level cache, 4-32 MiB; 0 skips;
-    /// not measured unless below --memory-size). Example: --cache-size 8MiB
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    cache_size: Option<u64>,
-    /// File size for file-to-file runs; 0 skips them. Example: --file-size 2G
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
-    file_size: u64,
-    /// Folder for the temporary bench files (default: the system temp folder). Example: --dir /mnt/nvme
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Minimum seconds per sample (operations repeat until it has passed). Example: --seconds 2
-    #[arg(long, value_name = "S", default_value_t = 0.5)]
-    seconds: f64,
-    /// Samples per case, interleaved across cases. Example: --repeat 9
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    repeat: usize,
-    /// Do not run the peers (openssl speed, cp): no ratios. Example: --no-peers
-    #[arg(long)]
-    no_peers: bool,
-    /// Also measure file -> S3: the --file-size file encrypted (first of --modes and --key-bits, most
-    /// threads) and uploaded under this prefix as encrypt --to does, per part size and concurrency;
-    /// the scratch object is deleted at the end. Example: --to s3://media-in/bench/
-    #[arg(long, value_name = "S3_URL")]
-    to: Option<String>,
-    /// Part sizes of the S3 rows, comma-separated (each 5MiB to 5GiB). Example: --s3-part-sizes 8MiB,16MiB,64MiB
-    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size, default_value = "8MiB,16MiB,64MiB", requires = "to")]
-    s3_part_sizes: Vec<u64>,
-    /// Parts in flight per upload of the S3 rows, comma-separated. Example: --s3-concurrency 4,8,16
-    #[arg(long, value_name = "NS", value_delimiter = ',', default_value = "4,8,16", requires = "to")]
-    s3_concurrency: Vec<usize>,
-    /// Write a self-contained HTML report (charts, tables, machine, command, raw JSON). Example: --report bench.html
-    #[arg(long, value_name = "PATH")]
-    report: Option<PathBuf>,
-    /// Set bench JSON files (from --json) side by side, matched by case, with ratios to the first. Example: --compare a.json b.json
-    #[arg(long, value_name = "JSON", num_args = 2.., conflicts_with = "plan")]
-    compare: Vec<PathBuf>,
-    /// Capacity plan from a bench JSON: per-shard wall time, KMS and S3 requests, memory. Example: --plan bench.json
-    #[arg(long, value_name = "JSON")]
-    plan: Option<PathBuf>,
-    /// Plan: objects in the archive (or --plan-inventory). Example: --objects 10000000
-    #[arg(long, value_name = "N", requires = "bytes", conflicts_with = "plan_inventory")]
-    objects: Option<u64>,
-    /// Plan: bytes in the archive (a size, or plain bytes). Example: --bytes 1000000000000000
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "objects")]
-    bytes: Option<u64>,
-    /// Plan: the archive's shape from an S3 Inventory report instead of --objects/--bytes: its
-    /// manifest.json (the CSV data files it lists are read from the same folder, by file name) or
-    /// the .csv.gz data files themselves (then every row counts: without the manifest's schema,
-    /// delete markers and older versions cannot be told apart); implies --from-inventory. Example:
-    /// --plan-inventory inv/manifest.json
-    #[arg(long, value_name = "PATH", num_args = 1..)]
-    plan_inventory: Vec<PathBuf>,
-    /// Plan: shards (machines or pods). Example: --shards 200
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    shards: u64,
-    /// Plan: cores per shard (default: this machine's). Example: --cores 16
-    #[arg(long, value_name = "N")]
-    cores: Option<usize>,
-    /// Plan: network per shard, Gbit/s. Example: --network-gbps 25
-    #[arg(long, value_name = "GBPS", default_value_t = 10.0)]
-    network_gbps: f64,
-    /// Plan: the mode the archive is encrypted in. Example: --plan-mode gcm
-    #[arg(long, value_enum, default_value = "ctr")]
-    plan_mode: ModeArg,
-    /// Plan: key size. Example: --plan-key-bits 128
-    #[arg(long, default_value_t = 256)]
-    plan_key_bits: u16,
-    /// Plan: multipart part size (as encrypt's --part-size). Example: --plan-part-size 64MiB
-    #[arg(long = "plan-part-size", value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
-    part_size: u64,
-    /// Plan: part buffers per upload (as encrypt's --concurrency). Example: --plan-concurrency 16
-    #[arg(long = "plan-concurrency", value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY)]
-    concurrency: usize,
-    /// Plan: files per cached key with --reuse-key (its max-files). Example: --reuse-max-files 1000
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    reuse_max_files: u64,
-    /// Plan: the source is an inventory or list file (no LIST requests) rather than an s3:// prefix.
-    /// Example: --from-inventory
-    #[arg(long)]
-    from_inventory: bool,
-    /// Plan: the source is local (no GET requests) rather than in S3. Example: --local-source
-    #[arg(long)]
-    local_source: bool,
-    /// Plan: KMS symmetric requests per second for the account and region (default quota 10,000; adjustable).
-    /// Example: --kms-quota 50000
-    #[arg(long, value_name = "N", default_value_t = 10_000.0)]
-    kms_quota: f64,
-}
+use super::{Global, UsageError};
+use crate::args::bench::BenchArgs;
 
 /// The command line as typed (arguments with spaces quoted).
 fn command_line() -> String {
@@ -153,7 +49,7 @@ fn default_cache_size(machine: &bench::Machine) -> u64 {
     (llc.unwrap_or(32 << 20) / 2).clamp(4 << 20, 32 << 20) >> 20 << 20
 }
 
-pub(crate) fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
+pub fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     if !a.compare.is_empty() {
         return compare(&a, g);
     }
@@ -173,15 +69,11 @@ pub(crate) fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     let cache = a.cache_size.unwrap_or_else(|| default_cache_size(&machine));
     let ctx = match &a.to {
         Some(to) => {
-            use sealpipe::store::s3::{MAX_PART_SIZE, MIN_PART_SIZE};
             if !sealpipe::store::Stores::is_url(to) {
                 return Err(anyhow!("--to {to}: not an s3:// URL (expected s3://bucket/prefix/)").into());
             }
-            if let Some(p) = a.s3_part_sizes.iter().find(|p| !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(p)) {
-                return Err(anyhow!("--s3-part-sizes: {p} is outside S3's 5MiB to 5GiB").into());
-            }
-            if a.s3_concurrency.contains(&0) {
-                return Err(anyhow!("--s3-concurrency: each must be at least 1").into());
+            for &p in &a.s3_part_sizes {
+                sealpipe::store::s3::check_part_size(p).map_err(|e| anyhow!("--s3-part-sizes: {e}"))?;
             }
             if a.file_size == 0 {
                 return Err(anyhow!("--to uploads the bench file: give a --file-size above 0").into());
@@ -320,7 +212,7 @@ fn compare(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
 }
 
 fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
-    use sealpipe::bench::capacity::{estimate, PlanInput};
+    use sealpipe_bench::capacity::{estimate, PlanInput};
     let report = read_report(a.plan.as_deref().expect("--plan given"))?;
     let cores = a.cores.unwrap_or(report.machine.cpus);
     let (objects, bytes) = match (a.objects, a.bytes) {
