@@ -292,31 +292,46 @@ fn stream(
         let mut scratch = Vec::new();
         let mut at = 0u64;
         let mut written = 0u64;
+        let rest = (len - whole) as usize;
+        // The bytes past the last whole block, read with the last window of
+        // whole blocks (one read, so one GET of a small S3 object, not two).
+        let mut tail: Option<Vec<u8>> = None;
         let result = drive(sink, inline, tuning.depth, at_writer.as_mut(), |out| {
             if at < whole {
                 let n = (whole - at).min(tuning.window as u64) as usize;
+                // The last whole window takes the tail along; it is hashed with it.
+                let extra = if at + n as u64 == whole { rest } else { 0 };
                 out.resize(n, 0);
                 let t = transform.as_mut().expect("not finished");
                 match (&feed, here.as_mut().filter(|_| !idle)) {
                     (Some((to_hash, free_tx, free_rx)), _) => {
                         let mut buf = free_rx.try_recv().unwrap_or_default();
-                        input.read_into(at, n, &mut buf)?;
+                        input.read_into(at, n + extra, &mut buf)?;
                         let buf = Arc::new(buf);
                         // Waits only while the hash is a whole window behind: SHA-256 then sets the pace.
                         let _ = to_hash.send(buf.clone());
-                        t.update(&buf, out, None);
+                        t.update(&buf[..n], out, None);
+                        if extra > 0 {
+                            tail = Some(buf[n..].to_vec());
+                        }
                         if let Some(buf) = Arc::into_inner(buf) {
                             let _ = free_tx.try_send(buf);
                         }
                     }
                     // The hash and the cipher's chunks share the pool.
                     (None, Some(h)) if input_side => {
-                        let data = input.window(at, n, &mut scratch)?;
-                        rayon::join(|| h.update(&data), || t.update(&data, out, None));
+                        let data = input.window(at, n + extra, &mut scratch)?;
+                        rayon::join(|| h.update(&data), || t.update(&data[..n], out, None));
+                        if extra > 0 {
+                            tail = Some(data[n..].to_vec());
+                        }
                     }
                     (None, h) => {
-                        let data = input.window(at, n, &mut scratch)?;
-                        t.update(&data, out, h.filter(|_| !input_side && !output_side));
+                        let data = input.window(at, n + extra, &mut scratch)?;
+                        t.update(&data[..n], out, h.filter(|_| !input_side && !output_side));
+                        if extra > 0 {
+                            tail = Some(data[n..].to_vec());
+                        }
                     }
                 }
                 at += n as u64;
@@ -325,9 +340,13 @@ fn stream(
                 out.clear();
             }
             if at == whole {
-                let rest = (len - whole) as usize;
-                let tail = input.window(whole, rest, &mut scratch)?.to_vec();
-                if input_side && !idle {
+                // Read with the last window, or alone when there is no whole block.
+                let (tail, hashed) = match tail.take() {
+                    Some(tail) => (tail, true),
+                    None if rest == 0 && whole > 0 => (Vec::new(), true),
+                    None => (input.window(whole, rest, &mut scratch)?.to_vec(), false),
+                };
+                if input_side && !idle && !hashed {
                     match (&feed, here.as_mut()) {
                         (Some((to_hash, _, _)), _) => {
                             let _ = to_hash.send(Arc::new(tail.clone()));

@@ -82,6 +82,12 @@ pub trait Source: Sync {
     fn version(&self) -> Option<String> {
         None
     }
+    /// The properties its output gets (as `copy` says), where the source
+    /// learns them as it is read (a small S3 object's one GET brings them);
+    /// `None`: ask its [`Store::properties`].
+    fn properties(&self, _copy: CopyProps) -> Option<Result<Properties>> {
+        None
+    }
 }
 
 /// An object of a remote store (an S3 object), as its listing showed it.

@@ -89,7 +89,8 @@ impl S3Store {
     /// The properties of `url` its output gets under `copy`, as `aws s3 cp`
     /// copies them: `HeadObject`'s content headers and user metadata
     /// (sealpipe's own keys left out: an earlier envelope is never copied),
-    /// and with [`CopyProps::Default`] its tags (`GetObjectTagging`).
+    /// and with [`CopyProps::Default`] its tags (`GetObjectTagging`). A small
+    /// object read whole has them from its GET instead (`S3Object::properties`).
     pub(super) fn properties_of(&self, url: &str, copy: CopyProps) -> Result<Properties> {
         if copy == CopyProps::None {
             return Ok(Properties::default());
@@ -99,30 +100,11 @@ impl S3Store {
         let parsed = S3Url::parse(url)?;
         let head = super::destination::head_object(client, &aws.handle, &parsed.bucket, &parsed.key, Stage::Read)?
             .ok_or_else(|| Error::invalid(url, "cannot open: no such object (or no such bucket)"))?;
-        let mut metadata: Vec<(String, String)> =
-            head.metadata().into_iter().flatten().filter(|(k, _)| !k.starts_with("sealpipe-")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        metadata.sort();
-        let tags = match copy {
-            CopyProps::Default => aws
-                .handle
-                .block_on(client.get_object_tagging().bucket(&parsed.bucket).key(&parsed.key).send())
-                .map_err(|e| remote_error(url, Stage::Read, "S3 GetObjectTagging", &e))?
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(Properties {
-            content_type: head.content_type().map(str::to_string),
-            cache_control: head.cache_control().map(str::to_string),
-            content_disposition: head.content_disposition().map(str::to_string),
-            content_language: head.content_language().map(str::to_string),
-            content_encoding: head.content_encoding().map(str::to_string),
-            expires: head.expires_string().map(str::to_string),
-            metadata,
-            tags,
-        })
+        let mut properties = properties_of!(head);
+        if copy == CopyProps::Default {
+            properties.tags = tags_of(client, &aws.handle, &parsed, None)?;
+        }
+        Ok(properties)
     }
 
     /// `RestoreObject` of `url`: `Ok(false)` when a restore is in progress already.
@@ -233,4 +215,12 @@ pub(super) fn archive_state(class: Option<&str>, archive_status: Option<&str>, r
         Some(r) if r.contains("ongoing-request=\"true\"") => Some(Archived { class: class.to_string(), restoring: true }),
         _ => Some(Archived { class: class.to_string(), restoring: false }),
     }
+}
+
+/// The tags of an object (of one version, when given).
+pub(super) fn tags_of(client: &aws_sdk_s3::Client, handle: &tokio::runtime::Handle, url: &S3Url, version: Option<&str>) -> Result<Vec<(String, String)>> {
+    let out = handle
+        .block_on(client.get_object_tagging().bucket(&url.bucket).key(&url.key).set_version_id(version.map(str::to_string)).send())
+        .map_err(|e| remote_error(format!("s3://{}/{}", url.bucket, url.key), Stage::Read, "S3 GetObjectTagging", &e))?;
+    Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
 }

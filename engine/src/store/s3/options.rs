@@ -41,6 +41,27 @@ macro_rules! object_options {
 
 /// A [`ServerSide`] on a request builder (`PutObject`, `CreateMultipartUpload`):
 /// the `x-amz-server-side-encryption*` headers.
+/// The [`crate::store::Properties`] (but tags) of a `HeadObject` or
+/// `GetObject` reply: the two SDK types have the same accessors.
+macro_rules! properties_of {
+    ($out:expr) => {{
+        let out = &$out;
+        let mut metadata: Vec<(String, String)> =
+            out.metadata().into_iter().flatten().filter(|(k, _)| !k.starts_with("sealpipe-")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        metadata.sort();
+        $crate::store::Properties {
+            content_type: out.content_type().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            expires: out.expires_string().map(str::to_string),
+            metadata,
+            tags: Vec::new(),
+        }
+    }};
+}
+
 macro_rules! sse {
     ($req:expr, $sse:expr) => {{
         let mut req = $req;
@@ -104,6 +125,10 @@ pub const RANGE_SIZE: usize = 8 << 20;
 pub const READ_SPLIT: usize = 4;
 /// ... of at least this many bytes each.
 pub const MIN_RANGE_SIZE: usize = 1 << 20;
+/// Objects up to this size are read whole by one GET, which also brings
+/// their properties (HLS segments are 100 KiB to 2 MiB); larger ones by
+/// windows of concurrent ranged GETs. It is the largest window a run plans.
+pub const WHOLE_OBJECT_MAX: usize = 8 << 20;
 /// A ranged GET whose body ends early is resumed at most this many times.
 pub const MAX_RESUMES: u32 = 5;
 
@@ -156,6 +181,7 @@ pub fn client_in(aws: &Aws, checksum: ChecksumChoice, region: Option<&str>) -> a
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
+    builder = builder.interceptor(UnsignedOverTls);
     let o = &aws.options;
     if o.request_payer || !o.bucket_owners.is_empty() || o.other_buckets_owner.is_some() {
         builder = builder.interceptor(BucketHeaders {
@@ -214,6 +240,39 @@ impl aws_sdk_s3::config::Intercept for BucketHeaders {
             if let (Some(owner), false) = (owner, headers.contains_key("x-amz-expected-bucket-owner")) {
                 headers.insert("x-amz-expected-bucket-owner", owner.clone());
             }
+        }
+        Ok(())
+    }
+}
+
+/// Bodies this large or larger, sent over TLS with a checksum header, are
+/// not hashed for SigV4 (`UNSIGNED-PAYLOAD`, as the AWS CRT client sends
+/// them): TLS and the part's CRC carry their integrity, and the SHA-256 of
+/// every payload byte was a third of the CPU of an upload (issue 21's
+/// profile). Over plain HTTP, and for small bodies (manifests), payloads stay signed.
+const UNSIGNED_PAYLOAD_MIN: usize = 64 << 10;
+
+/// Marks large request bodies sent over TLS with a checksum `UNSIGNED-PAYLOAD` (see [`UNSIGNED_PAYLOAD_MIN`]).
+#[derive(Debug)]
+pub(super) struct UnsignedOverTls;
+
+impl aws_sdk_s3::config::Intercept for UnsignedOverTls {
+    fn name(&self) -> &'static str {
+        "sealpipe::UnsignedOverTls"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        let request = context.request_mut();
+        let tls = request.uri().starts_with("https://");
+        let large = request.body().bytes().is_some_and(|b| b.len() >= UNSIGNED_PAYLOAD_MIN);
+        let checksummed = request.headers().iter().any(|(name, _)| name.starts_with("x-amz-checksum-"));
+        if tls && large && checksummed {
+            cfg.interceptor_state().store_put(aws_runtime::auth::PayloadSigningOverride::unsigned_payload());
         }
         Ok(())
     }

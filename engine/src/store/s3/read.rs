@@ -6,12 +6,24 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::options::{client, ChecksumChoice, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
+use super::options::{client, MAX_RESUMES, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT, WHOLE_OBJECT_MAX};
 use super::S3Url;
+use super::ChecksumChoice;
 use crate::aws::{describe, remote_error, remote_said, status, Aws};
 use crate::error::{Error, Result, Retry, Stage};
 use crate::retry::Backoff;
-use crate::store::{Archived, Source, Window};
+use crate::store::{Archived, CopyProps, Properties, Source, Window};
+
+/// A small object read whole by one `GetObject` (at most [`WHOLE_OBJECT_MAX`]
+/// bytes): its bytes, and the properties its reply carried, so that
+/// neither a `HeadObject` for its properties nor a second read of its last
+/// bytes is needed (issue 21: one GET per object).
+struct Whole {
+    body: Bytes,
+    properties: Properties,
+    /// `x-amz-tagging-count`: tags are asked for only when there are some.
+    tag_count: i32,
+}
 
 /// An S3 object read by windows of concurrent ranged GETs.
 pub struct S3Object {
@@ -30,6 +42,8 @@ pub struct S3Object {
     version: Arc<OnceLock<String>>,
     /// The version an entry named: every read asks for exactly it.
     pinned: Option<String>,
+    /// The object read whole, once, when it is small.
+    whole: OnceLock<Whole>,
 }
 
 impl S3Object {
@@ -77,7 +91,7 @@ impl S3Object {
         if let Some(v) = head.version_id().or(version) {
             let _ = read.set(v.to_string());
         }
-        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived, version: read, pinned: version.map(str::to_string) })
+        Ok(S3Object { client, handle: aws.handle.clone(), url: parsed, path, len, etag, listed: false, archived, version: read, pinned: version.map(str::to_string), whole: OnceLock::new() })
     }
 
     /// An object as a listing showed it (`ListObjectsV2`: size and ETag), without
@@ -99,7 +113,98 @@ impl S3Object {
             archived: None,
             version: read,
             pinned: version.map(str::to_string),
+            whole: OnceLock::new(),
         })
+    }
+
+    /// Read whole by one GET (see [`Whole`]).
+    fn is_small(&self) -> bool {
+        self.len <= WHOLE_OBJECT_MAX as u64
+    }
+
+    /// The object read whole, by its one GET (made on the first call).
+    fn whole(&self) -> Result<&Whole> {
+        if let Some(whole) = self.whole.get() {
+            return Ok(whole);
+        }
+        let (body, reply) = match self.len {
+            // No range of an empty object: a plain GET, still pinned.
+            0 => self.handle.block_on(self.read_range(0, 0))?,
+            n => self.handle.block_on(self.read_range(0, n as usize))?,
+        };
+        let reply = reply.expect("the first reply's headers");
+        let _ = self.whole.set(Whole { body, properties: reply.0, tag_count: reply.1 });
+        Ok(self.whole.get().expect("set just now"))
+    }
+
+    /// Bytes `[start, start + n)` (the whole object when `n` is 0), pinned
+    /// to the ETag, resumed where a body stops early; with the properties
+    /// and tag count of the first reply.
+    fn read_range(&self, start: u64, n: usize) -> impl std::future::Future<Output = Result<(Bytes, Option<(Properties, i32)>)>> + Send + 'static {
+        let changed = if self.listed {
+            "the object changed since it was listed (ETag no longer matches); nothing was written"
+        } else {
+            "the object changed while it was being read (ETag no longer matches)"
+        };
+        let path = self.path.clone();
+        let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
+        let mut pin = self.etag.clone();
+        let version = self.version.clone();
+        let pinned = self.pinned.clone();
+        async move {
+            let mut got: Vec<u8> = Vec::with_capacity(n);
+            let mut first = None;
+            let mut resumes = 0;
+            loop {
+                // From the first byte not received yet, pinned to the ETag.
+                let from = start + got.len() as u64;
+                let mut req = client.get_object().bucket(&bucket).key(&key).set_version_id(pinned.clone());
+                if n > 0 {
+                    req = req.range(format!("bytes={from}-{}", start + n as u64 - 1));
+                }
+                if !pin.is_empty() {
+                    req = req.if_match(&pin);
+                }
+                let mut out = req.send().await.map_err(|e| match status(&e) {
+                    Some(412) => Error::invalid(&path, changed),
+                    _ => remote_error(&path, Stage::Read, "S3 GetObject", &e),
+                })?;
+                if pin.is_empty() {
+                    pin = out.e_tag().unwrap_or_default().to_string();
+                }
+                if let Some(v) = out.version_id() {
+                    // Every read is pinned to one ETag: one version's bytes.
+                    let _ = version.set(v.to_string());
+                }
+                if first.is_none() {
+                    first = Some((properties_of!(out), out.tag_count().unwrap_or(0)));
+                }
+                let cut = loop {
+                    match out.body.try_next().await {
+                        Ok(Some(chunk)) if got.len() + chunk.len() > n => {
+                            return Err(Error::invalid(&path, "the object changed while it was being read (a ranged read returned too many bytes)"));
+                        }
+                        Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+                        Ok(None) => break "the body ended early".to_string(),
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                if got.len() == n {
+                    return Ok::<_, Error>((Bytes::from(got), first));
+                }
+                if resumes >= MAX_RESUMES {
+                    return Err(Error::remote(
+                        &path,
+                        Stage::Read,
+                        Retry::Yes,
+                        format!("reading the object failed: {cut} ({} of {n} bytes of the range after {MAX_RESUMES} resumed reads)", got.len()),
+                    ));
+                }
+                // Resumed by the one backoff (the SDK's own), from where the body stopped.
+                tokio::time::sleep(Backoff::attempts(MAX_RESUMES + 1).delay(resumes)).await;
+                resumes += 1;
+            }
+        }
     }
 
     /// The object's ETag when opened.
@@ -129,77 +234,24 @@ impl Source for S3Object {
         if offset + len as u64 > self.len {
             return Err(Error::invalid(&self.path, "read past the end of the object"));
         }
+        if self.is_small() {
+            let at = offset as usize;
+            return Ok(Window::Read(&self.whole()?.body[at..at + len]));
+        }
         let mut tasks = Vec::new();
         let mut at = 0usize;
         // Several ranges at once: one GET stream alone is far slower than the cipher.
         let range = len.div_ceil(READ_SPLIT).clamp(MIN_RANGE_SIZE, RANGE_SIZE);
-        let changed = if self.listed {
-            "the object changed since it was listed (ETag no longer matches); nothing was written"
-        } else {
-            "the object changed while it was being read (ETag no longer matches)"
-        };
         while at < len {
             let n = range.min(len - at);
             let start = offset + at as u64;
-            let end = start + n as u64 - 1;
-            let path = self.path.clone();
-            let (client, bucket, key) = (self.client.clone(), self.url.bucket.clone(), self.url.key.clone());
-            let mut pin = self.etag.clone();
-            let version = self.version.clone();
-            let pinned = self.pinned.clone();
-            tasks.push(self.handle.spawn(async move {
-                let mut got: Vec<u8> = Vec::with_capacity(n);
-                let mut resumes = 0;
-                loop {
-                    // From the first byte not received yet, pinned to the ETag.
-                    let from = start + got.len() as u64;
-                    let mut req = client.get_object().bucket(&bucket).key(&key).range(format!("bytes={from}-{end}")).set_version_id(pinned.clone());
-                    if !pin.is_empty() {
-                        req = req.if_match(&pin);
-                    }
-                    let mut out = req.send().await.map_err(|e| match status(&e) {
-                        Some(412) => Error::invalid(&path, changed),
-                        _ => remote_error(&path, Stage::Read, "S3 GetObject", &e),
-                    })?;
-                    if pin.is_empty() {
-                        pin = out.e_tag().unwrap_or_default().to_string();
-                    }
-                    if let Some(v) = out.version_id() {
-                        // Every read is pinned to one ETag: one version's bytes.
-                        let _ = version.set(v.to_string());
-                    }
-                    let cut = loop {
-                        match out.body.try_next().await {
-                            Ok(Some(chunk)) if got.len() + chunk.len() > n => {
-                                return Err(Error::invalid(&path, "the object changed while it was being read (a ranged read returned too many bytes)"));
-                            }
-                            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
-                            Ok(None) => break "the body ended early".to_string(),
-                            Err(e) => break e.to_string(),
-                        }
-                    };
-                    if got.len() == n {
-                        return Ok::<_, Error>(Bytes::from(got));
-                    }
-                    if resumes >= MAX_RESUMES {
-                        return Err(Error::remote(
-                            &path,
-                            Stage::Read,
-                            Retry::Yes,
-                            format!("reading the object failed: {cut} ({} of {n} bytes of the range after {MAX_RESUMES} resumed reads)", got.len()),
-                        ));
-                    }
-                    // Resumed by the one backoff (the SDK's own), from where the body stopped.
-                    tokio::time::sleep(Backoff::attempts(MAX_RESUMES + 1).delay(resumes)).await;
-                    resumes += 1;
-                }
-            }));
+            tasks.push(self.handle.spawn(self.read_range(start, n)));
             at += n;
         }
         scratch.clear();
         scratch.reserve(len);
         for t in tasks {
-            let bytes = self
+            let (bytes, _) = self
                 .handle
                 .block_on(t)
                 .map_err(|e| crate::aws::task_failed(Stage::Read, "S3 read task", &e).for_file(&self.path))??;
@@ -215,11 +267,33 @@ impl Source for S3Object {
     }
 
     fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
-        // Every window of this source is `scratch[..len]`.
+        if self.is_small() {
+            let mut none = Vec::new();
+            let window = self.window(offset, len, &mut none)?;
+            buf.clear();
+            buf.extend_from_slice(&window);
+            return Ok(());
+        }
+        // Every window of a larger object is `scratch[..len]`.
         self.window(offset, len, buf)?;
         buf.truncate(len);
         debug_assert_eq!(buf.len(), len);
         Ok(())
+    }
+
+    /// A small object's properties come with its one GET (its tags, when it
+    /// has some and `copy` takes them, with one `GetObjectTagging`).
+    fn properties(&self, copy: CopyProps) -> Option<Result<Properties>> {
+        if !self.is_small() || copy == CopyProps::None {
+            return None;
+        }
+        Some(self.whole().and_then(|whole| {
+            let mut properties = whole.properties.clone();
+            if copy == CopyProps::Default && whole.tag_count > 0 {
+                properties.tags = super::list::tags_of(&self.client, &self.handle, &self.url, self.pinned.as_deref())?;
+            }
+            Ok(properties)
+        }))
     }
 
     fn finish(&self) -> Result<()> {
