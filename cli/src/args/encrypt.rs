@@ -115,6 +115,12 @@ pub struct EncryptArgs {
     /// Stop starting files after this many failures (exit code 3); a re-run resumes. Example: --max-errors 10
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Run control")]
     pub max_errors: Option<u64>,
+    /// Files in flight at once when S3 is a source or the destination (the AWS CLI's
+    /// max_concurrent_requests; default 64): each waits on the network, not a core, and
+    /// small objects need many. --memory still bounds them (large files take a bigger share).
+    /// Local to local: one per thread. Example: --max-concurrent-requests 128
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..4097), help_heading = "Performance")]
+    pub max_concurrent_requests: Option<u64>,
     /// Show what would be done (files to encrypt, already done, bytes) without encrypting,
     /// writing or asking for keys. Example: --dry-run
     #[arg(long, help_heading = "Run control")]

@@ -17,6 +17,7 @@ use sealpipe::run::manifest::{Flusher, ManifestWriter};
 use sealpipe::run::reencrypt::Unseal;
 use sealpipe::run::shard::Shard;
 use sealpipe::store::s3::UploadSettings;
+use sealpipe::store::Stores;
 
 use super::{context, exit_for, parse_hex, Global, UsageError};
 use crate::args::EncryptArgs;
@@ -119,6 +120,13 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     }
 
     let filter = Filter::new(a.filters);
+    // Network-bound runs keep many files in flight (within the budget); local ones one per thread.
+    let remote = a.to.is_some() || !a.from_list.is_empty() || !a.inventory.is_empty() || a.inputs.iter().any(|p| Stores::is_url(&p.to_string_lossy()));
+    let in_flight = match (a.max_concurrent_requests, remote) {
+        (Some(n), _) => n as usize,
+        (None, true) => sealpipe::run::schedule::DEFAULT_REMOTE_IN_FLIGHT,
+        (None, false) => plan.files_in_flight,
+    };
     let job = EncryptJob {
         filter: (!filter.is_empty()).then_some(&filter),
         lists: a.from_list,
@@ -133,7 +141,8 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         overwrite: a.force,
         file_input_prefix: a.file_input_prefix,
         tuning: plan.tuning,
-        files_in_flight: plan.files_in_flight,
+        files_in_flight: in_flight,
+        memory: Some(plan),
         shard,
         max_errors: a.max_errors,
         dry_run: a.dry_run,

@@ -73,8 +73,12 @@ pub struct EncryptJob<'a> {
     pub file_input_prefix: Option<String>,
     /// Buffer and chunk sizes (from a [`schedule::MemoryPlan`]).
     pub tuning: Tuning,
-    /// Files encrypted at once (from a [`schedule::MemoryPlan`]; 0: one per thread of the pool).
+    /// Files in flight at once, each on a worker thread (0: one per thread
+    /// of the pool); with `memory`, as many as its budget holds.
     pub files_in_flight: usize,
+    /// The memory plan each file in flight takes its charge of ([`schedule::MemoryPlan::charge`]);
+    /// `None`: `files_in_flight` alone bounds them.
+    pub memory: Option<schedule::MemoryPlan>,
     /// Decrypts each source first (`reencrypt`); `None` encrypts sources as they are.
     pub unseal: Option<&'a dyn Unseal>,
     /// Only this shard of the inputs.
@@ -126,6 +130,7 @@ impl<'a> EncryptJob<'a> {
             file_input_prefix: None,
             tuning: Tuning::default(),
             files_in_flight: 0,
+            memory: None,
             unseal: None,
             shard: None,
             max_errors: None,
@@ -246,22 +251,38 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
         match keys.as_ref().filter(|k| multi_buffer && (k.supplied().is_some() || job.reuse_key.is_some())) {
             // Local CBC files sharing keys (supplied, or cached): the multi-buffer path.
             Some(keys) => schedule::cbc_groups(admitted, keys, &run),
-            // `files_in_flight` workers take files one at a time; the pool's
-            // other threads are free for the cipher's chunks of those files.
+            // `files_in_flight` workers take files one at a time, each file
+            // holding its charge of the memory plan's budget while it is in
+            // flight. The workers are threads of their own, not the pool's:
+            // a run of small objects has many in flight, most of them
+            // waiting on the network, while the pool's threads do the
+            // cipher's chunks. (Threads parked on replies, not async tasks:
+            // the store and pipeline traits are blocking; a parked thread
+            // costs its stack's touched pages, about 16 KiB.)
             None => {
                 let admitted = Mutex::new(admitted);
                 let workers = match job.files_in_flight {
                     0 => rayon::current_num_threads(),
                     n => n,
                 };
-                rayon::scope(|scope| {
-                    for _ in 0..workers {
-                        scope.spawn(|_| loop {
+                let budget = job.memory.map(|plan| (plan, schedule::Budget::new(plan.bound())));
+                let (run, admitted, budget) = (&run, &admitted, &budget);
+                std::thread::scope(|scope| {
+                    for i in 0..workers {
+                        let worker = move || loop {
                             let next = admitted.lock().unwrap_or_else(|p| p.into_inner()).next();
                             let Some(f) = next else { break };
+                            let _charge = budget.as_ref().map(|(plan, budget)| budget.take(plan.charge(f.size)));
                             let result = run.encrypt_one(&f);
                             run.settle(&f, result);
-                        });
+                        };
+                        if let Err(e) = std::thread::Builder::new().name(format!("sealpipe-file-{i}")).spawn_scoped(scope, worker) {
+                            // Fewer workers than asked for: the ones started do the work (none: the run stops, said).
+                            if i == 0 {
+                                run.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(Error::Usage(format!("cannot start a worker thread: {e}")));
+                            }
+                            break;
+                        }
                     }
                 });
             }
@@ -475,7 +496,10 @@ impl Run<'_, '_> {
         let sealer = Sealer::new(job.mode, material.key(), iv, job.tuning.chunk);
         let iv = Iv::from_slice(sealer.iv().as_bytes())?;
         let envelope = self.envelope(f, &material, &iv, plain_len)?;
-        let properties = self.properties(f)?;
+        let properties = match input.properties(job.copy_props) {
+            Some(read) => read?,
+            None => self.properties(f)?,
+        };
         let about = About { source: &f.name, envelope: &envelope, properties: &properties };
         let mut output = job.destination.create(&f.relative, job.mode.sealed_len(plain_len), replace, Some(&about))?;
         let progress = |n| self.reporter.progress(n);

@@ -140,6 +140,21 @@ pub(crate) struct Keys<'a> {
     supplied: Option<Arc<Material>>,
     current: Mutex<Option<Cached>>,
     requests: AtomicU64,
+    /// Until one request of the run succeeds, files ask the provider one
+    /// at a time (many files are in flight at once over S3): a key that
+    /// refuses outright is then asked once, not once per file in flight,
+    /// and its refusal is kept here for the files behind it.
+    first: Mutex<FirstRequest>,
+}
+
+/// Whether the provider has answered a request of this run yet.
+#[derive(Default)]
+enum FirstRequest {
+    #[default]
+    Unproven,
+    Answered,
+    /// It refused so that no file can have a key ([`Error::KeyProvider`]).
+    Refused(String),
 }
 
 impl<'a> Keys<'a> {
@@ -156,13 +171,14 @@ impl<'a> Keys<'a> {
             }
             None => None,
         };
-        Ok(Keys { provider, target, bits, reuse, supplied, current: Mutex::new(None), requests: AtomicU64::new(0) })
+        Ok(Keys { provider, target, bits, reuse, supplied, current: Mutex::new(None), requests: AtomicU64::new(0), first: Mutex::default() })
     }
 
     /// The wrapped copies of `material`'s key, generating the key or
     /// wrapping the supplied one now if no file needed them before. Call it
     /// once the file's output is created, so a refused output asks the
-    /// provider for nothing. A refusal is not kept: the next file asks again.
+    /// provider for nothing. A refusal is not kept (the next file asks again),
+    /// unless the provider refused the run's first request outright ([`FirstRequest`]).
     pub(crate) fn wrapped<'m>(&self, material: &'m Material) -> Result<&'m [WrappedFor]> {
         if let Some(wrapped) = material.wrapped.get() {
             return Ok(wrapped);
@@ -171,6 +187,26 @@ impl<'a> Keys<'a> {
         if let Some(wrapped) = material.wrapped.get() {
             return Ok(wrapped);
         }
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        match &*first {
+            FirstRequest::Refused(reason) => return Err(Error::KeyProvider(reason.clone())),
+            FirstRequest::Answered => drop(first),
+            FirstRequest::Unproven => {
+                let result = self.make_wrapped(material);
+                *first = match &result {
+                    Ok(_) => FirstRequest::Answered,
+                    Err(Error::KeyProvider(reason)) => FirstRequest::Refused(reason.clone()),
+                    Err(_) => FirstRequest::Unproven, // a per-file failure: the next file asks again
+                };
+                return result.map(|w| &**material.wrapped.get_or_init(|| w));
+            }
+        }
+        let wrapped = self.make_wrapped(material)?;
+        Ok(material.wrapped.get_or_init(|| wrapped))
+    }
+
+    /// Generate `material`'s key (or take the supplied one) and wrap it for every service.
+    fn make_wrapped(&self, material: &Material) -> Result<Vec<WrappedFor>> {
         let wrapped = match material.key.get() {
             Some(supplied) => self.wrap_all(supplied, None)?,
             None => {
@@ -183,7 +219,7 @@ impl<'a> Keys<'a> {
                 wrapped
             }
         };
-        Ok(material.wrapped.get_or_init(|| wrapped))
+        Ok(wrapped)
     }
 
     /// Requests made to the key provider so far (GenerateDataKey, Encrypt).

@@ -8,7 +8,7 @@
 //! in groups through the multi-buffer path ([`crate::pipeline::lanes`]), a
 //! group of files under one key at a time.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::keys::{Keys, Material};
 use super::plan::Entry;
@@ -35,6 +35,12 @@ pub(crate) trait Files: Sync {
     /// The plaintext digest to record.
     fn digest(&self) -> crate::format::digest::DigestAlg;
 }
+
+/// Files in flight of a run that reads or writes S3, by default: at 30 ms a
+/// request and about five requests a small object, 64 keep about 400
+/// objects a second in flight (s5cmd runs 256 workers, the AWS CLI 10
+/// requests). `--memory` still bounds them ([`Budget`]).
+pub const DEFAULT_REMOTE_IN_FLIGHT: usize = 64;
 
 /// How a memory budget is split. Every buffer a run holds is sized from it:
 ///
@@ -115,8 +121,79 @@ impl MemoryPlan {
 
     /// The most bytes of buffers a run under this plan holds.
     pub fn bound(&self) -> u64 {
-        let per_file = (self.tuning.depth + SLOTS_BESIDE_QUEUE) as u64 * self.tuning.window as u64 + self.part_size * self.upload_concurrency as u64;
-        self.files_in_flight as u64 * per_file
+        self.files_in_flight as u64 * self.share()
+    }
+
+    /// The buffers one file of any size may hold: its windows and its part buffers.
+    pub fn share(&self) -> u64 {
+        (self.tuning.depth + SLOTS_BESIDE_QUEUE) as u64 * self.tuning.window as u64 + self.part_size * self.upload_concurrency as u64
+    }
+
+    /// What a file of `size` bytes holds while in flight, charged against
+    /// the run's [`Budget`]: a file of one window goes through the pipeline
+    /// in one piece, so it holds about three copies of itself (read, sealed,
+    /// the upload's body) and [`SMALL_FILE_OVERHEAD`]; a larger one a whole [`MemoryPlan::share`].
+    /// So a run of small objects has many in flight (the network's
+    /// latency, not the cores, sets how many it needs), a run of large
+    /// files as many as the plan's `files_in_flight`, within one budget.
+    pub fn charge(&self, size: u64) -> u64 {
+        match size <= self.tuning.window as u64 {
+            true => (3 * size + SMALL_FILE_OVERHEAD).min(self.share()),
+            false => self.share(),
+        }
+    }
+}
+
+/// Besides its bytes, what a small file in flight holds (requests, records, its thread).
+pub const SMALL_FILE_OVERHEAD: u64 = 64 << 10;
+
+/// The bytes of buffers all files in flight may hold together. Files are
+/// admitted in the order they ask: one that does not fit waits, and the
+/// ones after it wait behind it (a large file is never starved by a stream of small ones).
+pub struct Budget {
+    state: Mutex<Tickets>,
+    freed: Condvar,
+}
+
+struct Tickets {
+    free: u64,
+    next: u64,
+    serving: u64,
+}
+
+/// A file's share of a [`Budget`], given back when dropped.
+pub struct Charge<'b> {
+    budget: &'b Budget,
+    bytes: u64,
+}
+
+impl Budget {
+    /// A budget of `total` bytes.
+    pub fn new(total: u64) -> Self {
+        Budget { state: Mutex::new(Tickets { free: total, next: 0, serving: 0 }), freed: Condvar::new() }
+    }
+
+    /// Wait for `bytes` (at most the whole budget) and take them.
+    pub fn take(&self, bytes: u64) -> Charge<'_> {
+        let mut t = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = t.next;
+        t.next += 1;
+        while t.serving != ticket || t.free < bytes {
+            t = self.freed.wait(t).unwrap_or_else(|p| p.into_inner());
+        }
+        t.free -= bytes;
+        t.serving += 1;
+        drop(t);
+        // The next in line may fit too.
+        self.freed.notify_all();
+        Charge { budget: self, bytes }
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.budget.state.lock().unwrap_or_else(|p| p.into_inner()).free += self.bytes;
+        self.budget.freed.notify_all();
     }
 }
 
@@ -195,6 +272,10 @@ mod tests {
                     let Ok(plan) = MemoryPlan::new(budget, threads, 1 << 20, upload) else { continue };
                     assert!(plan.bound() <= budget, "{budget} {threads} {upload:?}: {plan:?} holds {}", plan.bound());
                     assert!(plan.files_in_flight >= 1 && plan.files_in_flight <= threads);
+                    // A file's charge never exceeds its share, so one file always fits.
+                    for size in [0u64, 1, 100 << 10, plan.tuning.window as u64, 1 << 40] {
+                        assert!(plan.charge(size) <= plan.share() && plan.share() <= plan.bound(), "{size}: {plan:?}");
+                    }
                     assert!(plan.tuning.window >= 1 << 20 && plan.tuning.window % 16 == 0, "{plan:?}");
                     if upload.is_some() {
                         assert!(plan.upload_concurrency >= 1);
@@ -216,5 +297,37 @@ mod tests {
         assert!(tight.bound() <= 256 << 20, "{tight:?}");
         let err = MemoryPlan::new(4 << 20, 2, 1 << 20, None).unwrap_err().to_string();
         assert!(err.starts_with("--memory 4.0 MiB is too small"), "{err}");
+    }
+
+    #[test]
+    fn the_budget_admits_in_order_and_never_overcommits() {
+        let budget = Budget::new(100);
+        let a = budget.take(60);
+        let b = budget.take(40);
+        let asked = |n: u64| {
+            // Until the n-th ticket is drawn (a thread is waiting for it).
+            while budget.state.lock().unwrap().next < n {
+                std::thread::yield_now();
+            }
+        };
+        std::thread::scope(|scope| {
+            let budget = &budget;
+            // A large file waits for room; a small one asking after it waits behind it.
+            let big = scope.spawn(move || budget.take(90));
+            asked(3);
+            let small = scope.spawn(move || drop(budget.take(10)));
+            asked(4);
+            drop(b);
+            // 40 bytes free: the small one would fit, yet neither is admitted (neither can be, until `a` goes).
+            let t = budget.state.lock().unwrap();
+            assert_eq!((t.free, t.serving), (40, 2));
+            drop(t);
+            drop(a);
+            let c = big.join().unwrap();
+            assert_eq!(c.bytes, 90);
+            small.join().unwrap();
+            assert_eq!(budget.state.lock().unwrap().free, 10);
+        });
+        assert_eq!(budget.state.lock().unwrap().free, 100);
     }
 }
