@@ -655,7 +655,7 @@ fn finding_3_a_lost_machine_with_an_s3_manifest_converges_on_a_fresh_one() {
     let sources: Vec<String> = local_files(&tree.media).into_iter().collect();
     assert!(sources.len() >= 4, "{sources:?}");
     let url = "s3://lost/runs/m.jsonl";
-    let args = ["encrypt", tree.media.to_str().unwrap(), "--to", "s3://lost/enc/", "--kms-key", "alias/lost", "--part-size", "5M", "--threads", "1", "--manifest", url, "--manifest-flush-records", "1", "--json"];
+    let args = ["encrypt", tree.media.to_str().unwrap(), "--to", "s3://lost/enc/", "--kms-key", "alias/lost", "--part-size", "5M", "--threads", "1", "--max-concurrent-requests", "1", "--manifest", url, "--manifest-flush-records", "1", "--json"];
     let machine = |name: &str| {
         let home = tempfile::Builder::new().prefix(name).tempdir().unwrap();
         std::fs::create_dir_all(home.path().join("tmp")).unwrap();

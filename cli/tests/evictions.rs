@@ -235,7 +235,7 @@ fn the_grace_period_over_or_a_second_signal_aborts_what_is_in_flight() {
         let sources = files_under(&media);
         let manifest = dir.path().join("run.jsonl");
         let to = format!("s3://evict-abort/{case}/");
-        let args = ["encrypt", media.to_str().unwrap(), "--to", &to, "--part-size", "5M", "--kms-key", "alias/evict-abort", "--threads", "1", "--manifest", manifest.to_str().unwrap(), "--grace-seconds", grace, "--json"];
+        let args = ["encrypt", media.to_str().unwrap(), "--to", &to, "--part-size", "5M", "--kms-key", "alias/evict-abort", "--threads", "1", "--max-concurrent-requests", "1", "--manifest", manifest.to_str().unwrap(), "--grace-seconds", grace, "--json"];
         let mut cmd = sealpipe_command(&moto.url(), &args);
         cmd.env("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", "60000").env("SEALPIPE_TEST_PAUSE_SKIP_COMMITS", "1");
         let mut run = Watched::spawn(&mut cmd);
@@ -304,7 +304,7 @@ fn shard_command(endpoint: &str, args: &[&str], var: &str, index: u32, home: &Pa
 fn shard_round(moto: &Server, round: &str, var: &str, manifest: &str, media: &Path, sources: &[String], victims: (u32, u32, u32), retry_codes: &[i32], local_manifests: impl Fn(u32) -> PathBuf) {
     let (a, b, c) = victims;
     let to = format!("s3://shards/{round}/");
-    let args = ["encrypt", media.to_str().unwrap(), "--to", &to, "--kms-key", "alias/shards", "--part-size", "5M", "--concurrency", "1", "--threads", "1", "--shard", "auto/8", "--manifest", manifest, "--manifest-flush-records", "1", "--json"];
+    let args = ["encrypt", media.to_str().unwrap(), "--to", &to, "--kms-key", "alias/shards", "--part-size", "5M", "--concurrency", "1", "--threads", "1", "--max-concurrent-requests", "1", "--shard", "auto/8", "--manifest", manifest, "--manifest-flush-records", "1", "--json"];
     let machines: Vec<tempfile::TempDir> = (0..SHARDS).map(|i| machine(&format!("{round}-pod-{i}-"))).collect();
     // Every shard through one proxy that holds each UploadPart 3 s: only
     // big/b0.ts (shard a's first file) has parts. A retry runs the same

@@ -398,7 +398,7 @@ fn finding_7_a_key_that_refuses_generate_data_key_stops_the_run() {
         moto.port,
         r#"{"rules": [{"op": ["GenerateDataKey", "Encrypt"], "all": true, "action": "status", "status": 400, "code": "AccessDeniedException"}]}"#,
     );
-    let out = job.run(&proxy.url(), &["--threads", "1"]);
+    let out = job.run(&proxy.url(), &["--threads", "1", "--max-concurrent-requests", "1"]);
     assert!(out.exited(), "stderr: {}", out.stderr());
     assert_eq!(out.code(), Some(2), "stderr: {}", out.stderr());
     assert_eq!(proxy.count_action("GenerateDataKey", "status"), 1, "asked once, not once per file: {:?}", proxy.faults());
@@ -554,16 +554,18 @@ fn sigkill_during_complete_then_rerun_converges() {
     rerun_converges(&moto, &job, &proxy, "SIGKILL during CompleteMultipartUpload (commit, before record)", &killed);
 }
 
-/// Killed between files: one worker, files in name order; the first file
-/// is recorded and the second one's first request (the existence check of
-/// its output) is held when the run is killed.
+/// Killed between files: one file in flight, files in name order; the
+/// first file is recorded and the second one's first request is held when
+/// the run is killed (its data key: the destination prefix was listed once
+/// at the first file, and the second output's key is not in it, so no
+/// HeadObject is asked for it).
 #[test]
 fn sigkill_between_files_then_rerun_converges() {
     let (moto, job, proxy, killed) = killed_at(
         "faults-killbetween",
         "-KILL",
-        r#"{"rules": [{"op": "HeadObject", "key": "enc/f01.ts", "nth": 1, "action": "pause_until_released"}]}"#,
-        &["--threads", "1"],
+        r#"{"rules": [{"op": "GenerateDataKey", "nth": 2, "action": "pause_until_released"}]}"#,
+        &["--threads", "1", "--max-concurrent-requests", "1"],
     );
     let (_, done, _) = run_counts(&killed);
     assert_eq!(done, 1, "killed after the first file: {}", killed.stdout());

@@ -429,7 +429,7 @@ fn finding_07_source_shrinking_while_read_is_a_clean_failure() {
     let job = Job::new(&moto, "f07-bus", &[(12 << 20) + 1]);
     let proxy = FaultProxy::start(moto.port, r#"{"rules": [{"op": "UploadPart", "nth": 1, "action": "pause_until_released"}]}"#);
     let child = job
-        .command(&proxy.url(), &["--concurrency", "1", "--threads", "1"])
+        .command(&proxy.url(), &["--concurrency", "1", "--threads", "1", "--max-concurrent-requests", "1"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -173,7 +173,7 @@ fn finding_10_shards_of_one_job_hold_leases_of_their_own() {
         let mut args: Vec<String> = ["encrypt", media.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--manifest", manifest.to_str().unwrap()]
             .map(String::from)
             .to_vec();
-        args.extend(["--keyring", keyring.to_str().unwrap(), "--create-keyring", "--threads", "1", "--shard", shard].map(String::from));
+        args.extend(["--keyring", keyring.to_str().unwrap(), "--create-keyring", "--threads", "1", "--max-concurrent-requests", "1", "--shard", shard].map(String::from));
         args
     };
     // The shard held must have a file to pause on: ask a dry run how many each takes.
@@ -223,7 +223,7 @@ fn finding_10_two_runs_of_one_job_with_an_s3_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let media = small_tree(dir.path());
     let url = "s3://media-lease/runs/job.jsonl";
-    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-lease/enc/", "--kms-key", "alias/lease", "--manifest", url, "--threads", "1", "--force-path-style"];
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-lease/enc/", "--kms-key", "alias/lease", "--manifest", url, "--threads", "1", "--max-concurrent-requests", "1", "--force-path-style"];
 
     let (mut a, _lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 120_000);
     let (holder, etag) = lease_object(&moto, "media-lease", "runs/job.jsonl.lease").expect("A holds the lease object");
@@ -329,7 +329,7 @@ fn finding_10_a_resumed_copy_keeps_the_records_another_run_uploaded() {
     let dir = tempfile::tempdir().unwrap();
     let media = small_tree(dir.path());
     let url = "s3://media-join/runs/job.jsonl";
-    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-join/enc/", "--kms-key", "alias/join", "--manifest", url, "--threads", "1", "--force-path-style"];
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-join/enc/", "--kms-key", "alias/join", "--manifest", url, "--threads", "1", "--max-concurrent-requests", "1", "--force-path-style"];
     // A reads the manifest (there is none yet), and dies: its local copy waits on this host to be resumed.
     let (mut a, _lines) = start_paused(sealpipe_cmd(&moto.url(), &args), 120_000);
     sigkill(&mut a.0);
@@ -365,7 +365,7 @@ fn finding_10_a_manifest_stored_as_the_run_goes_never_overwrites_another_runs() 
     let media = small_tree(dir.path());
     let url = "s3://media-flush/runs/job.jsonl";
     // Stored after every record: the run's first snapshot comes after the other run's upload below.
-    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-flush/enc/", "--kms-key", "alias/flush", "--manifest", url, "--threads", "1", "--force-path-style", "--manifest-flush-records", "1"];
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://media-flush/enc/", "--kms-key", "alias/flush", "--manifest", url, "--threads", "1", "--max-concurrent-requests", "1", "--force-path-style", "--manifest-flush-records", "1"];
     let theirs = dir.path().join("theirs");
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("x.ts"), pattern(2_000, 7)).unwrap();

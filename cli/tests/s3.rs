@@ -642,7 +642,7 @@ fn finding_2_keys_are_names_byte_for_byte() {
 
     // Two sources, one output: the second is refused when planned, both named.
     std::fs::write(&list, "s3://zoo/k/dbl/slash.ts\ns3://zoo2/k/dbl/slash.ts\n").unwrap();
-    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://zoo-out/c/", "--kms-key", "alias/zoo", "--threads", "1", "--force", "--manifest", dir.path().join("c.jsonl").to_str().unwrap()]);
+    let out = sealpipe(&moto.url(), &["encrypt", "--from-list", list.to_str().unwrap(), "--to", "s3://zoo-out/c/", "--kms-key", "alias/zoo", "--threads", "1", "--max-concurrent-requests", "1", "--force", "--manifest", dir.path().join("c.jsonl").to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("s3://zoo2/k/dbl/slash.ts") && err.contains("also the output of s3://zoo/k/dbl/slash.ts"), "{err}");

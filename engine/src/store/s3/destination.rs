@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_s3::types::ChecksumType;
 use tokio::sync::Semaphore;
@@ -63,7 +64,15 @@ pub struct S3Destination {
     settings: UploadSettings,
     open: OpenUploads,
     journal: Mutex<Option<Arc<dyn Journal>>>,
+    /// The keys under the prefix when the first fresh output was asked
+    /// about ([`S3Destination::existing`]).
+    existing: OnceLock<Option<HashSet<String>>>,
 }
+
+/// The most keys a destination prefix is listed for ([`S3Destination::existing`]):
+/// 100 `ListObjectsV2` pages, about 10 MB of names. A prefix holding more is
+/// asked about each output by `HeadObject`, as before.
+const LISTED_MAX: usize = 100_000;
 
 impl S3Destination {
     /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
@@ -91,12 +100,40 @@ impl S3Destination {
             remote_said(format!("s3://{bucket}/"), Stage::Plan, cause, &e)
         })?;
         let open = OpenUploads { client: client.clone(), open: Arc::default() };
-        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None) })
+        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None), existing: OnceLock::new() })
     }
 
     /// The uploads in progress, to abort them on a signal.
     pub fn open_uploads(&self) -> OpenUploads {
         self.open.clone()
+    }
+
+    /// The keys under the prefix, listed once (issue 21: a million small
+    /// outputs must not cost a million `HeadObject`s): an output whose key
+    /// is not among them needs no request to know it is free, since its
+    /// write is conditional anyway (`If-None-Match: *`: an object that
+    /// appeared since is refused by S3, and then told apart as ours or not).
+    /// `None` when the prefix holds more than [`LISTED_MAX`] keys or cannot
+    /// be listed (no `s3:ListBucket`): each output is then asked about alone.
+    fn existing(&self) -> Option<&HashSet<String>> {
+        self.existing
+            .get_or_init(|| {
+                let mut keys = HashSet::new();
+                let mut token = None;
+                loop {
+                    let req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&self.prefix).set_continuation_token(token.take());
+                    let page = self.handle.block_on(req.send()).ok()?;
+                    keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+                    if keys.len() > LISTED_MAX {
+                        return None;
+                    }
+                    match page.next_continuation_token() {
+                        Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                        _ => return Some(keys),
+                    }
+                }
+            })
+            .as_ref()
     }
 
     fn key(&self, relative: &Path) -> String {
@@ -141,14 +178,18 @@ impl Destination for S3Destination {
         Some(self)
     }
 
-    /// One `HeadObject` for a fresh output (none when overwriting or
-    /// replacing). An object there is ours, unrecorded, when `ours` accepts
+    /// For a fresh output, one look at the prefix's listing, and a
+    /// `HeadObject` only when its key is listed or the prefix could not be
+    /// (none when overwriting or replacing). An object there is ours, unrecorded, when `ours` accepts
     /// its envelope; anything else is refused.
     fn vacant(&self, relative: &Path, ours: &dyn Fn(&Envelope) -> bool, replace: bool) -> Result<Vacancy> {
         if self.settings.overwrite || replace {
             return Ok(Vacancy::Free);
         }
         let key = self.key(relative);
+        if self.existing().is_some_and(|keys| !keys.contains(&key)) {
+            return Ok(Vacancy::Free);
+        }
         let url = format!("s3://{}/{key}", self.bucket);
         match head_object(&self.client, &self.handle, &self.bucket, &key, Stage::Write)? {
             None => Ok(Vacancy::Free),
