@@ -138,9 +138,9 @@ fn sigterm_with_uploads_in_flight_finishes_them_stores_the_s3_manifest_and_exits
     let sources = files_under(&media);
     let proxy = start_proxy(moto.port, "delay:2");
     let url = "s3://evict/runs/m.jsonl";
-    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://evict/enc/", "--kms-key", "alias/evict", "--part-size", "5M", "--concurrency", "1", "--threads", "2", "--manifest", url, "--json"];
+    let args = ["encrypt", media.to_str().unwrap(), "--to", "s3://evict/enc/", "--kms-key", "alias/evict", "--part-size", "5M", "--concurrency", "1", "--threads", "2", "--max-concurrent-requests", "2", "--manifest", url, "--json"];
     let mut run = Watched::spawn(&mut sealpipe_command(&proxy.url(), &args));
-    // The event: a multipart upload is open (f00.ts or f01.ts, listed first, one per worker).
+    // The event: a multipart upload is open (f00.ts or f01.ts, listed first, two files in flight).
     let deadline = Instant::now() + WAIT;
     while open_uploads(&moto, "evict") < 1 {
         assert!(Instant::now() < deadline, "the uploads never started");

@@ -710,12 +710,13 @@ fn sigkill_during_cleanup_of_a_crash_then_rerun_converges() {
 /// request the proxy sees says the requester pays, and every request to a
 /// bucket names the owner that bucket must have: the source's on reads and
 /// listings, the destination's on uploads, multipart calls, HEADs and the
-/// `s3://` manifest and lease calls.
+/// `s3://` manifest and lease calls (a 9 MiB source, over the 8 MiB read
+/// whole by one GET, so that a HeadObject and ranged GETs are among them).
 #[test]
 fn request_payer_and_bucket_owners_are_on_every_request() {
     let moto = start_moto();
     setup(&moto, "pay-src", "alias/pay");
-    py(&moto, "s3.create_bucket(Bucket='pay-dst')\nfor i, n in enumerate([100, 6 << 20]): s3.put_object(Bucket='pay-src', Key=f'raw/f{i}.ts', Body=bytes([i]) * n)", &[]);
+    py(&moto, "s3.create_bucket(Bucket='pay-dst')\nfor i, n in enumerate([100, 9 << 20]): s3.put_object(Bucket='pay-src', Key=f'raw/f{i}.ts', Body=bytes([i]) * n)", &[]);
     let proxy = FaultProxy::start(moto.port, "{}");
     let (src_owner, dst_owner) = ("111122223333", "123456789012");
     let out = run_bounded(
