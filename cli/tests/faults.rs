@@ -795,3 +795,49 @@ fn buckets_in_other_regions_are_found_and_signed_for() {
     assert!(log.iter().filter(|e| e["bucket"] == "eu-src").all(|e| e["signed_region"] == "eu-west-1"), "{}", summarize_log(&log));
     assert_eq!(objects_under(&moto, "ap-dst", "enc/"), ["enc/f0.ts", "enc/f1.ts"]);
 }
+
+/// Issue 21, each byte hashed once: over HTTPS (the proxy with a local CA's
+/// certificate, `--ca-bundle`), every PutObject and UploadPart body of
+/// 64 KiB or more goes out as `UNSIGNED-PAYLOAD` (as the AWS CRT client
+/// sends it: TLS and the part's checksum carry its integrity) while smaller
+/// bodies keep their SHA-256; over plain HTTP every body is signed. Both
+/// runs verify, so moto accepted every body and its checksum.
+#[test]
+fn bodies_over_tls_are_not_hashed_for_sigv4_and_over_http_they_are() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = local_ca(dir.path());
+    let tls_log = dir.path().join("tls.jsonl");
+    let tls = FaultProxy::start_tls(moto.port, "{}", &tls_log, (&cert, &key));
+    let plain = FaultProxy::start(moto.port, "{}");
+    let https = format!("https://127.0.0.1:{}", tls.port());
+    for (name, endpoint, extra) in [("tls", https.as_str(), vec!["--ca-bundle", ca.to_str().unwrap()]), ("plain", &plain.url(), vec![])] {
+        let job = Job::new(&moto, &format!("hash-{name}"), SIZES);
+        let out = job.run(endpoint, &extra);
+        assert_ok(&out, &format!("encrypt over {name}"));
+        let mut verify = vec!["verify", "--manifest", job.manifest.to_str().unwrap()];
+        verify.extend_from_slice(&extra);
+        assert_ok(&run_bounded(&mut sealpipe_command(endpoint, &verify), WAIT), &format!("verify over {name}"));
+        job.audited(&moto, &format!("bodies over {name}"), &out);
+    }
+    let log = |entries: Vec<Value>, bucket: &str| -> Vec<Value> {
+        entries.into_iter().filter(|e| e["bucket"] == bucket && (e["op"] == "PutObject" || e["op"] == "UploadPart")).collect()
+    };
+    let tls_bodies = log(std::fs::read_to_string(&tls_log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect(), "hash-tls");
+    let plain_bodies = log(plain.log(), "hash-plain");
+    let is_sha256 = |v: &Value| v.as_str().is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    let large = |e: &&Value| e["length"].as_u64().unwrap() >= 64 << 10;
+    // 6 MiB and 12 MiB in 5 MiB parts (2 + 3 parts), 100,000 bytes and 33 bytes by PutObject.
+    assert_eq!(tls_bodies.iter().filter(large).count(), 6, "{tls_bodies:#?}");
+    for e in &tls_bodies {
+        if large(&e) {
+            assert_eq!(e["payload"], "UNSIGNED-PAYLOAD", "a large body over TLS: {e}");
+        } else {
+            assert!(is_sha256(&e["payload"]), "a small body keeps its SHA-256: {e}");
+        }
+    }
+    assert_eq!(plain_bodies.len(), tls_bodies.len(), "{plain_bodies:#?}");
+    for e in &plain_bodies {
+        assert!(is_sha256(&e["payload"]), "over plain HTTP every body is signed: {e}");
+    }
+}

@@ -3,7 +3,10 @@
 front of moto (S3 and KMS on one port), driven by a deterministic schedule.
 
     python3 faultproxy.py --upstream PORT [--port 0] [--schedule FILE | --schedule-json JSON]
-                          [--log FILE.jsonl] [--seed N]
+                          [--log FILE.jsonl] [--seed N] [--tls-cert PEM --tls-key PEM]
+
+With --tls-cert/--tls-key it speaks HTTPS to its clients (a certificate from
+a local CA; rustls refuses a self-signed leaf) and plain HTTP to moto.
 
 It prints `LISTENING <port>` on stdout once it accepts connections.
 
@@ -71,7 +74,9 @@ Control path (on the proxy itself, not logged, not forwarded):
 
 A log entry: seq, t (seconds since start), service, op, method, path, bucket,
 key, upload_id, part, range, key_id (KMS), payer and owner (the
-x-amz-request-payer and x-amz-expected-bucket-owner headers), rule (index of the rule that acted,
+x-amz-request-payer and x-amz-expected-bucket-owner headers), payload (the
+x-amz-content-sha256 header: a hex SHA-256 or UNSIGNED-PAYLOAD), length (request
+body bytes), rule (index of the rule that acted,
 or null), action ("forward" when none), state ("pending", "held", "done"),
 status (what the client got; null when it got no status line), upstream
 (moto's status when forwarded, else null), sent (body bytes sent).
@@ -83,6 +88,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -184,6 +190,7 @@ def classify(method, raw_path, headers, body):
     info = {"service": "s3", "method": method, "path": raw_path, "bucket": None, "key": None, "upload_id": None,
             "part": None, "range": headers.get("Range"), "key_id": None,
             "payer": headers.get("x-amz-request-payer"), "owner": headers.get("x-amz-expected-bucket-owner"),
+            "payload": headers.get("x-amz-content-sha256"), "length": len(body or b""),
             "signed_region": (re.search(r"Credential=[^/]*/[^/]*/([^/]*)/", headers.get("Authorization") or "") or [None, None])[1]}
     target = headers.get("X-Amz-Target")
     if target:
@@ -508,6 +515,8 @@ def main():
     p.add_argument("--schedule-json")
     p.add_argument("--log")
     p.add_argument("--seed", type=int)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     a = p.parse_args()
     schedule = {}
     if a.schedule:
@@ -517,6 +526,10 @@ def main():
         schedule = json.loads(a.schedule_json)
     state = State(schedule, a.seed, a.log)
     server = Server(("127.0.0.1", a.port), make_handler(state, a.upstream))
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("LISTENING %d" % server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -285,6 +285,26 @@ pub const FAULTPROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/
 
 /// `faultproxy.py` in front of `upstream` (moto): S3 and KMS requests are
 /// classified, logged and faulted as its schedule says. Killed on drop.
+/// A local CA and a server certificate for 127.0.0.1 and localhost that it
+/// signed, made with `openssl` in `dir` (rustls refuses a self-signed leaf):
+/// (the CA's certificate, the server's certificate, the server's key).
+pub fn local_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let [ca, ca_key, cert, key, csr, ext] = ["ca.pem", "ca.key", "server.pem", "server.key", "server.csr", "ext.cnf"].map(|f| dir.join(f));
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl must be on PATH");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    openssl(&[os("req"), os("-x509"), os("-newkey"), os("rsa:2048"), os("-nodes"), os("-days"), os("2"), os("-subj"), os("/CN=sealpipe test CA"), os("-keyout"), ca_key.as_os_str(), os("-out"), ca.as_os_str()]);
+    openssl(&[os("req"), os("-newkey"), os("rsa:2048"), os("-nodes"), os("-subj"), os("/CN=localhost"), os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()]);
+    openssl(&[
+        os("x509"), os("-req"), os("-days"), os("2"), os("-in"), csr.as_os_str(), os("-CA"), ca.as_os_str(), os("-CAkey"), ca_key.as_os_str(),
+        os("-CAcreateserial"), os("-extfile"), ext.as_os_str(), os("-out"), cert.as_os_str(),
+    ]);
+    (ca, cert, key)
+}
+
 pub struct FaultProxy {
     pub server: Server,
 }
@@ -316,10 +336,24 @@ impl FaultProxy {
 
     /// As [`FaultProxy::start`], also appending each finished request to `log` (JSONL).
     pub fn start_with(upstream_port: u16, schedule_json: &str, log: Option<&Path>) -> FaultProxy {
+        Self::spawn(upstream_port, schedule_json, log, None)
+    }
+
+    /// As [`FaultProxy::start_with`], speaking HTTPS to its clients with
+    /// `tls` (certificate, key: see [`local_ca`]) and plain HTTP to moto.
+    /// Its control path is HTTPS too: read what it saw from `log`.
+    pub fn start_tls(upstream_port: u16, schedule_json: &str, log: &Path, tls: (&Path, &Path)) -> FaultProxy {
+        Self::spawn(upstream_port, schedule_json, Some(log), Some(tls))
+    }
+
+    fn spawn(upstream_port: u16, schedule_json: &str, log: Option<&Path>, tls: Option<(&Path, &Path)>) -> FaultProxy {
         let mut cmd = Command::new("python3");
         cmd.arg(FAULTPROXY).args(["--upstream", &upstream_port.to_string(), "--schedule-json", schedule_json]);
         if let Some(log) = log {
             cmd.arg("--log").arg(log);
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("python3 must be on PATH");
         let mut line = String::new();
