@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::options::{algorithm, check_part_size, client_in, create_error, part_size_for, parts_in_flight, MAX_PARTS};
 use super::orphans::{KeyUploads, OpenUploads};
-use super::upload::{Multipart, Upload};
+use super::upload::{Multipart, Spare, Upload};
 use super::S3Url;
 use crate::aws::{describe, remote_error, remote_said, status, Aws};
 use crate::error::{Error, Result, Stage};
@@ -72,7 +72,7 @@ pub struct S3Destination {
 /// The most keys a destination prefix is listed for ([`S3Destination::existing`]):
 /// 100 `ListObjectsV2` pages, about 10 MB of names. A prefix holding more is
 /// asked about each output by `HeadObject`, as before.
-const LISTED_MAX: usize = 100_000;
+pub const LISTED_MAX: usize = 100_000;
 
 impl S3Destination {
     /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
@@ -314,6 +314,7 @@ impl Destination for S3Destination {
                 done: Vec::new(),
                 slots: Arc::new(Semaphore::new(slots)),
                 filling: None,
+                spare: Spare::default(),
             });
             upload.buf = Vec::with_capacity(upload.part_size);
         } else {

@@ -62,10 +62,10 @@ mod upload;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use destination::S3Destination;
+pub use destination::{S3Destination, LISTED_MAX};
 pub use options::{
     check_part_size, checksum_of, client, key_too_long, part_size_for, ChecksumChoice, ObjectOptions, UploadSettings, MAX_KEY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PARTS, MAX_PART_SIZE, MAX_RESUMES, MIN_PART_SIZE,
-    MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT,
+    MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT, WHOLE_OBJECT_MAX,
 };
 pub use orphans::OpenUploads;
 pub use read::S3Object;
