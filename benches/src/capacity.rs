@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Report, Row};
 use sealpipe::error::{Error, Result};
 use sealpipe::run::schedule::MemoryPlan;
-use sealpipe::store::s3::{part_size_for, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT};
+use sealpipe::store::s3::{part_size_for, LISTED_MAX, MIN_RANGE_SIZE, RANGE_SIZE, READ_SPLIT, WHOLE_OBJECT_MAX};
 
 /// KMS's default quota for symmetric cryptographic requests (GenerateDataKey, Encrypt, Decrypt)
 /// per account and region, requests per second. Adjustable through Service Quotas; lower in some regions.
@@ -107,11 +107,15 @@ pub struct Estimate {
     pub s3_upload_part: u64,
     /// CompleteMultipartUpload requests.
     pub s3_complete_multipart: u64,
-    /// HeadObject requests (the existence check before each output; none with `--force`).
+    /// HeadObject requests: none while the destination prefix holds at most
+    /// `LISTED_MAX` keys (it is listed once instead), else one per output.
     pub s3_head: u64,
-    /// ListObjectsV2 pages of 1000 (every shard lists the whole prefix; none from an inventory).
+    /// ListObjectsV2 pages of 1000: every shard lists the whole source prefix
+    /// (none from an inventory) and the destination prefix once (at its
+    /// fullest, a re-run: every object's output, up to `LISTED_MAX`).
     pub s3_list_pages: u64,
-    /// Ranged GetObject requests (S3 sources).
+    /// GetObject requests (S3 sources): one for an object up to
+    /// `WHOLE_OBJECT_MAX`, ranged GETs by window beyond.
     pub s3_get: u64,
     /// Buffers held at most (`MemoryPlan::bound`).
     pub memory_bytes: u64,
@@ -157,6 +161,9 @@ fn cipher_rate(r: &Report, mode: &str, key_bits: u16, cores: usize) -> Result<Ra
 
 /// Ranged GETs for one object of `len` bytes read a window at a time.
 fn gets_for(len: u64, window: u64) -> u64 {
+    if len <= WHOLE_OBJECT_MAX as u64 {
+        return u64::from(len > 0);
+    }
     let per_window = |w: u64| -> u64 {
         if w == 0 {
             return 0;
@@ -219,7 +226,14 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
     let parts = if multipart { object_bytes.div_ceil(part_size) } else { 0 };
     let (s3_put, s3_create_multipart, s3_upload_part, s3_complete_multipart) =
         if multipart { (0, objects, objects * parts, objects) } else { (objects, 0, 0, 0) };
-    let s3_list_pages = if input.source_listed { input.objects.div_ceil(1000) } else { 0 };
+    let listed_dest = input.objects <= LISTED_MAX as u64;
+    let dest_pages = if listed_dest { input.objects.div_ceil(1000).max(1) } else { 0 };
+    let s3_list_pages = dest_pages + if input.source_listed { input.objects.div_ceil(1000) } else { 0 };
+    notes.push(if listed_dest {
+        "HEAD: none; the destination prefix is listed once per shard (at most 100,000 keys), at its fullest on a re-run".into()
+    } else {
+        "HEAD: one per output; a destination prefix of over 100,000 keys is not listed".into()
+    });
     if input.source_listed {
         notes.push("LIST: every shard lists the whole prefix and keeps its own share (--shard hashes keys), so pages are for all objects".into());
     }
@@ -243,7 +257,7 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
         s3_create_multipart,
         s3_upload_part,
         s3_complete_multipart,
-        s3_head: objects,
+        s3_head: if listed_dest { 0 } else { objects },
         s3_list_pages,
         s3_get,
         memory_bytes: plan.bound(),
@@ -256,8 +270,11 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
 mod tests {
     #[test]
     fn gets_follow_the_window() {
-        // 8 MiB window: 4 ranges of 2 MiB each; 100 MB = 11 windows + 7,725,312 bytes (4 ranges of ≥1 MiB).
-        assert_eq!(super::gets_for(8 << 20, 8 << 20), 4);
+        // Up to 8 MiB: one GetObject reads the whole object (issue 21).
+        assert_eq!(super::gets_for(8 << 20, 8 << 20), 1);
+        // Beyond, ranged GETs by window. 8 MiB window: 4 ranges of 2 MiB each (and one for the last byte);
+        // 100 MB = 11 windows + 7,725,312 bytes (4 ranges of ≥1 MiB).
+        assert_eq!(super::gets_for((8 << 20) + 1, 8 << 20), 4 + 1);
         assert_eq!(super::gets_for(100_000_000, 8 << 20), 11 * 4 + 4);
         assert_eq!(super::gets_for(0, 8 << 20), 0);
     }

@@ -319,6 +319,20 @@ fn plan_arithmetic_on_a_known_input() {
     // One file in flight: 5 windows of 4 MiB + 8 parts of 16 MiB.
     assert_eq!(e["memory_bytes"], (5u64 * 4 + 8 * 16) << 20);
     assert_eq!(e["files_in_flight"], 1);
+
+    // Issue 21: an HLS archive, 60,000 segments of 1 MB over 4 shards. Each
+    // segment is read by one GetObject; no HeadObject, the destination
+    // prefix (at most 60,000 outputs) being listed once per shard beside the source's 60 pages.
+    let (stdout, _) = sealpipe(
+        &["bench", "--plan", path.to_str().unwrap(), "--objects", "60000", "--bytes", "60000000000", "--shards", "4", "--cores", "1", "--network-gbps", "25", "--json"],
+        dir.path(),
+    );
+    let e: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(e["objects"], 15_000);
+    assert_eq!(e["s3_put"], 15_000);
+    assert_eq!(e["s3_get"], 15_000);
+    assert_eq!(e["s3_head"], 0);
+    assert_eq!(e["s3_list_pages"], 60 + 60);
 }
 
 /// `--plan-inventory`: the archive's shape read from an S3 Inventory report
