@@ -29,6 +29,8 @@ SMALL=${SMALL:-3000}
 LATENCY_SMALL=${LATENCY_SMALL:-3000}
 LATENCY_MS=${LATENCY_MS:-30}
 S3_MIB=${S3_MIB:-512}
+SP=${SP:-}                 # a sealpipe binary to measure (default: this checkout's release build)
+SP_FLAGS=${SP_FLAGS:-}     # extra flags for the small-object runs, e.g. --reuse-key
 ROUNDS=${ROUNDS:-3}
 QUEUED=${QUEUED:-100000}
 QUEUED_MEMORY=${QUEUED_MEMORY:-256MiB}
@@ -41,8 +43,7 @@ need_py moto.server 'moto[server]>=5.2.5'
 need_py awscrt awscrt
 command -v aws >/dev/null || python3 -m pip install --quiet --disable-pip-version-check awscli
 
-cargo build --release --locked -q -p sealpipe-cli
-SP=$PWD/target/release/sealpipe
+if [ -z "$SP" ]; then cargo build --release --locked -q -p sealpipe-cli; SP=$PWD/target/release/sealpipe; fi
 export SEALPIPE_KEYRING="$WORK/keyring.json" HOME="$WORK/home"
 mkdir -p "$HOME"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -72,6 +73,8 @@ u = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"{u.ru_utime + u.ru_stime:.3f}")
 PY
 }
+# CPU seconds a running process has used so far (user+sys, from /proc).
+proc_cpu() { python3 -c "import os, sys; f = open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))" "$1"; }
 median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "$@"; }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -79,11 +82,13 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 # ---------------------------------------------------------------- 1. small objects
 MOTO_PORT=$(free_port)
 python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 & PIDS+=($!)
+MOTO_PID=$!
 MOTO=http://127.0.0.1:$MOTO_PORT
 wait_http "$MOTO"
 PROXY_LOG=$WORK/proxy.out
 python3 cli/tests/common/faultproxy.py --upstream "$MOTO_PORT" \
   --schedule-json "{\"rules\": [{\"op\": \"*\", \"action\": \"delay\", \"ms\": $LATENCY_MS}]}" > "$PROXY_LOG" 2>&1 & PIDS+=($!)
+PROXY_PID=$!
 for _ in $(seq 100); do grep -q LISTENING "$PROXY_LOG" && break; sleep 0.1; done
 PROXY=http://127.0.0.1:$(awk '/LISTENING/ {print $2}' "$PROXY_LOG")
 
@@ -111,11 +116,18 @@ small_row() { # NAME ENDPOINT SRC N
   t_aws=$(wall aws s3 cp --recursive --only-show-errors --endpoint-url "$ep" "s3://$src/" "s3://aws-$name/")
   [ "$ep" = "$PROXY" ] && curl -s -X POST "$PROXY/__fault/reset" >/dev/null && curl -s -X POST "$PROXY/__fault/schedule" \
     -d "{\"rules\": [{\"op\": \"*\", \"action\": \"delay\", \"ms\": $LATENCY_MS}]}" >/dev/null
+  local moto0 proxy0 moto1 proxy1
+  moto0=$(proc_cpu "$MOTO_PID"); proxy0=$(proc_cpu "$PROXY_PID")
   t_sp=$(wall "$SP" encrypt "s3://$src/" --to "s3://sp-$name/" --endpoint-url "$ep" --force-path-style \
-    --kms-key alias/bench --manifest "$WORK/small-$name.jsonl" --quiet)
+    --kms-key alias/bench --manifest "$WORK/small-$name.jsonl" --quiet $SP_FLAGS)
+  moto1=$(proc_cpu "$MOTO_PID"); proxy1=$(proc_cpu "$PROXY_PID")
   local r_aws r_sp
   r_aws=$(python3 -c "print(f'{$n / $t_aws:.1f}')"); r_sp=$(python3 -c "print(f'{$n / $t_sp:.1f}')")
   echo "$name: $n objects: aws s3 cp --recursive ${t_aws} s (${r_aws} objects/s); sealpipe encrypt ${t_sp} s (${r_sp} objects/s) = $(ratio "$r_sp" "$r_aws") x aws"
+  # Where sealpipe's wall time went: the emulator (moto is one Python
+  # process: one core at most, by its GIL) and the proxy, busy for how much of it.
+  python3 -c "import sys; m, p, t = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]); print(f'   during sealpipe: moto busy {m:.1f} CPU s = {m / t:.0%} of the wall time, the proxy {p:.1f} CPU s = {p / t:.0%}')" \
+    "$(python3 -c "print($moto1 - $moto0)")" "$(python3 -c "print($proxy1 - $proxy0)")" "$t_sp"
   SMALL_RATIO[$name]=$(ratio "$r_sp" "$r_aws")
 }
 declare -A SMALL_RATIO
