@@ -110,10 +110,12 @@ pub struct Estimate {
     /// HeadObject requests: none while the destination prefix holds at most
     /// `LISTED_MAX` keys (it is listed once instead), else one per output.
     pub s3_head: u64,
-    /// ListObjectsV2 pages of 1000: every shard lists the whole source prefix
-    /// (none from an inventory) and the destination prefix once (at its
-    /// fullest, a re-run: every object's output, up to `LISTED_MAX`).
+    /// ListObjectsV2 pages of 1000 of the source (every shard lists the whole prefix; none from an inventory).
     pub s3_list_pages: u64,
+    /// ListObjectsV2 pages of 1000 of the destination, listed once by every
+    /// shard (at its fullest, a re-run: every object's output) when it holds
+    /// at most `LISTED_MAX` keys; none beyond (HeadObject instead).
+    pub s3_dest_list_pages: u64,
     /// GetObject requests (S3 sources): one for an object up to
     /// `WHOLE_OBJECT_MAX`, ranged GETs by window beyond.
     pub s3_get: u64,
@@ -228,7 +230,7 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
         if multipart { (0, objects, objects * parts, objects) } else { (objects, 0, 0, 0) };
     let listed_dest = input.objects <= LISTED_MAX as u64;
     let dest_pages = if listed_dest { input.objects.div_ceil(1000).max(1) } else { 0 };
-    let s3_list_pages = dest_pages + if input.source_listed { input.objects.div_ceil(1000) } else { 0 };
+    let s3_list_pages = if input.source_listed { input.objects.div_ceil(1000) } else { 0 };
     notes.push(if listed_dest {
         "HEAD: none; the destination prefix is listed once per shard (at most 100,000 keys), at its fullest on a re-run".into()
     } else {
@@ -259,6 +261,7 @@ pub fn estimate(r: &Report, input: &PlanInput) -> Result<Estimate> {
         s3_complete_multipart,
         s3_head: if listed_dest { 0 } else { objects },
         s3_list_pages,
+        s3_dest_list_pages: dest_pages,
         s3_get,
         memory_bytes: plan.bound(),
         files_in_flight: plan.files_in_flight,

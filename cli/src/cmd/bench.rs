@@ -261,8 +261,8 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         e.kms_quota_share_reused * 100.0
     );
     outln!(
-        "S3 requests per shard: PutObject {}, CreateMultipartUpload {}, UploadPart {} ({} parts), CompleteMultipartUpload {}, HeadObject {}, ListObjectsV2 pages {}, GetObject {}",
-        e.s3_put, e.s3_create_multipart, e.s3_upload_part, human(e.part_size), e.s3_complete_multipart, e.s3_head, e.s3_list_pages, e.s3_get
+        "S3 requests per shard: PutObject {}, CreateMultipartUpload {}, UploadPart {} ({} parts), CompleteMultipartUpload {}, HeadObject {}, ListObjectsV2 pages {} (and {} of the destination), GetObject {}",
+        e.s3_put, e.s3_create_multipart, e.s3_upload_part, human(e.part_size), e.s3_complete_multipart, e.s3_head, e.s3_list_pages, e.s3_dest_list_pages, e.s3_get
     );
     outln!("memory: at most {} of buffers ({} files in flight)", human(e.memory_bytes), e.files_in_flight);
     for n in &e.notes {
