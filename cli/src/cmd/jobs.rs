@@ -69,7 +69,7 @@ pub fn run(c: &JobsCmd) -> Result<ExitCode, UsageError> {
             Ok(request) => requests.push(JobRequest {
                 record: jobs::record_id(r),
                 source: r.source.clone(),
-                token: jobs::client_request_token(r, &template, &opts),
+                token: request["ClientRequestToken"].as_str().expect("build_request sets the token").to_string(),
                 request,
             }),
             Err(e) => {

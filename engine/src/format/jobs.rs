@@ -15,7 +15,8 @@
 //!   and `DecryptionSettings`, `KmsKeyRegion` only when the key's region
 //!   differs from the job's (the MediaConvert guide's rule; always when the
 //!   job region is unknown), `UserMetadata` with the source path and
-//!   [`record_id`], and a deterministic [`client_request_token`];
+//!   [`record_id`], and a `ClientRequestToken` hashed from the rest of that
+//!   request ([`client_request_token`]);
 //! * records wrapped by the local keyring, or without MediaConvert settings,
 //!   or whose `FileInput` is not an `s3://`/`https://` URL, are refused with
 //!   one line saying why ([`Error::Usage`]).
@@ -158,11 +159,6 @@ impl JobTemplate {
         let Value::Object(base) = base else { unreachable!("a JSON object literal") };
         Ok(JobTemplate { base })
     }
-
-    /// The canonical bytes of the template (sorted-key JSON), hashed into tokens.
-    pub fn canonical(&self) -> Vec<u8> {
-        canonical_json(&Value::Object(self.base.clone()))
-    }
 }
 
 /// Per-run job options, as MediaConvert names them.
@@ -187,19 +183,24 @@ pub fn record_id(record: &Record) -> String {
 }
 
 /// The `ClientRequestToken` of the job for `record` made from `template`
-/// with `options`: 64 hex digits of SHA-256 over the record's identity, the
-/// template's canonical bytes and the options. Submitting the same request
-/// twice returns the first job; a changed template, queue, priority or
-/// metadata is a different job.
-pub fn client_request_token(record: &Record, template: &JobTemplate, options: &JobOptions) -> String {
+/// with `options`: the token [`build_request`] puts in that request (the
+/// same errors when no request can be made).
+pub fn client_request_token(record: &Record, template: &JobTemplate, options: &JobOptions) -> Result<String> {
+    let request = build_request(record, template, options)?;
+    Ok(request["ClientRequestToken"].as_str().expect("build_request sets the token").to_string())
+}
+
+/// The token of a `CreateJob` request: 64 hex digits of SHA-256 over the
+/// job's region and the canonical bytes of the final request without its
+/// token. Whatever a request carries (the record's file, key, IV and id,
+/// the template, queue, priority, metadata, any member added later) is in
+/// its token, so submitting the same request twice returns the first job
+/// and any change is a different job.
+fn token_of(request: &Map<String, Value>, region: Option<&str>) -> String {
     let mut h = Sha256::new();
-    field(&mut h, b"sealpipe-jobs-token-v1");
-    field(&mut h, &identity_digest(record));
-    field(&mut h, &template.canonical());
-    field(&mut h, options.region.as_deref().unwrap_or("").as_bytes());
-    field(&mut h, options.queue.as_deref().unwrap_or("").as_bytes());
-    field(&mut h, options.priority.map(|p| p.to_string()).unwrap_or_default().as_bytes());
-    field(&mut h, &canonical_json(&json!(options.user_metadata)));
+    field(&mut h, b"sealpipe-jobs-token-v2");
+    field(&mut h, region.unwrap_or("").as_bytes());
+    field(&mut h, &canonical_json(&Value::Object(request.clone())));
     hex::encode(h.finalize())
 }
 
@@ -279,7 +280,8 @@ pub fn build_request(record: &Record, template: &JobTemplate, options: &JobOptio
     metadata.insert(META_SOURCE.into(), json!(record.source));
     metadata.insert(META_RECORD.into(), json!(record_id(record)));
     request.insert("UserMetadata".into(), Value::Object(metadata));
-    request.insert("ClientRequestToken".into(), json!(client_request_token(record, template, options)));
+    let token = token_of(&request, options.region.as_deref());
+    request.insert("ClientRequestToken".into(), json!(token));
     Ok(Value::Object(request))
 }
 
@@ -483,15 +485,15 @@ mod tests {
                 "UserMetadata":{"team":"video"},"Queue":"arn:aws:mediaconvert:eu-west-1:123456789012:queues/Default"}"#,
         )
         .unwrap();
-        assert_eq!(client_request_token(&kms_record(), &t2, &opts), a["ClientRequestToken"]);
+        assert_eq!(client_request_token(&kms_record(), &t2, &opts).unwrap(), a["ClientRequestToken"]);
         // Another file, another template, other options: other tokens.
         let mut other = kms_record();
         other.iv = "AQECAwQFBgcICQoLDA0ODw==".into();
         let tokens = [
-            client_request_token(&kms_record(), &t, &opts),
-            client_request_token(&other, &t, &opts),
-            client_request_token(&kms_record(), &JobTemplate::named("x", ROLE).unwrap(), &opts),
-            client_request_token(&kms_record(), &t, &JobOptions { priority: Some(1), ..opts.clone() }),
+            client_request_token(&kms_record(), &t, &opts).unwrap(),
+            client_request_token(&other, &t, &opts).unwrap(),
+            client_request_token(&kms_record(), &JobTemplate::named("x", ROLE).unwrap(), &opts).unwrap(),
+            client_request_token(&kms_record(), &t, &JobOptions { priority: Some(1), ..opts.clone() }).unwrap(),
         ];
         for i in 0..tokens.len() {
             for j in i + 1..tokens.len() {
