@@ -285,36 +285,54 @@ pub fn read_all(path: &Path) -> Result<(Vec<Record>, Vec<BadLine>)> {
     Ok((records, bad))
 }
 
-/// Call `each` with every non-empty line of the manifest `file` (at `path`)
-/// and its line index: a [`Line::Record`], or a [`Line::Bad`] for a line
-/// that does not parse as one, wherever it is. Only reading fails.
-pub(crate) fn for_each_line(file: File, path: &Path, each: &mut dyn FnMut(Line, usize) -> Result<()>) -> Result<()> {
-    let mut reader = BufReader::new(file);
+/// The one reader of sealpipe's JSONL files (manifests, journals, jobs
+/// ledgers): calls `each` with the number (from 1) and the bytes of every
+/// line that is not blank, its `\n` or `\r\n` cut off. Bytes, not
+/// `lines()`: a line cut inside a UTF-8 sequence (a process killed while
+/// appending it) is the caller's to judge, not a read error. Only reading fails.
+pub fn for_each_jsonl_line(file: File, path: &Path, each: &mut dyn FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut bytes = Vec::new();
     let mut n = 0;
     loop {
         bytes.clear();
-        if reader.read_until(b'\n', &mut bytes).map_err(|e| Error::io(path, "read manifest", e))? == 0 {
+        if reader.read_until(b'\n', &mut bytes).map_err(|e| Error::io(path, "read", e))? == 0 {
             return Ok(());
         }
         n += 1;
-        // Bytes, not `lines()`: a line cut inside a UTF-8 sequence is a bad line, not a read error.
-        let text = String::from_utf8_lossy(&bytes);
-        let line = text.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
-        }
-        match Record::from_json(line) {
-            Ok(r) => each(Line::Record(r), n - 1)?,
-            Err(e) => {
-                let reason = match e.classify() {
-                    serde_json::error::Category::Eof => "torn: the record ends before it is complete".to_string(),
-                    _ => format!("not a sealpipe manifest record: {e}"),
-                };
-                each(Line::Bad(BadLine { number: n, output: salvaged_output(line), reason }), n - 1)?
-            }
+        let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            each(n, line)?;
         }
     }
+}
+
+/// Call `each` with every non-empty line of the manifest `file` (at `path`)
+/// and its line index: a [`Line::Record`], or a [`Line::Bad`] for a line
+/// that does not parse as one, wherever it is (a line that is not UTF-8
+/// included: records are written as UTF-8). Only reading fails.
+pub(crate) fn for_each_line(file: File, path: &Path, each: &mut dyn FnMut(Line, usize) -> Result<()>) -> Result<()> {
+    const TORN: &str = "torn: the record ends before it is complete";
+    for_each_jsonl_line(file, path, &mut |n, bytes| {
+        let bad = |reason: String| Line::Bad(BadLine { number: n, output: salvaged_output(&String::from_utf8_lossy(bytes)), reason });
+        let line = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            // Cut inside its last character: torn; anywhere else: corrupt.
+            Err(e) if e.error_len().is_none() => return each(bad(TORN.to_string()), n - 1),
+            Err(e) => return each(bad(format!("not valid UTF-8 (at byte {})", e.valid_up_to())), n - 1),
+        };
+        match Record::from_json(line) {
+            Ok(r) => each(Line::Record(r), n - 1),
+            Err(e) => {
+                let reason = match e.classify() {
+                    serde_json::error::Category::Eof => TORN.to_string(),
+                    _ => format!("not a sealpipe manifest record: {e}"),
+                };
+                each(bad(reason), n - 1)
+            }
+        }
+    })
 }
 
 /// The `output` of a torn record line, when the part that survived holds
@@ -382,6 +400,29 @@ mod tests {
         assert!(first.reason.starts_with("torn"), "{}", first.reason);
         let second = got[1].clone().unwrap_err();
         assert_eq!((second.number, second.output), (3, None));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_bad_line_not_a_record() {
+        let record = "{\"source\":\"/a\",\"output\":\"s3://b/enc/a.ts\",\"etag\":\"x\"}";
+        let mut bytes = record.as_bytes().to_vec();
+        bytes[9] = 0xff; // inside "/a": a lossy reading would have made it "/\u{fffd}" and parsed it
+        bytes.extend_from_slice(b"\n{\"source\":\"/\xc3");
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&bytes).unwrap();
+        let mut got = Vec::new();
+        for_each_line(f.reopen().unwrap(), f.path(), &mut |l, _| {
+            got.push(match l {
+                Line::Record(r) => panic!("not a record: {r:?}"),
+                Line::Bad(b) => b,
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].reason.starts_with("not valid UTF-8"), "{}", got[0].reason);
+        assert_eq!(got[0].output.as_deref(), Some("s3://b/enc/a.ts"));
+        assert!(got[1].reason.starts_with("torn"), "cut inside its last character: {}", got[1].reason);
     }
 
     #[test]

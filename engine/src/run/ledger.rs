@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -503,16 +503,14 @@ impl crate::store::Journal for Ledger {
 
 /// Apply the lines of the journal at `path` (none if it does not exist) to `state`.
 fn read_journal(path: &Path, state: &mut Inflight) -> Result<()> {
-    if let Ok(file) = File::open(path) {
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| Error::io(path, "read", e))?;
-            // A torn last line (killed mid-write) names nothing that was created.
-            if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
-                state.apply(line);
-            }
+    let Ok(file) = File::open(path) else { return Ok(()) };
+    crate::format::record::for_each_jsonl_line(file, path, &mut |_, line| {
+        // A torn last line (killed mid-write, perhaps inside a character of a key's name) names nothing that was created.
+        if let Ok(line) = serde_json::from_slice::<JournalLine>(line) {
+            state.apply(line);
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The outputs the journal at `path` says were started and not recorded

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -15,7 +14,7 @@ use crate::error::{Error, Result};
 use super::manifest::relative_to_folder;
 use crate::store::local::{resolve, Output};
 use crate::store::Sink;
-use crate::format::record::Record;
+use crate::format::record::{for_each_jsonl_line, Record};
 
 /// The most shards a label may declare (`I/N` with `N` up to this).
 pub const MAX_SHARDS: u32 = 1 << 16;
@@ -281,24 +280,14 @@ fn place(manifests: &[PathBuf], loc: Loc) -> String {
     format!("{}:{}", manifests[loc.manifest as usize].display(), loc.line)
 }
 
-/// Call `each` with the number (from 1) and text of every non-blank line of `path`.
+/// Call `each` with the number (from 1) and text of every non-blank line of
+/// `path` (read by the manifests' one reader); a line that is not UTF-8 fails the merge.
 fn for_each_line(path: &Path, each: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, "open manifest", e))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut buf = Vec::new();
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(path, "read manifest", e))? == 0 {
-            return Ok(());
-        }
-        line += 1;
-        let text = std::str::from_utf8(&buf).map_err(|_| Error::invalid(path, format!("line {line}: not valid UTF-8")))?;
-        let text = text.trim();
-        if !text.is_empty() {
-            each(line, text)?;
-        }
-    }
+    for_each_jsonl_line(file, path, &mut |line, bytes| {
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::invalid(path, format!("line {line}: not valid UTF-8")))?;
+        each(line as u64, text.trim())
+    })
 }
 
 /// Just the source of a record, for the second pass.

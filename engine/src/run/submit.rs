@@ -184,19 +184,18 @@ impl JobsLedger {
     /// torn last line (a crash mid-write) is skipped: its token reads as never sent.
     pub fn open(path: &std::path::Path) -> Result<(Self, std::collections::HashMap<String, Ledgered>)> {
         let mut seen = std::collections::HashMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-                    let Some(token) = v["token"].as_str() else { continue };
-                    if let Some(job) = v["job_id"].as_str() {
-                        seen.insert(token.to_string(), Ledgered::Submitted(job.to_string()));
-                    } else if v["state"] == "sending" {
-                        // A later `sending` line for a submitted token does not undo it.
-                        seen.entry(token.to_string()).or_insert(Ledgered::Sending(v["unix"].as_u64().unwrap_or(0)));
-                    }
+        match std::fs::File::open(path) {
+            Ok(file) => crate::format::record::for_each_jsonl_line(file, path, &mut |_, line| {
+                let Ok(v) = serde_json::from_slice::<Value>(line) else { return Ok(()) };
+                let Some(token) = v["token"].as_str() else { return Ok(()) };
+                if let Some(job) = v["job_id"].as_str() {
+                    seen.insert(token.to_string(), Ledgered::Submitted(job.to_string()));
+                } else if v["state"] == "sending" {
+                    // A later `sending` line for a submitted token does not undo it.
+                    seen.entry(token.to_string()).or_insert(Ledgered::Sending(v["unix"].as_u64().unwrap_or(0)));
                 }
-            }
+                Ok(())
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(path, "read the jobs ledger", e)),
         }

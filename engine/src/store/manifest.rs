@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Condition, Conditional, ServerSide, Store};
 use crate::error::{Error, Result};
+use crate::format::record::for_each_jsonl_line;
 
 /// A manifest kept in a remote store, worked on as a local copy: read at
 /// the start, written back at the end. The copy of an `encrypt` run has a
@@ -222,16 +223,15 @@ impl<'s> ManifestCopy<'s> {
 /// 16-byte hash of each line: memory flat in the lines' length); returns how many.
 fn join_lines(into: &Path, from: &Path) -> Result<usize> {
     use sha2::Digest as _;
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     use std::os::unix::fs::FileExt as _;
     let hash = |line: &[u8]| -> [u8; 16] { sha2::Sha256::digest(line)[..16].try_into().expect("16 bytes") };
-    let lines = |path: &Path| -> Result<std::io::Split<std::io::BufReader<std::fs::File>>> {
-        Ok(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?).split(b'\n'))
-    };
+    let open = |path: &Path| std::fs::File::open(path).map_err(|e| Error::io(path, "open", e));
     let mut have = std::collections::HashSet::new();
-    for line in lines(into)? {
-        have.insert(hash(&line.map_err(|e| Error::io(into, "read", e))?));
-    }
+    for_each_jsonl_line(open(into)?, into, &mut |_, line| {
+        have.insert(hash(line));
+        Ok(())
+    })?;
     let mut out = std::fs::OpenOptions::new().read(true).append(true).open(into).map_err(|e| Error::io(into, "open", e))?;
     // A copy whose last line has no newline gets one, so the first joined line starts a line of its own.
     let len = out.metadata().map_err(|e| Error::io(into, "stat", e))?.len();
@@ -243,14 +243,13 @@ fn join_lines(into: &Path, from: &Path) -> Result<usize> {
         out.write_all(b"\n").map_err(|e| Error::io(into, "write", e))?;
     }
     let mut added = 0;
-    for line in lines(from)? {
-        let line = line.map_err(|e| Error::io(from, "read", e))?;
-        if line.is_empty() || !have.insert(hash(&line)) {
-            continue;
+    for_each_jsonl_line(open(from)?, from, &mut |_, line| {
+        if have.insert(hash(line)) {
+            out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(|e| Error::io(into, "write", e))?;
+            added += 1;
         }
-        out.write_all(&line).and_then(|()| out.write_all(b"\n")).map_err(|e| Error::io(into, "write", e))?;
-        added += 1;
-    }
+        Ok(())
+    })?;
     out.sync_all().map_err(|e| Error::io(into, "sync", e))?;
     Ok(added)
 }
