@@ -236,6 +236,45 @@ enum Hash {
     Inside(Hasher),
 }
 
+/// Where a stream's hasher runs: decided once, from what it hashes
+/// ([`Hash`]) and whether its algorithm works only in order (SHA-256).
+///
+/// SHA-256 of what is read goes a window behind on its own thread: it then
+/// no longer waits for the read of each window, nor the cipher for it.
+/// Measured (release, 1 GiB CTR file → file on tmpfs, 2 cores with SHA
+/// extensions shared with two other builds, 5 interleaved rounds): wall
+/// median 1.60 s with sha256, 1.04 s blake3, 0.97 s crc64nvme, 0.81 s
+/// none; SHA-256 still sets the pace on 2 cores. Aside versus beside the
+/// cipher (rayon::join per window) was not A/B-measured on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// No digest asked for: nothing is hashed.
+    Idle,
+    /// The input, a window behind, on a thread of its own (SHA-256 of more than one window).
+    InputAside,
+    /// The input, beside the cipher on the pool (`rayon::join` per window).
+    InputBeside,
+    /// The output, by the writer as it writes it (SHA-256).
+    OutputAtWriter,
+    /// The output, in parallel pieces once the cipher made it.
+    OutputBeside,
+    /// Inside the transform (the plaintext of a re-encryption).
+    Inside,
+}
+
+impl Placement {
+    fn of(hash: Hash, inline: bool) -> (Placement, Hasher) {
+        let (placement, hasher) = match hash {
+            Hash::Input(h) if h.sequential() && !inline => (Placement::InputAside, h),
+            Hash::Input(h) => (Placement::InputBeside, h),
+            Hash::Output(h) if h.sequential() => (Placement::OutputAtWriter, h),
+            Hash::Output(h) => (Placement::OutputBeside, h),
+            Hash::Inside(h) => (Placement::Inside, h),
+        };
+        (if hasher.is_none() { Placement::Idle } else { placement }, hasher)
+    }
+}
+
 /// Feed `input[..whole]` (whole blocks) to `transform` a window at a time
 /// and the rest to its `last`, writing what it produces to `sink`; then
 /// check the input did not change. Returns the bytes written and the digests.
@@ -250,29 +289,17 @@ fn stream(
 ) -> Result<(u64, Digests)> {
     let len = input.len();
     let inline = len <= tuning.window as u64;
-    let (hasher, input_side, output_side) = match hash {
-        Hash::Input(h) => (h, true, false),
-        Hash::Output(h) => (h, false, true),
-        Hash::Inside(h) => (h, false, false),
-    };
-    let idle = hasher.is_none();
-    // SHA-256 of what is read, a window behind on its own thread: it then
-    // no longer waits for the read of each window, nor the cipher for it.
-    // Measured (release, 1 GiB CTR file → file on tmpfs, 2 cores with SHA
-    // extensions shared with two other builds, 5 interleaved rounds): wall
-    // median 1.60 s with sha256, 1.04 s blake3, 0.97 s crc64nvme, 0.81 s
-    // none; SHA-256 still sets the pace on 2 cores. Aside versus beside the
-    // cipher (rayon::join per window) was not A/B-measured on this machine.
-    let aside = input_side && hasher.sequential() && !inline;
+    let (placement, hasher) = Placement::of(hash, inline);
     // What the writer thread hashes as it writes (SHA-256 of what is opened).
-    let (mut here, mut at_writer) = match output_side && hasher.sequential() {
-        true => (None, Some(hasher)),
-        false => (Some(hasher), None),
+    let (mut here, mut at_writer) = match placement {
+        Placement::OutputAtWriter => (None, Some(hasher)),
+        _ => (Some(hasher), None),
     };
+    let input_side = matches!(placement, Placement::InputAside | Placement::InputBeside);
     std::thread::scope(move |scope| {
         let mut feed = None;
         let mut hashing = None;
-        if aside {
+        if placement == Placement::InputAside {
             let mut h = here.take().expect("the hasher is here");
             let (to_hash, windows) = bounded::<Arc<Vec<u8>>>(1);
             let (free_tx, free_rx) = bounded::<Vec<u8>>(4);
@@ -303,7 +330,7 @@ fn stream(
                 let extra = if at + n as u64 == whole { rest } else { 0 };
                 out.resize(n, 0);
                 let t = transform.as_mut().expect("not finished");
-                match (&feed, here.as_mut().filter(|_| !idle)) {
+                match (&feed, here.as_mut().filter(|_| placement != Placement::Idle)) {
                     (Some((to_hash, free_tx, free_rx)), _) => {
                         let mut buf = free_rx.try_recv().unwrap_or_default();
                         input.read_into(at, n + extra, &mut buf)?;
@@ -328,7 +355,7 @@ fn stream(
                     }
                     (None, h) => {
                         let data = input.window(at, n + extra, &mut scratch)?;
-                        t.update(&data[..n], out, h.filter(|_| !input_side && !output_side));
+                        t.update(&data[..n], out, h.filter(|_| placement == Placement::Inside));
                         if extra > 0 {
                             tail = Some(data[n..].to_vec());
                         }
@@ -346,7 +373,7 @@ fn stream(
                     None if rest == 0 && whole > 0 => (Vec::new(), true),
                     None => (input.window(whole, rest, &mut scratch)?.to_vec(), false),
                 };
-                if input_side && !idle && !hashed {
+                if input_side && !hashed {
                     match (&feed, here.as_mut()) {
                         (Some((to_hash, _, _)), _) => {
                             let _ = to_hash.send(Arc::new(tail.clone()));
@@ -355,12 +382,12 @@ fn stream(
                         (None, None) => unreachable!("the hasher is here or on its thread"),
                     }
                 }
-                let inside = here.as_mut().filter(|_| !input_side && !output_side && !idle);
+                let inside = here.as_mut().filter(|_| placement == Placement::Inside);
                 transform.take().expect("last window once").last(&tail, out, inside)?;
                 progress(rest as u64);
             }
             // What was opened, hashed in parallel pieces once the cipher made it.
-            if let Some(h) = here.as_mut().filter(|_| output_side && !idle) {
+            if let Some(h) = here.as_mut().filter(|_| placement == Placement::OutputBeside) {
                 h.update(out);
             }
             written += out.len() as u64;
