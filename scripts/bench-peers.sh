@@ -5,6 +5,7 @@
 #   scripts/bench-peers.sh                 # defaults: 1 GiB file, 8 GiB RSS check
 #   FILE_GIB=1 BIG_GIB=2 scripts/bench-peers.sh   # smaller, quicker
 #   KERNELS_ONLY=1 scripts/bench-peers.sh          # only the 1-thread kernel rows
+#   S3_ROWS=0 scripts/bench-peers.sh               # without the S3 rows of scripts/bench-s3.sh
 #
 # Peers: `openssl speed -evp` (one thread), `openssl enc`, `cp`, and, when
 # sealpipe has an S3 destination and awscli/moto are installable, `aws s3 cp`
@@ -99,6 +100,7 @@ for m in ctr cbc gcm; do
 done
 
 kernel_rows
+[ "${KERNELS_ONLY:-0}" = 1 ] && exit 0
 
 echo
 echo "== sealpipe bench: in memory, 16 MiB, 1 and all threads, encrypt and decrypt, openssl speed beside it (median of ${ROUNDS:-5})"
@@ -216,3 +218,12 @@ r=$(ratio "$t_par" "$t_cp"); echo "CTR ${FILE_GIB} GiB file, --digest $which, wa
 echo "  (informational: crc64nvme until on disk / cp until on disk = $(ratio "$d_crc" "$d_cp"); buffered writes / cp = $(ratio "$t_crc_buf" "$t_cp"))"
 echo "peak RSS ${BIG_GIB} GiB = ${rss} MiB (target <= 256): $(verdict "$rss" '<=' 256)"
 echo "$s3_line"
+
+# The S3 path beside its peers (issue 21: small objects S3 -> S3 against
+# `aws s3 cp --recursive`, behind the 30 ms latency proxy and directly; CPU
+# per GiB over HTTPS against the AWS CRT client; RSS with 100,000 files
+# queued), with the same binary. S3_ROWS=0 leaves them out.
+if [ "${S3_ROWS:-1}" = 1 ]; then
+  echo
+  SP="$SP" scripts/bench-s3.sh
+fi
