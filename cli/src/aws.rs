@@ -87,9 +87,9 @@ impl Context {
         let options = AwsOptions {
             region: args.connect.region.clone(),
             profile: args.connect.profile.clone(),
-            endpoint_url: args.connect.endpoint_url.clone(),
+            endpoint_url: crate::environment::endpoint_url(args.connect.endpoint_url.as_ref()),
             force_path_style: args.connect.force_path_style,
-            max_attempts: args.max_attempts.unwrap_or(0),
+            max_attempts: crate::environment::max_attempts(args.max_attempts),
             connect_timeout,
             read_timeout,
             request_payer: args.request_payer.is_some(),

@@ -14,6 +14,7 @@ mod out;
 mod args;
 mod aws;
 mod cmd;
+mod environment;
 mod interrupt;
 mod logging;
 mod report;
@@ -22,7 +23,6 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::{CommandFactory, FromArgMatches};
-use sealpipe::keys::LocalKeyring;
 
 use args::{filter_rules, upload_flags, Cli, Command, OutputArgs};
 use cmd::{Global, UsageError};
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     report::configure(&output);
+    environment::apply_process_settings();
     interrupt::install();
     match run(cli) {
         Ok(code) => code,
@@ -111,7 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         .thread_name(|i| format!("sealpipe-{i}"))
         .build_global()
         .context("cannot start the thread pool")?;
-    let keyring_path = g.keyring.clone().unwrap_or_else(LocalKeyring::default_path);
+    let keyring_path = g.keyring.clone().unwrap_or_else(environment::keyring_path);
     match cli.command {
         Command::Encrypt(c) => cmd::encrypt::run(c.args, g, &keyring_path, None, Vec::new()),
         Command::Reencrypt(c) => cmd::reencrypt::run(c.args, g, &keyring_path),

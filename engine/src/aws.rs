@@ -36,7 +36,7 @@ pub struct AwsOptions {
     /// Path-style S3 addressing (`--force-path-style`), for S3-compatible stores.
     pub force_path_style: bool,
     /// Attempts per request (what [`crate::retry::classify`] calls transient is retried,
-    /// by [`Backoff`]); 0: `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
+    /// by [`Backoff`]); 0: [`DEFAULT_MAX_ATTEMPTS`] (the CLI passes `--max-attempts`, else `AWS_MAX_ATTEMPTS`).
     pub max_attempts: u32,
     /// Connect timeout (`--connect-timeout`); `None`: 10 s.
     pub connect_timeout: Option<Duration>,
@@ -74,11 +74,7 @@ impl Aws {
     /// Load the configuration (no network access happens here).
     pub fn load(handle: tokio::runtime::Handle, options: AwsOptions) -> Aws {
         let attempts = match options.max_attempts {
-            0 => std::env::var("AWS_MAX_ATTEMPTS")
-                .ok()
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            0 => DEFAULT_MAX_ATTEMPTS,
             n => n,
         };
         let backoff = Backoff::attempts(attempts);
@@ -141,9 +137,10 @@ impl Session {
         Ok(self.loaded.get().expect("set above"))
     }
 
-    /// The endpoint requests go to (`--endpoint-url` or `AWS_ENDPOINT_URL`; empty for AWS's own).
+    /// The endpoint requests go to (the options' `endpoint_url`: the CLI's
+    /// `--endpoint-url`, else `AWS_ENDPOINT_URL`; empty for AWS's own).
     pub fn endpoint(&self) -> String {
-        self.options.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).unwrap_or_default()
+        self.options.endpoint_url.clone().unwrap_or_default()
     }
 
     /// The options.

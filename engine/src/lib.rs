@@ -20,9 +20,11 @@
 //! Throughput measurement (`sealpipe bench`) is a crate of its own, `benches/`
 //! (`sealpipe-benches`), built on this one's public API.
 //!
-//! The engine never parses arguments, and prints nothing but the line of
-//! its one test hook (`test_pause`), which tests wait on; parallelism runs
-//! on the caller's rayon pool, AWS calls on the caller's tokio runtime.
+//! The engine never parses arguments, prints nothing and reads no
+//! environment variable: what it is configured with, the caller passes
+//! (the CLI reads its environment in one place, `cli/src/environment.rs`);
+//! parallelism runs on the caller's rayon pool, AWS calls on the caller's
+//! tokio runtime.
 //! `unsafe` is denied but in the cipher kernels (intrinsics) and two libc
 //! calls of `run::lease`, each allowed with its reason.
 
@@ -42,13 +44,4 @@ pub mod pipeline;
 pub mod run;
 
 pub use error::{Error, Result};
-
-/// Test hook: pause after `what` when the variable `name` holds milliseconds,
-/// so a test can kill the process at that exact point.
-pub(crate) fn test_pause(name: &str, what: &str) {
-    if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()) {
-        eprintln!("sealpipe: test hook: {what}: pausing {ms} ms ({name})");
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
-}
 

@@ -78,7 +78,7 @@ pub fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
             if a.file_size == 0 {
                 return Err(anyhow!("--to uploads the bench file: give a --file-size above 0").into());
             }
-            Some(crate::aws::Context::new(&g.aws, &sealpipe::keys::LocalKeyring::default_path(), None)?)
+            Some(crate::aws::Context::new(&g.aws, &crate::environment::keyring_path(), None)?)
         }
         None => None,
     };

@@ -127,6 +127,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         (None, true) => sealpipe::run::schedule::DEFAULT_REMOTE_IN_FLIGHT,
         (None, false) => plan.files_in_flight,
     };
+    let pause = crate::environment::after_commit_pause();
     let job = EncryptJob {
         filter: (!filter.is_empty()).then_some(&filter),
         lists: a.from_list,
@@ -154,6 +155,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         restore: a.restore.clone(),
         copy_props: a.s3.copy_props.into(),
         stop: (!a.dry_run).then(|| interrupt::graceful(std::time::Duration::from_secs(a.grace_seconds))),
+        after_commit: pause.as_ref().map(|p| p as &(dyn Fn(&str) + Sync)),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
     let progress = report::Progress::new(command, !g.json, g.json);

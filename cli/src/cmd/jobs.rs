@@ -13,7 +13,6 @@ use anyhow::{anyhow, Context as _};
 use serde_json::json;
 
 use sealpipe::format::jobs::{self, JobOptions, JobTemplate};
-use sealpipe::keys::LocalKeyring;
 use sealpipe::run::location;
 use sealpipe::run::submit::{self, Backoff, JobOutcome, JobRequest, SubmitOptions};
 
@@ -53,7 +52,7 @@ pub fn run(c: &JobsCmd) -> Result<ExitCode, UsageError> {
         return Err(anyhow!("--max-rps must be a positive number, got {}", a.max_rps).into());
     }
     let template = template(a)?;
-    let ctx = aws::Context::new(&c.aws, &LocalKeyring::default_path(), None)?;
+    let ctx = aws::Context::new(&c.aws, &crate::environment::keyring_path(), None)?;
     let records = super::records(&a.manifest, &ctx)?;
     // KmsKeyRegion is left out only where the key is in the job's region: that region must be known.
     let region = match &c.aws.connect.region {

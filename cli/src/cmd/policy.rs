@@ -11,7 +11,6 @@ use sealpipe::format::jobs;
 use sealpipe::format::policy::{self, EncryptingRun, S3Prefix};
 use sealpipe::format::record::Record;
 use sealpipe::format::{Service, Target};
-use sealpipe::keys::LocalKeyring;
 
 use super::UsageError;
 use crate::args::jobs::PolicyCmd;
@@ -21,7 +20,7 @@ pub fn run(c: &PolicyCmd) -> Result<ExitCode, UsageError> {
     let a = &c.args;
     let (key_arn, target) = match (&a.manifest, &a.kms_key) {
         (Some(m), _) => {
-            let ctx = aws::Context::new(&c.aws.all(), &LocalKeyring::default_path(), None)?;
+            let ctx = aws::Context::new(&c.aws.all(), &crate::environment::keyring_path(), None)?;
             let records = super::records(m, &ctx)?;
             let kms: Vec<&Record> = records.iter().filter(|r| r.key_provider == jobs::KMS_PROVIDER).collect();
             let mut keys: Vec<&str> = kms.iter().map(|r| r.key_id.as_str()).collect();

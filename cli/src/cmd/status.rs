@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use sealpipe::keys::LocalKeyring;
 use sealpipe::run::status::{self, Status};
 use sealpipe::size::human;
 
@@ -14,7 +13,7 @@ use crate::aws;
 
 /// Print the status of every manifest given, and their total; exit 1 when files failed or are in flight.
 pub fn run(c: &StatusCmd) -> Result<ExitCode, UsageError> {
-    let ctx = aws::Context::new(&c.aws.all(), &LocalKeyring::default_path(), None)?;
+    let ctx = aws::Context::new(&c.aws.all(), &crate::environment::keyring_path(), None)?;
     let folders = aws::folders();
     let all = c.manifests.iter().map(|m| status::status(&ctx.stores, m, &folders)).collect::<sealpipe::Result<Vec<Status>>>()?;
     let failed: usize = all.iter().filter_map(|s| s.last_run.as_ref()).map(|r| r.failures.len()).sum();

@@ -1,7 +1,8 @@
 //! The one place a kernel is chosen: by measurement at first use (every
 //! kernel this CPU has, the RustCrypto path included, timed through the real
-//! CTR, GCM and CBC-decryption code), or as `SEALPIPE_KERNEL` forces it, or
-//! as a test forces it on one thread ([`with_kernel`]). It sits above `ctr`,
+//! CTR, GCM and CBC-decryption code), or as the caller forces it for the
+//! process ([`force_kernel`]: the CLI's `SEALPIPE_KERNEL`), or as a test
+//! forces it on one thread ([`with_kernel`]). It sits above `ctr`,
 //! `gcm` and `cbc`, which take the kernel they are given, so nothing below
 //! it calls back up.
 //!
@@ -19,6 +20,17 @@ use crate::format::Mode;
 
 thread_local! {
     static FORCED: Cell<Option<Kernel>> = const { Cell::new(None) };
+}
+
+/// The kernel the caller named for the whole process, by name (see
+/// [`Kernel::from_name`]); set once, before the first cipher is made.
+static NAMED: OnceLock<String> = OnceLock::new();
+
+/// Use the kernel `name` for every mode in this process, if this CPU has
+/// it (else the measured choice, with [`override_note`] saying why). Call
+/// it before the first cipher is made; a later call changes nothing.
+pub fn force_kernel(name: &str) {
+    let _ = NAMED.set(name.to_string());
 }
 
 /// Run `f` with every `Sealer`/`Opener` *created on this thread* inside it
@@ -48,7 +60,7 @@ static CHOICE: OnceLock<Choice> = OnceLock::new();
 
 fn choice() -> &'static Choice {
     CHOICE.get_or_init(|| {
-        let forced = std::env::var("SEALPIPE_KERNEL").ok().filter(|v| !v.trim().is_empty());
+        let forced = NAMED.get().filter(|v| !v.trim().is_empty());
         match forced.as_deref().map(|v| (v, Kernel::from_name(v))) {
             Some((_, Some(k))) if k.is_available() => Choice { ctr: k, gcm: k, cbc: k, note: None },
             Some((v, found)) => {
@@ -89,7 +101,7 @@ pub fn kernel_name(mode: Mode) -> &'static str {
     selected(mode).name()
 }
 
-/// Why `SEALPIPE_KERNEL` was not honoured, if it was set and was not.
+/// Why the kernel [`force_kernel`] named was not honoured, if it was not.
 pub fn override_note() -> Option<&'static str> {
     choice().note.as_deref()
 }

@@ -27,7 +27,7 @@ mod gcm;
 mod kernels;
 pub mod reference;
 
-pub use dispatch::{kernel_name, override_note, with_kernel};
+pub use dispatch::{force_kernel, kernel_name, override_note, with_kernel};
 pub use kernels::{available_kernels, Kernel};
 
 use aes::cipher::consts::U16;

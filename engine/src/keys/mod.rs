@@ -265,19 +265,6 @@ struct KeyringFile {
 const KEYRING_FORMAT: &str = "sealpipe-keyring-v1";
 
 impl LocalKeyring {
-    /// The default keyring path: `$SEALPIPE_KEYRING`, else
-    /// `$XDG_CONFIG_HOME/sealpipe/keyring.json`, else `~/.config/sealpipe/keyring.json`.
-    pub fn default_path() -> PathBuf {
-        if let Some(p) = std::env::var_os("SEALPIPE_KEYRING") {
-            return PathBuf::from(p);
-        }
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .unwrap_or_else(|| PathBuf::from("."));
-        config.join("sealpipe").join("keyring.json")
-    }
-
     /// Open the keyring at `path`, creating it (mode 0600) on first use.
     pub fn open_or_create(path: &Path) -> Result<Self> {
         match fs::read(path) {

@@ -106,6 +106,9 @@ pub struct EncryptJob<'a> {
     /// are recorded, and the run returns as usual with
     /// [`Summary::interrupted`]. The engine never reads signals itself.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Called with an output's location once it is committed and before its
+    /// record is written (where a test of the CLI pauses to kill the run).
+    pub after_commit: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 impl<'a> EncryptJob<'a> {
@@ -141,6 +144,7 @@ impl<'a> EncryptJob<'a> {
             restore: None,
             copy_props: CopyProps::Default,
             stop: None,
+            after_commit: None,
         }
     }
 

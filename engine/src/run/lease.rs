@@ -413,7 +413,7 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// This host's name (`gethostname`, else `$HOSTNAME`).
+/// This host's name (`gethostname`; "unknown" if it fails).
 // The standard library has no hostname call: libc's, on a buffer of ours.
 #[allow(unsafe_code)]
 fn host_name() -> String {
@@ -427,7 +427,7 @@ fn host_name() -> String {
             return name;
         }
     }
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".to_string())
+    "unknown".to_string()
 }
 
 /// Whether a process `pid` exists on this host (signal 0: a check, nothing sent).

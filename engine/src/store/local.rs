@@ -459,6 +459,16 @@ const DIRECT_ALIGN: usize = 4096;
 /// Bytes gathered before each direct write.
 const DIRECT_BUFFER: usize = 4 << 20;
 
+/// Set by [`buffered_writes_only`]: outputs go through the page cache.
+static BUFFERED_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Write every local output through the page cache from now on, as `cp`
+/// does, instead of bypassing it where the filesystem allows (the CLI's
+/// `SEALPIPE_NO_DIRECT_IO`, for comparing with such tools).
+pub fn buffered_writes_only() {
+    BUFFERED_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Output writes that bypass the page cache (`O_DIRECT`), from an aligned
 /// staging buffer, falling back to ordinary writes where the filesystem
 /// refuses them (tmpfs, some network filesystems) or once anything is off.
@@ -488,7 +498,7 @@ impl Direct {
     #[cfg(target_os = "linux")]
     fn open(tmp: &Path) -> Option<Direct> {
         use std::os::unix::fs::OpenOptionsExt;
-        if std::env::var_os("SEALPIPE_NO_DIRECT_IO").is_some() {
+        if BUFFERED_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let file = fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(tmp).ok()?;

@@ -6,7 +6,6 @@
 //! commit and the record.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Entry, EncryptJob, Run};
@@ -22,9 +21,6 @@ use crate::run::reencrypt::check_digest;
 use crate::run::schedule;
 use crate::store::local::Input;
 use crate::store::{About, Committed, PendingOutput, Properties, Source, Vacancy};
-
-/// Outputs committed by this process (for the test hook after a commit).
-static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Run<'_, '_> {
     /// One file on its own (any mode; a re-encryption too): sealed through
@@ -63,11 +59,8 @@ impl Run<'_, '_> {
         };
         let version = input.version();
         let committed = output.commit()?;
-        // Test hook: a pause after the commit (and the first SEALPIPE_TEST_PAUSE_SKIP_COMMITS commits), before the record.
-        static SKIP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let skip = *SKIP.get_or_init(|| std::env::var("SEALPIPE_TEST_PAUSE_SKIP_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
-        if COMMITS.fetch_add(1, Ordering::Relaxed) >= skip {
-            crate::test_pause("SEALPIPE_TEST_PAUSE_AFTER_COMMIT_MS", &committed.location);
+        if let Some(hook) = job.after_commit {
+            hook(&committed.location);
         }
         let mut record = file_record(job, keys, f, &material, &iv, &sealed, committed)?;
         record.source_version_id = version;
