@@ -132,6 +132,12 @@ pub struct Row {
     pub peer: Option<String>,
     /// median / the peer's median.
     pub ratio_to_peer: Option<f64>,
+    /// Objects per operation, for the small-object rows (`scope` `s3-small`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    /// Objects per second at the median, for the small-object rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_per_s: Option<f64>,
 }
 
 /// What a run was asked to do.
@@ -226,6 +232,21 @@ pub struct S3Plan<'a> {
     pub part_sizes: Vec<u64>,
     /// Parts in flight per upload.
     pub concurrency: Vec<usize>,
+    /// Small objects (`count` of `size` bytes, `0` for none), uploaded
+    /// `in_flight` at a time as `encrypt --to` keeps files in flight: the
+    /// objects/s row beside the GB/s of the large ones.
+    pub small: SmallObjects,
+}
+
+/// The small-object row of [`S3Plan`].
+#[derive(Clone, Copy, Debug)]
+pub struct SmallObjects {
+    /// Objects per repeat (0: no row).
+    pub count: usize,
+    /// Bytes each.
+    pub size: u64,
+    /// Objects in flight at once.
+    pub in_flight: usize,
 }
 
 /// The thread counts 1, 2, 4, … up to and including `max`.
@@ -279,6 +300,8 @@ enum Op {
     Cp { synced: bool },
     /// File → S3 encryption and upload.
     S3Seal { part_size: u64, concurrency: usize },
+    /// Small objects → S3, many in flight.
+    S3Small { count: usize, size: u64, in_flight: usize },
 }
 
 struct Case {
@@ -316,6 +339,8 @@ fn row(id: String, scope: &str, buffer: &str, mode: &str, key_bits: u16, directi
         efficiency: None,
         peer: None,
         ratio_to_peer: None,
+        objects: None,
+        objects_per_s: None,
     }
 }
 
@@ -353,7 +378,8 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let file_path = plan.dir.join(format!(".sealpipe-bench-input-{}", std::process::id()));
     let out_path = plan.dir.join(format!(".sealpipe-bench-output-{}", std::process::id()));
     let cp_path = plan.dir.join(format!(".sealpipe-bench-cp-{}", std::process::id()));
-    let _cleanup = Cleanup(vec![file_path.clone(), out_path.clone(), cp_path.clone()]);
+    let small_path = plan.dir.join(format!(".sealpipe-bench-small-{}", std::process::id()));
+    let _cleanup = Cleanup(vec![file_path.clone(), out_path.clone(), cp_path.clone(), small_path.clone()]);
     if plan.file_bytes > 0 {
         write_file(&file_path, plan.file_bytes)?;
     }
@@ -423,6 +449,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     cases.push(Case { row: row("digest/large/sha256/hash/one/1t".into(), "digest", "large", "sha256", 0, "hash", 1, 1, sha_kernel.into(), whole), op: Op::Digest, mode: None, key: 0 });
     let scratch = format!("sealpipe-bench-{}.bin", std::process::id());
     let mut s3_destinations: BTreeMap<(u64, usize), Box<dyn sealpipe::store::Destination>> = BTreeMap::new();
+    let mut small_destination: Option<Box<dyn sealpipe::store::Destination>> = None;
     if let (Some(s3), Some(&mode), Some(&bits)) = (&plan.s3, plan.modes.first(), plan.key_bits.first()) {
         if plan.file_bytes == 0 {
             return Err(Error::Usage("S3 rows upload the bench file: give a --file-size above 0".into()));
@@ -443,6 +470,20 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 let k = keys.iter().position(|k| k.key.bits() == bits && k.mode == mode).expect("a key per mode and size");
                 cases.push(Case { row: row(id, "s3", &buffer, &mode.to_string(), b, "encrypt", max_threads, 1, kernel_name(mode).to_string(), plan.file_bytes), op: Op::S3Seal { part_size, concurrency }, mode: Some(mode), key: k });
             }
+        }
+        let small = s3.small;
+        if small.count > 0 {
+            let settings = UploadSettings { overwrite: true, ..UploadSettings::default() };
+            small_destination = Some(s3.stores.destination(&s3.url, settings)?);
+            write_file(&small_path, small.size)?;
+            let size = sealpipe::size::human(small.size).replace(' ', "").replace(".0", "");
+            let buffer = format!("{size}x{}", small.count);
+            let id = format!("s3-small/{buffer}/{mode}-{b}/encrypt/{}-in-flight/{max_threads}t", small.in_flight);
+            let k = keys.iter().position(|k| k.key.bits() == bits && k.mode == mode).expect("a key per mode and size");
+            let mut r = row(id, "s3-small", &buffer, &mode.to_string(), b, "encrypt", max_threads, 1, kernel_name(mode).to_string(), small.size * small.count as u64);
+            r.layout = format!("{} in flight", small.in_flight);
+            r.objects = Some(small.count as u64);
+            cases.push(Case { row: r, op: Op::S3Small { count: small.count, size: small.size, in_flight: small.in_flight }, mode: Some(mode), key: k });
         }
     }
 
@@ -573,6 +614,35 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
                                 out.commit().map(drop)
                             }
+                            Op::S3Small { count, size, in_flight } => {
+                                let m = mode.expect("cipher case");
+                                let dest = small_destination.as_deref().expect("made with the case");
+                                let next = std::sync::atomic::AtomicUsize::new(0);
+                                let one = |i: usize| -> Result<()> {
+                                    let src = Input::open(&small_path)?;
+                                    let name = PathBuf::from(format!("{scratch}.small/{i:06}"));
+                                    let mut out = dest.create(&name, m.sealed_len(size), true, None)?;
+                                    let tuning = Tuning::for_threads(threads, plan.chunk);
+                                    let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
+                                    pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
+                                    out.commit().map(drop)
+                                };
+                                // Each object on a thread of its own while it waits on the network, as encrypt's files in flight.
+                                std::thread::scope(|scope| {
+                                    let workers: Vec<_> = (0..in_flight.min(count))
+                                        .map(|_| {
+                                            scope.spawn(|| loop {
+                                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                                if i >= count {
+                                                    return Ok(());
+                                                }
+                                                one(i)?;
+                                            })
+                                        })
+                                        .collect();
+                                    workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(Error::Usage("a small-object upload panicked".into()))))
+                                })
+                            }
                             Op::OpenSsl { .. } | Op::OpenSslDigest | Op::Cp { .. } => unreachable!("peers run above"),
                         })
                     })?;
@@ -593,11 +663,18 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
             warnings.push(format!("the scratch object {} is left: {e}", dest.location(Path::new(&scratch))));
         }
     }
+    if let (Some(dest), Some(s3)) = (small_destination.as_deref(), &plan.s3) {
+        let left = (0..s3.small.count).filter(|i| dest.remove(&PathBuf::from(format!("{scratch}.small/{i:06}"))).is_err()).count();
+        if left > 0 {
+            warnings.push(format!("{left} small scratch objects are left under {}", dest.location(Path::new(&format!("{scratch}.small/")))));
+        }
+    }
 
     let mut rows: Vec<Row> = cases.into_iter().map(|c| c.row).collect();
     let mut peer_rows: Vec<Row> = peer_cases.into_iter().map(|c| c.row).collect();
     for r in rows.iter_mut().chain(peer_rows.iter_mut()) {
         r.gb_per_s = Stat::of(&r.samples);
+        r.objects_per_s = r.objects.map(|n| r.gb_per_s.median * 1e9 * n as f64 / r.bytes.max(1) as f64);
         r.spread = r.gb_per_s.spread();
         r.wide_spread = repeat > 1 && r.spread > WIDE_SPREAD;
     }

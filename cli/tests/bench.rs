@@ -392,8 +392,9 @@ json.dump({'sourceBucket': 'archive', 'destinationBucket': 'arn:aws:s3:::inv', '
     assert!(err.contains("part-1.csv.gz") && err.contains("partial download") && err.lines().count() == 1, "{err}");
 }
 
-/// `--to s3://…` against moto: one row per part size × concurrency, in the
-/// JSON and the report; afterwards no scratch object and no open upload.
+/// `--to s3://…` against moto: one row per part size × concurrency, and the
+/// small objects' row (objects/s), in the JSON and the report; afterwards
+/// no scratch object and no open upload.
 #[test]
 fn s3_rows_upload_through_the_store_and_leave_nothing() {
     let moto = common::start_moto();
@@ -405,6 +406,7 @@ fn s3_rows_upload_through_the_store_and_leave_nothing() {
         &moto.url(),
         &["bench", "--modes", "gcm", "--memory-size", "64KiB", "--cache-size", "0", "--seconds", "0", "--repeat", "2", "--max-threads", "2",
           "--file-size", "6MiB", "--no-peers", "--dir", &d, "--to", "s3://bench/runs/", "--s3-part-sizes", "5MiB,6MiB", "--s3-concurrency", "1,3",
+          "--s3-small-objects", "20", "--s3-small-size", "100KiB", "--max-concurrent-requests", "8",
           "--json", "--report", report.to_str().unwrap()],
     );
     let out = cmd.output().unwrap();
@@ -419,6 +421,16 @@ fn s3_rows_upload_through_the_store_and_leave_nothing() {
         assert!(f(&r["gb_per_s"]["median"]) > 0.0, "{r}");
         assert_eq!(r["bytes"], 6u64 << 20);
     }
+    // Issue 21: small objects, objects/s beside the GB/s of the large ones.
+    let small: Vec<&Value> = rows(&v).into_iter().filter(|r| r["scope"] == "s3-small").collect();
+    assert_eq!(small.len(), 1, "{small:?}");
+    let r = small[0];
+    assert_eq!(r["id"], "s3-small/100KiBx20/gcm-256/encrypt/8-in-flight/2t");
+    assert_eq!((r["objects"].as_u64(), r["bytes"].as_u64()), (Some(20), Some(20 * 100 << 10)));
+    assert_eq!(r["samples"].as_array().unwrap().len(), 2);
+    let per_s = f(&r["objects_per_s"]);
+    assert!((per_s - f(&r["gb_per_s"]["median"]) * 1e9 / (100 << 10) as f64).abs() < 1e-6 * per_s.max(1.0), "{r}");
+    assert!(per_s > 0.0, "{r}");
     let json = dir.path().join("b.json");
     std::fs::write(&json, &stdout).unwrap();
     check_report(&report, &json);

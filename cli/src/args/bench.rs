@@ -53,6 +53,17 @@ pub struct BenchArgs {
     /// Parts in flight per upload of the S3 rows, comma-separated. Example: --s3-concurrency 4,8,16
     #[arg(long, value_name = "NS", value_delimiter = ',', default_value = "4,8,16", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), requires = "to", help_heading = "S3 rows")]
     pub s3_concurrency: Vec<usize>,
+    /// Small objects of the S3 rows' objects/s row (0: none), each of --s3-small-size, uploaded
+    /// --max-concurrent-requests at a time as encrypt --to keeps files in flight, then deleted.
+    /// Example: --s3-small-objects 500
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "to", help_heading = "S3 rows")]
+    pub s3_small_objects: usize,
+    /// Bytes of each small object (an HLS segment is 100KiB-2MiB). Example: --s3-small-size 1MiB
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "256KiB", requires = "to", help_heading = "S3 rows")]
+    pub s3_small_size: u64,
+    /// Small objects in flight at once (encrypt's default with S3). Example: --max-concurrent-requests 128
+    #[arg(long, value_name = "N", default_value_t = sealpipe::run::schedule::DEFAULT_REMOTE_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), requires = "to", help_heading = "S3 rows")]
+    pub max_concurrent_requests: usize,
     /// Write a self-contained HTML report (charts, tables, machine, command, raw JSON). Example: --report bench.html
     #[arg(long, value_name = "PATH", help_heading = "Report")]
     pub report: Option<PathBuf>,

@@ -101,6 +101,7 @@ pub fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
                 stores: &ctx.stores,
                 part_sizes: a.s3_part_sizes.clone(),
                 concurrency: a.s3_concurrency.clone(),
+                small: bench::SmallObjects { count: a.s3_small_objects, size: a.s3_small_size, in_flight: a.max_concurrent_requests },
             }),
             _ => None,
         },
@@ -167,6 +168,9 @@ fn print_report(r: &Report) {
             x.ratio_to_peer.map_or("-".into(), |v| format!("{v:.2}")),
             x.peer.as_deref().unwrap_or("")
         );
+    }
+    for x in r.rows.iter().filter_map(|x| Some((x, x.objects_per_s?))) {
+        outln!("{}: {:.1} objects/s ({} objects of {} each, {})", x.0.id, x.1, x.0.objects.unwrap_or(0), human(x.0.bytes / x.0.objects.unwrap_or(1).max(1)), x.0.layout);
     }
     if !r.rows.iter().any(|x| x.scope == "s3") {
         outln!("S3 rows: not measured (--to s3://bucket/prefix/ measures them).");
