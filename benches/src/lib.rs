@@ -249,6 +249,16 @@ pub struct SmallObjects {
     pub in_flight: usize,
 }
 
+/// A size as it is typed (`16MiB`, `100KiB`), for row ids that are stable and readable.
+fn size_label(bytes: u64) -> String {
+    match bytes {
+        b if b > 0 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b > 0 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b > 0 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
+
 /// The thread counts 1, 2, 4, … up to and including `max`.
 pub fn thread_ladder(max: usize) -> Vec<usize> {
     let mut v = vec![1];
@@ -450,6 +460,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let scratch = format!("sealpipe-bench-{}.bin", std::process::id());
     let mut s3_destinations: BTreeMap<(u64, usize), Box<dyn sealpipe::store::Destination>> = BTreeMap::new();
     let mut small_destination: Option<Box<dyn sealpipe::store::Destination>> = None;
+    let small_name = |i: usize| PathBuf::from(format!("{scratch}.small/{i:06}"));
     if let (Some(s3), Some(&mode), Some(&bits)) = (&plan.s3, plan.modes.first(), plan.key_bits.first()) {
         if plan.file_bytes == 0 {
             return Err(Error::Usage("S3 rows upload the bench file: give a --file-size above 0".into()));
@@ -459,12 +470,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
             for &concurrency in &s3.concurrency {
                 let settings = UploadSettings { part_size, concurrency, overwrite: true, ..UploadSettings::default() };
                 s3_destinations.insert((part_size, concurrency), s3.stores.destination(&s3.url, settings)?);
-                // Part sizes as they are typed (`16MiB`), so ids are stable and readable.
-                let part = match part_size {
-                    p if p % (1 << 30) == 0 => format!("{}GiB", p >> 30),
-                    p if p % (1 << 20) == 0 => format!("{}MiB", p >> 20),
-                    p => p.to_string(),
-                };
+                let part = size_label(part_size);
                 let buffer = format!("{part}x{concurrency}");
                 let id = format!("s3/{buffer}/{mode}-{b}/encrypt/one/{max_threads}t");
                 let k = keys.iter().position(|k| k.key.bits() == bits && k.mode == mode).expect("a key per mode and size");
@@ -476,8 +482,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
             let settings = UploadSettings { overwrite: true, ..UploadSettings::default() };
             small_destination = Some(s3.stores.destination(&s3.url, settings)?);
             write_file(&small_path, small.size)?;
-            let size = sealpipe::size::human(small.size).replace(' ', "").replace(".0", "");
-            let buffer = format!("{size}x{}", small.count);
+            let buffer = format!("{}x{}", size_label(small.size), small.count);
             let id = format!("s3-small/{buffer}/{mode}-{b}/encrypt/{}-in-flight/{max_threads}t", small.in_flight);
             let k = keys.iter().position(|k| k.key.bits() == bits && k.mode == mode).expect("a key per mode and size");
             let mut r = row(id, "s3-small", &buffer, &mode.to_string(), b, "encrypt", max_threads, 1, kernel_name(mode).to_string(), small.size * small.count as u64);
@@ -620,8 +625,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let next = std::sync::atomic::AtomicUsize::new(0);
                                 let one = |i: usize| -> Result<()> {
                                     let src = Input::open(&small_path)?;
-                                    let name = PathBuf::from(format!("{scratch}.small/{i:06}"));
-                                    let mut out = dest.create(&name, m.sealed_len(size), true, None)?;
+                                    let mut out = dest.create(&small_name(i), m.sealed_len(size), true, None)?;
                                     let tuning = Tuning::for_threads(threads, plan.chunk);
                                     let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
                                     pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
@@ -664,7 +668,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
         }
     }
     if let (Some(dest), Some(s3)) = (small_destination.as_deref(), &plan.s3) {
-        let left = (0..s3.small.count).filter(|i| dest.remove(&PathBuf::from(format!("{scratch}.small/{i:06}"))).is_err()).count();
+        let left = (0..s3.small.count).filter(|&i| dest.remove(&small_name(i)).is_err()).count();
         if left > 0 {
             warnings.push(format!("{left} small scratch objects are left under {}", dest.location(Path::new(&format!("{scratch}.small/")))));
         }

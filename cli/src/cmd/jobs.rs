@@ -68,7 +68,6 @@ pub fn run(c: &JobsCmd) -> Result<ExitCode, UsageError> {
             Ok(request) => requests.push(JobRequest {
                 record: jobs::record_id(r),
                 source: r.source.clone(),
-                token: request["ClientRequestToken"].as_str().expect("build_request sets the token").to_string(),
                 request,
             }),
             Err(e) => {
@@ -130,7 +129,7 @@ fn submit_all(a: &JobsArgs, ctx: &aws::Context, requests: &[JobRequest], json_ou
             }
         };
         if json_out {
-            let mut v = json!({"event": "job", "status": status, "source": job.source, "record": job.record, "token": job.token});
+            let mut v = json!({"event": "job", "status": status, "source": job.source, "record": job.record, "token": job.token()});
             if let Some(id) = job_id {
                 v["job_id"] = json!(id);
             }

@@ -151,10 +151,15 @@ pub struct JobRequest {
     pub record: String,
     /// The record's source (for messages and events).
     pub source: String,
-    /// The request's `ClientRequestToken`.
-    pub token: String,
     /// The request, as [`crate::format::jobs::build_request`] made it.
     pub request: Value,
+}
+
+impl JobRequest {
+    /// The request's `ClientRequestToken` (which `build_request` derives from the rest of it).
+    pub fn token(&self) -> &str {
+        self.request["ClientRequestToken"].as_str().unwrap_or_default()
+    }
 }
 
 /// What the jobs ledger says of a token.
@@ -217,12 +222,12 @@ impl JobsLedger {
     /// Record that `job`'s request is about to be sent.
     pub fn sending(&mut self, job: &JobRequest) -> Result<()> {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.append(serde_json::json!({"token": job.token, "record": job.record, "state": "sending", "unix": unix}))
+        self.append(serde_json::json!({"token": job.token(), "record": job.record, "state": "sending", "unix": unix}))
     }
 
     /// Record `job`'s job id.
     pub fn submitted(&mut self, job: &JobRequest, job_id: &str) -> Result<()> {
-        self.append(serde_json::json!({"token": job.token, "record": job.record, "job_id": job_id}))
+        self.append(serde_json::json!({"token": job.token(), "record": job.record, "job_id": job_id}))
     }
 }
 
@@ -311,8 +316,8 @@ pub fn submit_all(
     let client = client(aws);
     let pending: std::collections::HashSet<String> = requests
         .iter()
-        .filter(|r| matches!(seen.get(&r.token), Some(Ledgered::Sending(_))))
-        .map(|r| r.token.clone())
+        .filter(|r| matches!(seen.get(r.token()), Some(Ledgered::Sending(_))))
+        .map(|r| r.token().to_string())
         .collect();
     let found = if pending.is_empty() {
         Default::default()
@@ -322,7 +327,7 @@ pub fn submit_all(
     };
     let mut to_send = Vec::new();
     for r in requests {
-        match (seen.get(&r.token), found.get(&r.token)) {
+        match (seen.get(r.token()), found.get(r.token())) {
             (Some(Ledgered::Submitted(id)), _) => each(r, &JobOutcome::AlreadySubmitted(id.clone())),
             (_, Some(id)) => {
                 book.submitted(r, id)?;
@@ -405,7 +410,7 @@ mod tests {
     fn ledger_reads_sending_and_submitted_and_skips_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.jsonl.jobs.jsonl");
-        let job = |t: &str| JobRequest { record: format!("r-{t}"), source: format!("/m/{t}.mp4"), token: t.into(), request: json!({}) };
+        let job = |t: &str| JobRequest { record: format!("r-{t}"), source: format!("/m/{t}.mp4"), request: json!({"ClientRequestToken": t}) };
         {
             let (mut book, seen) = JobsLedger::open(&path).unwrap();
             assert!(seen.is_empty());

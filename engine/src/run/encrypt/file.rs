@@ -38,15 +38,11 @@ impl Run<'_, '_> {
         let plain_len = unsealing.as_ref().map_or(input.len(), |u| u.plain_len);
         let replace = self.room(f, plain_len)?;
         let keys = self.keys()?;
-        // The key, made (and wrapped) now that there is room for its output.
-        let made = keys.for_file(plain_len).and_then(|m| {
-            keys.wrapped(&m)?;
-            Ok(m)
-        });
-        let material: Arc<Material> = made.map_err(|e| self.unwritten(f, e))?;
-        let sealer = Sealer::new(job.mode, material.key(), self.iv(&material)?, job.tuning.chunk);
-        let iv = Iv::from_slice(sealer.iv().as_bytes())?;
+        let material: Arc<Material> = keys.for_file(plain_len).map_err(|e| self.unwritten(f, e))?;
+        let iv = self.iv(&material)?;
+        // The key is made (wrapped) by begin_output: only then can the sealer have it.
         let mut output = self.begin_output(f, input.as_ref(), plain_len, replace, &material, &iv)?;
+        let sealer = Sealer::new(job.mode, material.key(), Iv::from_slice(iv.as_bytes())?, job.tuning.chunk);
         let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
             Some(u) => {
