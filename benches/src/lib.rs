@@ -41,6 +41,7 @@ pub use machine::{describe_machine, Machine};
 use sealpipe::format::digest::DigestAlg;
 use sealpipe::cipher::{kernel_name, CbcBatch, Opener, Sealer, CBC_LANES};
 use sealpipe::error::{Error, Result};
+use sealpipe::events::{Event, Events, Silent};
 use sealpipe::format::{Iv, KeyBits, Mode};
 use sealpipe::keys::DataKey;
 use sealpipe::pipeline::{self, Tuning};
@@ -354,23 +355,8 @@ fn row(id: String, scope: &str, buffer: &str, mode: &str, key_bits: u16, directi
     }
 }
 
-/// Where the bench is: `done` of `total` samples taken, `id` next
-/// (round `round` of `rounds`).
-pub struct Progress<'a> {
-    /// Samples taken so far.
-    pub done: usize,
-    /// Samples in the whole run.
-    pub total: usize,
-    /// Round (1-based).
-    pub round: usize,
-    /// Rounds.
-    pub rounds: usize,
-    /// The case about to run.
-    pub id: &'a str,
-}
-
-/// Run the plan; `progress` hears of every sample before it is taken.
-pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Result<Report> {
+/// Run the plan; `events` hears of every sample before it is taken ([`Event::Sample`]).
+pub fn run(plan: &BenchPlan<'_>, events: &dyn Events) -> Result<Report> {
     let started = Instant::now();
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let machine = describe_machine(plan.dir);
@@ -406,7 +392,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                 let p = plan.dir.join(format!(".sealpipe-bench-{mode}-{b}-{}", std::process::id()));
                 let input = Input::open(&file_path)?;
                 let mut out = Output::create(&p, true)?;
-                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), DigestAlg::Sha256, &|_| {})?;
+                pipeline::seal(&input, Sealer::new(mode, &key, Iv::from_slice(iv.as_bytes())?, plan.chunk), &mut out, &Tuning::for_threads(max_threads, plan.chunk), DigestAlg::Sha256, &Silent)?;
                 out.commit()?;
                 // Outputs are written with O_DIRECT (store::local), so the page cache
                 // does not hold this one: read it once, so the decrypt rows start warm
@@ -544,7 +530,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
     let mut done = 0;
     for round in 1..=repeat {
         for case in cases.iter_mut().chain(peer_cases.iter_mut()) {
-            progress(&Progress { done, total, round, rounds: repeat, id: &case.row.id });
+            events.emit(Event::Sample { done, total, round, rounds: repeat, id: &case.row.id });
             let bytes = case.row.bytes;
             let threads = case.row.threads;
             let gbps = match case.op {
@@ -591,7 +577,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(mode.expect("cipher case"), &keyed.key, Iv::random(16)?, plan.chunk);
-                                pipeline::seal(&src, sealer, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
+                                pipeline::seal(&src, sealer, &mut out, &tuning, DigestAlg::Sha256, &Silent)?;
                                 if synced {
                                     out.sync()?;
                                 }
@@ -603,7 +589,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = Output::create(&out_path, true)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let opener = Opener::new(m, &keyed.key, &keyed.iv, plan.chunk);
-                                pipeline::open(&src, m, opener, &mut out, &tuning, DigestAlg::Sha256, &|_| {})?;
+                                pipeline::open(&src, m, opener, &mut out, &tuning, DigestAlg::Sha256, &Silent)?;
                                 if synced {
                                     out.sync()?;
                                 }
@@ -616,7 +602,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                 let mut out = dest.create(Path::new(&scratch), m.sealed_len(src.len()), true, None)?;
                                 let tuning = Tuning::for_threads(threads, plan.chunk);
                                 let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
-                                pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
+                                pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &Silent)?;
                                 out.commit().map(drop)
                             }
                             Op::S3Small { count, size, in_flight } => {
@@ -628,7 +614,7 @@ pub fn run(plan: &BenchPlan<'_>, mut progress: impl FnMut(&Progress<'_>)) -> Res
                                     let mut out = dest.create(&small_name(i), m.sealed_len(size), true, None)?;
                                     let tuning = Tuning::for_threads(threads, plan.chunk);
                                     let sealer = Sealer::new(m, &keyed.key, Iv::random(16)?, plan.chunk);
-                                    pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &|_| {})?;
+                                    pipeline::seal(&src, sealer, &mut *out, &tuning, DigestAlg::Sha256, &Silent)?;
                                     out.commit().map(drop)
                                 };
                                 // Each object on a thread of its own while it waits on the network, as encrypt's files in flight.

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::anyhow;
-use sealpipe::aws::{AwsOptions, Session};
-use sealpipe::keys::Providers;
-use sealpipe::run::location::Folders;
-use sealpipe::store::s3::S3Store;
-use sealpipe::store::Stores;
+use sealpipe::{AwsOptions, Folders, Providers, S3Store, Session, Stores};
 
 use crate::args::aws::AwsArgs;
 
@@ -100,7 +96,8 @@ impl Context {
         let session = Arc::new(Session::new(runtime()?, options));
         let providers = Providers { keyring: keyring.to_path_buf(), create_keyring: true, kms_key, session: session.clone() };
         // Every store a run can reach, by scheme: a new one is one more line here.
-        let stores = Stores::from_list(vec![Arc::new(S3Store::new(session))]);
+        // Each says what it could not do into the process's one event stream.
+        let stores = Stores::from_list(vec![Arc::new(S3Store::new(session, crate::report::shared()))]);
         Ok(Context { stores, providers })
     }
 }

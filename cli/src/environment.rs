@@ -44,10 +44,10 @@ pub fn endpoint_url(flag: Option<&String>) -> Option<String> {
 /// buffered local writes.
 pub fn apply_process_settings() {
     if let Some(kernel) = std::env::var("SEALPIPE_KERNEL").ok().filter(|v| !v.trim().is_empty()) {
-        sealpipe::cipher::force_kernel(&kernel);
+        sealpipe::force_kernel(&kernel);
     }
     if std::env::var_os("SEALPIPE_NO_DIRECT_IO").is_some() {
-        sealpipe::store::local::buffered_writes_only();
+        sealpipe::buffered_writes_only();
     }
 }
 

@@ -71,7 +71,7 @@ pub fn install() {
                 for hook in hooks.into_iter().rev() {
                     hook();
                 }
-                let removed = sealpipe::store::local::discard_pending_outputs();
+                let removed = sealpipe::discard_pending_outputs();
                 errln!("sealpipe: interrupted: {removed} incomplete output(s) discarded");
                 std::process::exit(i32::from(INTERRUPTED));
             })

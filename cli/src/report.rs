@@ -11,10 +11,11 @@
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sealpipe::run::report::{Reporter, Summary};
-use sealpipe::Error;
+use sealpipe::{Event, Events, JobOutcome, Summary};
 
 /// `-q`: errors only.
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -48,11 +49,42 @@ fn draw_bars() -> bool {
     }
 }
 
-/// Progress bars (bytes and files, and the file being worked on) on stderr; nothing when not drawn.
-pub struct Progress {
-    bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
-    files_total: AtomicU64,
-    events: bool,
+/// The one renderer of the engine's event stream ([`sealpipe::events`]):
+/// bars on stderr (bytes and files and the file being worked on, or a count
+/// of jobs), a line on stderr for what a person must read (failures, notes,
+/// a store's warnings), and, when the run asked for them, one JSON line per
+/// event on stdout. One per process ([`events`]): stores hold it from the
+/// start (a warning can come before any run), and the command's run
+/// [`Render::begin`]s it.
+pub struct Render {
+    bars: OnceLock<Bars>,
+    json: AtomicBool,
+    started: OnceLock<Instant>,
+    jobs: [AtomicU64; 4],
+}
+
+enum Bars {
+    /// Bytes and files of a run.
+    Files { multi: MultiProgress, bytes: ProgressBar, files: ProgressBar },
+    /// A count of items (jobs submitted).
+    Count(ProgressBar),
+}
+
+static RENDER: Render = Render {
+    bars: OnceLock::new(),
+    json: AtomicBool::new(false),
+    started: OnceLock::new(),
+    jobs: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+};
+
+/// The process's renderer.
+pub fn events() -> &'static Render {
+    &RENDER
+}
+
+/// The same, as the shared handle a store keeps.
+pub fn shared() -> Arc<dyn Events> {
+    Arc::new(&RENDER)
 }
 
 /// One JSON event line on stdout (whole lines: stdout is locked for each).
@@ -66,120 +98,191 @@ fn event(kind: &str, path: &Path, extra: serde_json::Value) {
     crate::out::stdout(&line);
 }
 
-impl Progress {
-    /// Bars on stderr (see [`configure`]); JSON event lines on stdout when `events`.
-    /// Sizes are binary (KiB, MiB, GiB), as in the summary.
-    pub fn new(verb: &str, _enabled: bool, events: bool) -> Self {
-        let bars = draw_bars().then(|| {
-            let target = match BARS.load(Ordering::Relaxed) {
-                1 => ProgressDrawTarget::term_like(Box::new(console::Term::stderr())),
-                _ => ProgressDrawTarget::stderr(),
-            };
-            let multi = MultiProgress::with_draw_target(target);
-            let bytes = multi.add(ProgressBar::new(0));
-            bytes.set_style(
-                ProgressStyle::with_template("{prefix:>9} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bytes.set_prefix(verb.to_string());
-            let files = multi.add(ProgressBar::new(0));
-            files.set_style(
-                ProgressStyle::with_template("{prefix:>9} {pos}/{len} files").expect("valid template"),
-            );
-            files.set_prefix("");
-            (multi, bytes, files)
-        });
-        Progress { bars, files_total: AtomicU64::new(0), events }
-    }
-
-    /// The end of the run: the bars drawn once more as they end (every file
-    /// listed by now, so the count is the run's whole), then left above the summary.
-    pub fn clear(&self) {
-        if let Some((_, bytes, files)) = &self.bars {
-            bytes.finish();
-            files.finish();
-        }
+fn bar_target() -> ProgressDrawTarget {
+    match BARS.load(Ordering::Relaxed) {
+        1 => ProgressDrawTarget::term_like(Box::new(console::Term::stderr())),
+        _ => ProgressDrawTarget::stderr(),
     }
 }
 
-impl Progress {
-    /// A line on stderr above the progress bars (not with `-q`).
-    fn say(&self, line: String) {
-        if quiet() {
+impl Render {
+    /// A run starts: bars for `verb` (see [`configure`]), and JSON event
+    /// lines on stdout when `json`. Sizes are binary (KiB, MiB, GiB), as in the summary.
+    pub fn begin(&self, verb: &str, json: bool) {
+        self.json.store(json, Ordering::Relaxed);
+        self.start_clock();
+        if !draw_bars() {
             return;
         }
-        match &self.bars {
-            Some((multi, _, _)) => {
+        let multi = MultiProgress::with_draw_target(bar_target());
+        let bytes = multi.add(ProgressBar::new(0));
+        bytes.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bytes.set_prefix(verb.to_string());
+        let files = multi.add(ProgressBar::new(0));
+        files.set_style(ProgressStyle::with_template("{prefix:>9} {pos}/{len} files").expect("valid template"));
+        files.set_prefix("");
+        let _ = self.bars.set(Bars::Files { multi, bytes, files });
+    }
+
+    /// A run of `len` items starts (jobs submitted): a bar counting them
+    /// under `prefix`, and JSON event lines when `json`.
+    pub fn begin_count(&self, prefix: &str, len: u64, json: bool) {
+        self.json.store(json, Ordering::Relaxed);
+        self.start_clock();
+        if !draw_bars() {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), bar_target());
+        bar.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {wide_msg}").expect("valid template").progress_chars("=> "));
+        bar.set_prefix(prefix.to_string());
+        let _ = self.bars.set(Bars::Count(bar));
+    }
+
+    /// From now on, "so far" counts (the bench's lines).
+    pub fn start_clock(&self) {
+        let _ = self.started.set(Instant::now());
+    }
+
+    /// The end of the run: the file bars drawn once more as they end (every
+    /// file listed by now, so the count is the run's whole), then left above
+    /// the summary; a count bar is cleared.
+    pub fn clear(&self) {
+        match self.bars.get() {
+            Some(Bars::Files { bytes, files, .. }) => {
+                bytes.finish();
+                files.finish();
+            }
+            Some(Bars::Count(bar)) => bar.finish_and_clear(),
+            None => {}
+        }
+    }
+
+    /// Jobs dealt with so far, by outcome: submitted, already submitted, found, failed.
+    pub fn jobs(&self) -> [u64; 4] {
+        self.jobs.each_ref().map(|n| n.load(Ordering::Relaxed))
+    }
+
+    /// A line on stderr above the bars (not with `-q`).
+    fn say(&self, line: String) {
+        if !quiet() {
+            self.error(line);
+        }
+    }
+
+    /// A line on stderr above the bars, even with `-q`.
+    fn error(&self, line: String) {
+        match self.bars.get() {
+            Some(Bars::Files { multi, .. }) => {
                 let _ = multi.println(line);
             }
+            Some(Bars::Count(bar)) => bar.suspend(|| errln!("{line}")),
             None => errln!("{line}"),
         }
+    }
+
+    fn json(&self) -> bool {
+        self.json.load(Ordering::Relaxed)
     }
 }
 
-impl Reporter for Progress {
-    fn planned(&self, files: u64, bytes: u64) {
-        self.files_total.fetch_add(files, Ordering::Relaxed);
-        if let Some((_, b, f)) = &self.bars {
-            b.inc_length(bytes);
-            f.inc_length(files);
-        }
-    }
-
-    fn progress(&self, n: u64) {
-        if let Some((_, b, _)) = &self.bars {
-            b.inc(n);
-        }
-    }
-
-    fn started(&self, path: &Path) {
-        if self.events {
-            event("started", path, serde_json::Value::Null);
-        }
-        if let Some((_, b, _)) = &self.bars {
-            b.set_message(path.display().to_string());
-        }
-    }
-
-    fn finished(&self, path: &Path, bytes: u64) {
-        if self.events {
-            event("done", path, serde_json::json!({"bytes": bytes}));
-        }
-        if let Some((_, _, f)) = &self.bars {
-            f.inc(1);
-        }
-    }
-
-    fn skipped(&self, path: &Path, reason: &str) {
-        if self.events {
-            event("skipped", path, serde_json::json!({"reason": reason}));
-        }
-    }
-
-    fn left_out(&self, path: &Path, reason: &str) {
-        self.skipped(path, reason);
-        self.say(format!("sealpipe: skipped: {}: {reason}", path.display()));
-    }
-
-    fn note(&self, path: &Path, message: &str) {
-        if self.events {
-            event("note", path, serde_json::json!({"message": message}));
-        }
-        self.say(format!("sealpipe: note: {}: {message}", path.display()));
-    }
-
-    fn failed(&self, path: &Path, error: &Error) {
-        if self.events {
-            event("failed", path, serde_json::json!({"error": error.to_string(), "stage": error.stage(), "retry": error.retry()}));
-        }
-        let line = format!("sealpipe: error: {error}");
-        match &self.bars {
-            Some((multi, _, f)) => {
-                f.inc(1);
-                let _ = multi.println(line);
+impl Events for Render {
+    fn emit(&self, e: Event<'_>) {
+        let files = || match self.bars.get() {
+            Some(Bars::Files { bytes, files, .. }) => Some((bytes, files)),
+            _ => None,
+        };
+        match e {
+            Event::Planned { files: n, bytes } => {
+                if let Some((b, f)) = files() {
+                    b.inc_length(bytes);
+                    f.inc_length(n);
+                }
             }
-            None => errln!("{line}"),
+            Event::Progress { bytes } => {
+                if let Some((b, _)) = files() {
+                    b.inc(bytes);
+                }
+            }
+            Event::Started { path } => {
+                if self.json() {
+                    event("started", path, serde_json::Value::Null);
+                }
+                if let Some((b, _)) = files() {
+                    b.set_message(path.display().to_string());
+                }
+            }
+            Event::Finished { path, bytes } => {
+                if self.json() {
+                    event("done", path, serde_json::json!({"bytes": bytes}));
+                }
+                if let Some((_, f)) = files() {
+                    f.inc(1);
+                }
+            }
+            Event::Skipped { path, reason } => {
+                if self.json() {
+                    event("skipped", path, serde_json::json!({"reason": reason}));
+                }
+            }
+            Event::LeftOut { path, reason } => {
+                if self.json() {
+                    event("skipped", path, serde_json::json!({"reason": reason}));
+                }
+                self.say(format!("sealpipe: skipped: {}: {reason}", path.display()));
+            }
+            Event::Note { path, message } => {
+                if self.json() {
+                    event("note", path, serde_json::json!({"message": message}));
+                }
+                self.say(format!("sealpipe: note: {}: {message}", path.display()));
+            }
+            // Said like a note about the object, as the JSON lines have always said it.
+            Event::Warning { location, message } => self.emit(Event::Note { path: Path::new(location), message }),
+            Event::Failed { path, error } => {
+                if self.json() {
+                    event("failed", path, serde_json::json!({"error": error.to_string(), "stage": error.stage(), "retry": error.retry()}));
+                }
+                if let Some((_, f)) = files() {
+                    f.inc(1);
+                }
+                self.error(format!("sealpipe: error: {error}"));
+            }
+            // The error names the manifest and says what happens next (a later turn, or the end of the run).
+            Event::ManifestNotStored { error } => self.say(format!("sealpipe: warning: cannot store the manifest as the run goes: {error}")),
+            Event::Job { source, record, token, outcome } => {
+                let i = match outcome {
+                    JobOutcome::Submitted(_) => 0,
+                    JobOutcome::AlreadySubmitted(_) => 1,
+                    JobOutcome::Found(_) => 2,
+                    JobOutcome::Failed(_) => 3,
+                };
+                self.jobs[i].fetch_add(1, Ordering::Relaxed);
+                if self.json() {
+                    let mut v = serde_json::json!({"event": "job", "status": outcome.status(), "source": source, "record": record, "token": token});
+                    if let Some(id) = outcome.job_id() {
+                        v["job_id"] = serde_json::json!(id);
+                    }
+                    if let JobOutcome::Failed(e) = outcome {
+                        v["error"] = serde_json::json!(e);
+                    }
+                    outln!("{v}");
+                }
+                if let JobOutcome::Failed(e) = outcome {
+                    self.error(format!("sealpipe: failed: {e}"));
+                }
+                if let Some(Bars::Count(bar)) = self.bars.get() {
+                    bar.inc(1);
+                    bar.set_message(source.to_string());
+                }
+            }
+            Event::Sample { done, total, round, rounds, id } => {
+                let seconds = self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+                errln!("sealpipe: bench: round {round}/{rounds}, case {}/{total} ({} left, {seconds:.0} s so far): {id}", done + 1, total - done);
+            }
         }
     }
 }
@@ -253,21 +356,21 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
         say(format!("sealpipe: cleaned up {} leftover(s) of an interrupted run (open uploads aborted, temporary files deleted)", s.cleaned));
     }
     if s.dry_run {
-        say(format!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, sealpipe::size::human(s.bytes)));
+        say(format!("sealpipe: dry run: {verb} {} file{} ({}); nothing was written", s.files, if s.files == 1 { "" } else { "s" }, sealpipe::human_size(s.bytes)));
     } else {
         let per_s = if s.seconds > 0.0 { s.bytes as f64 / s.seconds } else { 0.0 };
         say(format!(
             "sealpipe: {verb} {} file{} ({}) in {:.2} s, {}/s, {}",
             s.files,
             if s.files == 1 { "" } else { "s" },
-            sealpipe::size::human(s.bytes),
+            sealpipe::human_size(s.bytes),
             s.seconds,
-            sealpipe::size::human(per_s as u64),
+            sealpipe::human_size(per_s as u64),
             files_per_second(s.files, s.seconds),
         ));
     }
     if s.skipped > 0 {
-        say(format!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::size::human(s.skipped_bytes)));
+        say(format!("sealpipe: skipped {} file{} already done ({})", s.skipped, if s.skipped == 1 { "" } else { "s" }, sealpipe::human_size(s.skipped_bytes)));
     }
     if s.left_out > 0 {
         say(format!("sealpipe: skipped {} symbolic link{} (--no-follow-symlinks)", s.left_out, if s.left_out == 1 { "" } else { "s" }));
@@ -281,7 +384,7 @@ pub fn summary(command: &str, verb: &str, s: &Summary, extra: serde_json::Value,
             "sealpipe: skipped {} archived object{} ({}): not readable until restored; {restores}",
             s.archived,
             if s.archived == 1 { "" } else { "s" },
-            sealpipe::size::human(s.archived_bytes)
+            sealpipe::human_size(s.archived_bytes)
         ));
     }
     let filtered = extra.get("filtered").and_then(|v| v.as_u64()).unwrap_or(0);
@@ -315,16 +418,6 @@ fn files_per_second(files: u64, seconds: f64) -> String {
     let rate = format!("{:.0}", if seconds > 0.0 { files as f64 / seconds } else { 0.0 });
     let word = if rate == "1" { "file" } else { "files" };
     format!("{rate} {word}/s")
-}
-
-/// A bar counting `len` items (jobs submitted) on stderr, when bars are drawn.
-pub fn counter(prefix: &str, len: u64) -> Option<ProgressBar> {
-    draw_bars().then(|| {
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {wide_msg}").expect("valid template").progress_chars("=> "));
-        bar.set_prefix(prefix.to_string());
-        bar
-    })
 }
 
 #[cfg(test)]

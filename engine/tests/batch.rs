@@ -3,7 +3,7 @@
 //! one-pass CBC of its file under the IV its record names.
 
 use sealpipe::run::encrypt::{encrypt, EncryptJob};
-use sealpipe::run::report::{Silent};
+use sealpipe::events::Silent;
 use sealpipe::run::verify::verify;
 use sealpipe::cipher::reference;
 use sealpipe::store::local::LocalDir;

@@ -16,7 +16,7 @@ use sealpipe::format::envelope::{Envelope, ENVELOPE_KEY};
 use sealpipe::keys::{KeyProvider, LocalKeyring};
 use sealpipe::run::encrypt::{encrypt, EncryptJob};
 use sealpipe::run::manifest::ManifestWriter;
-use sealpipe::run::report::Silent;
+use sealpipe::events::Silent;
 use sealpipe::run::verify;
 use sealpipe::store::{
     About, Committed, Condition, Conditional, CopyProps, Destination, Listed, PendingOutput, Properties, RestoreRequest, ServerSide, Sink,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sealpipe::run::encrypt::{encrypt, EncryptJob};
 use sealpipe::run::reencrypt::Unseal;
-use sealpipe::run::report::{Silent, Summary};
+use sealpipe::events::Silent;
+use sealpipe::run::report::Summary;
 use sealpipe::run::verify::verify;
 use sealpipe::cipher::{open_to_vec, seal_to_vec};
 use sealpipe::store::local::LocalDir;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use sealpipe::run::encrypt::{encrypt, EncryptJob};
-use sealpipe::run::report::{Reporter, Silent, Summary};
+use sealpipe::events::{Event, Events, Silent};
+use sealpipe::run::report::Summary;
 use sealpipe::run::verify;
 use sealpipe::store::local::LocalDir;
 use sealpipe::run::keys::KeyReuse;
@@ -44,13 +45,13 @@ impl Tree {
         self.run_reporting(out, manifest, edit, &Silent)
     }
 
-    fn run_reporting(&self, out: &str, manifest: &str, edit: impl FnOnce(&mut EncryptJob<'_>), reporter: &dyn Reporter) -> Summary {
+    fn run_reporting(&self, out: &str, manifest: &str, edit: impl FnOnce(&mut EncryptJob<'_>), events: &dyn Events) -> Summary {
         let destination = LocalDir::new(&self.p(out), false);
         let mut job = EncryptJob::new(vec![self.p("media")], &destination, &self.keyring);
         edit(&mut job);
         let writer = ManifestWriter::durable(&self.p(manifest)).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        pool.install(|| encrypt(&job, &writer, reporter)).unwrap()
+        pool.install(|| encrypt(&job, &writer, events)).unwrap()
     }
 
     fn records(&self, manifest: &str) -> Vec<Record> {
@@ -79,12 +80,14 @@ fn verify(tree: &Tree, records: &[Record]) {
 #[derive(Default)]
 struct Log(Mutex<Vec<(PathBuf, String)>>);
 
-impl Reporter for Log {
-    fn skipped(&self, path: &Path, reason: &str) {
-        self.0.lock().unwrap().push((path.to_path_buf(), format!("skipped: {reason}")));
-    }
-    fn note(&self, path: &Path, message: &str) {
-        self.0.lock().unwrap().push((path.to_path_buf(), format!("note: {message}")));
+impl Events for Log {
+    fn emit(&self, event: Event<'_>) {
+        let line = match event {
+            Event::Skipped { path, reason } => (path, format!("skipped: {reason}")),
+            Event::Note { path, message } => (path, format!("note: {message}")),
+            _ => return,
+        };
+        self.0.lock().unwrap().push((line.0.to_path_buf(), line.1));
     }
 }
 

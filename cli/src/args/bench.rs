@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sealpipe::size::parse_size;
+use sealpipe::parse_size;
 
 use super::ModeArg;
 
@@ -62,7 +62,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "256KiB", requires = "to", help_heading = "S3 rows")]
     pub s3_small_size: u64,
     /// Small objects in flight at once (encrypt's default with S3). Example: --max-concurrent-requests 128
-    #[arg(long, value_name = "N", default_value_t = sealpipe::run::schedule::DEFAULT_REMOTE_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), requires = "to", help_heading = "S3 rows")]
+    #[arg(long, value_name = "N", default_value_t = sealpipe::DEFAULT_REMOTE_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), requires = "to", help_heading = "S3 rows")]
     pub max_concurrent_requests: usize,
     /// Write a self-contained HTML report (charts, tables, machine, command, raw JSON). Example: --report bench.html
     #[arg(long, value_name = "PATH", help_heading = "Report")]
@@ -105,7 +105,7 @@ pub struct BenchArgs {
     #[arg(long = "plan-part-size", value_name = "SIZE", default_value = "16MiB", value_parser = parse_size, help_heading = "Capacity plan")]
     pub part_size: u64,
     /// Plan: part buffers per upload (as encrypt's --concurrency). Example: --plan-concurrency 16
-    #[arg(long = "plan-concurrency", value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY, help_heading = "Capacity plan")]
+    #[arg(long = "plan-concurrency", value_name = "N", default_value_t = sealpipe::DEFAULT_PART_CONCURRENCY, help_heading = "Capacity plan")]
     pub concurrency: usize,
     /// Plan: files per cached key with --reuse-key (its max-files). Example: --reuse-max-files 1000
     #[arg(long, value_name = "N", default_value_t = 1000, help_heading = "Capacity plan")]

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
-use sealpipe::format::digest::DigestAlg;
-use sealpipe::run::filter::Rule;
-use sealpipe::run::keys::KeyReuse;
-use sealpipe::store::{s3::ChecksumChoice, ServerSide};
+use sealpipe::{ChecksumChoice, DigestAlg, KeyReuse, Rule, ServerSide};
 
 use super::{ModeArg, TargetArg};
 
@@ -61,7 +58,7 @@ pub struct EncryptArgs {
     /// Without it they are only reported; either way a later run encrypts what is restored.
     /// Example: --restore days=3,tier=Standard
     #[arg(long, value_name = "days=N,tier=T", num_args = 0..=1, default_missing_value = "", value_parser = parse_restore, help_heading = "Input")]
-    pub restore: Option<sealpipe::store::RestoreRequest>,
+    pub restore: Option<sealpipe::RestoreRequest>,
     /// Skip symbolic links inside input folders (reported as skipped) instead of encrypting the
     /// files they point to, as `aws s3 cp --no-follow-symlinks` does. Example: --no-follow-symlinks
     #[arg(long, help_heading = "Input")]
@@ -132,7 +129,7 @@ pub struct EncryptArgs {
     /// How long the lease on an s3:// manifest lasts without renewal, in seconds: a run that dies
     /// blocks the next run of the job on another host this long (on the same host, not at all).
     /// It is renewed every third of it. Example: --lease-seconds 300
-    #[arg(long, value_name = "SECONDS", default_value_t = sealpipe::run::lease::DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(3..), help_heading = "Run control")]
+    #[arg(long, value_name = "SECONDS", default_value_t = sealpipe::LEASE_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(3..), help_heading = "Run control")]
     pub lease_seconds: u64,
     /// On SIGTERM or Ctrl-C (an eviction, a spot reclaim): start no more files, let those in flight
     /// finish and store the manifest within this many seconds, then exit 130 (a re-run resumes);
@@ -157,8 +154,8 @@ pub fn parse_reuse(text: &str) -> Result<KeyReuse, String> {
 }
 
 /// `--restore [days=N,tier=T]`.
-pub fn parse_restore(text: &str) -> Result<sealpipe::store::RestoreRequest, String> {
-    let mut request = sealpipe::store::RestoreRequest { days: 7, tier: "Bulk".into() };
+pub fn parse_restore(text: &str) -> Result<sealpipe::RestoreRequest, String> {
+    let mut request = sealpipe::RestoreRequest { days: 7, tier: "Bulk".into() };
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some(("days", n)) => request.days = n.parse().ok().filter(|d| (1..=36500).contains(d)).ok_or_else(|| format!("days={n}: a number of days from 1"))?,
@@ -197,11 +194,11 @@ impl From<ChecksumArg> for ChecksumChoice {
 #[derive(Args)]
 pub struct S3Args {
     /// Multipart part size (5MiB to 5GiB; raised so a file fits in 10,000 parts). Example: --part-size 64MiB
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = sealpipe::size::parse_size, help_heading = "AWS")]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = sealpipe::parse_size, help_heading = "AWS")]
     pub part_size: u64,
     /// Part buffers per file (the one being filled and those uploading); the upload memory per file is
     /// part size x N. Example: --concurrency 16
-    #[arg(long, value_name = "N", default_value_t = sealpipe::store::s3::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), help_heading = "AWS")]
+    #[arg(long, value_name = "N", default_value_t = sealpipe::DEFAULT_PART_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), help_heading = "AWS")]
     pub concurrency: usize,
     /// Checksum sent with every part and repeated at completion. Example: --checksum crc64nvme
     #[arg(long, value_enum, default_value = "crc32c", help_heading = "AWS")]
@@ -291,8 +288,8 @@ impl S3Args {
     }
 
     /// The object headers these flags ask for.
-    pub fn object(&self) -> anyhow::Result<sealpipe::store::s3::ObjectOptions> {
-        Ok(sealpipe::store::s3::ObjectOptions {
+    pub fn object(&self) -> anyhow::Result<sealpipe::ObjectOptions> {
+        Ok(sealpipe::ObjectOptions {
             storage_class: self.storage_class.clone(),
             content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),
@@ -317,12 +314,12 @@ pub enum CopyPropsArg {
     None,
 }
 
-impl From<CopyPropsArg> for sealpipe::store::CopyProps {
+impl From<CopyPropsArg> for sealpipe::CopyProps {
     fn from(c: CopyPropsArg) -> Self {
         match c {
-            CopyPropsArg::Default => sealpipe::store::CopyProps::Default,
-            CopyPropsArg::MetadataDirective => sealpipe::store::CopyProps::MetadataDirective,
-            CopyPropsArg::None => sealpipe::store::CopyProps::None,
+            CopyPropsArg::Default => sealpipe::CopyProps::Default,
+            CopyPropsArg::MetadataDirective => sealpipe::CopyProps::MetadataDirective,
+            CopyPropsArg::None => sealpipe::CopyProps::None,
         }
     }
 }

@@ -17,10 +17,7 @@ pub mod manifests;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sealpipe::cipher::DEFAULT_CHUNK;
-use sealpipe::format::{Mode, Target};
-use sealpipe::run::filter::Rule;
-use sealpipe::size::parse_size;
+use sealpipe::{DEFAULT_CHUNK, Mode, parse_size, Rule, Target};
 
 pub use self::decrypt::{DecryptArgs, VerifyArgs};
 pub use self::encrypt::{EncryptArgs, ReencryptArgs};

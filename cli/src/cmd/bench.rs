@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use sealpipe::format::{KeyBits, Mode};
-use sealpipe::size::human;
+use sealpipe::{human_size as human, KeyBits, Mode};
 use sealpipe_bench::{self as bench, BenchPlan, Report};
 
 use super::{Global, UsageError};
@@ -69,11 +68,11 @@ pub fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
     let cache = a.cache_size.unwrap_or_else(|| default_cache_size(&machine));
     let ctx = match &a.to {
         Some(to) => {
-            if !sealpipe::store::Stores::is_url(to) {
+            if !sealpipe::Stores::is_url(to) {
                 return Err(anyhow!("--to {to}: not an s3:// URL (expected s3://bucket/prefix/)").into());
             }
             for &p in &a.s3_part_sizes {
-                sealpipe::store::s3::check_part_size(p).map_err(|e| anyhow!("--s3-part-sizes: {e}"))?;
+                sealpipe::check_part_size(p).map_err(|e| anyhow!("--s3-part-sizes: {e}"))?;
             }
             if a.file_size == 0 {
                 return Err(anyhow!("--to uploads the bench file: give a --file-size above 0").into());
@@ -111,11 +110,9 @@ pub fn run(a: BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
         outln!("cpu: {} ({} logical CPUs)", machine.cpu_model, machine.cpus);
         outln!("features: {}", feats.join(" "));
     }
-    let started = std::time::Instant::now();
-    let report = bench::run(&plan, |p| {
-        let left = p.total - p.done;
-        errln!("sealpipe: bench: round {}/{}, case {}/{} ({left} left, {:.0} s so far): {}", p.round, p.rounds, p.done + 1, p.total, started.elapsed().as_secs_f64(), p.id);
-    })?;
+    let events = crate::report::events();
+    events.start_clock();
+    let report = bench::run(&plan, events)?;
     let json = serde_json::to_string(&report).context("cannot serialize the report")?;
     if let Some(path) = &a.report {
         write_report(path, &bench::html::report(&report, &json))?;
@@ -279,7 +276,7 @@ fn plan(a: &BenchArgs, g: &Global) -> Result<ExitCode, UsageError> {
 /// data files read from beside it, by file name, and checked against the
 /// sizes it gives) or `.csv.gz` data files.
 fn inventory_shape(paths: &[PathBuf]) -> anyhow::Result<(u64, u64)> {
-    use sealpipe::run::inputs::{parse_inventory_manifest, read_inventory_csv_gz};
+    use sealpipe::{parse_inventory_manifest, read_inventory_csv_gz};
     let (mut objects, mut bytes) = (0u64, 0u64);
     let mut count = |path: &Path, schema: Option<&[String]>| -> anyhow::Result<()> {
         let file = std::fs::File::open(path).with_context(|| format!("--plan-inventory {}", path.display()))?;

@@ -4,11 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use sealpipe::format::{Iv, Mode, Target};
-use sealpipe::keys::{unwrap_record, DataKey};
-use sealpipe::run::location;
-use sealpipe::run::report::Summary;
-use sealpipe::run::verify;
+use sealpipe::{DataKey, Event, Events as _, Iv, Mode, Summary, Target, unwrap_record};
 
 use super::{context, exit_for, parse_hex, Global, UsageError};
 use crate::args::DecryptArgs;
@@ -23,7 +19,7 @@ pub fn run(a: DecryptArgs, g: &Global, keyring_path: &Path) -> Result<ExitCode, 
     let mut etag = None;
     let (mode, key, iv, expected) = match &a.manifest {
         Some(m) => {
-            let record = &location::record_for(&ctx.stores, m, &a.input, &aws::folders())?;
+            let record = &sealpipe::record_for(&ctx.stores, m, &a.input, &aws::folders())?;
             let provider = ctx.providers.for_record(record)?;
             let key = unwrap_record(record, provider.as_ref()).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
             etag = record.etag.clone();
@@ -62,20 +58,20 @@ pub fn run(a: DecryptArgs, g: &Global, keyring_path: &Path) -> Result<ExitCode, 
             (mode, key, Iv::from_slice(&iv_bytes)?, None)
         }
     };
-    let progress = report::Progress::new("decrypt", !g.json, false);
-    let settings = verify::Decryption { mode, key: &key, iv: &iv, expected: expected.as_ref(), overwrite: a.force, tuning: &tuning };
+    let events = report::events();
+    events.begin("decrypt", false);
+    let settings = sealpipe::Decryption { mode, key: &key, iv: &iv, expected: expected.as_ref(), overwrite: a.force, tuning: &tuning };
     let started = std::time::Instant::now();
     let result = ctx
         .stores
         .open(&a.input.to_string_lossy(), etag.as_deref().filter(|_| aws::is_url(&a.input)))
-        .and_then(|source| verify::decrypt(source.as_ref(), &a.out, &settings, &progress));
-    progress.clear();
+        .and_then(|source| sealpipe::decrypt(source.as_ref(), &a.out, &settings, events));
+    events.clear();
     let summary = match result {
         Ok(opened) => Summary { files: 1, bytes: opened.cipher_len, seconds: started.elapsed().as_secs_f64(), ..Default::default() },
         Err(e) => {
-            use sealpipe::run::report::Reporter;
-            progress.failed(&a.input, &e);
-            Summary { failures: vec![sealpipe::error::Failure::new(&a.input, &e)], ..Default::default() }
+            events.emit(Event::Failed { path: &a.input, error: &e });
+            Summary { failures: vec![sealpipe::Failure::new(&a.input, &e)], ..Default::default() }
         }
     };
     // A failure is its one error line; a success is said as encrypt and verify say theirs.

@@ -6,18 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use sealpipe::format::url::S3Url;
-use sealpipe::format::{KeyBits, Mode, Target};
-use sealpipe::keys::DataKey;
-use sealpipe::run::encrypt::{self, EncryptJob};
-use sealpipe::run::filter::Filter;
-use sealpipe::run::lease::Lease;
-use sealpipe::run::location::{self, Place};
-use sealpipe::run::manifest::{Flusher, ManifestWriter};
-use sealpipe::run::reencrypt::Unseal;
-use sealpipe::run::shard::Shard;
-use sealpipe::store::s3::UploadSettings;
-use sealpipe::store::Stores;
+use sealpipe::{DataKey, EncryptJob, Filter, Flusher, KeyBits, Lease, ManifestWriter, Mode, Place, S3Url, Shard, Stores, Target, Unseal, UploadSettings};
 
 use super::{context, exit_for, parse_hex, Global, UsageError};
 use crate::args::EncryptArgs;
@@ -50,7 +39,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         check_out_dir(out)?;
     }
     if a.to.is_some() {
-        sealpipe::store::s3::check_part_size(a.s3.part_size).map_err(|e| anyhow!("--part-size: {e}"))?;
+        sealpipe::check_part_size(a.s3.part_size).map_err(|e| anyhow!("--part-size: {e}"))?;
     }
     // Objects and an s3:// manifest are stored with the same server-side encryption.
     let object = a.s3.object()?;
@@ -58,7 +47,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     let ctx = context(&with_buckets(g, &a), keyring_path, g.kms_key.clone())?;
     // Where the job's manifest is: a store URL (each shard its own), or a local path.
     let folders = aws::folders();
-    let located = location::locate(&ctx.stores, a.manifest.as_deref(), a.out.as_deref(), a.to.as_deref(), shard, &folders)?;
+    let located = sealpipe::locate_manifest(&ctx.stores, a.manifest.as_deref(), a.out.as_deref(), a.to.as_deref(), shard, &folders)?;
     // Said once the run is sure to start (after every check that can refuse it).
     let default_manifest_note = match (&located.default_for, &located.place) {
         (Some(to), Place::Local(path)) => Some(format!("sealpipe: manifest: {} (the default for --to {to}; --manifest names another)", path.display())),
@@ -71,7 +60,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     let destination = match (&a.to, &a.out) {
         (Some(to), _) if !aws::is_url(Path::new(to)) => return Err(anyhow!("{to}: not an s3:// URL (expected s3://bucket/prefix/)").into()),
         (Some(to), _) => ctx.stores.destination(to, settings)?,
-        (None, Some(out)) => Box::new(sealpipe::store::local::LocalDir::new(out, a.force)),
+        (None, Some(out)) => Box::new(sealpipe::LocalDir::new(out, a.force)),
         (None, None) => return Err(anyhow!("give --out DIR or --to s3://bucket/prefix/").into()),
     };
     // One run of the job at a time: taken before the manifest is read and
@@ -124,7 +113,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     let remote = a.to.is_some() || !a.from_list.is_empty() || !a.inventory.is_empty() || a.inputs.iter().any(|p| Stores::is_url(&p.to_string_lossy()));
     let in_flight = match (a.max_concurrent_requests, remote) {
         (Some(n), _) => n as usize,
-        (None, true) => sealpipe::run::schedule::DEFAULT_REMOTE_IN_FLIGHT,
+        (None, true) => sealpipe::DEFAULT_REMOTE_IN_FLIGHT,
         (None, false) => plan.files_in_flight,
     };
     let pause = crate::environment::after_commit_pause();
@@ -148,7 +137,7 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         max_errors: a.max_errors,
         dry_run: a.dry_run,
         unseal,
-        exclude: [manifest_path.clone(), sealpipe::run::ledger::journal_path(&manifest_path), sealpipe::run::lease::lock_path(&manifest_path)].into_iter().chain(exclude).collect(),
+        exclude,
         stores: &ctx.stores,
         follow_symlinks: !a.no_follow_symlinks,
         manifest_name: remote_manifest.as_ref().map(|m| m.url.clone()),
@@ -158,7 +147,8 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         after_commit: pause.as_ref().map(|p| p as &(dyn Fn(&str) + Sync)),
         ..EncryptJob::new(a.inputs, destination.as_ref(), provider.as_ref())
     };
-    let progress = report::Progress::new(command, !g.json, g.json);
+    let events = report::events();
+    events.begin(command, g.json);
     // An s3:// manifest is stored as the run goes, not only at its end.
     let flusher = Flusher::new(std::time::Duration::from_secs(a.manifest_flush_seconds), a.manifest_flush_records);
     let summary = std::thread::scope(|scope| {
@@ -168,16 +158,14 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
             scope.spawn(move || {
                 // Only while the lease is still this run's (renewed once more first), as at the end.
                 let upload = |p: &Path| lease.map_or(Ok(()), Lease::confirm).and_then(|()| copy.upload_snapshot(p, sse));
-                // The error names the manifest and says what happens next (a later turn, or the end of the run).
-                let warn = |e: &sealpipe::Error| report::info(&format!("sealpipe: warning: cannot store the manifest as the run goes: {e}"));
-                flusher.run(manifest, &snapshot, &upload, &warn);
+                flusher.run(manifest, &snapshot, &upload, events);
             });
         }
-        let summary = encrypt::encrypt(&job, &manifest, &progress);
+        let summary = sealpipe::encrypt(&job, &manifest, events);
         flusher.stop();
         summary
     })?;
-    progress.clear();
+    events.clear();
     drop(manifest);
     // Also after a partial failure: the records of the files that did finish.
     let manifest_path = match remote_manifest.as_mut() {
@@ -208,8 +196,8 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
         "filtered": filter.rejected(),
         "filtered_by": filter.reasons().into_iter().map(|(rule, files)| serde_json::json!({"rule": rule, "files": files})).collect::<Vec<_>>(),
         "contexts": target.services().iter().map(|s| match s {
-            sealpipe::format::Service::MediaConvert => "MediaConvert",
-            sealpipe::format::Service::ElasticTranscoder => "Elastic Transcoder",
+            sealpipe::Service::MediaConvert => "MediaConvert",
+            sealpipe::Service::ElasticTranscoder => "Elastic Transcoder",
         }).collect::<Vec<_>>(),
     });
     if let Some(Err(e)) = lease.map(Lease::release) {
@@ -217,8 +205,8 @@ pub fn run(a: EncryptArgs, g: &Global, keyring_path: &Path, unseal: Option<&dyn 
     }
     if !a.dry_run {
         // For `sealpipe status`: what this run could not do, which the manifest does not say.
-        let last = sealpipe::run::status::LastRun::of(&summary, filter.rejected());
-        if let Err(e) = sealpipe::run::status::save_last_run(&manifest_path, &folders, &last) {
+        let last = sealpipe::LastRun::of(&summary, filter.rejected());
+        if let Err(e) = sealpipe::save_last_run(&manifest_path, &folders, &last) {
             report::info(&format!("sealpipe: warning: cannot keep this run's outcome for sealpipe status: {e}"));
         }
     }

@@ -2,7 +2,7 @@
 //! whole manifest: one `CreateJob` request per record (printed as JSON
 //! Lines, written one file per job, or submitted with a jobs ledger so a
 //! re-run sends only what is missing). The requests are made by
-//! `sealpipe::format::jobs`, submission by `sealpipe::run::submit`; this
+//! `sealpipe::format::jobs`, submission by `sealpipe::submit_all`; this
 //! file is flags and printing.
 
 use std::collections::BTreeMap;
@@ -13,8 +13,7 @@ use anyhow::{anyhow, Context as _};
 use serde_json::json;
 
 use sealpipe::format::jobs::{self, JobOptions, JobTemplate};
-use sealpipe::run::location;
-use sealpipe::run::submit::{self, Backoff, JobOutcome, JobRequest, SubmitOptions};
+use sealpipe::{Backoff, JobRequest, SubmitOptions};
 
 use super::UsageError;
 use crate::args::jobs::{JobsArgs, JobsCmd};
@@ -101,58 +100,17 @@ pub fn run(c: &JobsCmd) -> Result<ExitCode, UsageError> {
 
 /// Submit what the ledger lacks; how many jobs failed.
 fn submit_all(a: &JobsArgs, ctx: &aws::Context, requests: &[JobRequest], json_out: bool) -> anyhow::Result<usize> {
-    let ledger = a.ledger.clone().unwrap_or_else(|| location::jobs_ledger(&a.manifest, &aws::folders()));
+    let ledger = a.ledger.clone().unwrap_or_else(|| sealpipe::jobs_ledger(&a.manifest, &aws::folders()));
     let aws = ctx.providers.session.aws()?;
     let options = SubmitOptions { max_rps: a.max_rps, in_flight: (a.max_rps.ceil() as usize).clamp(1, 16), backoff: Backoff::default() };
-    let bar = report::counter("jobs", requests.len() as u64);
-    let (mut submitted, mut already, mut found, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let events = report::events();
+    events.begin_count("jobs", requests.len() as u64, json_out);
     let started = std::time::Instant::now();
     // Ctrl-C or SIGTERM exits (130) at once: every job so far is in the synced ledger, and one sent
     // but not yet recorded is found by its token by the next run.
-    submit::submit_all(aws, requests, &ledger, &options, &mut |job, outcome| {
-        let (status, job_id, error) = match outcome {
-            JobOutcome::Submitted(id) => {
-                submitted += 1;
-                ("submitted", Some(id), None)
-            }
-            JobOutcome::AlreadySubmitted(id) => {
-                already += 1;
-                ("already-submitted", Some(id), None)
-            }
-            JobOutcome::Found(id) => {
-                found += 1;
-                ("found", Some(id), None)
-            }
-            JobOutcome::Failed(e) => {
-                failed += 1;
-                ("failed", None, Some(e))
-            }
-        };
-        if json_out {
-            let mut v = json!({"event": "job", "status": status, "source": job.source, "record": job.record, "token": job.token()});
-            if let Some(id) = job_id {
-                v["job_id"] = json!(id);
-            }
-            if let Some(e) = error {
-                v["error"] = json!(e);
-            }
-            outln!("{v}");
-        }
-        if let Some(e) = error {
-            match &bar {
-                Some(b) => b.suspend(|| errln!("sealpipe: failed: {e}")),
-                None => errln!("sealpipe: failed: {e}"),
-            }
-        }
-        if let Some(b) = &bar {
-            b.inc(1);
-            b.set_message(job.source.clone());
-        }
-    })
-    .map_err(|e| anyhow!("{e}"))?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    sealpipe::submit_all(aws, requests, &ledger, &options, events).map_err(|e| anyhow!("{e}"))?;
+    events.clear();
+    let [submitted, already, found, failed] = events.jobs().map(|n| n as usize);
     let seconds = started.elapsed().as_secs_f64();
     if json_out {
         outln!(

@@ -19,11 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use sealpipe::format::record::Record;
-use sealpipe::run::location;
-use sealpipe::run::report::Summary;
-use sealpipe::run::schedule::MemoryPlan;
-use sealpipe::store::ManifestCopy;
+use sealpipe::{ManifestCopy, MemoryPlan, Record, Summary};
 
 use crate::args::aws::AwsArgs;
 use crate::args::WorkArgs;
@@ -104,9 +100,9 @@ pub fn memory_plan(g: &Global, upload: Option<(u64, usize)>) -> anyhow::Result<M
 }
 
 /// The local working copy of the manifest at `url` (see
-/// [`sealpipe::run::location::fetch`]), saying when it resumes an interrupted run's.
+/// [`sealpipe::fetch_manifest`]), saying when it resumes an interrupted run's.
 pub fn fetch_manifest<'c>(ctx: &'c aws::Context, url: &str, appending: bool) -> anyhow::Result<ManifestCopy<'c>> {
-    let copy = location::fetch(&ctx.stores, url, appending, &aws::folders())?;
+    let copy = sealpipe::fetch_manifest(&ctx.stores, url, appending, &aws::folders())?;
     if copy.resumed {
         report::info(&format!("sealpipe: resuming from {} (the local copy of {url} an interrupted run left)", copy.local.display()));
     }
@@ -115,7 +111,7 @@ pub fn fetch_manifest<'c>(ctx: &'c aws::Context, url: &str, appending: bool) -> 
 
 /// The records of a manifest, local or in a store.
 pub fn read_manifest(path: &Path, ctx: &aws::Context) -> anyhow::Result<Vec<Record>> {
-    Ok(location::read(&ctx.stores, path, &aws::folders())?)
+    Ok(sealpipe::read_manifest(&ctx.stores, path, &aws::folders())?)
 }
 
 /// The records of a manifest (local or in a store), refusing one that has none.

@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 
 use sealpipe::format::jobs;
 use sealpipe::format::policy::{self, EncryptingRun, S3Prefix};
-use sealpipe::format::record::Record;
-use sealpipe::format::{Service, Target};
+use sealpipe::{Record, Service, Target};
 
 use super::UsageError;
 use crate::args::jobs::PolicyCmd;

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
 
-use sealpipe::run::manifest::ManifestWriter;
-use sealpipe::run::rebuild::rebuild;
+use sealpipe::{ManifestWriter, rebuild};
 
 use crate::args::manifests::RebuildArgs;
 use crate::{aws, report};
@@ -38,9 +37,10 @@ pub fn run(a: RebuildArgs, ctx: &aws::Context, json: bool) -> anyhow::Result<Exi
     };
     let _ = std::fs::remove_file(&tmp);
     let manifest = ManifestWriter::durable(&tmp)?;
-    let progress = report::Progress::new("rebuild-manifest", !json, json);
-    let summary = rebuild(store, &a.prefix, &manifest, &progress);
-    progress.clear();
+    let events = report::events();
+    events.begin("rebuild-manifest", json);
+    let summary = rebuild(store, &a.prefix, &manifest, events);
+    events.clear();
     drop(manifest);
     let stored = summary.map_err(anyhow::Error::from).and_then(|summary| {
         if summary.files > 0 {
@@ -63,6 +63,6 @@ pub fn run(a: RebuildArgs, ctx: &aws::Context, json: bool) -> anyhow::Result<Exi
     Ok(super::exit_for(&summary))
 }
 
-fn store_of<'c>(ctx: &'c aws::Context, url: &std::path::Path) -> anyhow::Result<&'c dyn sealpipe::store::Store> {
+fn store_of<'c>(ctx: &'c aws::Context, url: &std::path::Path) -> anyhow::Result<&'c dyn sealpipe::Store> {
     ctx.stores.remote_path(url)?.ok_or_else(|| anyhow!("{}: not a URL", url.display()))
 }

@@ -1,14 +1,12 @@
 //! `sealpipe reencrypt`: the key providers that unwrap the old data keys.
 //! The run itself is `encrypt`'s, with the inputs decrypted on the fly by
-//! [`sealpipe::run::reencrypt::Legacy`].
+//! [`sealpipe::Legacy`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use sealpipe::format::record::Record;
-use sealpipe::keys::{KeyProvider, ProviderFor};
-use sealpipe::run::reencrypt::{Legacy, RecordProviders};
+use sealpipe::{KeyProvider, Legacy, ProviderFor, Record, RecordProviders};
 
 use super::{Global, UsageError};
 use crate::args::encrypt::{LegacyArgs, ReencryptArgs};
@@ -46,7 +44,7 @@ impl LegacyKeys {
         let ctx = aws::Context::new(&g.aws, keyring_path, kms_key)?;
         let provider = match &ctx.providers.kms_key {
             Some(_) => ctx.providers.for_new_keys()?,
-            None => Box::new(sealpipe::keys::LocalKeyring::open(keyring_path)?),
+            None => Box::new(sealpipe::LocalKeyring::open(keyring_path)?),
         };
         Ok(LegacyKeys::ElasticTranscoder { path, provider, _ctx: Box::new(ctx) })
     }

@@ -1,11 +1,10 @@
 //! `sealpipe status`: how far a job is, from its manifests, their journals
-//! and their last runs' outcomes (`sealpipe::run::status`); text or one JSON
+//! and their last runs' outcomes (`sealpipe::status`); text or one JSON
 //! object on stdout (the report is what it prints, as bench does).
 
 use std::process::ExitCode;
 
-use sealpipe::run::status::{self, Status};
-use sealpipe::size::human;
+use sealpipe::{human_size as human, Status};
 
 use super::UsageError;
 use crate::args::StatusCmd;
@@ -15,7 +14,7 @@ use crate::aws;
 pub fn run(c: &StatusCmd) -> Result<ExitCode, UsageError> {
     let ctx = aws::Context::new(&c.aws.all(), &crate::environment::keyring_path(), None)?;
     let folders = aws::folders();
-    let all = c.manifests.iter().map(|m| status::status(&ctx.stores, m, &folders)).collect::<sealpipe::Result<Vec<Status>>>()?;
+    let all = c.manifests.iter().map(|m| sealpipe::status(&ctx.stores, m, &folders)).collect::<sealpipe::Result<Vec<Status>>>()?;
     let failed: usize = all.iter().filter_map(|s| s.last_run.as_ref()).map(|r| r.failures.len()).sum();
     let in_flight: usize = all.iter().map(|s| s.in_flight.len()).sum();
     let (files, bytes) = all.iter().fold((0, 0), |(f, b), s| (f + s.files, b + s.bytes));

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::format::digest::DigestAlg;
 use crate::format::{Iv, Mode, BLOCK};
 use crate::keys::DataKey;
+use crate::events::{Event, Events};
 use crate::store::{Committed, PendingOutput, Source};
 
 /// The files of one multi-buffer run, as the caller sees them.
@@ -32,8 +33,8 @@ pub trait LaneFiles: Sync {
     fn key(&self) -> &DataKey;
     /// A file finished: sealed and committed, or failed (its output discarded).
     fn done(&self, file: &Self::File, result: Result<(Sealed, Committed, Iv)>);
-    /// Plaintext bytes processed.
-    fn progress(&self, bytes: u64);
+    /// Where the bytes processed are told ([`Event::Progress`]).
+    fn events(&self) -> &dyn Events;
 }
 
 /// Bytes per lane per step: a worker holds two buffers of this per lane
@@ -143,7 +144,7 @@ fn step_lanes<L: LaneFiles>(batch: &mut CbcBatch, lanes: &mut [Option<Lane<'_, L
         match lane.output.write(&lane.out) {
             Ok(()) => {
                 lane.at += step as u64;
-                files.progress(step as u64);
+                files.events().emit(Event::Progress { bytes: step as u64 });
             }
             Err(e) => failed.push((i, e)),
         }

@@ -28,6 +28,7 @@ use crate::format::digest::{Digest, DigestAlg};
 
 use crate::cipher::{OpenFailure, Opener, Sealer, DEFAULT_CHUNK};
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::store::{Sink, Source};
 use crate::format::{Mode, BLOCK};
 
@@ -94,14 +95,14 @@ impl Opened {
     }
 }
 
-/// Encrypt `input` into `sink`, with the plaintext's `digest`. `progress`
-/// is told the plaintext bytes done.
-pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning, digest: DigestAlg, progress: &(dyn Fn(u64) + Sync)) -> Result<Sealed> {
+/// Encrypt `input` into `sink`, with the plaintext's `digest`. `events`
+/// hears the plaintext bytes done ([`Event::Progress`]).
+pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tuning, digest: DigestAlg, events: &dyn Events) -> Result<Sealed> {
     let len = input.len();
     let mode = sealer.mode();
     mode.check_plaintext_len(len).map_err(|r| Error::invalid(input.path(), r))?;
     let whole = len - len % BLOCK as u64;
-    let (cipher_len, digests) = stream(input, whole, sink, tuning, Hash::Input(Hasher::new(digest)), progress, sealer)?;
+    let (cipher_len, digests) = stream(input, whole, sink, tuning, Hash::Input(Hasher::new(digest)), events, sealer)?;
     debug_assert_eq!(cipher_len, mode.sealed_len(len));
     Ok(Sealed { plain_len: len, cipher_len, digests })
 }
@@ -110,11 +111,11 @@ pub fn seal(input: &dyn Source, sealer: Sealer, sink: &mut dyn Sink, tuning: &Tu
 /// end. On error the caller must discard what `sink` received (an
 /// uncommitted [`crate::store::local::Output`] does so by itself).
 /// The plaintext's `digest` is computed as it is written.
-pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, digest: DigestAlg, progress: &(dyn Fn(u64) + Sync)) -> Result<Opened> {
+pub fn open(input: &dyn Source, mode: Mode, opener: Opener, sink: &mut dyn Sink, tuning: &Tuning, digest: DigestAlg, events: &dyn Events) -> Result<Opened> {
     let len = input.len();
     let (whole, _) = Opener::split(mode, len).map_err(|r| Error::invalid(input.path(), r))?;
     let opening = Opening { opener, path: input.path() };
-    let (plain_len, digests) = stream(input, whole, sink, tuning, Hash::Output(Hasher::new(digest)), progress, opening)?;
+    let (plain_len, digests) = stream(input, whole, sink, tuning, Hash::Output(Hasher::new(digest)), events, opening)?;
     Ok(Opened { cipher_len: len, plain_len, digests })
 }
 
@@ -137,14 +138,14 @@ pub fn reseal(
     tuning: &Tuning,
     digest: DigestAlg,
     check: Option<DigestAlg>,
-    progress: &(dyn Fn(u64) + Sync),
+    events: &dyn Events,
 ) -> Result<Sealed> {
     let new_mode = sealer.mode();
     new_mode.check_plaintext_len(plain_len).map_err(|r| Error::invalid(input.path(), r))?;
     let (whole, _) = Opener::split(old_mode, input.len()).map_err(|r| Error::invalid(input.path(), r))?;
     let hasher = Hasher::new(digest).with(check);
     let resealing = Resealing { opening: Opening { opener, path: input.path() }, sealer, plain: Vec::new() };
-    let (cipher_len, digests) = stream(input, whole, sink, tuning, Hash::Inside(hasher), progress, resealing)?;
+    let (cipher_len, digests) = stream(input, whole, sink, tuning, Hash::Inside(hasher), events, resealing)?;
     if cipher_len != new_mode.sealed_len(plain_len) {
         return Err(Error::invalid(input.path(), "the legacy ciphertext changed while it was read; output discarded"));
     }
@@ -284,7 +285,7 @@ fn stream(
     sink: &mut dyn Sink,
     tuning: &Tuning,
     hash: Hash,
-    progress: &(dyn Fn(u64) + Sync),
+    events: &dyn Events,
     transform: impl Transform,
 ) -> Result<(u64, Digests)> {
     let len = input.len();
@@ -362,7 +363,7 @@ fn stream(
                     }
                 }
                 at += n as u64;
-                progress(n as u64);
+                events.emit(Event::Progress { bytes: n as u64 });
             } else {
                 out.clear();
             }
@@ -384,7 +385,7 @@ fn stream(
                 }
                 let inside = here.as_mut().filter(|_| placement == Placement::Inside);
                 transform.take().expect("last window once").last(&tail, out, inside)?;
-                progress(rest as u64);
+                events.emit(Event::Progress { bytes: rest as u64 });
             }
             // What was opened, hashed in parallel pieces once the cipher made it.
             if let Some(h) = here.as_mut().filter(|_| placement == Placement::OutputBeside) {
@@ -502,7 +503,7 @@ mod tests {
                 let input = Input::open(&path).unwrap();
                 let mut sink = Collect(Vec::new());
                 let sealer = Sealer::new(mode, &key, Iv::from_slice(&iv).unwrap(), tuning.chunk);
-                let sealed = seal(&input, sealer, &mut sink, &tuning, alg, &|_| {}).unwrap();
+                let sealed = seal(&input, sealer, &mut sink, &tuning, alg, &crate::events::Silent).unwrap();
                 assert!(sink.0 == want, "{mode} {len}");
                 assert_eq!(sealed.cipher_len, want.len() as u64);
                 assert_eq!(sealed.digest().bytes(), &hasher::reference::reference(alg, &plain)[..], "{mode} {alg} {len}");
@@ -512,7 +513,7 @@ mod tests {
                 let input = Input::open(&ct_path).unwrap();
                 let mut sink = Collect(Vec::new());
                 let opener = Opener::new(mode, &key, &Iv::from_slice(&iv).unwrap(), tuning.chunk);
-                let opened = open(&input, mode, opener, &mut sink, &tuning, alg, &|_| {}).unwrap();
+                let opened = open(&input, mode, opener, &mut sink, &tuning, alg, &crate::events::Silent).unwrap();
                 assert!(sink.0 == plain, "{mode} {len} open");
                 assert_eq!(opened.digest(), sealed.digest(), "{mode} {alg} {len} open");
                 assert_eq!(open_to_vec(mode, &key, &Iv::from_slice(&iv).unwrap(), 16, &want).unwrap(), plain);

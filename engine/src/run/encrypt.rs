@@ -24,7 +24,8 @@ use super::ledger::{key as ledger_key, Claim, Key, Ledger, Settings};
 use super::manifest::ManifestWriter;
 use super::plan::{check_destination_apart_from_sources, list, Entry, Inputs, Listing};
 use super::reencrypt::Unseal;
-use super::report::{Reporter, Summary};
+use super::report::Summary;
+use crate::events::{Event, Events};
 use super::schedule;
 use super::shard::Shard;
 use crate::error::{Error, Failure, Result};
@@ -86,8 +87,9 @@ pub struct EncryptJob<'a> {
     pub max_errors: Option<u64>,
     /// Decide and count, but encrypt nothing, write nothing and ask for no keys.
     pub dry_run: bool,
-    /// Local files never to take as inputs, even inside an input folder: the
-    /// run's own manifest and journal, a legacy manifest being read.
+    /// Local files never to take as inputs, even inside an input folder (a
+    /// legacy manifest being read). The run's own manifest, its journal and
+    /// its lock are left out without being named here.
     pub exclude: Vec<PathBuf>,
     /// `--include`/`--exclude` rules (see [`super::filter`]); files they leave out are counted there.
     pub filter: Option<&'a Filter>,
@@ -162,13 +164,15 @@ impl<'a> EncryptJob<'a> {
 /// The manifest is the ledger: files it records as done (same source, same
 /// output, same size, output present) are skipped, so re-running a job
 /// resumes it. Inputs named by URL are listed and read through `job.stores`.
-pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
+pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, events: &dyn Events) -> Result<Summary> {
     let started = Instant::now();
+    let own = manifest.path();
+    let exclude: Vec<PathBuf> = [own.to_path_buf(), super::ledger::journal_path(own), super::lease::lock_path(own)].into_iter().chain(job.exclude.iter().cloned()).collect();
     let inputs = Inputs {
         paths: &job.inputs,
         lists: &job.lists,
         inventories: &job.inventories,
-        exclude: &job.exclude,
+        exclude: &exclude,
         shard: job.shard,
         filter: job.filter,
         stores: job.stores,
@@ -186,7 +190,6 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     let mut summary = Summary { dry_run: job.dry_run, ..Summary::default() };
     if !job.dry_run {
         summary.cleaned = ledger.clean_interrupted(job.destination)?;
-        report_warnings(&ledger, reporter);
         // What the destination creates is journalled before it is created.
         job.destination.recovery().inspect(|r| r.set_journal(Some(ledger.clone() as Arc<dyn crate::store::Journal>)));
     }
@@ -239,7 +242,7 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
             false => Some(Keys::new(job.provider, job.target, job.mode, job.key_bits, job.reuse_key, job.supplied_key.as_ref())?),
         };
         let job_id = job_id(job.manifest_name.as_deref().unwrap_or(&resolve(manifest.path()).display().to_string()));
-        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, job_id, keys: keys.as_ref(), manifest, reporter, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
+        let run = Run { job, out_real: out_real.as_deref(), ledger: &ledger, job_id, keys: keys.as_ref(), manifest, events, stop, summary: Mutex::new(std::mem::take(&mut summary)), fatal: Mutex::new(None), outputs: Mutex::default() };
         // Once the caller says stop, no further file is started (the one
         // taken when it is seen is left unplanned, as if never listed).
         let items = first.drain(..).chain(rx.iter()).take_while(|_| {
@@ -302,7 +305,6 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     });
     if !job.dry_run {
         job.destination.recovery().inspect(|r| r.set_journal(None));
-        report_warnings(&ledger, reporter);
     }
     if let Err(e) = outcome {
         if !job.dry_run {
@@ -329,13 +331,6 @@ pub fn encrypt(job: &EncryptJob<'_>, manifest: &ManifestWriter, reporter: &dyn R
     Ok(summary)
 }
 
-/// Say what the journal could not settle (aborts that failed), one note each.
-fn report_warnings(ledger: &Ledger, reporter: &dyn Reporter) {
-    for (location, message) in ledger.take_warnings() {
-        reporter.note(Path::new(&location), &message);
-    }
-}
-
 /// The state of one run shared by the workers.
 pub(crate) struct Run<'r, 'a> {
     pub(crate) job: &'r EncryptJob<'a>,
@@ -345,7 +340,7 @@ pub(crate) struct Run<'r, 'a> {
     job_id: String,
     keys: Option<&'r Keys<'r>>,
     manifest: &'r ManifestWriter,
-    pub(crate) reporter: &'r dyn Reporter,
+    pub(crate) events: &'r dyn Events,
     stop: &'r AtomicBool,
     summary: Mutex<Summary>,
     /// An error that ends the whole run (the manifest or journal cannot be written).
@@ -359,7 +354,7 @@ pub(crate) struct Run<'r, 'a> {
 
 impl Run<'_, '_> {
     pub(crate) fn tally(&self) -> Tally<'_> {
-        Tally { summary: &self.summary, reporter: self.reporter, manifest: self.manifest, ledger: self.ledger, destination: self.job.destination, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
+        Tally { summary: &self.summary, events: self.events, manifest: self.manifest, ledger: self.ledger, destination: self.job.destination, max_errors: self.job.max_errors, stop: self.stop, shard: self.job.shard }
     }
 
     fn fail(&self, path: PathBuf, err: Error) {
@@ -390,7 +385,7 @@ impl Run<'_, '_> {
                 return None;
             }
             Listing::Skipped(path, reason) => {
-                self.reporter.left_out(&path, reason);
+                self.events.emit(Event::LeftOut { path: &path, reason });
                 self.summary.lock().unwrap().left_out += 1;
                 return None;
             }
@@ -434,22 +429,22 @@ impl Run<'_, '_> {
                 return None;
             }
             Ok(Claim::Skip { reason, bytes }) => {
-                self.reporter.skipped(&f.source, reason);
+                self.events.emit(Event::Skipped { path: &f.source, reason });
                 let mut s = self.summary.lock().unwrap();
                 s.skipped += 1;
                 s.skipped_bytes += bytes;
                 return None;
             }
             Ok(Claim::Redo { reason }) => {
-                self.reporter.note(&f.source, &reason);
+                self.events.emit(Event::Note { path: &f.source, message: &reason });
                 f.replace = true;
             }
             Ok(Claim::Journalled) => f.replace = true,
             Ok(Claim::Fresh) => {}
         }
         if self.job.dry_run {
-            self.reporter.planned(1, f.size);
-            self.reporter.skipped(&f.source, "dry run: would encrypt");
+            self.events.emit(Event::Planned { files: 1, bytes: f.size });
+            self.events.emit(Event::Skipped { path: &f.source, reason: "dry run: would encrypt" });
             let mut s = self.summary.lock().unwrap();
             s.files += 1;
             s.bytes += f.size;
@@ -464,8 +459,8 @@ impl Run<'_, '_> {
             self.fatal.lock().unwrap().get_or_insert(e);
             return None;
         }
-        self.reporter.planned(1, f.size);
-        self.reporter.started(&f.source);
+        self.events.emit(Event::Planned { files: 1, bytes: f.size });
+        self.events.emit(Event::Started { path: &f.source });
         Some(f)
     }
 
@@ -493,7 +488,7 @@ impl Run<'_, '_> {
             (_, true, _) => format!("archived ({class}): restore in progress; a re-run once it is restored encrypts it"),
             _ => format!("archived ({class}): cannot be read until restored; --restore asks S3 to restore it, then re-run"),
         };
-        self.reporter.left_out(path, &reason);
+        self.events.emit(Event::LeftOut { path, reason: &reason });
         let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
         s.archived += 1;
         s.archived_bytes += item.size;
@@ -526,7 +521,7 @@ impl Run<'_, '_> {
 /// Counts finished files, appends their records and reports failures.
 pub(crate) struct Tally<'a> {
     summary: &'a Mutex<Summary>,
-    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) events: &'a dyn Events,
     manifest: &'a ManifestWriter,
     ledger: &'a Ledger,
     destination: &'a dyn Destination,
@@ -548,15 +543,13 @@ impl Tally<'_> {
             let _ = self.ledger.recorded(&record.output);
             Ok(record.plaintext_size)
         });
-        // Aborts that failed while this file was discarded.
-        report_warnings(self.ledger, self.reporter);
         match result {
             // Plaintext bytes (a re-encrypted file's listing size is its old ciphertext's).
             Ok(bytes) => {
                 let mut s = self.summary.lock().unwrap();
                 s.files += 1;
                 s.bytes += bytes;
-                self.reporter.finished(&f.source, bytes);
+                self.events.emit(Event::Finished { path: &f.source, bytes });
             }
             Err(err) => {
                 // Refused because the output existed before: nothing of ours
@@ -572,7 +565,7 @@ impl Tally<'_> {
     }
 
     pub(crate) fn fail(&self, path: PathBuf, err: Error) {
-        self.reporter.failed(&path, &err);
+        self.events.emit(Event::Failed { path: &path, error: &err });
         let mut s = self.summary.lock().unwrap();
         s.failures.push(Failure::new(&path, &err));
         if self.max_errors.is_some_and(|max| s.failures.len() as u64 >= max) {

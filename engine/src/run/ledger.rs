@@ -221,8 +221,6 @@ pub(crate) struct Ledger {
     interrupted: Inflight,
     /// The same, kept up to date with this run's lines (what the journal will say at the end).
     live: Mutex<Inflight>,
-    /// Things the user must hear about (abort failures): (location, message).
-    warnings: Mutex<Vec<(String, String)>>,
     journal_path: PathBuf,
     journal: Mutex<Option<File>>,
     /// Records in the manifest that a later record of this run replaces.
@@ -279,7 +277,6 @@ impl Ledger {
             settings,
             live: Mutex::new(interrupted.clone()),
             interrupted,
-            warnings: Mutex::default(),
             journal_path,
             journal: Mutex::new(None),
             superseded: Mutex::new(duplicates),
@@ -294,7 +291,7 @@ impl Ledger {
     /// (by id), the uploads of keys whose create was never settled that were
     /// not open before it, and delete the temporary files of journalled
     /// outputs that have no record. Returns how many things were cleaned;
-    /// what could not be done is in [`Ledger::take_warnings`] and stays journalled.
+    /// what could not be done the destination said (its events) and stays journalled.
     pub(crate) fn clean_interrupted(&self, destination: &dyn Destination) -> Result<usize> {
         let mut cleaned = 0;
         for output in self.interrupted.outputs.keys() {
@@ -325,16 +322,8 @@ impl Ledger {
             if done.settled && existing.is_some() {
                 crate::store::Journal::settled(self, output);
             }
-            for line in done.failed {
-                crate::store::Journal::warn(self, output, line);
-            }
         }
         Ok(cleaned)
-    }
-
-    /// What the user must hear about (abort failures) since the last call: (location, message).
-    pub(crate) fn take_warnings(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Decide what to do with `source` → `output` (`relative` below
@@ -494,10 +483,6 @@ impl crate::store::Journal for Ledger {
 
     fn settled(&self, location: &str) {
         let _ = self.journal(JournalLine::Settled { settled: location.to_string() });
-    }
-
-    fn warn(&self, location: &str, message: String) {
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push((location.to_string(), message));
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::format::record::Record;
 use crate::store::local::resolve;
 
@@ -255,9 +256,10 @@ impl Flusher {
 
     /// Copy `writer`'s records with `upload(snapshot)` on the schedule until
     /// [`Flusher::stop`]. `snapshot` is a file holding a whole-line prefix of
-    /// the manifest. A failed copy is said by `warn` and tried again at the
+    /// the manifest. A failed copy is said to `events`
+    /// ([`Event::ManifestNotStored`]) and tried again at the
     /// next turn; the end of the run copies what is left.
-    pub fn run(&self, writer: &ManifestWriter, snapshot: &Path, upload: &dyn Fn(&Path) -> Result<()>, warn: &dyn Fn(&Error)) {
+    pub fn run(&self, writer: &ManifestWriter, snapshot: &Path, upload: &dyn Fn(&Path) -> Result<()>, events: &dyn Events) {
         let tick = self.every.min(std::time::Duration::from_secs(1));
         let mut copied = 0u64;
         let mut last = std::time::Instant::now();
@@ -280,7 +282,7 @@ impl Flusher {
                     copied = written;
                     last = std::time::Instant::now();
                 }
-                Err(e) => warn(&e),
+                Err(error) => events.emit(Event::ManifestNotStored { error: &error }),
             }
             stopped = self.stop.0.lock().unwrap_or_else(|p| p.into_inner());
         }

@@ -14,7 +14,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::manifest::ManifestWriter;
-use super::report::{Reporter, Summary};
+use super::report::Summary;
+use crate::events::{Event, Events};
 use crate::error::{Error, Failure, Result};
 use crate::store::{Listed, Stamped, Store};
 
@@ -25,7 +26,7 @@ const BATCH: usize = 256;
 /// that carries an envelope. Objects without one are left out, said one by
 /// one; an envelope that does not parse, or names another record than this
 /// object's, fails that object alone.
-pub fn rebuild(store: &dyn Store, prefix: &str, manifest: &ManifestWriter, reporter: &dyn Reporter) -> Result<Summary> {
+pub fn rebuild(store: &dyn Store, prefix: &str, manifest: &ManifestWriter, events: &dyn Events) -> Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut batch: Vec<Listed> = Vec::with_capacity(BATCH);
@@ -42,15 +43,15 @@ pub fn rebuild(store: &dyn Store, prefix: &str, manifest: &ManifestWriter, repor
                     manifest.write(&record)?;
                     summary.files += 1;
                     summary.bytes += record.plaintext_size;
-                    reporter.finished(&path, record.plaintext_size);
+                    events.emit(Event::Finished { path: &path, bytes: record.plaintext_size });
                 }
                 Ok(None) => {
                     summary.left_out += 1;
-                    reporter.left_out(&path, "carries no sealpipe envelope");
+                    events.emit(Event::LeftOut { path: &path, reason: "carries no sealpipe envelope" });
                 }
                 Err(e) => {
                     let e = e.for_file(&path);
-                    reporter.failed(&path, &e);
+                    events.emit(Event::Failed { path: &path, error: &e });
                     summary.failures.push(Failure::new(&path, &e));
                 }
             }

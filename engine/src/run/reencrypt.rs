@@ -417,7 +417,7 @@ mod tests {
                         let mut out = Mem(Vec::new());
                         let tuning = Tuning { chunk: 32, window, depth: 2 };
                         let check = u.expected.as_ref().map(|d| d.alg());
-                        let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut out, &tuning, alg, check, &|_| {}).unwrap();
+                        let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut out, &tuning, alg, check, &crate::events::Silent).unwrap();
                         let want = seal_to_vec(new, &new_key, Iv::from_slice(&[3; 16]).unwrap(), 16, &plain);
                         assert!(out.0 == want, "{old}->{new} {n} window {window}");
                         check_digest(Path::new("x"), u.expected.as_ref(), &sealed.digests).unwrap();
@@ -439,7 +439,7 @@ mod tests {
             let u = Unsealing::new(&source, s, 32).unwrap();
             let sealer = Sealer::new(Mode::Gcm, &s.key, Iv::from_slice(&[3; 16]).unwrap(), 32);
             let check = u.expected.as_ref().map(|d| d.alg());
-            let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Crc64Nvme, check, &|_| {}).unwrap();
+            let sealed = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Crc64Nvme, check, &crate::events::Silent).unwrap();
             assert_eq!(sealed.digest().alg(), DigestAlg::Crc64Nvme);
             check_digest(Path::new("old.bin"), u.expected.as_ref(), &sealed.digests)
         };
@@ -458,7 +458,7 @@ mod tests {
         let u = Unsealing::new(&source, &s, 32).unwrap();
         let sealer = Sealer::new(Mode::Ctr, &s.key, Iv::from_slice(&[3; 16]).unwrap(), 32);
         let tuning = Tuning { chunk: 32, window: 32, depth: 2 };
-        let err = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Sha256, None, &|_| {}).err().unwrap();
+        let err = reseal(&source, u.mode, u.opener, u.plain_len, sealer, &mut Mem(Vec::new()), &tuning, DigestAlg::Sha256, None, &crate::events::Silent).err().unwrap();
         assert!(matches!(err, Error::Authentication { .. }), "{err}");
     }
 

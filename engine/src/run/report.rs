@@ -1,38 +1,7 @@
-//! What a run tells its caller: events as they happen ([`Reporter`], which
-//! the CLI renders as progress bars or JSON lines) and the totals at the end
-//! ([`Summary`]). The engine never prints.
+//! What a run tells its caller at its end: the totals ([`Summary`]). What
+//! happens as it goes is the event stream ([`crate::events`]).
 
-use std::path::Path;
-
-use crate::error::{Error, Failure};
-
-/// Receives what happens during a run. Every method has a no-op default.
-pub trait Reporter: Sync {
-    /// More work is known: this many files and plaintext bytes (called as listing goes).
-    fn planned(&self, _files: u64, _bytes: u64) {}
-    /// A file is starting.
-    fn started(&self, _path: &Path) {}
-    /// Bytes of a file were processed.
-    fn progress(&self, _bytes: u64) {}
-    /// A file is done.
-    fn finished(&self, _path: &Path, _bytes: u64) {}
-    /// A file failed; the run goes on.
-    fn failed(&self, _path: &Path, _error: &Error) {}
-    /// A file is left alone (already done, …), for `reason`.
-    fn skipped(&self, _path: &Path, _reason: &str) {}
-    /// An entry under an input is left out on purpose (a symbolic link with
-    /// `--no-follow-symlinks`), for `reason`: unlike a file already done, the
-    /// user is told of each one. By default, reported as [`Reporter::skipped`].
-    fn left_out(&self, path: &Path, reason: &str) {
-        self.skipped(path, reason);
-    }
-    /// Something the user must know about a file (e.g. encrypted again under a new key).
-    fn note(&self, _path: &Path, _message: &str) {}
-}
-
-/// A reporter that ignores everything.
-pub struct Silent;
-impl Reporter for Silent {}
+use crate::error::Failure;
 
 /// Totals of a run.
 #[derive(Debug, Default)]
@@ -50,7 +19,7 @@ pub struct Summary {
     /// Their bytes.
     pub skipped_bytes: u64,
     /// Entries under input folders left out on purpose (symbolic links with
-    /// `--no-follow-symlinks`), each reported with [`Reporter::left_out`].
+    /// `--no-follow-symlinks`), each emitted as [`Event::LeftOut`](crate::events::Event::LeftOut).
     pub left_out: u64,
     /// Requests to the key provider (GenerateDataKey, Encrypt).
     pub key_requests: u64,

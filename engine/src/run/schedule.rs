@@ -18,6 +18,7 @@ use crate::keys::DataKey;
 use crate::pipeline::Tuning;
 use crate::pipeline::lanes::{self, LaneFiles};
 use crate::pipeline::Sealed;
+use crate::events::Events;
 use crate::store::{Committed, PendingOutput, Source};
 
 /// What a run does with each file of a group (the encryption run implements it).
@@ -28,8 +29,8 @@ pub(crate) trait Files: Sync {
     fn done(&self, file: &Entry, material: &Material, result: Result<(Sealed, Committed, Iv)>);
     /// `file` failed before it was opened (no key for it).
     fn failed(&self, file: &Entry, error: Error);
-    /// Plaintext bytes processed.
-    fn progress(&self, bytes: u64);
+    /// Where the bytes processed are told.
+    fn events(&self) -> &dyn Events;
     /// The pipeline window: the buffer memory one worker may hold.
     fn window(&self) -> usize;
     /// The plaintext digest to record.
@@ -255,8 +256,8 @@ impl LaneFiles for Group<'_> {
         self.run.done(file, self.material, result)
     }
 
-    fn progress(&self, bytes: u64) {
-        self.run.progress(bytes);
+    fn events(&self) -> &dyn Events {
+        self.run.events()
     }
 }
 

@@ -35,6 +35,7 @@ use serde_json::{Map, Value};
 
 use crate::aws::{describe, remote_said, task_failed, verdict, Aws, Classifier};
 use crate::error::{Error, Result, Stage};
+use crate::events::{Event, Events, JobOutcome};
 use crate::retry::Verdict;
 
 /// Members whose values are maps keyed by the user's names (selector names,
@@ -275,19 +276,6 @@ pub async fn find_jobs(
     }
 }
 
-/// What became of one job of [`submit_all`].
-#[derive(Clone, Debug)]
-pub enum JobOutcome {
-    /// Sent now; its job id.
-    Submitted(String),
-    /// The ledger already had its job id.
-    AlreadySubmitted(String),
-    /// An interrupted run had sent it: its job was found by token (no second job).
-    Found(String),
-    /// Not submitted: why (one line).
-    Failed(String),
-}
-
 /// How [`submit_all`] sends.
 #[derive(Clone, Debug)]
 pub struct SubmitOptions {
@@ -300,7 +288,7 @@ pub struct SubmitOptions {
 }
 
 /// Submit every request the ledger at `ledger` does not already have a job for,
-/// at most `options.max_rps` a second, calling `each` once per request (in the
+/// at most `options.max_rps` a second, emitting one [`Event::Job`] per request (in the
 /// order they finish) with its outcome. Requests an interrupted run left as
 /// `sending` are first looked for by token ([`find_jobs`]) and sent again only
 /// if no job has it. Errors: the ledger cannot be read or written, or the
@@ -310,8 +298,9 @@ pub fn submit_all(
     requests: &[JobRequest],
     ledger: &std::path::Path,
     options: &SubmitOptions,
-    each: &mut dyn FnMut(&JobRequest, &JobOutcome),
+    events: &dyn Events,
 ) -> Result<()> {
+    let each = |r: &JobRequest, outcome: JobOutcome<'_>| events.emit(Event::Job { source: &r.source, record: &r.record, token: r.token(), outcome });
     let (mut book, seen) = JobsLedger::open(ledger)?;
     let client = client(aws);
     let pending: std::collections::HashSet<String> = requests
@@ -328,10 +317,10 @@ pub fn submit_all(
     let mut to_send = Vec::new();
     for r in requests {
         match (seen.get(r.token()), found.get(r.token())) {
-            (Some(Ledgered::Submitted(id)), _) => each(r, &JobOutcome::AlreadySubmitted(id.clone())),
+            (Some(Ledgered::Submitted(id)), _) => each(r, JobOutcome::AlreadySubmitted(id)),
             (_, Some(id)) => {
                 book.submitted(r, id)?;
-                each(r, &JobOutcome::Found(id.clone()));
+                each(r, JobOutcome::Found(id));
             }
             _ => to_send.push(r),
         }
@@ -345,14 +334,14 @@ pub fn submit_all(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = tokio::task::JoinSet::new();
         let mut queue = to_send.iter().enumerate();
-        let mut finish = |book: &mut JobsLedger, (i, out): (usize, Result<String>)| -> Result<()> {
+        let finish = |book: &mut JobsLedger, (i, out): (usize, Result<String>)| -> Result<()> {
             let r: &JobRequest = to_send[i];
             match out {
                 Ok(id) => {
                     book.submitted(r, &id)?;
-                    each(r, &JobOutcome::Submitted(id));
+                    each(r, JobOutcome::Submitted(&id));
                 }
-                Err(e) => each(r, &JobOutcome::Failed(e.to_string())),
+                Err(e) => each(r, JobOutcome::Failed(&e.to_string())),
             }
             Ok(())
         };

@@ -15,7 +15,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::reencrypt::check_digest;
-use super::report::{Reporter, Summary};
+use super::report::Summary;
+use crate::events::{Event, Events};
 use crate::cipher::Opener;
 use crate::error::{Error, Failure, Result};
 use crate::format::digest::{Digest, DigestAlg};
@@ -45,19 +46,19 @@ pub struct Decryption<'a> {
 /// Decrypt `source` (a local file, an S3 object) to the local file `out`,
 /// refusing to leave anything under the final name unless the tag/padding
 /// verify and, if given, the plaintext matches `expected`.
-pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, reporter: &dyn Reporter) -> Result<pipeline::Opened> {
+pub fn decrypt(source: &dyn Source, out: &Path, d: &Decryption<'_>, events: &dyn Events) -> Result<pipeline::Opened> {
     let input = source.path();
     if resolve(input) == resolve(out) {
         return Err(Error::invalid(input, "output would overwrite the input; choose another --out"));
     }
-    reporter.planned(1, source.len());
+    events.emit(Event::Planned { files: 1, bytes: source.len() });
     let mut output = Output::create(out, d.overwrite)?;
     let opener = Opener::new(d.mode, d.key, d.iv, d.tuning.chunk);
     let alg = d.expected.map_or(DigestAlg::None, |e| e.alg());
-    let opened = pipeline::open(source, d.mode, opener, &mut output, d.tuning, alg, &|n| reporter.progress(n))?;
+    let opened = pipeline::open(source, d.mode, opener, &mut output, d.tuning, alg, events)?;
     check_digest(input, d.expected, &opened.digests)?;
     output.commit()?;
-    reporter.finished(input, opened.cipher_len);
+    events.emit(Event::Finished { path: input, bytes: opened.cipher_len });
     Ok(opened)
 }
 
@@ -89,14 +90,14 @@ pub fn relocate(records: &mut [Record], manifest: &Path) -> Option<PathBuf> {
 
 /// Read back every record's (local) output, decrypt it with `provider`'s
 /// keys, check tag/padding, size and plaintext digest.
-pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
-    verify_group(records, provider, &LOCAL_ONLY, tuning, reporter)
+pub fn verify(records: &[Record], provider: &dyn KeyProvider, tuning: &Tuning, events: &dyn Events) -> Summary {
+    verify_group(records, provider, &LOCAL_ONLY, tuning, events)
 }
 
 /// [`verify`] of records made by several providers, with outputs in any
 /// store: each group of records sharing a (provider, key id) is unwrapped by
 /// the provider `providers` opens for it.
-pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Result<Summary> {
+pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stores, tuning: &Tuning, events: &dyn Events) -> Result<Summary> {
     let mut groups: BTreeMap<(&str, &str), Vec<Record>> = BTreeMap::new();
     for r in records {
         groups.entry((&r.key_provider, &r.key_id)).or_default().push(r.clone());
@@ -104,7 +105,7 @@ pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stor
     let mut total = Summary::default();
     for group in groups.values() {
         let provider = providers(&group[0])?;
-        let s = verify_group(group, provider.as_ref(), stores, tuning, reporter);
+        let s = verify_group(group, provider.as_ref(), stores, tuning, events);
         total.files += s.files;
         total.bytes += s.bytes;
         total.seconds += s.seconds;
@@ -115,25 +116,25 @@ pub fn verify_all(records: &[Record], providers: &ProviderFor<'_>, stores: &Stor
     Ok(total)
 }
 
-fn verify_group(records: &[Record], provider: &dyn KeyProvider, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Summary {
+fn verify_group(records: &[Record], provider: &dyn KeyProvider, stores: &Stores, tuning: &Tuning, events: &dyn Events) -> Summary {
     let started = Instant::now();
-    reporter.planned(records.len() as u64, records.iter().map(|r| r.ciphertext_size).sum());
+    events.emit(Event::Planned { files: records.len() as u64, bytes: records.iter().map(|r| r.ciphertext_size).sum() });
     let done = Mutex::new((0u64, 0u64, 0u64));
     let failures = Mutex::new(Vec::new());
     let keys = UnwrappedKeys::default();
     records.par_iter().with_max_len(1).for_each(|record| {
         let path = PathBuf::from(&record.output);
-        match verify_one(record, &path, provider, &keys, stores, tuning, reporter) {
+        match verify_one(record, &path, provider, &keys, stores, tuning, events) {
             Ok(alg) => {
                 let mut d = done.lock().unwrap();
                 d.0 += 1;
                 d.1 += record.ciphertext_size;
                 d.2 += u64::from(alg == DigestAlg::None);
-                reporter.finished(&path, record.ciphertext_size);
+                events.emit(Event::Finished { path: &path, bytes: record.ciphertext_size });
             }
             Err(err) => {
                 let err = err.for_file(&path);
-                reporter.failed(&path, &err);
+                events.emit(Event::Failed { path: &path, error: &err });
                 failures.lock().unwrap().push(Failure::new(&path, &err));
             }
         }
@@ -190,7 +191,7 @@ impl UnwrappedKeys {
 }
 
 /// Verify one record's file; returns the digest algorithm its content was compared with.
-fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &UnwrappedKeys, stores: &Stores, tuning: &Tuning, reporter: &dyn Reporter) -> Result<DigestAlg> {
+fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &UnwrappedKeys, stores: &Stores, tuning: &Tuning, events: &dyn Events) -> Result<DigestAlg> {
     let expected = record.digest().map_err(|reason| Error::invalid(path, format!("the manifest record's digest: {reason}")))?;
     let input = stores.open(&record.output, record.etag.as_deref())?;
     if input.len() != record.ciphertext_size {
@@ -203,7 +204,7 @@ fn verify_one(record: &Record, path: &Path, provider: &dyn KeyProvider, keys: &U
     check_record(record, path, &key, provider, keys)?;
     let iv = record.iv()?;
     let opener = Opener::new(record.mode, &key, &iv, tuning.chunk);
-    let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, expected.alg(), &|n| reporter.progress(n))?;
+    let opened = pipeline::open(input.as_ref(), record.mode, opener, &mut Discard, tuning, expected.alg(), events)?;
     check_digest(path, Some(&expected), &opened.digests)?;
     Ok(expected.alg())
 }

@@ -41,7 +41,8 @@ pub struct Cleaned {
     /// What of the output was open was listed and every one not open
     /// before the create was aborted (nothing left to look for).
     pub settled: bool,
-    /// What could not be done, one line each (said to the user; kept in the journal).
+    /// What could not be done, one line each (the store says each as an
+    /// [`Event::Warning`](crate::events::Event::Warning); the ids stay journalled).
     pub failed: Vec<String>,
 }
 
@@ -58,6 +59,4 @@ pub trait Journal: Send + Sync {
     /// Everything of `location` other than the journalled ids is known to
     /// be closed (or never existed): nothing to look for any more.
     fn settled(&self, location: &str);
-    /// Something the user must hear about `location` (an abort that failed).
-    fn warn(&self, location: &str, message: String);
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::{Entry, EncryptJob, Run};
 use crate::cipher::Sealer;
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::format::digest::DigestAlg;
 use crate::format::envelope::{Envelope, EnvelopeInput};
 use crate::format::record::{Record, RecordInput};
@@ -43,15 +44,14 @@ impl Run<'_, '_> {
         // The key is made (wrapped) by begin_output: only then can the sealer have it.
         let mut output = self.begin_output(f, input.as_ref(), plain_len, replace, &material, &iv)?;
         let sealer = Sealer::new(job.mode, material.key(), Iv::from_slice(iv.as_bytes())?, job.tuning.chunk);
-        let progress = |n| self.reporter.progress(n);
         let sealed = match unsealing {
             Some(u) => {
                 let check = u.expected.as_ref().map(|d| d.alg());
-                let sealed = pipeline::reseal(input.as_ref(), u.mode, u.opener, u.plain_len, sealer, output.as_mut(), &job.tuning, job.digest, check, &progress)?;
+                let sealed = pipeline::reseal(input.as_ref(), u.mode, u.opener, u.plain_len, sealer, output.as_mut(), &job.tuning, job.digest, check, self.events)?;
                 check_digest(input.path(), u.expected.as_ref(), &sealed.digests)?;
                 sealed
             }
-            None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, job.digest, &progress)?,
+            None => pipeline::seal(input.as_ref(), sealer, output.as_mut(), &job.tuning, job.digest, self.events)?,
         };
         let version = input.version();
         let committed = output.commit()?;
@@ -107,7 +107,7 @@ impl Run<'_, '_> {
         let ours = |e: &Envelope| e.is_of_job(&self.job_id, &f.name, &output);
         match self.job.destination.vacant(&f.relative, &ours, f.replace)? {
             Vacancy::Unrecorded => {
-                self.reporter.note(&f.source, "an earlier run of this job wrote this output and its record was lost (its machine with it); encrypting it again under a new key");
+                self.events.emit(Event::Note { path: &f.source, message: "an earlier run of this job wrote this output and its record was lost (its machine with it); encrypting it again under a new key" });
                 Ok(true)
             }
             Vacancy::Free => Ok(f.replace),
@@ -180,8 +180,8 @@ impl schedule::Files for Run<'_, '_> {
         self.settle(file, Err(error));
     }
 
-    fn progress(&self, bytes: u64) {
-        self.reporter.progress(bytes);
+    fn events(&self) -> &dyn Events {
+        self.events
     }
 
     fn window(&self) -> usize {

@@ -16,6 +16,7 @@ use super::upload::{Multipart, Spare, Upload};
 use super::S3Url;
 use crate::aws::{describe, remote_error, remote_said, status, Aws};
 use crate::error::{Error, Result, Stage};
+use crate::events::{Event, Events};
 use crate::format::envelope::{Envelope, ENVELOPE_KEY};
 use super::options::{key_too_long, ChecksumChoice, ObjectOptions, UploadSettings};
 use crate::store::{About, Cleaned, Destination, Journal, PendingOutput, Recovery, Vacancy};
@@ -64,6 +65,8 @@ pub struct S3Destination {
     settings: UploadSettings,
     open: OpenUploads,
     journal: Mutex<Option<Arc<dyn Journal>>>,
+    /// Where what could not be done is said, as it happens.
+    events: Arc<dyn Events>,
     /// The keys under the prefix when the first fresh output was asked
     /// about ([`S3Destination::existing`]).
     existing: OnceLock<Option<HashSet<String>>>,
@@ -77,7 +80,7 @@ pub const LISTED_MAX: usize = 100_000;
 impl S3Destination {
     /// Outputs under `url` (`s3://bucket/prefix/`; the prefix is treated as
     /// a folder). Checks with `HeadBucket` that the bucket exists and is reachable.
-    pub fn new(aws: &Aws, url: &str, settings: UploadSettings, region: Option<&str>) -> Result<Self> {
+    pub fn new(aws: &Aws, url: &str, settings: UploadSettings, region: Option<&str>, events: Arc<dyn Events>) -> Result<Self> {
         let parsed = S3Url::parse(url)?;
         if settings.concurrency == 0 {
             return Err(Error::Usage("--concurrency must be at least 1".into()));
@@ -100,7 +103,7 @@ impl S3Destination {
             remote_said(format!("s3://{bucket}/"), Stage::Plan, cause, &e)
         })?;
         let open = OpenUploads { client: client.clone(), open: Arc::default() };
-        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None), existing: OnceLock::new() })
+        Ok(S3Destination { client, handle: aws.handle.clone(), bucket, prefix, settings, open, journal: Mutex::new(None), events, existing: OnceLock::new() })
     }
 
     /// The uploads in progress, to abort them on a signal.
@@ -248,6 +251,7 @@ impl Destination for S3Destination {
             whole_crc64: None,
             open: self.open.clone(),
             journal: self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            events: self.events.clone(),
             duplicates: None,
             fresh,
             replacing,
@@ -344,6 +348,10 @@ impl Recovery for S3Destination {
                 cleaned.failed.extend(others.failed);
                 cleaned.settled = others.settled;
             }
+            // Said here; the ids stay journalled, and the next run tries again.
+            for message in &cleaned.failed {
+                self.events.emit(Event::Warning { location: &self.location(relative), message });
+            }
             cleaned
         })
     }
@@ -395,10 +403,9 @@ impl S3Destination {
             Err(reason) if copied.is_empty() => return Err(Error::invalid(Path::new(url), reason)),
             Err(_) => {
                 let pairs = about.envelope.metadata(about.source, &object.metadata).map_err(|reason| Error::invalid(Path::new(url), reason))?;
-                if let Some(j) = self.journal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    let names: Vec<&str> = copied.iter().map(|(k, _)| k.as_str()).collect();
-                    j.warn(url, format!("the source's user metadata ({}) is not copied: with the envelope it exceeds S3's 2 KB, and the envelope goes first", names.join(", ")));
-                }
+                let names: Vec<&str> = copied.iter().map(|(k, _)| k.as_str()).collect();
+                let message = format!("the source's user metadata ({}) is not copied: with the envelope it exceeds S3's 2 KB, and the envelope goes first", names.join(", "));
+                self.events.emit(Event::Warning { location: url, message: &message });
                 pairs
             }
         };

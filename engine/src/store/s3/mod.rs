@@ -16,7 +16,8 @@
 //! An upload that is dropped without a successful commit (any error in the
 //! pipeline, a failed part, a failed completion) is aborted with
 //! `AbortMultipartUpload`, so no parts are left billed; an abort that fails
-//! is said (through the run's journal, [`Journal::warn`]) and stays journalled.
+//! is said as it happens (an [`Event::Warning`](crate::events::Event::Warning)
+//! to the store's events) and stays journalled.
 //!
 //! ## Journal before network
 //! With a run's [`Journal`] set, what an upload is about to create is
@@ -75,6 +76,7 @@ pub use crate::format::url::S3Url;
 use super::{Condition, Conditional, CopyProps, Destination, Listed, OutputSettings, Properties, RestoreRequest, ServerSide, Source, Stamped, Store, Tagged};
 use crate::aws::{Aws, Session};
 use crate::error::{Error, Result, Stage};
+use crate::events::Events;
 use crate::format::envelope::{percent_decode, Envelope, ENVELOPE_KEY, SOURCE_KEY};
 
 /// S3 as a [`Store`]: `s3://bucket/prefix/` listed with `ListObjectsV2`
@@ -89,12 +91,14 @@ pub struct S3Store {
     /// be in another region, whatever `--region` says.
     regions: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
     clients: std::sync::Mutex<std::collections::HashMap<String, aws_sdk_s3::Client>>,
+    /// Where the store says what it could not do (an abort that failed), as it happens.
+    events: Arc<dyn Events>,
 }
 
 impl S3Store {
-    /// S3 through `session`.
-    pub fn new(session: Arc<Session>) -> Self {
-        S3Store { session, client: std::sync::OnceLock::new(), regions: Default::default(), clients: Default::default() }
+    /// S3 through `session`, saying what it could not do to `events`.
+    pub fn new(session: Arc<Session>, events: Arc<dyn Events>) -> Self {
+        S3Store { session, client: std::sync::OnceLock::new(), regions: Default::default(), clients: Default::default(), events }
     }
 
     /// The client of the configured region (requests that name no bucket).
@@ -190,7 +194,7 @@ impl Store for S3Store {
     fn destination(&self, url: &str, settings: &OutputSettings) -> Result<Box<dyn Destination>> {
         S3Url::parse(url)?;
         let region = self.region_of(&S3Url::parse(url)?.bucket)?;
-        Ok(Box::new(S3Destination::new(self.session.aws()?, url, UploadSettings::of(settings), region.as_deref())?))
+        Ok(Box::new(S3Destination::new(self.session.aws()?, url, UploadSettings::of(settings), region.as_deref(), self.events.clone())?))
     }
 
     /// A key longer than S3's limit ([`MAX_KEY_BYTES`]).

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::aws::{code, describe, status};
+use crate::events::{Event, Events};
 use crate::store::{Cleaned, Journal};
 
 /// The multipart uploads of one key, as S3 lists them, and aborts by id.
@@ -95,17 +96,17 @@ impl KeyUploads {
     }
 }
 
-/// Tell `journal` what `cleaned` found about `location`.
-pub(super) fn journal_cleaned(journal: Option<&Arc<dyn Journal>>, location: &str, cleaned: Cleaned) {
+/// Tell `journal` what `cleaned` found about `location`, and `events` what could not be done.
+pub(super) fn journal_cleaned(journal: Option<&Arc<dyn Journal>>, events: &dyn Events, location: &str, cleaned: Cleaned) {
+    for message in &cleaned.failed {
+        events.emit(Event::Warning { location, message });
+    }
     let Some(journal) = journal else { return };
     for id in &cleaned.closed {
         journal.closed(location, id);
     }
     if cleaned.settled {
         journal.settled(location);
-    }
-    for line in cleaned.failed {
-        journal.warn(location, line);
     }
 }
 

@@ -17,6 +17,7 @@ use super::options::{checksum_of, create_error, ChecksumChoice, ObjectOptions};
 use super::orphans::{journal_cleaned, KeyUploads, OpenUploads};
 use crate::aws::{describe, remote_error, remote_said, status, task_failed};
 use crate::error::{Error, Result, Retry, Stage};
+use crate::events::{Event, Events};
 use crate::format::b64;
 use crate::store::{Cleaned, Committed, Journal, PendingOutput, Sink};
 
@@ -93,6 +94,8 @@ pub(super) struct Upload {
     pub(super) whole_crc64: Option<crc64fast_nvme::Digest>,
     pub(super) open: OpenUploads,
     pub(super) journal: Option<Arc<dyn Journal>>,
+    /// Where what could not be done is said (an abort that failed).
+    pub(super) events: Arc<dyn Events>,
     /// The create took more than one attempt: once this upload is closed,
     /// abort the key's other uploads not among these (open before the
     /// create; `None`: they could not be listed).
@@ -117,14 +120,13 @@ impl Upload {
     pub(super) fn settle_duplicates(&self, key_uploads: &KeyUploads, existing: Option<Vec<String>>, keep: Option<&str>) {
         let location = self.url();
         let Some(existing) = existing else {
-            if let Some(j) = &self.journal {
-                j.warn(&location, format!("the uploads of {location} could not be listed after a CreateMultipartUpload that may have opened more than one: an upload may stay open"));
-            }
+            let message = format!("the uploads of {location} could not be listed after a CreateMultipartUpload that may have opened more than one: an upload may stay open");
+            self.events.emit(Event::Warning { location: &location, message: &message });
             return;
         };
         let mut cleaned = Cleaned::default();
         self.handle.block_on(key_uploads.abort_others(&existing, keep, &mut cleaned));
-        journal_cleaned(self.journal.as_ref(), &location, cleaned);
+        journal_cleaned(self.journal.as_ref(), self.events.as_ref(), &location, cleaned);
     }
 
     pub(super) fn fail(&self, op: &str, cause: &str) -> Error {
@@ -398,6 +400,7 @@ impl Drop for Upload {
         let key_uploads = KeyUploads { client: self.client.clone(), bucket: self.bucket.clone(), key: self.key.clone() };
         let open = self.open.clone();
         let journal = self.journal.clone();
+        let events = self.events.clone();
         let location = self.url();
         let duplicates = self.duplicates.take();
         let fut = async move {
@@ -415,7 +418,7 @@ impl Drop for Upload {
                 )),
                 None => {}
             }
-            journal_cleaned(journal.as_ref(), &location, cleaned);
+            journal_cleaned(journal.as_ref(), events.as_ref(), &location, cleaned);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             // Inside the runtime we cannot block: abort in the background.
