@@ -60,7 +60,7 @@ fn with_expected<T>(list: &Path, f: impl FnOnce(&mut dyn Iterator<Item = String>
     let origin = list.to_path_buf();
     let producer = std::thread::spawn(move || {
         read_list(reader, &origin, &mut |n: Named| {
-            let name = if n.name.starts_with("s3://") { n.name } else { sealpipe::resolve_local(Path::new(&n.name)).display().to_string() };
+            let name = if sealpipe::Stores::is_url(&n.name) { n.name } else { sealpipe::resolve_local(Path::new(&n.name)).display().to_string() };
             // The merge stopped early (and reports why): stop reading.
             tx.send(name).map_err(|_| sealpipe::Error::Usage("merge stopped".into()))
         })

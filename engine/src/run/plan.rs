@@ -436,7 +436,7 @@ fn inventory(path: &Path, stores: &Stores, each: &mut dyn FnMut(Listing) -> Cont
             let manifest = super::inputs::parse_inventory_manifest(&bytes, path)?;
             // Data files sit beside manifest.json when it is local, in the destination bucket otherwise.
             for file in &manifest.files {
-                let name = match text.starts_with("s3://") {
+                let name = match S3Url::is_s3(&text) {
                     true => format!("s3://{}/{}", manifest.destination_bucket_name(), file.key),
                     false => path.parent().unwrap_or(Path::new(".")).join(file.key.rsplit('/').next().unwrap_or(&file.key)).display().to_string(),
                 };

@@ -164,10 +164,10 @@ pub struct Legacy<'a> {
     chunk: usize,
 }
 
-/// The text inputs are matched by: `s3://` URLs as they are, local paths
+/// The text inputs are matched by: a store's URLs as they are, local paths
 /// made absolute with symlinks resolved.
 fn lookup_key(text: &str) -> String {
-    if text.starts_with("s3://") {
+    if crate::store::Stores::is_url(text) {
         text.to_string()
     } else {
         resolve(Path::new(text)).display().to_string()
