@@ -515,13 +515,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = DataKey::from_slice(&[3u8; 32]).unwrap();
         let iv = [0xab; 16];
-        // Below and above the mmap threshold; with a 64 KiB window both take
-        // the threaded path, and the 1000-byte one the inline path.
-        for len in [1000usize, 300_017, crate::store::local::MMAP_THRESHOLD as usize + 4099] {
+        // Windows of 64 KiB (the threaded path, each window below
+        // BESIDE_MIN: hashed then encrypted in turn) and of 256 KiB (hashed
+        // beside the cipher on the pool), and a file within one window (inline).
+        for (len, window) in [1000usize, 300_017, (1 << 20) + 4099].into_iter().flat_map(|len| [(len, 64 << 10), (len, 256 << 10)]) {
             let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("in-{len}"));
             std::fs::write(&path, &plain).unwrap();
-            let tuning = Tuning { chunk: 4096, window: 64 * 1024, depth: 2 };
+            let tuning = Tuning { chunk: 4096, window, depth: 2 };
             for (mode, alg) in Mode::ALL.into_iter().flat_map(|m| DigestAlg::ALL.map(|a| (m, a))) {
                 let want = seal_to_vec(mode, &key, Iv::from_slice(&iv).unwrap(), 16, &plain);
                 let input = Input::open(&path).unwrap();
